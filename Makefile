@@ -1,0 +1,84 @@
+# pointsapp: two commands set everything up on a fresh machine.
+#   make run    install, migrate a SQLite database under instance/, load the demo street, serve on :5000
+#   make test   install the test requirements, run the suite on SQLite and (when reachable) PostgreSQL
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export FLASK_APP := pointsapp
+HOST ?= 127.0.0.1
+PORT ?= 5000
+TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+export TEST_POSTGRES_URL
+PYTEST_ARGS ?=
+
+.PHONY: run test test-sqlite test-postgresql install translations messages clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements.txt requirements-test.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+
+translations: $(VENV)/.installed
+	@if ls pointsapp/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
+		$(BIN)/pybabel -q compile -d pointsapp/translations; fi
+
+# Domain errors take a plain English message as their first argument (gettext runs on it when
+# the message is shown), so every PointsError class is an extraction keyword too.
+CATALOGUE  := pointsapp/translations
+ERROR_KEYWORDS := PointsError InvalidInput NotFound Forbidden AccountInactive InsufficientPoints \
+	OutOfStock LimitReached RewardUnavailable RuleNotApplicable AlreadyDecided AlreadyRecorded \
+	VoucherNotFound WrongMerchant VoucherAlreadyRedeemed VoucherExpired VoucherCancelled CannotReverse
+
+# The Chinese catalogue's directory is named as Babel names the zh_CN locale (zh_Hans_CN):
+# Flask-Babel looks for that directory, never for zh_CN/.
+CHINESE    := zh_Hans_CN
+
+# Extract the catalogue template and merge it into the Chinese catalogue (created the first time).
+# Translate the new entries in $(CATALOGUE)/$(CHINESE)/LC_MESSAGES/messages.po afterwards.
+messages: $(VENV)/.installed
+	@mkdir -p $(CATALOGUE)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext $(addprefix -k ,$(ERROR_KEYWORDS)) \
+		--project pointsapp --no-location --sort-output -o $(CATALOGUE)/messages.pot .
+	@if [ -f $(CATALOGUE)/$(CHINESE)/LC_MESSAGES/messages.po ]; then \
+		$(BIN)/pybabel update -i $(CATALOGUE)/messages.pot -d $(CATALOGUE) -l $(CHINESE) --no-fuzzy-matching --ignore-obsolete; \
+	else \
+		$(BIN)/pybabel init -i $(CATALOGUE)/messages.pot -d $(CATALOGUE) -l $(CHINESE); \
+	fi
+
+run: $(VENV)/.installed translations
+	$(BIN)/flask db upgrade
+	$(BIN)/flask points seed-demo --if-empty
+	$(BIN)/flask points demo-logins
+	@echo "Serving on http://$(HOST):$(PORT)  (Ctrl-C to stop)"
+	$(BIN)/flask run --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed-test translations
+	$(MAKE) --no-print-directory test-sqlite
+	@if $(BIN)/python -c "import sys, sqlalchemy as sa; e = sa.create_engine('$(TEST_POSTGRES_URL)'); c = e.connect(); c.close()" >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory test-postgresql; \
+	elif [ -n "$$CI" ]; then \
+		echo "*** PostgreSQL is not reachable at $(TEST_POSTGRES_URL): CI must test on it ***"; exit 1; \
+	else \
+		echo "*** PostgreSQL is not reachable at $(TEST_POSTGRES_URL): the PostgreSQL run was SKIPPED ***"; \
+	fi
+
+test-sqlite: $(VENV)/.installed-test
+	@echo "=== test suite on SQLite ==="
+	TEST_DATABASE=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgresql: $(VENV)/.installed-test
+	@echo "=== test suite on PostgreSQL ==="
+	TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
