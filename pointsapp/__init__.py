@@ -1,0 +1,109 @@
+"""pointsapp: volunteer incentive points and rewards for a city street."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+
+from .config import Config, load_or_create_key, load_or_create_secret_key, normalise_database_url
+from .extensions import csrf, db, limiter, login_manager, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: type | dict | None = None) -> Flask:
+    """Build the application; ``config`` is a class or a mapping that overrides the defaults."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("POINTS_INSTANCE_PATH", str(ROOT / "instance")),
+        template_folder=str(ROOT / "templates"),
+    )
+    app.config.from_object(Config)
+    if isinstance(config, dict):
+        app.config.update(config)
+    elif config is not None:
+        app.config.from_object(config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = load_or_create_secret_key(app.instance_path)
+    if not app.config.get("VOUCHER_KEY"):
+        # Kept apart from SECRET_KEY: rotating the session key must not void open vouchers.
+        app.config["VOUCHER_KEY"] = load_or_create_key(app.instance_path, "POINTS_VOUCHER_KEY", "voucher_key")
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        url = app.config.get("DATABASE_URL") or f"sqlite:///{Path(app.instance_path) / 'pointsapp.db'}"
+        app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(url)
+    _engine_options(app)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    if app.config.get("REDIS_URL"):
+        app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+
+    if app.config.get("PROXY_COUNT"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+
+    db.init_app(app)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(ROOT / "migrations"),
+        compare_type=True,
+        render_as_batch=True,
+        render_item=_render_migration_item,
+    )
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    from .i18n import init_i18n
+
+    init_i18n(app)
+
+    with app.app_context():
+        from .database import configure_engine
+
+        configure_engine(db.engine)
+
+    from . import models  # noqa: F401  (register tables with the metadata)
+    from .web.guards import DatabaseIntConverter
+
+    app.url_map.converters["int"] = DatabaseIntConverter
+    from .web import register_web
+
+    register_web(app)
+
+    from .database import sqlite_begin_mode
+    from flask import request
+
+    @app.before_request
+    def _choose_sqlite_begin_mode():
+        sqlite_begin_mode.set("DEFERRED" if request.method in ("GET", "HEAD", "OPTIONS") else "IMMEDIATE")
+
+    from .cli import points_cli
+
+    app.cli.add_command(points_cli)
+    return app
+
+
+def _render_migration_item(type_, obj, autogen_context):
+    """Write our column types into migrations as plain SQLAlchemy types (migrations outlive code)."""
+    from .models.types import UTCDateTime
+
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime()"
+    return False
+
+
+def _engine_options(app: Flask) -> None:
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    opts = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    if uri.startswith("postgresql"):
+        opts.setdefault("pool_pre_ping", True)
+        opts.setdefault("pool_size", int(os.environ.get("POINTS_DB_POOL_SIZE", "10")))
+        opts.setdefault("max_overflow", int(os.environ.get("POINTS_DB_MAX_OVERFLOW", "10")))
+    elif uri.startswith("sqlite"):
+        opts.setdefault("connect_args", {}).setdefault("timeout", 30)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = opts

@@ -1,0 +1,93 @@
+"""Configuration read from the environment.
+
+Every setting has a safe default for a single-machine SQLite install; production sets
+``DATABASE_URL`` (PostgreSQL via psycopg 3), ``REDIS_URL`` and ``SECRET_KEY``.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_or_create_key(instance_path: str, env_name: str, file_name: str) -> str:
+    """Return a key from the environment, or from ``instance/<file_name>`` (created once).
+
+    The key file is written whole to a temporary name and then linked into place, so a worker
+    starting at the same moment reads either nothing (and creates its own attempt) or the whole
+    key, never a half-written file; exactly one attempt wins the link.
+    """
+    env = os.environ.get(env_name)
+    if env:
+        return env
+    path = Path(instance_path) / file_name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{file_name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+def load_or_create_secret_key(instance_path: str) -> str:
+    """Return SECRET_KEY from the environment, or from instance/secret_key (created once)."""
+    return load_or_create_key(instance_path, "SECRET_KEY", "secret_key")
+
+
+def normalise_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs given in the libpq style."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Config:
+    """Defaults; ``create_app`` fills in what depends on the instance folder."""
+
+    DATABASE_URL = os.environ.get("DATABASE_URL")
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    REDIS_URL = os.environ.get("REDIS_URL")
+    TIMEZONE = os.environ.get("POINTS_TIMEZONE", "Asia/Shanghai")
+    VOUCHER_TTL = timedelta(days=int(os.environ.get("POINTS_VOUCHER_TTL_DAYS", "7")))
+    UPLOAD_MAX_BYTES = int(os.environ.get("POINTS_UPLOAD_MAX_BYTES", str(5 * 1024 * 1024)))
+    MAX_CONTENT_LENGTH = UPLOAD_MAX_BYTES + 64 * 1024
+    FALLBACK_CODE_LIMIT = os.environ.get("POINTS_FALLBACK_CODE_LIMIT", "10 per minute")
+    LOGIN_LIMIT = os.environ.get("POINTS_LOGIN_LIMIT", "10 per minute")
+    BABEL_DEFAULT_LOCALE = "zh_CN"
+    BABEL_DEFAULT_TIMEZONE = TIMEZONE
+    LANGUAGES = ("zh_CN", "en")
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", False)
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=int(os.environ.get("POINTS_SESSION_HOURS", "12")))
+    WTF_CSRF_TIME_LIMIT = None
+    # Number of reverse proxies in front of the app (nginx: 1). Their X-Forwarded-For/-Proto
+    # headers are then trusted, so rate limits count per real client and URLs use https.
+    PROXY_COUNT = int(os.environ.get("POINTS_PROXY_COUNT", "0"))
+    TESTING = False
+
+
+class TestConfig(Config):
+    """Settings for the test suite: CSRF stays on; tests fetch and post real tokens."""
+
+    TESTING = True
+    LOGIN_LIMIT = "1000 per minute"
