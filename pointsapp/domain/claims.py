@@ -1,0 +1,371 @@
+"""Claims, approvals, directly recorded attendance and reversals.
+
+Approval and crediting happen in one transaction: the claim's status moves from ``pending``
+with a conditional UPDATE (so a double click finds it decided and changes nothing), then the
+volunteer's account row is locked, the caps are computed under that lock, and the credit is
+written with the cause key ``activity:<id>`` (unique in the ledger).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import Activity, OrgUnit, PointRule, PointRuleVersion, Transfer, User
+from ..models.ledger import ACCOUNT_VOLUNTEER, TRANSFER_CREDIT
+from ..models.rules import (
+    STATUS_APPROVED,
+    STATUS_PENDING,
+    STATUS_REJECTED,
+    STATUS_REVERSED,
+    UNIT_HOUR,
+)
+from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, STAFF_ROLES
+from . import ledger
+from .access import ancestor_paths, in_scope, require_in_scope, require_merchant_admin, subtree_filter
+from .clock import local_today, now_utc
+from .errors import (
+    AccountInactive,
+    AlreadyDecided,
+    CannotReverse,
+    AlreadyRecorded,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RuleNotApplicable,
+)
+
+CLAIM_MAX_AGE_DAYS = 90
+STATUS_LABELS = {
+    STATUS_APPROVED: _l("approved"),
+    STATUS_REJECTED: _l("rejected"),
+    STATUS_REVERSED: _l("reversed"),
+}
+MAX_HOURS = Decimal("24")
+APPROVER_ROLES = STAFF_ROLES  # grid staff and admins approve in their subtree
+
+
+def parse_hours(value) -> Decimal:
+    """Return hours as a Decimal in half-hour steps, or raise ``InvalidInput``."""
+    try:
+        hours = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise InvalidInput("Enter the hours as a number, e.g. 1.5.", field="hours")
+    if not hours.is_finite() or hours <= 0 or hours > MAX_HOURS or (hours * 2) % 1 != 0:
+        raise InvalidInput("Hours must be between 0.5 and 24, in steps of half an hour.", field="hours")
+    return hours
+
+
+def points_for(version: PointRuleVersion, hours: Decimal | None) -> int:
+    """Return the points a rule version gives, before caps (per hour: rounded half up)."""
+    if version.unit == UNIT_HOUR:
+        return int((Decimal(version.points) * hours).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return version.points
+
+
+def _check_rule_applies(version: PointRuleVersion, rule: PointRule, volunteer: User, on: date) -> None:
+    if volunteer.org_unit is None or rule.org_unit.path not in ancestor_paths(volunteer.org_unit):
+        raise RuleNotApplicable(why=_l("it is not defined for this volunteer's community"))
+    if not version.is_active:
+        raise RuleNotApplicable(why=_l("it has been switched off"))
+    if not version.applies_on(on):
+        raise RuleNotApplicable(why=_l("it is not in force on that date"))
+    if version.titles and volunteer.title not in version.titles:
+        raise RuleNotApplicable(why=_l("it is not for this volunteer's title"))
+
+
+def _check_date(on: date, today: date) -> None:
+    if on > today:
+        raise InvalidInput("The date cannot be in the future.", field="activity_date")
+    if on < today - timedelta(days=CLAIM_MAX_AGE_DAYS):
+        raise InvalidInput(
+            "Claims older than %(n)s days are not accepted.", field="activity_date", n=CLAIM_MAX_AGE_DAYS
+        )
+
+
+def _current_version(rule_id: int) -> tuple[PointRule, PointRuleVersion]:
+    rule = db.session.get(PointRule, rule_id)
+    if rule is None or rule.current is None:
+        raise InvalidInput("Choose an activity type from the list.", field="rule_id")
+    return rule, rule.current
+
+
+def submit_claim(
+    volunteer: User,
+    *,
+    rule_id: int,
+    activity_date: date,
+    hours=None,
+    note: str | None = None,
+    photo_name: str | None = None,
+    submission_key: str | None = None,
+    now: datetime | None = None,
+) -> Activity:
+    """Record a volunteer's claim; rules that need no approval are credited at once."""
+    now = now or now_utc()
+    if not volunteer.is_active:
+        raise AccountInactive()
+    if not volunteer.has_role(ROLE_VOLUNTEER):
+        raise Forbidden()
+    rule, version = _current_version(rule_id)
+    _check_date(activity_date, local_today(now))
+    _check_rule_applies(version, rule, volunteer, activity_date)
+    note = (note or "").strip() or None
+    parsed_hours = parse_hours(hours) if version.unit == UNIT_HOUR else None
+    if version.requires_note and not note:
+        raise InvalidInput("This activity needs a note describing what you did.", field="note")
+    if version.requires_photo and not photo_name:
+        raise InvalidInput("This activity needs a photo as evidence.", field="photo")
+    if submission_key and db.session.scalar(
+        select(Activity.id).where(Activity.volunteer_id == volunteer.id, Activity.batch_key == submission_key)
+    ):
+        raise AlreadyRecorded()
+    act = Activity(
+        volunteer_id=volunteer.id,
+        org_unit_id=volunteer.org_unit_id,
+        rule_id=rule.id,
+        rule_version_id=version.id,
+        activity_date=activity_date,
+        hours=parsed_hours,
+        note=note,
+        photo_path=photo_name,
+        source="claim",
+        status=STATUS_PENDING,
+        points_requested=points_for(version, parsed_hours),
+        points_credited=0,
+        batch_key=submission_key,
+        created_by_id=volunteer.id,
+        created_at=now,
+    )
+    db.session.add(act)
+    _flush_unique(AlreadyRecorded)
+    if not version.needs_approval:
+        _decide(act.id, STATUS_APPROVED, volunteer, now)
+        _credit(act, volunteer)
+    return act
+
+
+def _flush_unique(error_cls) -> None:
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        raise error_cls() from exc
+
+
+def scoped_activity(actor: User, activity_id: int, roles=APPROVER_ROLES) -> Activity:
+    """Return an activity of a volunteer in the actor's subtree, else raise ``NotFound``."""
+    act = db.session.get(Activity, activity_id)
+    if act is None:
+        raise NotFound()
+    require_in_scope(actor, act.org_unit, roles)
+    return act
+
+
+def _decide(activity_id: int, status: str, actor: User, now: datetime, reason: str | None = None) -> None:
+    values = {"status": status, "decided_at": now, "decided_by_id": actor.id}
+    if reason is not None:
+        values["reject_reason"] = reason
+    result = db.session.execute(
+        update(Activity.__table__)
+        .where(Activity.__table__.c.id == activity_id, Activity.__table__.c.status == STATUS_PENDING)
+        .values(**values)
+    )
+    obj = db.session.get(Activity, activity_id)
+    db.session.refresh(obj)
+    if result.rowcount != 1:
+        raise AlreadyDecided(status=STATUS_LABELS.get(obj.status, obj.status))
+
+
+def approve_claim(actor: User, activity_id: int, now: datetime | None = None) -> Activity:
+    """Approve a pending claim and credit its points (up to the rule's caps)."""
+    now = now or now_utc()
+    act = scoped_activity(actor, activity_id)
+    if act.volunteer_id == actor.id:
+        raise Forbidden("You cannot approve your own claim; another staff member must.")
+    db.session.flush()
+    _decide(act.id, STATUS_APPROVED, actor, now)
+    _credit(act, actor)
+    return act
+
+
+def reject_claim(actor: User, activity_id: int, reason: str, now: datetime | None = None) -> Activity:
+    """Reject a pending claim with a reason the volunteer will see."""
+    now = now or now_utc()
+    reason = (reason or "").strip()
+    if len(reason) < 2:
+        raise InvalidInput("Give the volunteer a reason for the rejection.", field="reason")
+    act = scoped_activity(actor, activity_id)
+    if act.volunteer_id == actor.id:
+        raise Forbidden("You cannot decide your own claim; another staff member must.")
+    db.session.flush()
+    _decide(act.id, STATUS_REJECTED, actor, now, reason=reason[:1000])
+    return act
+
+
+def _month_bounds(day: date) -> tuple[date, date]:
+    first = day.replace(day=1)
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    return first, nxt
+
+
+def _credit(act: Activity, actor: User) -> None:
+    """Credit an approved activity, capped by its rule version, under the volunteer's account lock."""
+    volunteer = act.volunteer
+    acc = ledger.account_for_volunteer(volunteer)
+    # Lock the account row first: caps are a read-then-write and must not interleave.
+    ledger.lock_accounts([acc.id])
+    version = act.rule_version
+    grant = act.points_requested
+    notes = []
+
+    def used(since: date, until: date) -> int:
+        return db.session.scalar(
+            select(func.coalesce(func.sum(Activity.points_credited), 0)).where(
+                Activity.volunteer_id == volunteer.id,
+                Activity.rule_id == act.rule_id,
+                Activity.status == STATUS_APPROVED,
+                Activity.id != act.id,
+                Activity.activity_date >= since,
+                Activity.activity_date < until,
+            )
+        )
+
+    if version.daily_cap:
+        room = max(0, version.daily_cap - used(act.activity_date, act.activity_date + timedelta(days=1)))
+        if grant > room:
+            grant = room
+            notes.append(f"daily cap {version.daily_cap}")
+    if version.monthly_cap:
+        room = max(0, version.monthly_cap - used(*_month_bounds(act.activity_date)))
+        if grant > room:
+            grant = room
+            notes.append(f"monthly cap {version.monthly_cap}")
+    act.points_credited = grant
+    act.cap_note = (
+        f"capped: {grant} of {act.points_requested} credited ({', '.join(notes)})" if notes else None
+    )
+    db.session.flush()
+    if grant > 0:
+        ledger.credit(
+            ledger.issuance_account(volunteer.org_unit),
+            acc,
+            grant,
+            reason=f"{version.name_zh} {act.activity_date.isoformat()}",
+            cause_key=f"activity:{act.id}",
+            activity_id=act.id,
+            created_by_id=actor.id,
+        )
+
+
+def record_attendance(
+    actor: User,
+    *,
+    rule_id: int,
+    activity_date: date,
+    volunteer_ids: list[int],
+    hours=None,
+    note: str | None = None,
+    batch_key: str,
+    now: datetime | None = None,
+) -> list[Activity]:
+    """Record one activity for many volunteers at once (one meeting, forty attendees) and credit them."""
+    now = now or now_utc()
+    if not actor.has_role(*STAFF_ROLES):
+        raise Forbidden()
+    if not batch_key:
+        raise InvalidInput("The form is missing its submission key; reload the page.")
+    ids = sorted(set(int(i) for i in volunteer_ids))
+    if not ids:
+        raise InvalidInput("Choose at least one volunteer.", field="volunteer_ids")
+    if db.session.scalar(select(Activity.id).where(Activity.batch_key == batch_key).limit(1)):
+        raise AlreadyRecorded()
+    rule, version = _current_version(rule_id)
+    _check_date(activity_date, local_today(now))
+    parsed_hours = parse_hours(hours) if version.unit == UNIT_HOUR else None
+    volunteers = list(db.session.scalars(select(User).where(User.id.in_(ids)).order_by(User.id)))
+    if len(volunteers) != len(ids):
+        raise NotFound()
+    acts = []
+    for v in volunteers:
+        if not in_scope(actor, v.org_unit, STAFF_ROLES) or not v.has_role(ROLE_VOLUNTEER):
+            raise NotFound()
+        if v.id == actor.id:
+            raise Forbidden(_l("You cannot record points for yourself; another staff member must."))
+        if not v.is_active:
+            raise InvalidInput("%(name)s is deactivated and cannot be credited.", field="volunteer_ids", name=v.full_name)
+        try:
+            _check_rule_applies(version, rule, v, activity_date)
+        except RuleNotApplicable as exc:
+            raise InvalidInput("%(name)s: %(why)s", field="volunteer_ids", name=v.full_name, why=exc.message)
+        act = Activity(
+            volunteer_id=v.id,
+            org_unit_id=v.org_unit_id,
+            rule_id=rule.id,
+            rule_version_id=version.id,
+            activity_date=activity_date,
+            hours=parsed_hours,
+            note=(note or "").strip() or None,
+            source="recorded",
+            status=STATUS_APPROVED,
+            points_requested=points_for(version, parsed_hours),
+            points_credited=0,
+            batch_key=batch_key,
+            created_by_id=actor.id,
+            created_at=now,
+            decided_at=now,
+            decided_by_id=actor.id,
+        )
+        db.session.add(act)
+        acts.append(act)
+    _flush_unique(AlreadyRecorded)
+    # Lock every attendee's account (ascending id) before the first credit touches the street's
+    # issuance account, keeping the global lock order of pointsapp.domain.ledger.
+    ledger.lock_accounts([ledger.account_for_volunteer(v).id for v in volunteers])
+    for act in acts:
+        _credit(act, actor)
+    return acts
+
+
+def pending_claims_query(actor: User):
+    """Return a select of the pending claims in the actor's subtrees, oldest first."""
+    return (
+        select(Activity)
+        .join(OrgUnit, OrgUnit.id == Activity.org_unit_id)
+        .where(Activity.status == STATUS_PENDING, subtree_filter(OrgUnit.path, actor, APPROVER_ROLES))
+        .order_by(Activity.created_at, Activity.id)
+    )
+
+
+def reverse_transfer(actor: User, transfer_id: int, reason: str) -> Transfer:
+    """Undo a credit or a redemption with a reversal entry; only admins over the volunteer."""
+    reason = (reason or "").strip()
+    if len(reason) < 2:
+        raise InvalidInput("A reversal needs a reason that the volunteer and the auditor will read.", field="reason")
+    original = db.session.get(Transfer, transfer_id)
+    if original is None:
+        raise NotFound()
+    volunteer_acc = next(
+        (a for a in (original.to_account, original.from_account) if a.kind == ACCOUNT_VOLUNTEER), None
+    )
+    if volunteer_acc is None:
+        raise NotFound()
+    require_in_scope(actor, volunteer_acc.user.org_unit, ADMIN_ROLES)
+    if original.voucher_id is not None:
+        # A redemption's reversal takes points back from the merchant: admins of both only.
+        require_merchant_admin(actor, original.voucher.merchant_id)
+    db.session.flush()
+    if original.kind == TRANSFER_CREDIT and original.activity_id:
+        # The activity row first (as approval does), then the accounts.
+        result = db.session.execute(
+            update(Activity.__table__)
+            .where(Activity.__table__.c.id == original.activity_id, Activity.__table__.c.status == STATUS_APPROVED)
+            .values(status=STATUS_REVERSED)
+        )
+        db.session.expire(db.session.get(Activity, original.activity_id))
+        if result.rowcount != 1:
+            raise CannotReverse(why=_l("it was already reversed"))
+    return ledger.reverse(original, reason=reason[:1000], created_by_id=actor.id)

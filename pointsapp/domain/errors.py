@@ -1,0 +1,131 @@
+"""Domain errors. Each has a stable ``code`` for programs and a message for people."""
+from __future__ import annotations
+
+from flask import has_app_context
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
+
+
+class PointsError(Exception):
+    """Base of every refusal the domain can give. Nothing has been written when it is raised."""
+
+    code = "points_error"
+    status = 409
+    template = _l("The request was refused.")
+
+    def __init__(self, message=None, **params):
+        self.params = params
+        self._message = message
+        super().__init__(self.code)
+
+    @property
+    def message(self) -> str:
+        text = self._message if self._message is not None else self.template
+        if isinstance(text, str) and has_app_context():
+            # Plain-string messages are catalogue entries too (babel.cfg extracts them).
+            text = gettext(text)
+        text = str(text)
+        return text % self.params if self.params else text
+
+    def __str__(self) -> str:
+        try:
+            return self.message
+        except Exception:  # outside an app context lazy strings cannot render
+            return self.code
+
+
+class InvalidInput(PointsError):
+    """Input that breaks a rule the form cannot express; ``field`` names the culprit."""
+
+    code = "invalid_input"
+    status = 422
+
+    def __init__(self, message, field: str | None = None, **params):
+        self.field = field
+        super().__init__(message, **params)
+
+
+class NotFound(PointsError):
+    code = "not_found"
+    status = 404
+    template = _l("Not found, or not yours to see.")
+
+
+class Forbidden(PointsError):
+    code = "forbidden"
+    status = 403
+    template = _l("You are not allowed to do this here.")
+
+
+class AccountInactive(PointsError):
+    code = "account_inactive"
+    status = 403
+    template = _l("This account is deactivated. Ask the community office to reactivate it.")
+
+
+class InsufficientPoints(PointsError):
+    code = "insufficient_points"
+    template = _l("Not enough points: %(needed)s needed, %(available)s available.")
+
+
+class OutOfStock(PointsError):
+    code = "out_of_stock"
+    template = _l("This reward is out of stock.")
+
+
+class LimitReached(PointsError):
+    code = "limit_reached"
+    template = _l("You have already redeemed this reward the most times allowed (%(limit)s).")
+
+
+class RewardUnavailable(PointsError):
+    code = "reward_unavailable"
+    template = _l("This reward is not available now.")
+
+
+class RuleNotApplicable(PointsError):
+    code = "rule_not_applicable"
+    status = 422
+    template = _l("This activity type does not apply: %(why)s")
+
+
+class AlreadyDecided(PointsError):
+    code = "already_decided"
+    template = _l("This claim was already %(status)s; nothing was changed.")
+
+
+class AlreadyRecorded(PointsError):
+    code = "already_recorded"
+    template = _l("This was already submitted; nothing was recorded twice.")
+
+
+class VoucherNotFound(PointsError):
+    code = "voucher_not_found"
+    status = 404
+    template = _l("Unknown code. Check the code and try again, or scan the QR code.")
+
+
+class WrongMerchant(PointsError):
+    code = "wrong_merchant"
+    status = 403
+    template = _l("This voucher is for %(merchant)s, not for this merchant. Do not hand over goods.")
+
+
+class VoucherAlreadyRedeemed(PointsError):
+    code = "voucher_already_redeemed"
+    template = _l("Already redeemed at %(when)s by %(merchant)s. Do not hand over goods again.")
+
+
+class VoucherExpired(PointsError):
+    code = "voucher_expired"
+    template = _l("This voucher expired at %(when)s. Its points were returned to the volunteer.")
+
+
+class VoucherCancelled(PointsError):
+    code = "voucher_cancelled"
+    template = _l("This voucher was cancelled by the volunteer.")
+
+
+class CannotReverse(PointsError):
+    code = "cannot_reverse"
+    template = _l("This entry cannot be reversed: %(why)s")

@@ -1,0 +1,134 @@
+"""Point rules. Editing a rule adds a version; activities keep the version they were judged under."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import OrgUnit, PointRule, PointRuleVersion, User
+from ..models.rules import CATEGORIES, UNIT_HOUR, UNIT_OCCURRENCE
+from ..models.user import ADMIN_ROLES, TITLES
+from .access import ancestor_paths, require_admin_of, subtree_filter
+from .errors import InvalidInput, NotFound
+
+
+@dataclass
+class RuleTerms:
+    name_zh: str
+    name_en: str
+    category: str
+    unit: str
+    points: int
+    daily_cap: int | None = None
+    monthly_cap: int | None = None
+    needs_approval: bool = True
+    requires_note: bool = False
+    requires_photo: bool = False
+    active_from: date | None = None
+    active_to: date | None = None
+    titles: list[str] = field(default_factory=list)
+    is_active: bool = True
+
+    def validate(self) -> None:
+        if not (self.name_zh or "").strip():
+            raise InvalidInput("A Chinese name is required.", field="name_zh")
+        if not (self.name_en or "").strip():
+            raise InvalidInput("An English name is required.", field="name_en")
+        if self.category not in CATEGORIES:
+            raise InvalidInput("Unknown category.", field="category")
+        if self.unit not in (UNIT_OCCURRENCE, UNIT_HOUR):
+            raise InvalidInput("Points are given per occurrence or per hour.", field="unit")
+        if not isinstance(self.points, int) or not 1 <= self.points <= 10000:
+            raise InvalidInput("Points must be a whole number from 1 to 10000.", field="points")
+        for name in ("daily_cap", "monthly_cap"):
+            cap = getattr(self, name)
+            if cap is not None and not 1 <= cap <= 1_000_000:
+                raise InvalidInput("A cap must be from 1 to 1,000,000, or empty for none.", field=name)
+        if self.daily_cap and self.monthly_cap and self.daily_cap > self.monthly_cap:
+            raise InvalidInput("The daily cap cannot exceed the monthly cap.", field="daily_cap")
+        if self.active_from and self.active_to and self.active_to < self.active_from:
+            raise InvalidInput("The end date is before the start date.", field="active_to")
+        unknown = [t for t in self.titles if t not in TITLES]
+        if unknown:
+            raise InvalidInput("Unknown title.", field="titles")
+
+
+def create_rule(actor: User, unit: OrgUnit, terms: RuleTerms) -> PointRule:
+    """Define a new point rule for the volunteers under ``unit``."""
+    require_admin_of(actor, unit)
+    terms.validate()
+    rule = PointRule(org_unit=unit)
+    db.session.add(rule)
+    db.session.flush()
+    version = PointRuleVersion(rule_id=rule.id, version=1, created_by_id=actor.id, **_clean(terms))
+    db.session.add(version)
+    db.session.flush()
+    db.session.expire(rule, ["versions"])
+    return rule
+
+
+def update_rule(actor: User, rule_id: int, terms: RuleTerms) -> PointRuleVersion:
+    """Change a rule's terms from now on by adding a version; credited activities are untouched."""
+    rule = get_managed_rule(actor, rule_id)
+    terms.validate()
+    last = rule.current
+    version = PointRuleVersion(rule_id=rule.id, version=last.version + 1, created_by_id=actor.id, **_clean(terms))
+    db.session.add(version)
+    db.session.flush()
+    db.session.expire(rule, ["versions"])
+    return version
+
+
+def _clean(terms: RuleTerms) -> dict:
+    data = asdict(terms)
+    data["name_zh"] = data["name_zh"].strip()
+    data["name_en"] = data["name_en"].strip()
+    data["titles"] = sorted(set(data["titles"]))
+    return data
+
+
+def get_managed_rule(actor: User, rule_id: int) -> PointRule:
+    """Return a rule the actor administers, else raise ``NotFound``."""
+    rule = db.session.get(PointRule, rule_id)
+    if rule is None:
+        raise NotFound()
+    require_admin_of(actor, rule.org_unit)
+    return rule
+
+
+def managed_rules(actor: User) -> list[PointRule]:
+    """Return the rules defined in the actor's admin subtrees."""
+    return list(
+        db.session.scalars(
+            select(PointRule)
+            .join(OrgUnit, OrgUnit.id == PointRule.org_unit_id)
+            .where(subtree_filter(OrgUnit.path, actor, ADMIN_ROLES))
+            .order_by(PointRule.id)
+        )
+    )
+
+
+def rules_for_unit(unit: OrgUnit) -> list[PointRule]:
+    """Return the rules defined at ``unit`` or above it (the ones its volunteers can use)."""
+    return list(
+        db.session.scalars(
+            select(PointRule)
+            .join(OrgUnit, OrgUnit.id == PointRule.org_unit_id)
+            .where(OrgUnit.path.in_(ancestor_paths(unit)))
+            .order_by(PointRule.id)
+        )
+    )
+
+
+def rules_for_volunteer(volunteer: User, on: date) -> list[PointRuleVersion]:
+    """Return the current versions of the rules a volunteer can claim under on ``on``."""
+    if volunteer.org_unit is None:
+        return []
+    out = []
+    for rule in rules_for_unit(volunteer.org_unit):
+        v = rule.current
+        if v.applies_on(on) and (not v.titles or volunteer.title in v.titles):
+            out.append(v)
+    return out

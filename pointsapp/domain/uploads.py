@@ -1,0 +1,66 @@
+"""Evidence photos: checked, re-encoded and stored under ``instance/uploads``."""
+from __future__ import annotations
+
+import io
+import os
+import secrets
+from pathlib import Path
+
+from flask import current_app
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InvalidInput
+
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF"}
+MAX_PIXELS = 40_000_000
+MAX_SIDE = 1600
+
+
+def upload_dir() -> Path:
+    path = Path(current_app.instance_path) / "uploads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def store_photo(data: bytes) -> str:
+    """Validate an uploaded image and store it re-encoded as JPEG; return its file name.
+
+    Re-encoding drops anything that is not the picture (EXIF location, scripts in polyglot
+    files) and caps the size a phone photo takes on disk.
+    """
+    limit = current_app.config["UPLOAD_MAX_BYTES"]
+    if not data:
+        raise InvalidInput("The photo is empty.", field="photo")
+    if len(data) > limit:
+        raise InvalidInput("The photo is larger than %(mb)s MB.", field="photo", mb=limit // (1024 * 1024))
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            fmt = probe.format
+            if fmt not in ALLOWED_FORMATS:
+                raise InvalidInput("Upload a JPEG, PNG, WebP or GIF photo.", field="photo")
+            if probe.width * probe.height > MAX_PIXELS:
+                raise InvalidInput("The photo has too many pixels.", field="photo")
+            probe.verify()
+        with Image.open(io.BytesIO(data)) as img:
+            img = img.convert("RGB")
+            img.thumbnail((MAX_SIDE, MAX_SIDE))
+            out = io.BytesIO()
+            img.save(out, "JPEG", quality=82)
+    except InvalidInput:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise InvalidInput("This file is not a photo we can read. Upload a JPEG or PNG.", field="photo")
+    name = secrets.token_hex(16) + ".jpg"
+    target = upload_dir() / name
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(out.getvalue())
+    os.replace(tmp, target)
+    return name
+
+
+def photo_path(name: str) -> Path | None:
+    """Return the stored photo's path, or None for a name that is not one of ours."""
+    if not name or "/" in name or "\\" in name or not name.endswith(".jpg"):
+        return None
+    path = upload_dir() / name
+    return path if path.is_file() else None
