@@ -1,0 +1,38 @@
+"""Language choice: Simplified Chinese first, English second."""
+from __future__ import annotations
+
+from flask import Flask, has_request_context, request, session
+from flask_babel import get_locale
+
+from .extensions import babel
+
+
+def select_locale() -> str:
+    """Return the page's language: the person's choice, else the browser's, else Chinese.
+
+    Outside a request (CLI commands, the operator's terminal) messages are in English.
+    """
+    if not has_request_context():
+        return "en"
+    chosen = session.get("lang")
+    langs = ("zh_CN", "en")
+    if chosen in langs:
+        return chosen
+    best = request.accept_languages.best_match(["zh_CN", "zh", "en"])
+    if best == "en":
+        return "en"
+    return "zh_CN"
+
+
+def init_i18n(app: Flask) -> None:
+    from pathlib import Path
+
+    app.config.setdefault(
+        "BABEL_TRANSLATION_DIRECTORIES", str(Path(__file__).resolve().parent / "translations")
+    )
+    babel.init_app(app, locale_selector=select_locale)
+
+    @app.context_processor
+    def _lang():
+        loc = str(get_locale() or "zh_CN")
+        return {"current_locale": loc, "is_zh": loc.startswith("zh")}

@@ -1,0 +1,82 @@
+"""HTML blueprints, one per audience, and the error pages."""
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from ..domain.errors import PointsError
+from ..extensions import db, login_manager
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def register_web(app: Flask) -> None:
+    from ..models import User
+    from . import admin, auth, merchant, staff, template_helpers, volunteer
+
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        try:
+            return db.session.get(User, int(user_id))
+        except (TypeError, ValueError):
+            return None
+
+    for bp in (auth.bp, volunteer.bp, staff.bp, admin.bp, merchant.bp):
+        app.register_blueprint(bp)
+    template_helpers.register(app)
+
+    @app.teardown_request
+    def _rollback_unfinished(exc):
+        # Whatever a request left uncommitted (an error, an early return) is thrown away.
+        if exc is not None or db.session.dirty or db.session.new:
+            db.session.rollback()
+
+    @app.errorhandler(PointsError)
+    def _points_error(exc: PointsError):
+        db.session.rollback()
+        if wants_json():
+            return jsonify(code=exc.code, message=exc.message), exc.status
+        return render_template("error.html", title=_("Refused"), message=exc.message), exc.status
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc):
+        db.session.rollback()
+        msg = _("The form expired or was sent twice. Go back, reload the page and try again.")
+        if wants_json():
+            return jsonify(code="csrf", message=msg), 400
+        return render_template("error.html", title=_("Form expired"), message=msg), 400
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        db.session.rollback()
+        messages = {
+            400: _("The request could not be understood. Go back, reload the page and try again."),
+            403: _("You are not allowed to see this page."),
+            404: _("This page does not exist, or it is not yours to see."),
+            405: _("This action is not possible here."),
+            413: _("The upload is too large."),
+            429: _("Too many attempts. Wait a minute and try again."),
+        }
+        msg = messages.get(exc.code) or _("This request could not be handled. Go back and try again.")
+        if wants_json():
+            return jsonify(code=f"http_{exc.code}", message=msg), exc.code
+        return render_template("error.html", title=str(exc.code), message=msg), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        db.session.rollback()
+        app.logger.exception("unhandled error")
+        msg = _("Something went wrong on our side. Nothing was changed. Try again in a minute.")
+        if wants_json():
+            return jsonify(code="internal", message=msg), 500
+        return render_template("error.html", title="500", message=msg), 500

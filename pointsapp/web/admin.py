@@ -1,0 +1,544 @@
+"""Pages for community and street admins: rules, merchants and rewards, people, reversals, the tree."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import selectinload
+from wtforms import SelectChoice
+
+from ..domain import claims, people, rules, vouchers
+from ..domain.access import (
+    managed_merchants_query,
+    require_admin_of,
+    require_merchant_admin,
+    subtree_filter,
+)
+from ..domain.errors import PointsError
+from ..domain.org import add_unit, subtree_units
+from ..extensions import db
+from ..forms import (
+    ROLE_LABELS,
+    STOCK_UNLIMITED,
+    CashierForm,
+    GrantRoleForm,
+    MerchantForm,
+    OrgUnitForm,
+    PersonForm,
+    ReverseForm,
+    RewardEditForm,
+    RewardForm,
+    RuleForm,
+    category_choices,
+    merchant_kind_choices,
+    show_domain_error,
+    title_choices,
+)
+from ..models import (
+    Account,
+    Merchant,
+    OrgLevel,
+    OrgUnit,
+    Reward,
+    RoleGrant,
+    Transfer,
+    User,
+)
+from ..models.rewards import MERCHANT_KINDS
+from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF
+from .guards import db_int, role_required
+from .template_helpers import bilingual, page_is_zh
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+PEOPLE_PAGE = 50
+LEDGER_PAGE = 50
+
+
+def _me() -> User:
+    return current_user._get_current_object()
+
+
+@bp.context_processor
+def _labels() -> dict:
+    # Cashiers' role is never granted by the forms, but it is shown on their person page.
+    return {"merchant_kinds": MERCHANT_KINDS, "role_labels": {**ROLE_LABELS, ROLE_MERCHANT_STAFF: _l("Cashier")}}
+
+
+def managed_units(actor: User) -> list[OrgUnit]:
+    """Return every node in the actor's admin subtrees, in tree order."""
+    found: dict[int, OrgUnit] = {}
+    for grant in actor.grants(*ADMIN_ROLES):
+        for unit in subtree_units(grant.org_unit):
+            found[unit.id] = unit
+    return sorted(found.values(), key=lambda u: [int(p) for p in u.path.strip("/").split("/")])
+
+
+def unit_choices(units: list[OrgUnit]) -> list[SelectChoice]:
+    """Return nodes as select choices, indented by depth and labelled with their level."""
+    return [SelectChoice(u.id, "\u3000" * u.depth + f"{u.name} · {bilingual(u.level)}") for u in units]
+
+
+def _unit(unit_id: int) -> OrgUnit:
+    unit = db.session.get(OrgUnit, unit_id)
+    if unit is None:
+        abort(404)
+    return unit
+
+
+# --- home -----------------------------------------------------------------------------------
+
+
+@bp.route("/")
+@role_required(*ADMIN_ROLES)
+def home():
+    """Show the admin's sections and how many claims wait."""
+    actor = _me()
+    pending = db.session.scalar(
+        select(func.count()).select_from(claims.pending_claims_query(actor).order_by(None).subquery())
+    )
+    return render_template("admin/home.html", pending=pending)
+
+
+# --- point rules ----------------------------------------------------------------------------
+
+
+def _rule_form(form: RuleForm) -> RuleForm:
+    zh = page_is_zh()
+    form.category.choices = category_choices(zh)
+    form.titles.choices = title_choices(zh)
+    if "org_unit_id" in form:
+        form.org_unit_id.choices = unit_choices(managed_units(_me()))
+    return form
+
+
+def _rule_terms(form: RuleForm) -> rules.RuleTerms:
+    return rules.RuleTerms(
+        name_zh=form.name_zh.data,
+        name_en=form.name_en.data,
+        category=form.category.data,
+        unit=form.unit.data,
+        points=form.points.data,
+        daily_cap=form.daily_cap.data,
+        monthly_cap=form.monthly_cap.data,
+        needs_approval=form.needs_approval.data,
+        requires_note=form.requires_note.data,
+        requires_photo=form.requires_photo.data,
+        active_from=form.active_from.data,
+        active_to=form.active_to.data,
+        titles=list(form.titles.data or []),
+        is_active=form.is_active.data,
+    )
+
+
+@bp.route("/rules")
+@role_required(*ADMIN_ROLES)
+def rules_list():
+    """List the rules the admin manages."""
+    return render_template("admin/rules.html", rules=rules.managed_rules(_me()))
+
+
+@bp.route("/rules/new", methods=["GET", "POST"])
+@role_required(*ADMIN_ROLES)
+def rule_new():
+    """Define a new point rule."""
+    form = _rule_form(RuleForm())
+    if form.validate_on_submit():
+        try:
+            rule = rules.create_rule(_me(), _unit(form.org_unit_id.data), _rule_terms(form))
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            status = show_domain_error(form, exc)
+            return render_template("admin/rule_form.html", form=form, rule=None), status
+        flash(_("The rule %(name)s was created.", name=bilingual(rule.current)), "ok")
+        return redirect(url_for(".rule_edit", rule_id=rule.id))
+    return render_template("admin/rule_form.html", form=form, rule=None), (422 if form.errors else 200)
+
+
+@bp.route("/rules/<int:rule_id>", methods=["GET", "POST"])
+@role_required(*ADMIN_ROLES)
+def rule_edit(rule_id: int):
+    """Change a rule (adding a version) and show its version history."""
+    rule = rules.get_managed_rule(_me(), rule_id)
+    form = RuleForm(obj=rule.current)
+    del form.org_unit_id  # a rule's place in the tree is fixed; define a new rule elsewhere instead
+    _rule_form(form)
+    if form.validate_on_submit():
+        try:
+            version = rules.update_rule(_me(), rule_id, _rule_terms(form))
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            status = show_domain_error(form, exc)
+            return render_template("admin/rule_form.html", form=form, rule=rule), status
+        flash(_("Saved as version %(n)s. Points already credited are unchanged.", n=version.version), "ok")
+        return redirect(url_for(".rule_edit", rule_id=rule_id))
+    return render_template("admin/rule_form.html", form=form, rule=rule), (422 if form.errors else 200)
+
+
+# --- merchants and rewards ------------------------------------------------------------------
+
+
+@bp.route("/merchants")
+@role_required(*ADMIN_ROLES)
+def merchants():
+    """List the merchants the admin manages."""
+    rows = list(db.session.scalars(managed_merchants_query(_me()).order_by(Merchant.id)))
+    return render_template("admin/merchants.html", merchants=rows)
+
+
+@bp.route("/merchants/new", methods=["GET", "POST"])
+@role_required(*ADMIN_ROLES)
+def merchant_new():
+    """Register a merchant."""
+    form = MerchantForm()
+    form.org_unit_id.choices = unit_choices(managed_units(_me()))
+    form.kind.choices = merchant_kind_choices(page_is_zh())
+    if form.validate_on_submit():
+        try:
+            merchant = vouchers.create_merchant(
+                _me(),
+                _unit(form.org_unit_id.data),
+                name=form.name.data,
+                kind=form.kind.data,
+                address=form.address.data or "",
+                phone=(form.phone.data or "").strip() or None,
+            )
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            status = show_domain_error(form, exc)
+            return render_template("admin/merchant_form.html", form=form), status
+        flash(_("The merchant %(name)s was added.", name=merchant.name), "ok")
+        return redirect(url_for(".merchant", merchant_id=merchant.id))
+    return render_template("admin/merchant_form.html", form=form), (422 if form.errors else 200)
+
+
+def _merchant_page(merchant: Merchant, form: CashierForm, status: int = 200):
+    cashiers = list(
+        db.session.scalars(
+            select(User)
+            .join(RoleGrant, RoleGrant.user_id == User.id)
+            .where(RoleGrant.role == ROLE_MERCHANT_STAFF, RoleGrant.merchant_id == merchant.id)
+            .order_by(User.id)
+        )
+    )
+    return render_template("admin/merchant.html", merchant=merchant, cashiers=cashiers, form=form), status
+
+
+@bp.route("/merchants/<int:merchant_id>")
+@role_required(*ADMIN_ROLES)
+def merchant(merchant_id: int):
+    """Show a merchant's rewards and cashiers."""
+    return _merchant_page(require_merchant_admin(_me(), merchant_id), CashierForm(formdata=None))
+
+
+@bp.route("/merchants/<int:merchant_id>/cashiers", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def cashier_new(merchant_id: int):
+    """Create a cashier account for a merchant."""
+    merchant = require_merchant_admin(_me(), merchant_id)
+    form = CashierForm()
+    if form.validate_on_submit():
+        try:
+            person = people.create_person(
+                _me(),
+                username=form.username.data,
+                full_name=form.full_name.data,
+                password=form.password.data,
+                phone=form.phone.data,
+                org_unit=None,
+                roles=(ROLE_MERCHANT_STAFF,),
+                merchant=merchant,
+            )
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            return _merchant_page(merchant, form, show_domain_error(form, exc))
+        flash(_("%(name)s can now redeem vouchers at %(merchant)s.", name=person.full_name, merchant=merchant.name), "ok")
+        return redirect(url_for(".merchant", merchant_id=merchant_id))
+    return _merchant_page(merchant, form, 422)
+
+
+@bp.route("/merchants/<int:merchant_id>/rewards/new", methods=["GET", "POST"])
+@role_required(*ADMIN_ROLES)
+def reward_new(merchant_id: int):
+    """List a new reward at a merchant."""
+    merchant = require_merchant_admin(_me(), merchant_id)
+    form = RewardForm()
+    if form.validate_on_submit():
+        terms = vouchers.RewardTerms(
+            name=form.name.data,
+            price=form.price.data,
+            description=form.description.data or "",
+            stock=form.stock.data,
+            per_volunteer_limit=form.per_volunteer_limit.data,
+            active_from=form.active_from.data,
+            active_to=form.active_to.data,
+            is_active=form.is_active.data,
+        )
+        try:
+            reward = vouchers.create_reward(_me(), merchant_id, terms)
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            status = show_domain_error(form, exc)
+            return render_template("admin/reward_form.html", form=form, merchant=merchant, reward=None), status
+        flash(_("The reward %(name)s is listed.", name=reward.name), "ok")
+        return redirect(url_for(".merchant", merchant_id=merchant_id))
+    return render_template("admin/reward_form.html", form=form, merchant=merchant, reward=None), (
+        422 if form.errors else 200
+    )
+
+
+@bp.route("/rewards/<int:reward_id>", methods=["GET", "POST"])
+@role_required(*ADMIN_ROLES)
+def reward_edit(reward_id: int):
+    """Change a reward's terms; stock changes by an amount or becomes unlimited."""
+    reward = db.session.get(Reward, reward_id)
+    if reward is None:
+        abort(404)
+    merchant = require_merchant_admin(_me(), reward.merchant_id)
+    form = RewardEditForm(obj=reward)
+    if request.method == "GET":
+        form.stock_mode.data = STOCK_UNLIMITED if reward.stock is None else "limited"
+        form.stock_change.data = 0
+    if form.validate_on_submit():
+        terms = vouchers.RewardTerms(
+            name=form.name.data,
+            price=form.price.data,
+            description=form.description.data or "",
+            per_volunteer_limit=form.per_volunteer_limit.data,
+            active_from=form.active_from.data,
+            active_to=form.active_to.data,
+            is_active=form.is_active.data,
+        )
+        try:
+            vouchers.update_reward(
+                _me(),
+                reward_id,
+                terms,
+                stock_change=form.stock_change.data or 0,
+                unlimited=form.stock_mode.data == STOCK_UNLIMITED,
+            )
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            status = show_domain_error(form, exc)
+            return render_template("admin/reward_form.html", form=form, merchant=merchant, reward=reward), status
+        flash(_("The reward %(name)s was saved.", name=form.name.data), "ok")
+        return redirect(url_for(".merchant", merchant_id=merchant.id))
+    return render_template("admin/reward_form.html", form=form, merchant=merchant, reward=reward), (
+        422 if form.errors else 200
+    )
+
+
+# --- people ---------------------------------------------------------------------------------
+
+
+@bp.route("/people")
+@role_required(*ADMIN_ROLES)
+def people_list():
+    """List the people in the admin's subtrees, searchable, a page at a time."""
+    q = (request.args.get("q") or "").strip()
+    after = request.args.get("after", type=db_int)
+    query = (
+        select(User)
+        .join(OrgUnit, OrgUnit.id == User.org_unit_id)
+        .where(subtree_filter(OrgUnit.path, _me(), ADMIN_ROLES))
+        .options(selectinload(User.org_unit))
+        .order_by(User.id)
+        .limit(PEOPLE_PAGE + 1)
+    )
+    if q:
+        pattern = f"%{q}%"
+        query = query.where(or_(User.full_name.ilike(pattern), User.username.ilike(pattern)))
+    if after:
+        query = query.where(User.id > after)
+    rows = list(db.session.scalars(query))
+    more = len(rows) > PEOPLE_PAGE
+    rows = rows[:PEOPLE_PAGE]
+    return render_template("admin/people.html", people=rows, q=q, next_after=rows[-1].id if more else None)
+
+
+@bp.route("/people/new", methods=["GET", "POST"])
+@role_required(*ADMIN_ROLES)
+def person_new():
+    """Create a person with a node, a title and roles in the admin's subtree."""
+    form = PersonForm()
+    form.org_unit_id.choices = unit_choices(managed_units(_me()))
+    form.title.choices = [SelectChoice("", _("No title"))] + title_choices(page_is_zh())
+    if form.validate_on_submit():
+        try:
+            person = people.create_person(
+                _me(),
+                username=form.username.data,
+                full_name=form.full_name.data,
+                password=form.password.data,
+                phone=form.phone.data,
+                org_unit=_unit(form.org_unit_id.data),
+                title=form.title.data or None,
+                roles=tuple(form.roles.data),
+            )
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            status = show_domain_error(form, exc, "roles")
+            return render_template("admin/person_form.html", form=form), status
+        flash(_("%(name)s was added.", name=person.full_name), "ok")
+        return redirect(url_for(".person", user_id=person.id))
+    return render_template("admin/person_form.html", form=form), (422 if form.errors else 200)
+
+
+def _grant_form(form: GrantRoleForm) -> GrantRoleForm:
+    form.org_unit_id.choices = unit_choices(managed_units(_me()))
+    return form
+
+
+def _person_page(person: User, form: GrantRoleForm, status: int = 200):
+    account = db.session.scalar(select(Account).where(Account.user_id == person.id))
+    return render_template("admin/person.html", person=person, account=account, form=form), status
+
+
+@bp.route("/people/<int:user_id>")
+@role_required(*ADMIN_ROLES)
+def person(user_id: int):
+    """Show a person, their roles and points, and the forms that change them."""
+    person = people.person_in_scope(_me(), user_id)
+    form = _grant_form(GrantRoleForm(formdata=None, org_unit_id=person.org_unit_id))
+    return _person_page(person, form)
+
+
+@bp.route("/people/<int:user_id>/active", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def person_active(user_id: int):
+    """Deactivate or reactivate a person."""
+    active = request.form.get("active") == "1"
+    try:
+        person = people.set_active(_me(), user_id, active)
+        db.session.commit()
+    except PointsError as exc:
+        db.session.rollback()
+        if exc.status in (403, 404):
+            raise
+        flash(exc.message, "error")
+        return redirect(url_for(".person", user_id=user_id))
+    if active:
+        flash(_("%(name)s can log in again.", name=person.full_name), "ok")
+    else:
+        flash(_("%(name)s was deactivated; their points stay in the ledger.", name=person.full_name), "ok")
+    return redirect(url_for(".person", user_id=user_id))
+
+
+@bp.route("/people/<int:user_id>/roles", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def person_grant(user_id: int):
+    """Give a person a role at a node of the admin's subtree."""
+    person = people.person_in_scope(_me(), user_id)
+    form = _grant_form(GrantRoleForm())
+    if form.validate_on_submit():
+        try:
+            people.grant_role(_me(), person, form.role.data, unit=_unit(form.org_unit_id.data))
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            return _person_page(person, form, show_domain_error(form, exc, "role"))
+        flash(_("The role was given to %(name)s.", name=person.full_name), "ok")
+        return redirect(url_for(".person", user_id=user_id))
+    return _person_page(person, form, 422)
+
+
+# --- reversals ------------------------------------------------------------------------------
+
+
+def _ledger_page(person: User, rejecting: tuple[int, ReverseForm] | None = None, status: int = 200):
+    account = db.session.scalar(select(Account).where(Account.user_id == person.id))
+    transfers: list[Transfer] = []
+    reversed_ids: set[int] = set()
+    before = request.args.get("before", type=db_int)
+    next_before = None
+    if account is not None:
+        query = (
+            select(Transfer)
+            .where(or_(Transfer.from_account_id == account.id, Transfer.to_account_id == account.id))
+            .order_by(Transfer.id.desc())
+            .limit(LEDGER_PAGE + 1)
+        )
+        if before:
+            query = query.where(Transfer.id < before)
+        transfers = list(db.session.scalars(query))
+        if len(transfers) > LEDGER_PAGE:
+            transfers = transfers[:LEDGER_PAGE]
+            next_before = transfers[-1].id
+        ids = [t.id for t in transfers]
+        reversed_ids = set(db.session.scalars(select(Transfer.reverses_id).where(Transfer.reverses_id.in_(ids))))
+    return render_template(
+        "admin/ledger.html",
+        person=person,
+        account=account,
+        transfers=transfers,
+        reversed_ids=reversed_ids,
+        rejecting=rejecting,
+        next_before=next_before,
+    ), status
+
+
+@bp.route("/people/<int:user_id>/ledger")
+@role_required(*ADMIN_ROLES)
+def person_ledger(user_id: int):
+    """List a person's ledger transfers with a reversal form for each."""
+    return _ledger_page(people.person_in_scope(_me(), user_id))
+
+
+@bp.route("/people/<int:user_id>/transfers/<int:transfer_id>/reverse", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def reverse(user_id: int, transfer_id: int):
+    """Reverse one ledger transfer of a person, with a reason."""
+    person = people.person_in_scope(_me(), user_id)
+    transfer = db.session.get(Transfer, transfer_id)
+    if transfer is None or person.id not in (transfer.from_account.user_id, transfer.to_account.user_id):
+        abort(404)
+    form = ReverseForm()
+    if form.validate_on_submit():
+        try:
+            claims.reverse_transfer(_me(), transfer_id, form.reason.data)
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            if exc.status in (403, 404):
+                raise
+            return _ledger_page(person, (transfer_id, form), show_domain_error(form, exc, "reason"))
+        flash(_("The entry was reversed: %(amount)s points.", amount=transfer.amount), "ok")
+        return redirect(url_for(".person_ledger", user_id=user_id))
+    return _ledger_page(person, (transfer_id, form), 422)
+
+
+# --- the organisation tree ------------------------------------------------------------------
+
+
+@bp.route("/org", methods=["GET", "POST"])
+@role_required(*ADMIN_ROLES)
+def org():
+    """Show the admin's part of the tree and add a node to it."""
+    actor = _me()
+    units = managed_units(actor)
+    form = OrgUnitForm()
+    form.parent_id.choices = unit_choices(units)
+    levels = list(db.session.scalars(select(OrgLevel).where(OrgLevel.rank > 0).order_by(OrgLevel.rank)))
+    form.level.choices = [SelectChoice(lv.code, bilingual(lv)) for lv in levels]
+    if form.validate_on_submit():
+        parent = _unit(form.parent_id.data)
+        try:
+            require_admin_of(actor, parent)
+            unit = add_unit(form.name.data, form.level.data, parent)
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            status = show_domain_error(form, exc)
+            return render_template("admin/org.html", units=managed_units(actor), form=form), status
+        flash(_("%(name)s was added under %(parent)s.", name=unit.name, parent=parent.name), "ok")
+        return redirect(url_for(".org"))
+    return render_template("admin/org.html", units=units, form=form), (422 if form.errors else 200)

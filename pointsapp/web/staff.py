@@ -1,0 +1,207 @@
+"""Pages for grid staff (and admins): the approval queue and recording attendance."""
+from __future__ import annotations
+
+import secrets
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from wtforms import SelectChoice
+
+from ..domain import claims, rules
+from ..domain.access import scope_paths, subtree_filter
+from ..domain.clock import local_today
+from ..domain.errors import (
+    AlreadyDecided,
+    AlreadyRecorded,
+    PointsError,
+    RuleNotApplicable,
+)
+from ..extensions import db
+from ..forms import AttendanceForm, RejectForm, rule_choices, show_domain_error
+from ..models import Activity, OrgUnit, PointRule, RoleGrant, User
+from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
+from .guards import role_required
+from .template_helpers import page_is_zh
+from .volunteer import send_photo
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+QUEUE_SIZE = 100
+
+
+def _me() -> User:
+    return current_user._get_current_object()
+
+
+# --- approval queue -------------------------------------------------------------------------
+
+
+def _queue_page(rejecting: tuple[int, RejectForm] | None = None, status: int = 200):
+    """Render the queue; ``rejecting`` is a reject form sent back with its errors, and its claim."""
+    query = claims.pending_claims_query(_me()).options(
+        selectinload(Activity.volunteer), selectinload(Activity.rule_version), selectinload(Activity.org_unit)
+    )
+    pending = list(db.session.scalars(query.limit(QUEUE_SIZE)))
+    return render_template(
+        "staff/queue.html", pending=pending, rejecting=rejecting, more=len(pending) == QUEUE_SIZE
+    ), status
+
+
+@bp.route("/")
+@role_required(*STAFF_ROLES)
+def queue():
+    """List the pending claims in the staff member's subtrees."""
+    return _queue_page()
+
+
+@bp.route("/claims/<int:activity_id>/approve", methods=["POST"])
+@role_required(*STAFF_ROLES)
+def approve(activity_id: int):
+    """Approve a pending claim and credit its points."""
+    try:
+        act = claims.approve_claim(_me(), activity_id)
+        db.session.commit()
+    except AlreadyDecided as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for(".queue"))
+    message = _(
+        "Approved: %(points)s points for %(name)s.", points=act.points_credited, name=act.volunteer.full_name
+    )
+    if act.cap_note:
+        message += " " + act.cap_note
+    flash(message, "ok")
+    return redirect(url_for(".queue"))
+
+
+@bp.route("/claims/<int:activity_id>/reject", methods=["POST"])
+@role_required(*STAFF_ROLES)
+def reject(activity_id: int):
+    """Reject a pending claim with a reason the volunteer will see."""
+    form = RejectForm()
+    if form.validate_on_submit():
+        try:
+            act = claims.reject_claim(_me(), activity_id, form.reason.data)
+            db.session.commit()
+        except AlreadyDecided as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return redirect(url_for(".queue"))
+        except PointsError as exc:
+            db.session.rollback()
+            if exc.status in (403, 404):
+                raise
+            status = show_domain_error(form, exc, "reason")
+            return _queue_page((activity_id, form), status)
+        flash(_("Rejected the claim of %(name)s.", name=act.volunteer.full_name), "ok")
+        return redirect(url_for(".queue"))
+    claims.scoped_activity(_me(), activity_id)  # outside the subtree: 404, not a form error
+    return _queue_page((activity_id, form), 422)
+
+
+@bp.route("/claims/<int:activity_id>/photo")
+@role_required(*STAFF_ROLES)
+def claim_photo(activity_id: int):
+    """Send the evidence photo of a claim in the staff member's subtrees."""
+    return send_photo(claims.scoped_activity(_me(), activity_id))
+
+
+# --- recording attendance -------------------------------------------------------------------
+
+
+def volunteers_in_scope(actor: User) -> list[User]:
+    """Return the active volunteers in the actor's staff subtrees, by node and name."""
+    return list(
+        db.session.scalars(
+            select(User)
+            .join(OrgUnit, OrgUnit.id == User.org_unit_id)
+            .where(
+                subtree_filter(OrgUnit.path, actor, STAFF_ROLES),
+                User.is_active_flag.is_(True),
+                User.id.in_(select(RoleGrant.user_id).where(RoleGrant.role == ROLE_VOLUNTEER)),
+            )
+            .options(selectinload(User.org_unit))
+            .order_by(OrgUnit.path, User.full_name, User.id)
+        )
+    )
+
+
+def usable_rules(actor: User) -> list[PointRule]:
+    """Return the rules that apply somewhere in the actor's subtrees: defined above or inside them."""
+    found: dict[int, PointRule] = {}
+    for grant in actor.grants(*STAFF_ROLES):
+        for rule in rules.rules_for_unit(grant.org_unit):
+            found[rule.id] = rule
+    if scope_paths(actor, STAFF_ROLES):
+        inside = select(PointRule).join(OrgUnit, OrgUnit.id == PointRule.org_unit_id).where(
+            subtree_filter(OrgUnit.path, actor, STAFF_ROLES)
+        )
+        for rule in db.session.scalars(inside):
+            found[rule.id] = rule
+    today = local_today()
+    return [r for _id, r in sorted(found.items()) if r.current and r.current.applies_on(today)]
+
+
+def _attendance_choices(form: AttendanceForm, actor: User) -> list[User]:
+    form.rule_id.choices = rule_choices([rule.current for rule in usable_rules(actor)], page_is_zh())
+    people = volunteers_in_scope(actor)
+    form.volunteer_ids.choices = [SelectChoice(p.id, f"{p.full_name} · {p.org_unit.name}") for p in people]
+    return people
+
+
+@bp.route("/attendance", methods=["GET", "POST"])
+@role_required(*STAFF_ROLES)
+def attendance():
+    """Show the attendance form; record one activity for many volunteers."""
+    actor = _me()
+    form = AttendanceForm()
+    _attendance_choices(form, actor)
+    if request.method == "GET":
+        form.activity_date.data = local_today()
+        form.batch_key.data = secrets.token_urlsafe(24)
+    if form.validate_on_submit():
+        try:
+            claims.record_attendance(
+                actor,
+                rule_id=form.rule_id.data,
+                activity_date=form.activity_date.data,
+                volunteer_ids=form.volunteer_ids.data,
+                hours=form.hours.data,
+                note=form.note.data,
+                batch_key=form.batch_key.data,
+            )
+            db.session.commit()
+        except AlreadyRecorded as exc:
+            db.session.rollback()
+            flash(exc.message, "info")
+        except PointsError as exc:
+            db.session.rollback()
+            status = show_domain_error(form, exc, "rule_id" if isinstance(exc, RuleNotApplicable) else None)
+            return render_template("staff/attendance.html", form=form), status
+        return redirect(url_for(".attendance_done", batch_key=form.batch_key.data))
+    return render_template("staff/attendance.html", form=form), (422 if form.errors else 200)
+
+
+@bp.route("/attendance/<batch_key>")
+@role_required(*STAFF_ROLES)
+def attendance_done(batch_key: str):
+    """Show what one attendance submission credited, and who was capped."""
+    acts = list(
+        db.session.scalars(
+            select(Activity)
+            .where(Activity.batch_key == batch_key, Activity.created_by_id == current_user.id, Activity.source == "recorded")
+            .options(selectinload(Activity.volunteer), selectinload(Activity.rule_version))
+            .order_by(Activity.id)
+        )
+    )
+    if not acts:
+        abort(404)
+    return render_template(
+        "staff/attendance_done.html",
+        activities=acts,
+        total=sum(a.points_credited for a in acts),
+        capped=[a for a in acts if a.cap_note],
+    )

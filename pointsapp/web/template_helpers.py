@@ -1,0 +1,59 @@
+"""Template helpers every page uses: local time, names in the page's language, ledger reasons."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask
+from flask_babel import get_locale
+from flask_babel import gettext as _
+
+from ..domain.clock import now_utc, to_local
+from ..models import Transfer, Voucher
+from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_CREDIT, TRANSFER_REVERSAL
+from ..models.rewards import VOUCHER_ISSUED
+
+def page_is_zh() -> bool:
+    """Say whether the page is shown in Chinese."""
+    return str(get_locale() or "zh_CN").startswith("zh")
+
+
+def localtime(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Format a UTC timestamp in the street's local time."""
+    return to_local(moment).strftime(fmt) if moment else ""
+
+
+def bilingual(thing) -> str:
+    """Return the Chinese or English name of a rule version, a level, or a ``(zh, en)`` pair."""
+    if thing is None:
+        return ""
+    if isinstance(thing, tuple):
+        return thing[0] if page_is_zh() else thing[1]
+    return thing.name_zh if page_is_zh() else thing.name_en
+
+
+def transfer_reason(transfer: Transfer) -> str:
+    """Describe a transfer as a person would: what was credited, redeemed or corrected."""
+    if transfer.kind == TRANSFER_REVERSAL:
+        return _("Correction: %(reason)s", reason=transfer.reason)
+    if transfer.kind == TRANSFER_CREDIT and transfer.activity is not None:
+        act = transfer.activity
+        return _(
+            "%(activity)s on %(date)s", activity=bilingual(act.rule_version), date=act.activity_date.isoformat()
+        )
+    if transfer.kind == TRANSFER_CAPTURE and transfer.voucher is not None:
+        v = transfer.voucher
+        return _("Redeemed %(reward)s at %(merchant)s", reward=v.reward.name, merchant=v.merchant.name)
+    return transfer.reason
+
+
+def voucher_state(voucher: Voucher) -> str:
+    """Return the voucher's status as the volunteer sees it now (an issued voucher past its time is expired)."""
+    if voucher.status == VOUCHER_ISSUED and voucher.expires_at <= now_utc():
+        return "expired"
+    return voucher.status
+
+
+def register(app: Flask) -> None:
+    app.add_template_filter(localtime, "localtime")
+    for fn in (bilingual, transfer_reason, voucher_state):
+        app.add_template_global(fn)

@@ -1,0 +1,283 @@
+"""Pages for volunteers: balance, history, claims, rewards and vouchers."""
+from __future__ import annotations
+
+import secrets
+
+import qrcode
+import qrcode.image.svg
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user
+from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from ..domain import claims, rules, uploads, vouchers
+from ..domain.clock import local_today
+from ..domain.errors import AlreadyRecorded, PointsError, RuleNotApplicable
+from ..extensions import db
+from ..forms import ClaimForm, rule_choices, show_domain_error
+from ..models import Account, Activity, Entry, Reward, Transfer, User, Voucher
+from ..models.rewards import VOUCHER_ISSUED
+from ..models.rules import STATUS_APPROVED
+from ..models.user import ROLE_VOLUNTEER
+from .guards import db_int, role_required
+from .template_helpers import page_is_zh, voucher_state
+
+bp = Blueprint("volunteer", __name__, url_prefix="/volunteer")
+
+PAGE_SIZE = 20
+RECENT_ENTRIES = 5
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _me() -> User:
+    """Return the logged-in user (not the proxy), for the domain functions."""
+    return current_user._get_current_object()
+
+
+def _account() -> Account | None:
+    return db.session.scalar(select(Account).where(Account.user_id == current_user.id))
+
+
+def _before_arg() -> int | None:
+    return request.args.get("before", type=db_int)
+
+
+def _entries(account: Account | None, before: int | None, limit: int) -> list[Entry]:
+    if account is None:
+        return []
+    query = (
+        select(Entry)
+        .where(Entry.account_id == account.id)
+        .options(
+            selectinload(Entry.transfer).selectinload(Transfer.activity).selectinload(Activity.rule_version),
+            selectinload(Entry.transfer).selectinload(Transfer.voucher).selectinload(Voucher.reward),
+            selectinload(Entry.transfer).selectinload(Transfer.voucher).selectinload(Voucher.merchant),
+        )
+        .order_by(Entry.id.desc())
+        .limit(limit)
+    )
+    if before:
+        query = query.where(Entry.id < before)
+    return list(db.session.scalars(query))
+
+
+def _own_voucher(voucher_id: int) -> Voucher:
+    voucher = db.session.get(Voucher, voucher_id)
+    if voucher is None or voucher.volunteer_id != current_user.id:
+        abort(404)
+    return voucher
+
+
+def qr_svg(text: str) -> Markup:
+    """Return ``text`` as an inline SVG QR code."""
+    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, border=4)
+    return Markup(image.to_string(encoding="unicode"))
+
+
+def send_photo(activity: Activity):
+    """Send an activity's evidence photo, or 404 when it has none."""
+    path = uploads.photo_path(activity.photo_path or "")
+    if path is None:
+        abort(404)
+    resp = send_file(path, mimetype="image/jpeg", max_age=0)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Cache-Control"] = "private, no-store"
+    resp.headers["Content-Security-Policy"] = "default-src 'none'"
+    return resp
+
+
+# --- balance and history --------------------------------------------------------------------
+
+
+@bp.route("/")
+@role_required(ROLE_VOLUNTEER)
+def home():
+    """Show the balance (available first), the latest entries and one-tap links."""
+    account = _account()
+    return render_template(
+        "volunteer/home.html", account=account, entries=_entries(account, None, RECENT_ENTRIES)
+    )
+
+
+@bp.route("/history")
+@role_required(ROLE_VOLUNTEER)
+def history():
+    """List the volunteer's ledger entries, newest first, a page at a time."""
+    entries = _entries(_account(), _before_arg(), PAGE_SIZE + 1)
+    more = len(entries) > PAGE_SIZE
+    entries = entries[:PAGE_SIZE]
+    return render_template(
+        "volunteer/history.html", entries=entries, next_before=entries[-1].id if more else None
+    )
+
+
+# --- claims ---------------------------------------------------------------------------------
+
+
+@bp.route("/claim", methods=["GET", "POST"])
+@role_required(ROLE_VOLUNTEER)
+def claim():
+    """Show the claim form; record a claim and send it for approval (or credit it at once)."""
+    form = ClaimForm()
+    form.rule_id.choices = rule_choices(rules.rules_for_volunteer(_me(), local_today()), page_is_zh())
+    if request.method == "GET":
+        form.activity_date.data = local_today()
+        form.submission_key.data = secrets.token_urlsafe(24)
+    if form.validate_on_submit():
+        photo_name = None
+        try:
+            if form.photo.data:
+                photo_name = uploads.store_photo(form.photo.data.read())
+            act = claims.submit_claim(
+                _me(),
+                rule_id=form.rule_id.data,
+                activity_date=form.activity_date.data,
+                hours=form.hours.data,
+                note=form.note.data,
+                photo_name=photo_name,
+                submission_key=form.submission_key.data or None,
+            )
+            db.session.commit()
+        except AlreadyRecorded as exc:
+            db.session.rollback()
+            _discard_photo(photo_name)
+            flash(exc.message, "info")
+            return redirect(url_for(".claims_list"))
+        except PointsError as exc:
+            db.session.rollback()
+            _discard_photo(photo_name)
+            status = show_domain_error(form, exc, "rule_id" if isinstance(exc, RuleNotApplicable) else None)
+            return render_template("volunteer/claim.html", form=form), status
+        if act.status == STATUS_APPROVED:
+            flash(_("Thank you! %(points)s points were credited.", points=act.points_credited), "ok")
+        else:
+            flash(_("Thank you! Your claim is waiting for approval by your grid staff."), "ok")
+        return redirect(url_for(".claims_list"))
+    return render_template("volunteer/claim.html", form=form), (422 if form.errors else 200)
+
+
+def _discard_photo(name: str | None) -> None:
+    path = uploads.photo_path(name) if name else None
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+@bp.route("/claims")
+@role_required(ROLE_VOLUNTEER)
+def claims_list():
+    """List the volunteer's claims with their status and any rejection reason."""
+    query = (
+        select(Activity)
+        .where(Activity.volunteer_id == current_user.id)
+        .options(selectinload(Activity.rule_version))
+        .order_by(Activity.id.desc())
+        .limit(PAGE_SIZE + 1)
+    )
+    before = _before_arg()
+    if before:
+        query = query.where(Activity.id < before)
+    acts = list(db.session.scalars(query))
+    more = len(acts) > PAGE_SIZE
+    acts = acts[:PAGE_SIZE]
+    return render_template("volunteer/claims.html", activities=acts, next_before=acts[-1].id if more else None)
+
+
+@bp.route("/claims/<int:activity_id>/photo")
+@role_required(ROLE_VOLUNTEER)
+def claim_photo(activity_id: int):
+    """Send the evidence photo of one of the volunteer's own claims."""
+    act = db.session.get(Activity, activity_id)
+    if act is None or act.volunteer_id != current_user.id:
+        abort(404)
+    return send_photo(act)
+
+
+# --- rewards and vouchers -------------------------------------------------------------------
+
+
+def _rewards_page(error: str | None = None, status: int = 200):
+    rewards = list(
+        db.session.scalars(vouchers.visible_rewards_query(_me()).options(selectinload(Reward.merchant)))
+    )
+    return render_template("volunteer/rewards.html", rewards=rewards, account=_account(), error=error), status
+
+
+@bp.route("/rewards")
+@role_required(ROLE_VOLUNTEER)
+def rewards():
+    """List the rewards the volunteer can redeem."""
+    return _rewards_page()
+
+
+@bp.route("/rewards/<int:reward_id>/redeem", methods=["POST"])
+@role_required(ROLE_VOLUNTEER)
+def redeem(reward_id: int):
+    """Redeem a reward: hold its points and issue a voucher."""
+    try:
+        issued = vouchers.issue_voucher(_me(), reward_id)
+        db.session.commit()
+    except PointsError as exc:
+        db.session.rollback()
+        if exc.status == 404:
+            raise
+        return _rewards_page(exc.message, exc.status)
+    flash(_("Your voucher is ready. Show this QR code at the counter."), "ok")
+    return redirect(url_for(".voucher", voucher_id=issued.voucher.id))
+
+
+@bp.route("/vouchers")
+@role_required(ROLE_VOLUNTEER)
+def vouchers_list():
+    """List the volunteer's vouchers."""
+    rows = list(
+        db.session.scalars(
+            select(Voucher)
+            .where(Voucher.volunteer_id == current_user.id)
+            .options(selectinload(Voucher.reward), selectinload(Voucher.merchant))
+            .order_by(Voucher.id.desc())
+            .limit(100)
+        )
+    )
+    return render_template("volunteer/vouchers.html", vouchers=rows)
+
+
+@bp.route("/vouchers/<int:voucher_id>")
+@role_required(ROLE_VOLUNTEER)
+def voucher(voucher_id: int):
+    """Show one of the volunteer's vouchers with its QR code and fallback code."""
+    v = _own_voucher(voucher_id)
+    usable = voucher_state(v) == VOUCHER_ISSUED
+    return render_template(
+        "volunteer/voucher.html",
+        voucher=v,
+        qr=qr_svg(vouchers.token_for(v.nonce)) if usable else None,
+        code=vouchers.format_code(vouchers.code_for(v.nonce)) if usable else None,
+        usable=usable,
+    )
+
+
+@bp.route("/vouchers/<int:voucher_id>/cancel", methods=["POST"])
+@role_required(ROLE_VOLUNTEER)
+def cancel_voucher(voucher_id: int):
+    """Cancel one of the volunteer's issued vouchers and give its points back."""
+    _own_voucher(voucher_id)
+    closed = vouchers.cancel_voucher(_me(), voucher_id)
+    db.session.commit()
+    if closed.status == "expired":
+        flash(_("The voucher had already expired; its points are available again."), "ok")
+    else:
+        flash(_("The voucher was cancelled and its points are available again."), "ok")
+    return redirect(url_for(".voucher", voucher_id=voucher_id))
