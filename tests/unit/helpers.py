@@ -1,0 +1,69 @@
+"""Small builders and snapshots shared by the domain unit tests and the race tests."""
+from __future__ import annotations
+
+import secrets
+from datetime import date
+
+from sqlalchemy import func, select
+
+from pointsapp.domain import claims, rules
+from pointsapp.domain.clock import local_today
+from pointsapp.extensions import db
+from pointsapp.models import Account, Activity, Entry, Reward, Transfer, Voucher
+from tests.factories import rule_terms
+
+
+def award(s, volunteer, points: int, *, day: date | None = None) -> Activity:
+    """Credit ``points`` to a volunteer through a one-off recorded activity; commit; return it."""
+    rule = rules.create_rule(
+        s.street_admin, s.street, rule_terms(name_zh=f"奖励{points}", name_en=f"Award {points}", points=points)
+    )
+    [act] = claims.record_attendance(
+        s.street_admin,
+        rule_id=rule.id,
+        activity_date=day or local_today(),
+        volunteer_ids=[volunteer.id],
+        batch_key=secrets.token_hex(8),
+    )
+    db.session.commit()
+    return act
+
+
+def award_many(s, volunteers, points: int) -> list[Activity]:
+    """Credit ``points`` to each of ``volunteers`` in one recorded batch; commit."""
+    rule = rules.create_rule(
+        s.street_admin, s.street, rule_terms(name_zh=f"批量{points}", name_en=f"Batch {points}", points=points)
+    )
+    acts = claims.record_attendance(
+        s.street_admin,
+        rule_id=rule.id,
+        activity_date=local_today(),
+        volunteer_ids=[v.id for v in volunteers],
+        batch_key=secrets.token_hex(8),
+    )
+    db.session.commit()
+    return acts
+
+
+def credit_of(activity: Activity) -> Transfer:
+    """Return the credit transfer of an activity."""
+    return db.session.scalar(select(Transfer).where(Transfer.activity_id == activity.id, Transfer.kind == "credit"))
+
+
+def ledger_state() -> dict:
+    """Return everything a refused operation must leave untouched, read fresh from the database."""
+    db.session.expire_all()
+
+    def rows(stmt):
+        return [tuple(r) for r in db.session.execute(stmt)]
+
+    return {
+        "accounts": rows(select(Account.id, Account.balance, Account.held, Account.earned).order_by(Account.id)),
+        "stock": rows(select(Reward.id, Reward.stock).order_by(Reward.id)),
+        "vouchers": rows(select(Voucher.id, Voucher.status, Voucher.redeemed_at).order_by(Voucher.id)),
+        "activities": rows(
+            select(Activity.id, Activity.status, Activity.points_credited).order_by(Activity.id)
+        ),
+        "transfers": db.session.scalar(select(func.count()).select_from(Transfer)),
+        "entries": db.session.scalar(select(func.count()).select_from(Entry)),
+    }

@@ -1,0 +1,275 @@
+"""The ledger as an accountant reads it: transfers, holds, captures, releases and reversals."""
+import pytest
+from flask_babel import force_locale
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from pointsapp.domain import claims, ledger, vouchers
+from pointsapp.domain.errors import CannotReverse, InsufficientPoints
+from pointsapp.extensions import db
+from pointsapp.models import Account, Activity, Entry, Transfer
+from tests.factories import balance
+from tests.unit.helpers import award, credit_of, ledger_state
+
+
+def entries_of(transfer: Transfer) -> dict[int, tuple[int, int]]:
+    return {e.account_id: (e.amount, e.balance_after) for e in transfer.entries}
+
+
+def test_credit_moves_new_points_from_the_street_to_the_volunteer_in_two_legs(street, check_ledger):
+    act = award(street, street.vol_a, 30)
+    t = credit_of(act)
+    vol = ledger.account_for_volunteer(street.vol_a)
+    iss = ledger.issuance_account(street.street)
+    assert t.amount == 30 and t.from_account_id == iss.id and t.to_account_id == vol.id
+    assert "奖励30" in t.reason and t.cause_key == f"activity:{act.id}"
+    assert entries_of(t) == {iss.id: (-30, -30), vol.id: (30, 30)}
+    assert ledger.balance_of(iss.id).balance == -30
+    b = balance(street.vol_a)
+    assert (b.balance, b.held, b.earned) == (30, 0, 30)
+    check_ledger()
+
+
+def test_entries_carry_the_balance_after_each_movement(street, check_ledger):
+    award(street, street.vol_a, 20)
+    award(street, street.vol_a, 15)
+    v = vouchers.issue_voucher(street.vol_a, street.rice.id)
+    vouchers.confirm_redemption(street.cashier, v.code)
+    db.session.commit()
+    vol = ledger.account_for_volunteer(street.vol_a)
+    rows = db.session.execute(
+        select(Entry.amount, Entry.balance_after).where(Entry.account_id == vol.id).order_by(Entry.id)
+    ).all()
+    assert [tuple(r) for r in rows] == [(20, 20), (15, 35), (-10, 25)]
+    check_ledger()
+
+
+def test_the_same_cause_cannot_move_points_twice(street, check_ledger):
+    vol = ledger.account_for_volunteer(street.vol_a)
+    iss = ledger.issuance_account(street.street)
+    ledger.credit(iss, vol, 5, reason="bonus", cause_key="bonus:1")
+    db.session.commit()
+    with pytest.raises(IntegrityError):
+        ledger.credit(iss, vol, 5, reason="bonus again", cause_key="bonus:1")
+    db.session.rollback()
+    assert balance(street.vol_a).balance == 5
+    check_ledger()
+
+
+def test_hold_reserves_points_and_release_gives_them_back(street):
+    award(street, street.vol_a, 40)
+    acc = ledger.account_for_volunteer(street.vol_a)
+    ledger.hold(acc.id, 25)
+    b = ledger.balance_of(acc.id)
+    assert (b.balance, b.held, b.available) == (40, 25, 15)
+    with pytest.raises(InsufficientPoints) as exc:
+        ledger.hold(acc.id, 16)
+    assert exc.value.params == {"needed": 16, "available": 15}
+    ledger.release(acc.id, 25)
+    b = ledger.balance_of(acc.id)
+    assert (b.balance, b.held, b.available) == (40, 0, 40)
+    db.session.rollback()
+
+
+def test_release_of_more_than_is_held_stops_rather_than_papering_over(street):
+    award(street, street.vol_a, 10)
+    acc = ledger.account_for_volunteer(street.vol_a)
+    with pytest.raises(RuntimeError):
+        ledger.release(acc.id, 1)
+    db.session.rollback()
+
+
+def test_capture_moves_held_points_to_the_merchant(street, check_ledger):
+    award(street, street.vol_a, 50)
+    v = vouchers.issue_voucher(street.vol_a, street.rice.id)
+    vouchers.confirm_redemption(street.cashier, v.code)
+    db.session.commit()
+    t = db.session.scalar(select(Transfer).where(Transfer.voucher_id == v.voucher.id))
+    merchant = ledger.account_for_merchant(street.shop.id)
+    vol = ledger.account_for_volunteer(street.vol_a)
+    assert t.kind == "capture" and t.cause_key == f"voucher:{v.voucher.id}:capture"
+    assert entries_of(t) == {vol.id: (-10, 40), merchant.id: (10, 10)}
+    b = balance(street.vol_a)
+    assert (b.balance, b.held, b.earned) == (40, 0, 50)  # spending never lowers earned
+    check_ledger()
+
+
+def test_reversing_a_credit_lowers_balance_and_earned_and_marks_the_activity_reversed(street, check_ledger):
+    award(street, street.vol_a, 20)
+    act = award(street, street.vol_a, 30)
+    r = claims.reverse_transfer(street.street_admin, credit_of(act).id, "重复登记 duplicate entry")
+    db.session.commit()
+    assert r.kind == "reversal" and r.reverses_id == credit_of(act).id and r.activity_id == act.id
+    assert r.reason == "重复登记 duplicate entry" and r.created_by_id == street.street_admin.id
+    b = balance(street.vol_a)
+    assert (b.balance, b.earned) == (20, 20)
+    assert db.session.get(Activity, act.id).status == "reversed"
+    assert ledger.balance_of(ledger.issuance_account(street.street).id).balance == -20
+    check_ledger()
+
+
+def test_a_transfer_can_be_reversed_only_once(street, check_ledger):
+    act = award(street, street.vol_a, 30)
+    claims.reverse_transfer(street.street_admin, credit_of(act).id, "mistake")
+    db.session.commit()
+    before = ledger_state()
+    with pytest.raises(CannotReverse):
+        claims.reverse_transfer(street.street_admin, credit_of(act).id, "mistake again")
+    db.session.rollback()
+    assert ledger_state() == before
+    # The ledger function refuses too, whoever calls it.
+    with pytest.raises(CannotReverse):
+        ledger.reverse(credit_of(act), reason="again", created_by_id=None)
+    db.session.rollback()
+    assert ledger_state() == before
+    check_ledger()
+
+
+def test_a_reversal_cannot_itself_be_reversed(street, check_ledger):
+    act = award(street, street.vol_a, 30)
+    r = claims.reverse_transfer(street.street_admin, credit_of(act).id, "mistake")
+    db.session.commit()
+    with pytest.raises(CannotReverse):
+        claims.reverse_transfer(street.street_admin, r.id, "undo the undo")
+    db.session.rollback()
+    assert balance(street.vol_a).balance == 0
+    check_ledger()
+
+
+def test_reversing_a_credit_already_spent_is_refused_and_nothing_changes(street, check_ledger):
+    act = award(street, street.vol_a, 10)
+    v = vouchers.issue_voucher(street.vol_a, street.rice.id)
+    vouchers.confirm_redemption(street.cashier, v.code)
+    db.session.commit()
+    before = ledger_state()
+    with pytest.raises(CannotReverse) as exc:
+        claims.reverse_transfer(street.street_admin, credit_of(act).id, "wrong volunteer")
+    with force_locale("en"):
+        assert "spent or held" in exc.value.message
+    assert exc.value.params == {"available": 0, "needed": 10}
+    db.session.rollback()
+    assert ledger_state() == before
+    assert db.session.get(Activity, act.id).status == "approved"
+    check_ledger()
+
+
+def test_reversing_a_credit_whose_points_are_held_is_refused_and_nothing_changes(street, check_ledger):
+    act = award(street, street.vol_a, 10)
+    vouchers.issue_voucher(street.vol_a, street.rice.id)
+    db.session.commit()
+    before = ledger_state()
+    with pytest.raises(CannotReverse):
+        claims.reverse_transfer(street.street_admin, credit_of(act).id, "wrong volunteer")
+    db.session.rollback()
+    assert ledger_state() == before
+    b = balance(street.vol_a)
+    assert (b.balance, b.held, b.earned) == (10, 10, 10)
+    check_ledger()
+
+
+def test_reversing_a_capture_gives_the_points_back_to_the_volunteer(street, check_ledger):
+    award(street, street.vol_a, 30)
+    v = vouchers.issue_voucher(street.vol_a, street.rice.id)
+    vouchers.confirm_redemption(street.cashier, v.code)
+    db.session.commit()
+    capture = db.session.scalar(select(Transfer).where(Transfer.kind == "capture"))
+    claims.reverse_transfer(street.street_admin, capture.id, "goods out of stock at the till")
+    db.session.commit()
+    b = balance(street.vol_a)
+    assert (b.balance, b.held, b.earned) == (30, 0, 30)
+    assert ledger.balance_of(ledger.account_for_merchant(street.shop.id).id).balance == 0
+    check_ledger()
+
+
+def test_only_an_admin_over_the_volunteer_may_reverse(street, check_ledger):
+    from pointsapp.domain.errors import NotFound
+
+    act = award(street, street.vol_a, 30)
+    for outsider in (street.admin_b, street.staff_a):
+        with pytest.raises(NotFound):
+            claims.reverse_transfer(outsider, credit_of(act).id, "not mine")
+        db.session.rollback()
+    claims.reverse_transfer(street.admin_a, credit_of(act).id, "community admin of A may")
+    db.session.commit()
+    assert balance(street.vol_a).balance == 0
+    check_ledger()
+
+
+def test_a_reversal_needs_a_reason(street):
+    from pointsapp.domain.errors import InvalidInput
+
+    act = award(street, street.vol_a, 30)
+    with pytest.raises(InvalidInput) as exc:
+        claims.reverse_transfer(street.street_admin, credit_of(act).id, " ")
+    assert exc.value.field == "reason"
+    db.session.rollback()
+    assert balance(street.vol_a).balance == 30
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE transfer SET reason = 'rewritten'",
+        "UPDATE transfer SET amount = amount + 1",
+        "DELETE FROM transfer",
+        "UPDATE entry SET amount = amount * 2",
+        "UPDATE entry SET balance_after = 0",
+        "DELETE FROM entry",
+    ],
+)
+def test_the_database_refuses_to_change_or_delete_ledger_rows(street, check_ledger, statement):
+    award(street, street.vol_a, 30)
+    before = ledger_state()
+    with pytest.raises(DBAPIError) as exc:
+        db.session.execute(text(statement))
+        db.session.flush()
+    assert "append-only" in str(exc.value)
+    db.session.rollback()
+    assert ledger_state() == before
+    check_ledger()
+
+
+def test_the_database_refuses_a_negative_volunteer_balance_written_directly(street, check_ledger):
+    award(street, street.vol_a, 30)
+    acc_id = ledger.account_for_volunteer(street.vol_a).id
+    db.session.commit()
+    with pytest.raises(IntegrityError) as exc:
+        db.session.execute(text("UPDATE account SET balance = -1 WHERE id = :id"), {"id": acc_id})
+    assert "balance_not_negative" in str(exc.value) or "held_within_balance" in str(exc.value)
+    db.session.rollback()
+    with pytest.raises(IntegrityError) as exc:
+        db.session.execute(text("UPDATE account SET held = 31 WHERE id = :id"), {"id": acc_id})
+    assert "held_within_balance" in str(exc.value)
+    db.session.rollback()
+    with pytest.raises(IntegrityError) as exc:
+        db.session.execute(text("UPDATE account SET held = -1 WHERE id = :id"), {"id": acc_id})
+    assert "held_not_negative" in str(exc.value)
+    db.session.rollback()
+    assert balance(street.vol_a).balance == 30
+    check_ledger()
+
+
+def test_only_the_issuance_account_may_go_below_zero(street, check_ledger):
+    award(street, street.vol_a, 30)
+    iss = ledger.issuance_account(street.street)
+    assert db.session.get(Account, iss.id).balance == -30
+    check_ledger()
+
+
+def test_the_database_refuses_a_transfer_of_nothing(street):
+    vol = ledger.account_for_volunteer(street.vol_a)
+    iss = ledger.issuance_account(street.street)
+    db.session.commit()
+    with pytest.raises(IntegrityError) as exc:
+        db.session.execute(
+            text(
+                "INSERT INTO transfer (kind, amount, from_account_id, to_account_id, reason, cause_key, created_at)"
+                " VALUES ('credit', 0, :f, :t, 'nothing', 'zero:1', CURRENT_TIMESTAMP)"
+            ),
+            {"f": iss.id, "t": vol.id},
+        )
+    assert "amount_positive" in str(exc.value)
+    db.session.rollback()
+    with pytest.raises(ValueError):
+        ledger.credit(iss, vol, 0, reason="nothing", cause_key="zero:2")
+    db.session.rollback()

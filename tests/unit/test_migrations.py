@@ -1,0 +1,42 @@
+"""The one migration goes down to nothing and back up again on the test database."""
+import pytest
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from pointsapp.extensions import db
+from tests.factories import build_street
+from tests.unit.helpers import award
+
+TABLES = {
+    "org_level", "org_unit", "user_account", "role_grant", "merchant", "reward", "point_rule",
+    "point_rule_version", "activity", "account", "transfer", "entry", "voucher",
+}
+
+
+def table_names() -> set[str]:
+    return set(inspect(db.engine).get_table_names())
+
+
+def test_downgrade_to_base_and_upgrade_to_head_bring_the_schema_back(app):
+    db.session.remove()
+    assert TABLES <= table_names()
+    downgrade(revision="base")
+    assert table_names() & TABLES == set()
+    upgrade()
+    assert TABLES <= table_names()
+    assert set(db.metadata.tables) == TABLES
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() is not None
+
+
+def test_the_append_only_guard_comes_back_with_the_upgrade(app):
+    db.session.remove()
+    downgrade(revision="base")
+    upgrade()
+    s = build_street()
+    award(s, s.vol_a, 10)
+    with pytest.raises(DBAPIError) as exc:
+        db.session.execute(text("DELETE FROM entry"))
+    assert "append-only" in str(exc.value)
+    db.session.rollback()

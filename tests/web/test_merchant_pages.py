@@ -1,0 +1,185 @@
+"""Merchant pages: look up and confirm vouchers at the till, wrong-code limits, today's list."""
+from __future__ import annotations
+
+import re
+
+from pointsapp.domain import people, vouchers
+from pointsapp.extensions import db
+from pointsapp.models import Voucher
+from pointsapp.models.user import ROLE_MERCHANT_STAFF
+from tests.factories import balance, give_points
+from tests.web.conftest import hidden_inputs, page_text, use_english
+
+
+def status_of(voucher_id: int) -> str:
+    db.session.expire_all()
+    return db.session.get(Voucher, voucher_id).status
+
+
+def test_cashier_looks_up_a_code_and_sees_reward_points_and_masked_name(street, client, login, auth, issued_voucher):
+    use_english(client)
+    login("cashier")
+    typed = vouchers.format_code(issued_voucher.code).lower()  # as read aloud, in any case
+    resp = auth.post("/merchant/lookup", {"code": typed})
+    assert resp.status_code == 200
+    text = page_text(resp)
+    assert "Valid voucher" in text and "大米 5kg" in text and "10 points · for 张*华" in text
+    assert "张秀华" not in text
+    body = resp.get_data(as_text=True)
+    confirm_form = body[body.index('action="/merchant/confirm"'):]
+    assert f'name="code" value="{typed}"' in confirm_form
+    assert status_of(issued_voucher.voucher.id) == "issued"  # looking up changes nothing
+
+
+def test_the_qr_token_works_like_the_typed_code(street, client, login, auth, issued_voucher):
+    use_english(client)
+    login("cashier")
+    resp = auth.post("/merchant/lookup", {"code": issued_voucher.token})
+    assert resp.status_code == 200 and "Valid voucher" in page_text(resp)
+
+
+def test_confirming_redeems_once_and_a_second_confirm_is_refused(
+    street, client, login, auth, issued_voucher, check_ledger
+):
+    use_english(client)
+    login("cashier")
+    resp = auth.post("/merchant/confirm", {"code": issued_voucher.code})
+    assert resp.status_code == 302
+    assert "Redeemed: hand over 大米 5kg to 张*华. 10 points taken." in page_text(client.get(resp.headers["Location"]))
+    assert status_of(issued_voucher.voucher.id) == "redeemed"
+    b = balance(street.vol_a)
+    assert (b.balance, b.held, b.earned) == (40, 0, 50)
+
+    again = auth.post("/merchant/confirm", {"code": issued_voucher.code})
+    assert again.status_code == 409
+    text = page_text(again)
+    assert "Do not hand over" in text
+    assert re.search(r"Already redeemed at \d{4}-\d{2}-\d{2} \d{2}:\d{2} by 友谊慈善超市", text)
+    assert balance(street.vol_a).balance == 40
+    check_ledger()
+
+
+def test_cashier_of_another_merchant_cannot_confirm_the_voucher(street, client, login, auth, issued_voucher, check_ledger):
+    use_english(client)
+    login("cashier2")
+    resp = auth.post("/merchant/confirm", {"code": issued_voucher.code})
+    assert resp.status_code == 403
+    assert "This voucher is for 友谊慈善超市, not for this merchant." in page_text(resp)
+    assert status_of(issued_voucher.voucher.id) == "issued"
+    assert balance(street.vol_a).held == 10
+    check_ledger()
+
+
+def test_unknown_code_is_refused_with_404(street, client, login, auth, issued_voucher):
+    use_english(client)
+    login("cashier")
+    resp = auth.post("/merchant/lookup", {"code": "ZZZZ-ZZZZ"})
+    assert resp.status_code == 404
+    assert "Unknown code." in page_text(resp)
+
+
+def test_empty_code_is_a_field_error(street, client, login, auth):
+    use_english(client)
+    login("cashier")
+    resp = auth.post("/merchant/lookup", {"code": ""})
+    assert resp.status_code == 422
+    assert "Scan or type a code." in page_text(resp)
+
+
+def test_the_eleventh_wrong_code_in_a_minute_is_refused_but_right_codes_work_before(
+    street, client, login, auth, issued_voucher
+):
+    use_english(client)
+    login("cashier")
+    token = auth.csrf()
+    wrong = [f"ZZZZ-ZZ{c}{d}" for c in "ABC" for d in "0123"]
+
+    def post(path, code, who_token=token):
+        return client.post(path, data={"code": code, "csrf_token": who_token})
+
+    for code in wrong[:9]:
+        assert post("/merchant/lookup", code).status_code == 404
+    # Right codes are not counted: the cashier keeps working.
+    assert post("/merchant/lookup", issued_voucher.code).status_code == 200
+    assert post("/merchant/lookup", issued_voucher.code).status_code == 200
+    assert post("/merchant/confirm", wrong[9]).status_code == 404  # the tenth, at confirm: one budget
+    blocked = post("/merchant/lookup", wrong[10])
+    assert blocked.status_code == 429
+    assert "Too many attempts" in page_text(blocked)
+    assert post("/merchant/confirm", issued_voucher.code).status_code == 429
+    assert status_of(issued_voucher.voucher.id) == "issued"
+
+    # The limit is per cashier account, not per merchant or per address.
+    login("cashier2")
+    assert auth.post("/merchant/lookup", {"code": wrong[11]}).status_code == 404
+
+
+def test_todays_redemptions_list_what_was_redeemed(street, client, login, auth, issued_voucher):
+    use_english(client)
+    login("cashier")
+    assert auth.post("/merchant/confirm", {"code": issued_voucher.code}).status_code == 302
+    resp = client.get("/merchant/today")
+    assert resp.status_code == 200
+    text = page_text(resp)
+    assert "1 voucher, 10 points." in text
+    assert "大米 5kg 10 张*华 钱收银" in text
+    login("cashier2")
+    assert "0 vouchers, 0 points." in page_text(client.get("/merchant/today"))
+    assert client.get(f"/merchant/today?merchant_id={street.shop.id}").status_code == 200
+    assert "大米 5kg" not in page_text(client.get(f"/merchant/today?merchant_id={street.shop.id}"))
+
+
+def test_cashier_of_two_merchants_chooses_where_they_are(street, client, login, auth, issued_voucher, check_ledger):
+    people.grant_role(None, street.cashier, ROLE_MERCHANT_STAFF, merchant=street.other_shop)
+    db.session.commit()
+    login("cashier")
+    page = client.get("/merchant/")
+    body = page.get_data(as_text=True)
+    assert '<select id="merchant_id" name="merchant_id"' in body
+    assert "友谊慈善超市" in body and "12349便民为老服务平台" in body
+
+    at_other = auth.post("/merchant/confirm", {"code": issued_voucher.code, "merchant_id": street.other_shop.id})
+    assert at_other.status_code == 403
+    assert status_of(issued_voucher.voucher.id) == "issued"
+    at_shop = auth.post("/merchant/confirm", {"code": issued_voucher.code, "merchant_id": street.shop.id})
+    assert at_shop.status_code == 302
+    assert status_of(issued_voucher.voucher.id) == "redeemed"
+    check_ledger()
+
+
+def test_cashier_cannot_pretend_to_work_at_a_merchant_that_is_not_theirs(street, client, login, auth, issued_voucher):
+    login("cashier2")
+    resp = auth.post("/merchant/confirm", {"code": issued_voucher.code, "merchant_id": street.shop.id})
+    assert resp.status_code == 422
+    assert status_of(issued_voucher.voucher.id) == "issued"
+
+
+def test_single_merchant_cashier_gets_no_selector(street, client, login):
+    login("cashier")
+    resp = client.get("/merchant/")
+    assert "<select" not in resp.get_data(as_text=True)
+    assert hidden_inputs(resp)["merchant_id"] == str(street.shop.id)
+
+
+def test_voucher_of_a_deactivated_volunteer_is_refused(street, client, login, auth, issued_voucher):
+    use_english(client)
+    people.set_active(street.admin_a, street.vol_a.id, False)
+    db.session.commit()
+    login("cashier")
+    resp = auth.post("/merchant/confirm", {"code": issued_voucher.code})
+    assert resp.status_code == 403
+    assert "deactivated" in page_text(resp)
+    assert status_of(issued_voucher.voucher.id) == "issued"
+
+
+def test_confirm_without_csrf_token_is_refused(street, client, login, issued_voucher):
+    login("cashier")
+    assert client.post("/merchant/confirm", data={"code": issued_voucher.code}).status_code == 400
+    assert status_of(issued_voucher.voucher.id) == "issued"
+
+
+def test_volunteers_cannot_open_the_till(street, client, login, auth):
+    give_points(street, street.vol_a, 10)
+    login("vol_a")
+    assert client.get("/merchant/").status_code == 403
+    assert auth.post("/merchant/lookup", {"code": "ABCD-EFGH"}).status_code == 403

@@ -1,0 +1,347 @@
+"""Volunteer pages: balance, history, claims (with photos), rewards and vouchers."""
+from __future__ import annotations
+
+import io
+import re
+from datetime import timedelta
+
+from PIL import Image
+from sqlalchemy import func, select
+
+from pointsapp.domain import claims, rules, vouchers
+from pointsapp.domain.clock import local_today
+from pointsapp.extensions import db
+from pointsapp.models import Activity, Reward, Voucher
+from pointsapp.web import volunteer as volunteer_views
+from tests.factories import balance, give_points, rule_terms, yesterday
+from tests.web.conftest import errors_at, hidden_inputs, page_text, use_english
+
+
+def png_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+def claim_form(client):
+    """Open the claim form and return its hidden inputs (CSRF token and submission key)."""
+    resp = client.get("/volunteer/claim")
+    assert resp.status_code == 200
+    return hidden_inputs(resp)
+
+
+def post_claim(client, hidden: dict, **data):
+    payload = {"activity_date": yesterday().isoformat(), "note": "", "hours": "", **hidden, **data}
+    return client.post("/volunteer/claim", data=payload, content_type="multipart/form-data")
+
+
+# --- balance and history --------------------------------------------------------------------
+
+
+def test_home_shows_available_points_first_then_held_and_earned(street, client, login, check_ledger):
+    use_english(client)
+    give_points(street, street.vol_a, 50)
+    vouchers.issue_voucher(street.vol_a, street.rice.id)
+    db.session.commit()
+    login("vol_a")
+    resp = client.get("/volunteer/")
+    assert resp.status_code == 200
+    body = resp.get_data(as_text=True)
+    assert re.search(r'id="available">40<', body)
+    assert re.search(r'id="held">10<', body)
+    assert re.search(r'id="earned">50<', body)
+    assert body.index('id="available"') < body.index('id="held"') < body.index('id="earned"')
+    text = page_text(resp)
+    assert f"Award 50 on {local_today().isoformat()}" in text
+    for link in ("/volunteer/claim", "/volunteer/rewards", "/volunteer/vouchers"):
+        assert f'href="{link}"' in body
+    check_ledger()
+
+
+def test_history_shows_reasons_signed_amounts_and_balance_after(street, client, login, issued_voucher, check_ledger):
+    use_english(client)
+    vouchers.confirm_redemption(street.cashier, issued_voucher.code)
+    db.session.commit()
+    login("vol_a")
+    text = page_text(client.get("/volunteer/history"))
+    assert "Redeemed 大米 5kg at 友谊慈善超市 −10 40" in text
+    assert f"Award 50 on {local_today().isoformat()} +50 50" in text
+    check_ledger()
+
+
+def test_history_pages_by_entry_id(street, client, login, monkeypatch):
+    monkeypatch.setattr(volunteer_views, "PAGE_SIZE", 2)
+    for amount in (11, 12, 13):
+        give_points(street, street.vol_a, amount)
+    login("vol_a")
+    first = client.get("/volunteer/history")
+    text = page_text(first)
+    assert "奖励13" in text and "奖励12" in text and "奖励11" not in text
+    older = re.search(r'href="(/volunteer/history\?before=\d+)"', first.get_data(as_text=True))
+    assert older, "no link to older entries"
+    second = client.get(older.group(1))
+    text = page_text(second)
+    assert "奖励11" in text and "奖励12" not in text
+    assert 'href="/volunteer/history?before=' not in second.get_data(as_text=True)
+
+
+def test_history_shows_only_the_volunteers_own_entries(street, client, login):
+    give_points(street, street.vol_b, 77)
+    login("vol_a")
+    assert "奖励77" not in page_text(client.get("/volunteer/history"))
+
+
+def test_other_roles_cannot_open_volunteer_pages(street, client, login):
+    login("staff_a")
+    assert client.get("/volunteer/").status_code == 403
+    assert client.get("/volunteer/claim").status_code == 403
+
+
+def test_anonymous_visitor_is_sent_to_login(street, client):
+    resp = client.get("/volunteer/")
+    assert resp.status_code == 302 and "/login" in resp.headers["Location"]
+
+
+# --- claims ---------------------------------------------------------------------------------
+
+
+def test_claim_form_offers_only_the_rules_the_volunteer_can_use(street, client, login):
+    use_english(client)
+    rules.create_rule(street.street_admin, street.street, rule_terms(name_zh="楼长例会", name_en="Building leaders' meeting", titles=["building_leader"]))
+    rules.create_rule(street.admin_b, street.community_b, rule_terms(name_zh="友谊社区活动", name_en="Youyi event"))
+    db.session.commit()
+    login("vol_a")  # a unit leader in community A
+    resp = client.get("/volunteer/claim")
+    text = page_text(resp)
+    assert "Attend a meeting: 10 points" in text
+    assert "Patrol: 2 points per hour" in text
+    assert "Building leaders' meeting" not in text and "Youyi event" not in text
+    body = resp.get_data(as_text=True)
+    assert re.search(rf'data-unit="hour" value="{street.patrol.id}"', body)
+    assert hidden_inputs(resp)["submission_key"]
+
+
+def test_each_render_of_the_claim_form_has_its_own_submission_key(street, client, login):
+    login("vol_a")
+    assert claim_form(client)["submission_key"] != claim_form(client)["submission_key"]
+
+
+def test_volunteer_claims_a_meeting_and_sees_it_waiting(street, client, login):
+    use_english(client)
+    login("vol_a")
+    resp = post_claim(client, claim_form(client), rule_id=street.meeting.id, note="楼栋会议")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/volunteer/claims")
+    act = db.session.scalar(select(Activity).where(Activity.volunteer_id == street.vol_a.id))
+    assert (act.status, act.note, act.points_requested, act.activity_date) == ("pending", "楼栋会议", 10, yesterday())
+    text = page_text(client.get("/volunteer/claims"))
+    assert "Your claim is waiting for approval" in text
+    assert "Attend a meeting" in text and "Waiting for approval" in text
+
+
+def test_claim_for_a_rule_without_approval_is_credited_at_once(street, client, login, check_ledger):
+    use_english(client)
+    rule = rules.create_rule(street.street_admin, street.street, rule_terms(name_zh="反映情况", name_en="Report", points=3, needs_approval=False))
+    db.session.commit()
+    login("vol_a")
+    resp = post_claim(client, claim_form(client), rule_id=rule.id)
+    assert resp.status_code == 302
+    assert balance(street.vol_a).balance == 3
+    assert "3 points were credited" in page_text(client.get("/volunteer/claims"))
+    check_ledger()
+
+
+def test_per_hour_claim_needs_hours_shown_at_the_hours_field(street, client, login):
+    use_english(client)
+    login("vol_a")
+    resp = post_claim(client, claim_form(client), rule_id=street.patrol.id, hours="")
+    assert resp.status_code == 422
+    assert errors_at(resp, "hours") == ["Enter the hours as a number, e.g. 1.5."]
+    resp = post_claim(client, claim_form(client), rule_id=street.patrol.id, hours="0.7")
+    assert resp.status_code == 422
+    assert "half an hour" in errors_at(resp, "hours")[0]
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
+    resp = post_claim(client, claim_form(client), rule_id=street.patrol.id, hours="1.5")
+    assert resp.status_code == 302
+    assert db.session.scalar(select(Activity.points_requested)) == 3
+
+
+def test_claim_in_the_future_is_refused_at_the_date_field(street, client, login):
+    use_english(client)
+    login("vol_a")
+    tomorrow = local_today() + timedelta(days=1)
+    resp = post_claim(client, claim_form(client), rule_id=street.meeting.id, activity_date=tomorrow.isoformat())
+    assert resp.status_code == 422
+    assert errors_at(resp, "activity_date") == ["The date cannot be in the future."]
+    # The form comes back filled in.
+    assert f'selected value="{street.meeting.id}"' in resp.get_data(as_text=True)
+
+
+def test_claim_for_a_rule_not_offered_is_refused(street, client, login):
+    other = rules.create_rule(street.admin_b, street.community_b, rule_terms(name_zh="友谊社区活动", name_en="Youyi event"))
+    db.session.commit()
+    login("vol_a")
+    use_english(client)  # WTForms' own messages come translated
+    resp = post_claim(client, claim_form(client), rule_id=other.id)
+    assert resp.status_code == 422
+    assert errors_at(resp, "rule_id") == ["Not a valid choice."]
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
+
+
+def test_double_submitting_the_same_claim_form_records_it_once(street, client, login):
+    use_english(client)
+    login("vol_a")
+    hidden = claim_form(client)
+    first = post_claim(client, hidden, rule_id=street.meeting.id)
+    second = post_claim(client, hidden, rule_id=street.meeting.id)
+    assert first.status_code == second.status_code == 302
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 1
+    assert "nothing was recorded twice" in page_text(client.get(second.headers["Location"]))
+
+
+def test_claim_without_csrf_token_is_refused(street, client, login):
+    use_english(client)
+    login("vol_a")
+    hidden = claim_form(client)
+    del hidden["csrf_token"]
+    resp = post_claim(client, hidden, rule_id=street.meeting.id)
+    assert resp.status_code == 400
+    assert "The form expired" in page_text(resp)
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
+
+
+def test_claim_with_photo_is_served_to_owner_and_staff_in_scope_only(street, client, login):
+    login("vol_a")
+    resp = post_claim(client, claim_form(client), rule_id=street.meeting.id, photo=(io.BytesIO(png_bytes()), "meeting.png"))
+    assert resp.status_code == 302
+    act = db.session.scalar(select(Activity))
+    assert act.photo_path and act.photo_path.endswith(".jpg")
+    own = client.get(f"/volunteer/claims/{act.id}/photo")
+    assert own.status_code == 200
+    assert own.mimetype == "image/jpeg"
+    assert own.headers["X-Content-Type-Options"] == "nosniff"
+    assert own.data[:3] == b"\xff\xd8\xff"  # re-encoded as JPEG
+    assert f"/volunteer/claims/{act.id}/photo" in client.get("/volunteer/claims").get_data(as_text=True)
+
+    login("staff_a")
+    assert f"/staff/claims/{act.id}/photo" in client.get("/staff/").get_data(as_text=True)
+    assert client.get(f"/staff/claims/{act.id}/photo").status_code == 200
+    login("staff_b")
+    assert client.get(f"/staff/claims/{act.id}/photo").status_code == 404
+    login("vol_a2")
+    assert client.get(f"/volunteer/claims/{act.id}/photo").status_code == 404
+
+
+def test_a_file_that_is_not_a_photo_is_refused_at_the_photo_field(street, client, login):
+    use_english(client)
+    login("vol_a")
+    resp = post_claim(
+        client, claim_form(client), rule_id=street.meeting.id, photo=(io.BytesIO(b"<script>alert(1)</script>"), "x.png")
+    )
+    assert resp.status_code == 422
+    assert errors_at(resp, "photo") == ["This file is not a photo we can read. Upload a JPEG or PNG."]
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
+
+
+def test_my_claims_show_the_rejection_reason(street, client, login, pending_claim):
+    use_english(client)
+    claims.reject_claim(street.staff_a, pending_claim.id, "那天没有会议记录")
+    db.session.commit()
+    login("vol_a")
+    text = page_text(client.get("/volunteer/claims"))
+    assert "Rejected" in text
+    assert "Reason: 那天没有会议记录" in text
+
+
+# --- rewards and vouchers -------------------------------------------------------------------
+
+
+def test_rewards_list_shows_price_stock_and_merchant(street, client, login):
+    use_english(client)
+    far = vouchers.create_merchant(street.admin_b, street.community_b, name="友谊社区小卖部", kind="shop")
+    vouchers.create_reward(street.admin_b, far.id, vouchers.RewardTerms(name="酱油", price=5))
+    db.session.commit()
+    login("vol_a")
+    resp = client.get("/volunteer/rewards")
+    text = page_text(resp)
+    assert "大米 5kg 10 points Stock: 100 left 友谊慈善超市 友谊大街1号" in text
+    assert "上门理发 20 points Stock: unlimited 12349便民为老服务平台" in text
+    assert "酱油" not in text  # a merchant of the other community
+    assert f'action="/volunteer/rewards/{street.rice.id}/redeem"' in resp.get_data(as_text=True)
+
+
+def test_volunteer_redeems_a_reward_and_sees_the_qr_and_code(street, client, login, auth, check_ledger):
+    use_english(client)
+    give_points(street, street.vol_a, 30)
+    login("vol_a")
+    resp = auth.post(f"/volunteer/rewards/{street.rice.id}/redeem")
+    assert resp.status_code == 302
+    voucher = db.session.scalar(select(Voucher))
+    assert resp.headers["Location"].endswith(f"/volunteer/vouchers/{voucher.id}")
+    assert (balance(street.vol_a).available, balance(street.vol_a).held) == (20, 10)
+    page = client.get(resp.headers["Location"])
+    body = page.get_data(as_text=True)
+    assert str(volunteer_views.qr_svg(vouchers.token_for(voucher.nonce))) in body
+    code = vouchers.format_code(vouchers.code_for(voucher.nonce))
+    assert re.fullmatch(r"[0-9A-Z]{4}-[0-9A-Z]{4}", code)
+    assert f'id="fallback-code">{code}<' in body
+    text = page_text(page)
+    assert "大米 5kg" in text and "友谊慈善超市" in text and "Ready to use" in text and "Valid until" in text
+    assert "大米 5kg" in page_text(client.get("/volunteer/vouchers"))
+    check_ledger()
+
+
+def test_redeeming_without_enough_points_is_refused_with_the_reason(street, client, login, auth):
+    use_english(client)
+    give_points(street, street.vol_a, 5)
+    login("vol_a")
+    resp = auth.post(f"/volunteer/rewards/{street.rice.id}/redeem")
+    assert resp.status_code == 409
+    assert "Not enough points: 10 needed, 5 available." in page_text(resp)
+    assert db.session.scalar(select(func.count()).select_from(Voucher)) == 0
+
+
+def test_redeem_without_csrf_token_is_refused(street, client, login):
+    give_points(street, street.vol_a, 30)
+    login("vol_a")
+    assert client.post(f"/volunteer/rewards/{street.rice.id}/redeem").status_code == 400
+    assert db.session.scalar(select(func.count()).select_from(Voucher)) == 0
+
+
+def test_volunteer_cannot_see_or_cancel_another_volunteers_voucher(street, client, login, auth, issued_voucher):
+    vid = issued_voucher.voucher.id
+    login("vol_a2")
+    assert client.get(f"/volunteer/vouchers/{vid}").status_code == 404
+    assert auth.post(f"/volunteer/vouchers/{vid}/cancel").status_code == 404
+    assert issued_voucher.code not in client.get("/volunteer/vouchers").get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Voucher, vid).status == "issued"
+
+
+def test_cancelling_a_voucher_gives_back_the_points_and_the_stock(street, client, login, auth, issued_voucher, check_ledger):
+    use_english(client)
+    vid = issued_voucher.voucher.id
+    login("vol_a")
+    assert f'action="/volunteer/vouchers/{vid}/cancel"' in client.get(f"/volunteer/vouchers/{vid}").get_data(as_text=True)
+    resp = auth.post(f"/volunteer/vouchers/{vid}/cancel")
+    assert resp.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Voucher, vid).status == "cancelled"
+    assert (balance(street.vol_a).available, balance(street.vol_a).held) == (50, 0)
+    assert db.session.get(Reward, street.rice.id).stock == 100
+    page = client.get(f"/volunteer/vouchers/{vid}")
+    assert "Cancelled" in page_text(page)
+    assert "<svg" not in page.get_data(as_text=True) and "/cancel" not in page.get_data(as_text=True)
+    check_ledger()
+
+
+def test_claim_for_a_day_before_the_rule_started_is_refused_with_the_reason(street, client, login):
+    use_english(client)
+    rule = rules.create_rule(
+        street.street_admin, street.street, rule_terms(name_zh="新活动", name_en="New event", active_from=local_today())
+    )
+    db.session.commit()
+    login("vol_a")
+    resp = post_claim(client, claim_form(client), rule_id=rule.id, activity_date=yesterday().isoformat())
+    assert resp.status_code == 422
+    assert errors_at(resp, "rule_id") == ["This activity type does not apply: it is not in force on that date"]
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
