@@ -70,6 +70,10 @@ class Config:
     MAX_CONTENT_LENGTH = UPLOAD_MAX_BYTES + 64 * 1024
     FALLBACK_CODE_LIMIT = os.environ.get("POINTS_FALLBACK_CODE_LIMIT", "10 per minute")
     LOGIN_LIMIT = os.environ.get("POINTS_LOGIN_LIMIT", "10 per minute")
+    # Failed logins per account (any address): slows password guessing spread over many addresses.
+    LOGIN_ACCOUNT_LIMIT = os.environ.get("POINTS_LOGIN_ACCOUNT_LIMIT", "5 per minute")
+    # A logged-in session with no request for this long is ended.
+    IDLE_TIMEOUT = timedelta(minutes=int(os.environ.get("POINTS_IDLE_MINUTES", "30")))
     BABEL_DEFAULT_LOCALE = "zh_CN"
     BABEL_DEFAULT_TIMEZONE = TIMEZONE
     LANGUAGES = ("zh_CN", "en")
@@ -77,6 +81,7 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", False)
     REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     REMEMBER_COOKIE_SAMESITE = "Lax"
     PERMANENT_SESSION_LIFETIME = timedelta(hours=int(os.environ.get("POINTS_SESSION_HOURS", "12")))
     WTF_CSRF_TIME_LIMIT = None
@@ -91,3 +96,4 @@ class TestConfig(Config):
 
     TESTING = True
     LOGIN_LIMIT = "1000 per minute"
+    LOGIN_ACCOUNT_LIMIT = "1000 per minute"

@@ -26,6 +26,7 @@ from wtforms import (
 )
 from wtforms.validators import (
     DataRequired,
+    EqualTo,
     InputRequired,
     Length,
     NumberRange,
@@ -97,6 +98,15 @@ def merchant_kind_choices(zh: bool) -> list[SelectChoice]:
 class LoginForm(FlaskForm):
     username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)])
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=256)])
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=256)])
+    new_password = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=256)])
+    confirm_password = PasswordField(
+        _l("New password again"),
+        validators=[DataRequired(), EqualTo("new_password", message=_l("The two new passwords differ."))],
+    )
 
 
 class ActionForm(FlaskForm):
@@ -176,7 +186,7 @@ class PersonFields(FlaskForm):
     username = StringField(_l("Username"), validators=[DataRequired(), Length(min=3, max=64)])
     full_name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=100)])
     phone = StringField(_l("Phone"), validators=[Optional(), Length(max=32)])
-    password = PasswordField(_l("First password (at least 8 characters)"), validators=[DataRequired(), Length(min=8, max=256)])
+    password = PasswordField(_l("First password (at least 10 characters)"), validators=[DataRequired(), Length(max=256)])
 
 
 class CashierForm(PersonFields):

@@ -25,7 +25,7 @@ from ..models.rules import (
     UNIT_HOUR,
 )
 from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, STAFF_ROLES
-from . import ledger
+from . import audit, ledger
 from .access import ancestor_paths, in_scope, require_in_scope, require_merchant_admin, subtree_filter
 from .clock import local_today, now_utc
 from .errors import (
@@ -189,6 +189,12 @@ def approve_claim(actor: User, activity_id: int, now: datetime | None = None) ->
     db.session.flush()
     _decide(act.id, STATUS_APPROVED, actor, now)
     _credit(act, actor)
+    audit.record(
+        actor, audit.CLAIM_APPROVED, "activity", act.id,
+        {"volunteer_id": act.volunteer_id, "points_requested": act.points_requested,
+         "points_credited": act.points_credited, "cap_note": act.cap_note},
+        org_path=act.org_unit.path, now=now,
+    )
     return act
 
 
@@ -203,6 +209,11 @@ def reject_claim(actor: User, activity_id: int, reason: str, now: datetime | Non
         raise Forbidden("You cannot decide your own claim; another staff member must.")
     db.session.flush()
     _decide(act.id, STATUS_REJECTED, actor, now, reason=reason[:1000])
+    audit.record(
+        actor, audit.CLAIM_REJECTED, "activity", act.id,
+        {"volunteer_id": act.volunteer_id, "points_requested": act.points_requested, "reason": reason[:1000]},
+        org_path=act.org_unit.path, now=now,
+    )
     return act
 
 
@@ -327,6 +338,13 @@ def record_attendance(
     ledger.lock_accounts([ledger.account_for_volunteer(v).id for v in volunteers])
     for act in acts:
         _credit(act, actor)
+    audit.record(
+        actor, audit.ATTENDANCE_RECORDED, "activity_batch", None,
+        {"batch_key": batch_key, "rule_id": rule.id, "rule_version": version.version,
+         "activity_date": activity_date.isoformat(), "hours": str(parsed_hours) if parsed_hours else None,
+         "credited": {str(a.volunteer_id): a.points_credited for a in acts}},
+        org_path=audit.common_path([v.org_unit.path for v in volunteers]), now=now,
+    )
     return acts
 
 
@@ -368,4 +386,11 @@ def reverse_transfer(actor: User, transfer_id: int, reason: str) -> Transfer:
         db.session.expire(db.session.get(Activity, original.activity_id))
         if result.rowcount != 1:
             raise CannotReverse(why=_l("it was already reversed"))
-    return ledger.reverse(original, reason=reason[:1000], created_by_id=actor.id)
+    reversal = ledger.reverse(original, reason=reason[:1000], created_by_id=actor.id)
+    audit.record(
+        actor, audit.TRANSFER_REVERSED, "transfer", original.id,
+        {"reversal_id": reversal.id, "kind": original.kind, "amount": original.amount,
+         "volunteer_id": volunteer_acc.user_id, "reason": reason[:1000]},
+        org_path=volunteer_acc.user.org_unit.path if volunteer_acc.user.org_unit else None,
+    )
+    return reversal

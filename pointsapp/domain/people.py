@@ -1,11 +1,21 @@
-"""People: accounts, passwords (argon2id), roles and deactivation."""
+"""People: accounts, passwords (argon2id), roles, deactivation, password change and reset.
+
+Passwords follow OWASP ASVS level 2 (V2.1): at least 10 characters, up to 256, any characters;
+refused when they are among the 20,000 most common passwords, or contain the username; no rules
+about mixing character classes. Changing or resetting a password, and deactivation, end every
+session of the person (``end_sessions``).
+"""
 from __future__ import annotations
 
+import gzip
 import re
+import secrets
+from functools import lru_cache
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import Merchant, OrgUnit, RoleGrant, User
@@ -18,12 +28,21 @@ from ..models.user import (
     ROLES,
     TITLES,
 )
+from . import audit
 from .access import in_scope
+from .clock import now_utc
 from .errors import Forbidden, InvalidInput, NotFound
 from .ledger import account_for_volunteer
 
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) defaults
-MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 256
+# The 20,000 most common passwords, lowercased, one a line: Royce Williams' list (2017, compiled
+# from public breach corpora), as shipped by Django (django/contrib/auth/common-passwords.txt.gz,
+# BSD licence) for its CommonPasswordValidator; copied unchanged from the Django 5.2.8 wheel.
+COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent.parent / "data" / "common-passwords.txt.gz"
+# Alphabet of generated temporary passwords: no 0/o, 1/l/i, so they can be read out and typed.
+TEMP_PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,64}$")
 # A hash to verify against when the username is unknown, so both cases take the same time.
 _DUMMY_HASH = _hasher.hash("pointsapp-dummy-password")
@@ -34,12 +53,25 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def check_password_strength(password: str) -> None:
-    """Raise ``InvalidInput`` for a password that is too short."""
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(
-            "The password must have at least %(n)s characters.", field="password", n=MIN_PASSWORD_LENGTH
-        )
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    """Return the common-password list (lowercased)."""
+    with gzip.open(COMMON_PASSWORDS_FILE, "rt", encoding="utf-8") as fh:
+        return frozenset(line.strip().lower() for line in fh if line.strip())
+
+
+def check_password_strength(password: str, username: str | None = None, field: str = "password") -> None:
+    """Raise ``InvalidInput`` for a password that is too short, too long, common or the username."""
+    password = password or ""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput("The password must have at least %(n)s characters.", field=field, n=MIN_PASSWORD_LENGTH)
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput("The password can have at most %(n)s characters.", field=field, n=MAX_PASSWORD_LENGTH)
+    lowered = password.strip().lower()
+    if lowered in common_passwords() or len(set(lowered)) <= 2:
+        raise InvalidInput("This password is one of the most common passwords. Choose another.", field=field)
+    if username and len(username) >= 3 and username.strip().lower() in lowered:
+        raise InvalidInput("The password must not contain the username.", field=field)
 
 
 def authenticate(username: str, password: str) -> User | None:
@@ -87,6 +119,20 @@ def grant_role(
     actor: User | None, user: User, role: str, *, unit: OrgUnit | None = None, merchant: Merchant | None = None
 ) -> RoleGrant:
     """Give ``user`` a role scoped to ``unit`` (staff, admins, volunteers) or ``merchant`` (cashiers)."""
+    had = {g.id for g in user.roles}
+    g = _grant(actor, user, role, unit=unit, merchant=merchant)
+    if g.id not in had:
+        audit.record(
+            actor, audit.ROLE_GRANTED, "user", user.id,
+            {"role": role, "org_unit_id": g.org_unit_id, "merchant_id": g.merchant_id},
+            org_path=g.org_unit.path if g.org_unit is not None else g.merchant.org_unit.path,
+        )
+    return g
+
+
+def _grant(
+    actor: User | None, user: User, role: str, *, unit: OrgUnit | None = None, merchant: Merchant | None = None
+) -> RoleGrant:
     if role not in ROLES:
         raise InvalidInput("Unknown role %(r)s.", field="role", r=role)
     if role == ROLE_MERCHANT_STAFF:
@@ -116,8 +162,11 @@ def revoke_role(actor: User, grant: RoleGrant) -> None:
     """Take a role away; a volunteer's points stay in the ledger."""
     if not can_grant(actor, grant.role, grant.org_unit, grant.merchant):
         raise Forbidden()
-    grant.user.roles.remove(grant)
+    user, summary = grant.user, {"role": grant.role, "org_unit_id": grant.org_unit_id, "merchant_id": grant.merchant_id}
+    path = grant.org_unit.path if grant.org_unit is not None else grant.merchant.org_unit.path
+    user.roles.remove(grant)
     db.session.flush()
+    audit.record(actor, audit.ROLE_REVOKED, "user", user.id, summary, org_path=path)
 
 
 def create_person(
@@ -137,7 +186,7 @@ def create_person(
     full_name = (full_name or "").strip()
     if not full_name:
         raise InvalidInput("A name is required.", field="full_name")
-    check_password_strength(password)
+    check_password_strength(password, username)
     if title is not None and title not in TITLES:
         raise InvalidInput("Unknown title.", field="title")
     if ROLE_VOLUNTEER in roles and org_unit is None:
@@ -154,8 +203,23 @@ def create_person(
     db.session.add(user)
     db.session.flush()
     for role in roles:
-        grant_role(actor, user, role, unit=None if role == ROLE_MERCHANT_STAFF else org_unit, merchant=merchant)
+        _grant(actor, user, role, unit=None if role == ROLE_MERCHANT_STAFF else org_unit, merchant=merchant)
+    audit.record(
+        actor, audit.PERSON_CREATED, "user", user.id,
+        {"username": username, "full_name": full_name, "title": title, "roles": sorted(roles),
+         "org_unit_id": org_unit.id if org_unit else None, "merchant_id": merchant.id if merchant else None},
+        org_path=_person_path(user),
+    )
     return user
+
+
+def _person_path(user: User) -> str | None:
+    """Return where in the tree a person is administered: their node, or their merchant's node."""
+    if user.org_unit is not None:
+        return user.org_unit.path
+    for g in user.grants(ROLE_MERCHANT_STAFF):
+        return g.merchant.org_unit.path
+    return None
 
 
 def person_in_scope(actor: User, user_id: int) -> User:
@@ -180,13 +244,74 @@ def set_active(actor: User, user_id: int, active: bool) -> User:
     # a community admin cannot lock out a peer or a street admin.
     if not all(can_grant(actor, g.role, g.org_unit, g.merchant) for g in user.roles):
         raise Forbidden()
+    if bool(user.is_active_flag) == active:
+        return user
     user.is_active_flag = active
     db.session.flush()
+    if not active:
+        end_sessions(user)
+    audit.record(
+        actor, audit.PERSON_REACTIVATED if active else audit.PERSON_DEACTIVATED, "user", user.id,
+        {"username": user.username}, org_path=_person_path(user),
+    )
     return user
 
 
-def set_password(user: User, password: str) -> None:
-    """Replace a person's password after checking its strength."""
-    check_password_strength(password)
-    user.password_hash = hash_password(password)
+def end_sessions(user: User) -> None:
+    """End every session of ``user``: each session's version no longer matches (see ``web.sessions``)."""
     db.session.flush()
+    db.session.execute(
+        update(User.__table__)
+        .where(User.__table__.c.id == user.id)
+        .values(session_version=User.__table__.c.session_version + 1)
+    )
+    db.session.refresh(user, ["session_version"])
+
+
+def set_password(user: User, password: str) -> None:
+    """Replace a person's password after checking its strength, and end their other sessions."""
+    check_password_strength(password, user.username)
+    user.password_hash = hash_password(password)
+    user.must_change_password = False
+    user.password_changed_at = now_utc()
+    end_sessions(user)
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    """Change one's own password: the current one is asked again; every session ends."""
+    try:
+        ok = _hasher.verify(user.password_hash, current or "")
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        raise InvalidInput("The current password is wrong.", field="current_password")
+    if new == current:
+        raise InvalidInput("Choose a password different from the current one.", field="new_password")
+    check_password_strength(new, user.username, field="new_password")
+    set_password(user, new)
+
+
+def generate_temporary_password() -> str:
+    """Return a random password to read out: 3 groups of 4 letters and digits (about 59 bits)."""
+    groups = ["".join(secrets.choice(TEMP_PASSWORD_ALPHABET) for _ in range(4)) for _ in range(3)]
+    return "-".join(groups)
+
+
+def reset_password(actor: User, user_id: int) -> tuple[User, str]:
+    """Give a person a new temporary password they must change at their next login; return it.
+
+    Only an admin who could give each of the person's roles may reset it (as for deactivation);
+    the person's sessions end at once. The password itself is never written to the audit log.
+    """
+    user = person_in_scope(actor, user_id)
+    if user.id == actor.id:
+        raise InvalidInput("Change your own password from the change-password page.")
+    if not all(can_grant(actor, g.role, g.org_unit, g.merchant) for g in user.roles):
+        raise Forbidden()
+    temporary = generate_temporary_password()
+    user.password_hash = hash_password(temporary)
+    user.must_change_password = True
+    user.password_changed_at = now_utc()
+    end_sessions(user)
+    audit.record(actor, audit.PASSWORD_RESET, "user", user.id, {"username": user.username}, org_path=_person_path(user))
+    return user, temporary

@@ -10,6 +10,7 @@ from ..extensions import db
 from ..models import OrgUnit, PointRule, PointRuleVersion, User
 from ..models.rules import CATEGORIES, UNIT_HOUR, UNIT_OCCURRENCE
 from ..models.user import ADMIN_ROLES, TITLES
+from . import audit
 from .access import ancestor_paths, require_admin_of, subtree_filter
 from .errors import InvalidInput, NotFound
 
@@ -66,6 +67,7 @@ def create_rule(actor: User, unit: OrgUnit, terms: RuleTerms) -> PointRule:
     db.session.add(version)
     db.session.flush()
     db.session.expire(rule, ["versions"])
+    audit.record(actor, audit.RULE_CREATED, "point_rule", rule.id, {"version": 1, **_clean(terms)}, org_path=unit.path)
     return rule
 
 
@@ -74,10 +76,16 @@ def update_rule(actor: User, rule_id: int, terms: RuleTerms) -> PointRuleVersion
     rule = get_managed_rule(actor, rule_id)
     terms.validate()
     last = rule.current
-    version = PointRuleVersion(rule_id=rule.id, version=last.version + 1, created_by_id=actor.id, **_clean(terms))
+    new_terms = _clean(terms)
+    changes = {k: [getattr(last, k), v] for k, v in new_terms.items() if getattr(last, k) != v}
+    version = PointRuleVersion(rule_id=rule.id, version=last.version + 1, created_by_id=actor.id, **new_terms)
     db.session.add(version)
     db.session.flush()
     db.session.expire(rule, ["versions"])
+    audit.record(
+        actor, audit.RULE_CHANGED, "point_rule", rule.id, {"version": version.version, "changes": changes},
+        org_path=rule.org_unit.path,
+    )
     return version
 
 

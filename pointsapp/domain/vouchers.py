@@ -30,7 +30,7 @@ from ..extensions import db
 from ..models import Merchant, OrgUnit, Reward, User, Voucher
 from ..models.rewards import VOUCHER_CANCELLED, VOUCHER_EXPIRED, VOUCHER_ISSUED, VOUCHER_REDEEMED
 from ..models.user import ROLE_VOLUNTEER
-from . import ledger
+from . import audit, ledger
 from .access import ancestor_paths, merchant_ids_for_staff, require_merchant_admin
 from .clock import local_today, now_utc, to_local
 from .errors import (
@@ -40,6 +40,7 @@ from .errors import (
     LimitReached,
     NotFound,
     OutOfStock,
+    PointsError,
     RewardUnavailable,
     VoucherAlreadyRedeemed,
     VoucherCancelled,
@@ -238,21 +239,50 @@ def _check_cashier(staff: User, voucher: Voucher, merchant_id: int | None) -> No
         raise Forbidden(_l("You cannot redeem your own voucher; another cashier must."))
 
 
-def look_up_for_redemption(staff: User, text: str, merchant_id: int | None = None, now=None) -> Voucher:
-    """Return a voucher the cashier may confirm now, or raise the reason they may not."""
+def _fingerprint(text: str) -> str:
+    """Return a short hash of a presented code: refusals can be correlated, the code is not logged."""
+    return hashlib.sha256((text or "").strip().upper().encode()).hexdigest()[:12]
+
+
+def log_refusal(exc: PointsError, staff: User, text: str, merchant_id: int | None, step: str, voucher=None) -> None:
+    """Write one structured log line for a refused voucher: reason, cashier, merchant; never the code."""
+    fields = {
+        "event": "voucher_refused",
+        "reason": exc.code,
+        "step": step,
+        "staff_id": staff.id,
+        "merchant_id": merchant_id if merchant_id is not None else ",".join(map(str, merchant_ids_for_staff(staff))),
+        "voucher_id": voucher.id if voucher is not None else None,
+        "voucher_merchant_id": voucher.merchant_id if voucher is not None else None,
+        "presented": "token" if (text or "").strip().upper().startswith(TOKEN_PREFIX) else "code",
+        "presented_length": len((text or "").strip()),
+        "fingerprint": _fingerprint(text),
+    }
+    current_app.logger.warning(
+        "voucher refused " + " ".join(f"{k}={v}" for k, v in fields.items() if k != "event"), extra=fields
+    )
+
+
+def look_up_for_redemption(staff: User, text: str, merchant_id: int | None = None, now=None, *, step="lookup") -> Voucher:
+    """Return a voucher the cashier may confirm now, or raise (and log) the reason they may not."""
     now = now or now_utc()
-    voucher = find_voucher(text)
-    _check_cashier(staff, voucher, merchant_id)
-    _refuse_for_state(voucher, now)
-    if not voucher.volunteer.is_active:
-        raise AccountInactive()
+    voucher = None
+    try:
+        voucher = find_voucher(text)
+        _check_cashier(staff, voucher, merchant_id)
+        _refuse_for_state(voucher, now)
+        if not voucher.volunteer.is_active:
+            raise AccountInactive()
+    except PointsError as exc:
+        log_refusal(exc, staff, text, merchant_id, step, voucher)
+        raise
     return voucher
 
 
 def confirm_redemption(staff: User, text: str, merchant_id: int | None = None, now=None) -> Voucher:
     """Redeem a voucher once: mark it redeemed and capture its held points for the merchant."""
     now = now or now_utc()
-    voucher = look_up_for_redemption(staff, text, merchant_id, now)
+    voucher = look_up_for_redemption(staff, text, merchant_id, now, step="confirm")
     db.session.flush()
     result = db.session.execute(
         update(voucher_t)
@@ -260,9 +290,13 @@ def confirm_redemption(staff: User, text: str, merchant_id: int | None = None, n
         .values(status=VOUCHER_REDEEMED, redeemed_at=now, redeemed_by_id=staff.id)
     )
     db.session.refresh(voucher)
-    if result.rowcount != 1:
-        _refuse_for_state(voucher, now)
-        raise VoucherExpired(when=to_local(voucher.expires_at).strftime("%Y-%m-%d %H:%M"))
+    if result.rowcount != 1:  # another till won the race, or the voucher closed meanwhile
+        try:
+            _refuse_for_state(voucher, now)
+            raise VoucherExpired(when=to_local(voucher.expires_at).strftime("%Y-%m-%d %H:%M"))
+        except PointsError as exc:
+            log_refusal(exc, staff, text, merchant_id, "confirm", voucher)
+            raise
     merchant_acc = ledger.account_for_merchant(voucher.merchant_id)
     ledger.capture(
         voucher.account_id,
@@ -401,7 +435,24 @@ def create_reward(actor: User, merchant_id: int, terms: RewardTerms) -> Reward:
     )
     db.session.add(reward)
     db.session.flush()
+    audit.record(
+        actor, audit.REWARD_CREATED, "reward", reward.id,
+        {"merchant_id": merchant.id, **_terms_summary(terms)},
+        org_path=merchant.org_unit.path,
+    )
     return reward
+
+
+def _terms_summary(terms: RewardTerms) -> dict:
+    return {
+        "name": (terms.name or "").strip(),
+        "price": terms.price,
+        "stock": terms.stock,
+        "per_volunteer_limit": terms.per_volunteer_limit,
+        "active_from": terms.active_from.isoformat() if terms.active_from else None,
+        "active_to": terms.active_to.isoformat() if terms.active_to else None,
+        "is_active": terms.is_active,
+    }
 
 
 def update_reward(actor: User, reward_id: int, terms: RewardTerms, stock_change: int = 0, unlimited: bool | None = None) -> Reward:
@@ -409,8 +460,15 @@ def update_reward(actor: User, reward_id: int, terms: RewardTerms, stock_change:
     reward = db.session.get(Reward, reward_id)
     if reward is None:
         raise NotFound()
-    require_merchant_admin(actor, reward.merchant_id)
+    merchant = require_merchant_admin(actor, reward.merchant_id)
     terms.validate()
+    before = {
+        "name": reward.name, "price": reward.price, "stock": reward.stock,
+        "per_volunteer_limit": reward.per_volunteer_limit,
+        "active_from": reward.active_from.isoformat() if reward.active_from else None,
+        "active_to": reward.active_to.isoformat() if reward.active_to else None,
+        "is_active": reward.is_active,
+    }
     reward.name = terms.name.strip()
     reward.description = (terms.description or "").strip()
     reward.price = terms.price  # vouchers already issued keep the price they hold
@@ -438,6 +496,13 @@ def update_reward(actor: User, reward_id: int, terms: RewardTerms, stock_change:
         if done is None:
             raise InvalidInput("Stock must stay between 0 and 1,000,000.", field="stock_change")
     db.session.expire(reward)
+    after = {**_terms_summary(terms), "stock": reward.stock}
+    audit.record(
+        actor, audit.REWARD_CHANGED, "reward", reward.id,
+        {"merchant_id": merchant.id, "stock_change": stock_change, "unlimited": unlimited,
+         "changes": {k: [before[k], v] for k, v in after.items() if before[k] != v}},
+        org_path=merchant.org_unit.path,
+    )
     return reward
 
 
@@ -455,4 +520,9 @@ def create_merchant(actor: User, unit: OrgUnit, *, name: str, kind: str, address
     db.session.add(merchant)
     db.session.flush()
     ledger.account_for_merchant(merchant.id)
+    audit.record(
+        actor, audit.MERCHANT_CREATED, "merchant", merchant.id,
+        {"name": merchant.name, "kind": kind, "address": merchant.address, "phone": phone, "org_unit_id": unit.id},
+        org_path=unit.path,
+    )
     return merchant

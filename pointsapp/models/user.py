@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Optional
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -48,6 +48,12 @@ class User(UserMixin, db.Model):
     title: Mapped[Optional[str]] = mapped_column(String(32))
     is_active_flag: Mapped[bool] = mapped_column("is_active", Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Raised whenever every session of the person must end (logout, password change or reset,
+    # deactivation); each session carries the number it was opened with and dies on a mismatch.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set by an admin's password reset: every page leads to the change-password page until done.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    password_changed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     org_unit = relationship("OrgUnit")
     roles: Mapped[list["RoleGrant"]] = relationship(

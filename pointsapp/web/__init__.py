@@ -19,7 +19,7 @@ def wants_json() -> bool:
 
 def register_web(app: Flask) -> None:
     from ..models import User
-    from . import admin, auth, merchant, staff, template_helpers, volunteer
+    from . import admin, auth, merchant, security, staff, template_helpers, volunteer
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
@@ -27,13 +27,19 @@ def register_web(app: Flask) -> None:
     @login_manager.user_loader
     def load_user(user_id: str):
         try:
-            return db.session.get(User, int(user_id))
+            user = db.session.get(User, int(user_id))
         except (TypeError, ValueError):
             return None
+        # A deactivated person, or a session ended by logout or a password change elsewhere,
+        # is anonymous from its next request on.
+        if user is None or not user.is_active or not security.session_matches(user):
+            return None
+        return user
 
     for bp in (auth.bp, volunteer.bp, staff.bp, admin.bp, merchant.bp):
         app.register_blueprint(bp)
     template_helpers.register(app)
+    security.init_security(app)
 
     @app.teardown_request
     def _rollback_unfinished(exc):

@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
-from ..domain import claims, people, rules, vouchers
+from ..domain import audit, claims, people, rules, vouchers
 from ..domain.access import (
     managed_merchants_query,
     require_admin_of,
@@ -38,6 +38,7 @@ from ..forms import (
 )
 from ..models import (
     Account,
+    AuditRecord,
     Merchant,
     OrgLevel,
     OrgUnit,
@@ -55,6 +56,24 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 PEOPLE_PAGE = 50
 LEDGER_PAGE = 50
+AUDIT_PAGE = 50
+AUDIT_ACTIONS = {
+    audit.RULE_CREATED: _l("Rule created"),
+    audit.RULE_CHANGED: _l("Rule changed"),
+    audit.CLAIM_APPROVED: _l("Claim approved"),
+    audit.CLAIM_REJECTED: _l("Claim rejected"),
+    audit.ATTENDANCE_RECORDED: _l("Attendance recorded"),
+    audit.TRANSFER_REVERSED: _l("Entry reversed"),
+    audit.MERCHANT_CREATED: _l("Merchant added"),
+    audit.REWARD_CREATED: _l("Reward listed"),
+    audit.REWARD_CHANGED: _l("Reward changed"),
+    audit.PERSON_CREATED: _l("Person added"),
+    audit.ROLE_GRANTED: _l("Role given"),
+    audit.ROLE_REVOKED: _l("Role taken away"),
+    audit.PERSON_DEACTIVATED: _l("Person deactivated"),
+    audit.PERSON_REACTIVATED: _l("Person reactivated"),
+    audit.PASSWORD_RESET: _l("Password reset"),
+}
 
 
 def _me() -> User:
@@ -398,9 +417,11 @@ def _grant_form(form: GrantRoleForm) -> GrantRoleForm:
     return form
 
 
-def _person_page(person: User, form: GrantRoleForm, status: int = 200):
+def _person_page(person: User, form: GrantRoleForm, status: int = 200, temporary_password: str | None = None):
     account = db.session.scalar(select(Account).where(Account.user_id == person.id))
-    return render_template("admin/person.html", person=person, account=account, form=form), status
+    return render_template(
+        "admin/person.html", person=person, account=account, form=form, temporary_password=temporary_password
+    ), status
 
 
 @bp.route("/people/<int:user_id>")
@@ -449,6 +470,47 @@ def person_grant(user_id: int):
         flash(_("The role was given to %(name)s.", name=person.full_name), "ok")
         return redirect(url_for(".person", user_id=user_id))
     return _person_page(person, form, 422)
+
+
+@bp.route("/people/<int:user_id>/password", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def person_reset_password(user_id: int):
+    """Give a person a temporary password, shown once here; they must change it at login."""
+    try:
+        person, temporary = people.reset_password(_me(), user_id)
+        db.session.commit()
+    except PointsError as exc:
+        db.session.rollback()
+        if exc.status in (403, 404):
+            raise
+        flash(exc.message, "error")
+        return redirect(url_for(".person", user_id=user_id))
+    form = _grant_form(GrantRoleForm(formdata=None, org_unit_id=person.org_unit_id))
+    return _person_page(person, form, temporary_password=temporary)
+
+
+# --- the audit log --------------------------------------------------------------------------
+
+
+@bp.route("/audit")
+@role_required(*ADMIN_ROLES)
+def audit_log():
+    """List the audit records of the admin's subtrees, newest first, a page at a time."""
+    query = (
+        select(AuditRecord)
+        .where(subtree_filter(AuditRecord.org_path, _me(), ADMIN_ROLES))
+        .order_by(AuditRecord.id.desc())
+        .limit(AUDIT_PAGE + 1)
+    )
+    before = request.args.get("before", type=db_int)
+    if before:
+        query = query.where(AuditRecord.id < before)
+    rows = list(db.session.scalars(query))
+    more = len(rows) > AUDIT_PAGE
+    rows = rows[:AUDIT_PAGE]
+    return render_template(
+        "admin/audit.html", records=rows, next_before=rows[-1].id if more else None, action_labels=AUDIT_ACTIONS
+    )
 
 
 # --- reversals ------------------------------------------------------------------------------

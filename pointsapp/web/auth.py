@@ -1,4 +1,4 @@
-"""Login, logout, language choice and the landing page that sends each role to its home."""
+"""Login, logout, password change, language choice and the landing page that sends each role home."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -7,16 +7,27 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
-from ..domain.people import authenticate
+from ..domain.errors import PointsError
+from ..domain.people import MIN_PASSWORD_LENGTH, authenticate, change_password as change_own_password, end_sessions
 from ..extensions import db, limiter
-from ..forms import LoginForm
+from ..forms import ChangePasswordForm, LoginForm, show_domain_error
 from ..models.user import ADMIN_ROLES, ROLE_GRID_STAFF, ROLE_MERCHANT_STAFF, ROLE_VOLUNTEER
+from . import security
 
 bp = Blueprint("auth", __name__)
 
 
 def _login_limit() -> str:
     return current_app.config["LOGIN_LIMIT"]
+
+
+def _login_account_limit() -> str:
+    return current_app.config["LOGIN_ACCOUNT_LIMIT"]
+
+
+def _login_account_key() -> str:
+    """Key the account throttle by the username tried, whatever address the attempts come from."""
+    return "account:" + (request.form.get("username") or "").strip().lower()[:64]
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -44,7 +55,16 @@ def index():
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(_login_limit, methods=["POST"], scope="login-address")
+# Only failed attempts count against the account, so its owner still gets in after a stranger's
+# guesses stop; every attempt counts against the address.
+@limiter.limit(
+    _login_account_limit,
+    methods=["POST"],
+    key_func=_login_account_key,
+    scope="login-account",
+    deduct_when=lambda resp: resp.status_code != 302,
+)
 def login():
     form = LoginForm()
     if form.validate_on_submit():
@@ -52,13 +72,14 @@ def login():
         if user is None:
             form.password.errors.append(_("Wrong username or password, or the account is deactivated."))
         else:
-            lang = session.get("lang")
-            session.clear()
-            if lang:  # the language chosen on the login page stays chosen
-                session["lang"] = lang
+            # A new session: nothing from before the login survives (session fixation).
+            security.end_session_keep_language()
             login_user(user)
+            security.start_session(user)
             session.permanent = True
             db.session.commit()
+            if user.must_change_password:
+                return redirect(url_for("auth.change_password"))
             return redirect(_safe_next(request.args.get("next")) or url_for("auth.index"))
     return render_template("auth/login.html", form=form), (200 if not form.errors else 422)
 
@@ -66,13 +87,38 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    lang = session.get("lang")
-    logout_user()
-    session.clear()
-    if lang:
-        session["lang"] = lang
+    """Log out: end every session of this person, on every device."""
+    end_sessions(current_user._get_current_object())
+    db.session.commit()
+    security.end_session_keep_language()
     flash(_("You have logged out."), "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """Change one's own password; every other session of the person ends."""
+    user = current_user._get_current_object()
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            change_own_password(user, form.current_password.data, form.new_password.data)
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            status = show_domain_error(form, exc, "new_password")
+            return render_template("auth/change_password.html", form=form, min_length=MIN_PASSWORD_LENGTH), status
+        # This browser stays logged in, in a fresh session bound to the new version.
+        security.end_session_keep_language()
+        login_user(user)
+        security.start_session(user)
+        session.permanent = True
+        flash(_("Your password was changed. Other devices were logged out."), "ok")
+        return redirect(url_for("auth.index"))
+    return render_template("auth/change_password.html", form=form, min_length=MIN_PASSWORD_LENGTH), (
+        422 if form.errors else 200
+    )
 
 
 @bp.route("/lang/<code>", methods=["POST"])

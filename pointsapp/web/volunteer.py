@@ -92,7 +92,8 @@ def send_photo(activity: Activity):
     path = uploads.photo_path(activity.photo_path or "")
     if path is None:
         abort(404)
-    resp = send_file(path, mimetype="image/jpeg", max_age=0)
+    # Inline, under a name we make (never the uploader's), as JPEG: stored photos are re-encoded.
+    resp = send_file(path, mimetype="image/jpeg", max_age=0, download_name=f"claim-{activity.id}.jpg")
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Cache-Control"] = "private, no-store"
     resp.headers["Content-Security-Policy"] = "default-src 'none'"

@@ -220,7 +220,7 @@ def test_create_admin_command_refuses_a_short_password_or_a_taken_username(app, 
     short = runner.invoke(
         args=["points", "create-admin", "--username", "boss", "--name", "王主任", "--street", "友谊街道", "--password", "short"]
     )
-    assert short.exit_code != 0 and "at least 8" in short.output
+    assert short.exit_code != 0 and "at least 10" in short.output
     assert db.session.query(User).count() == 0
     ok = ["points", "create-admin", "--username", "boss", "--name", "王主任", "--street", "友谊街道", "--password", "long-enough"]
     assert runner.invoke(args=ok).exit_code == 0
