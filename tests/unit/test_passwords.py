@@ -7,7 +7,7 @@ from pointsapp.domain import people
 from pointsapp.domain.errors import Forbidden, InvalidInput, NotFound
 from pointsapp.extensions import db
 from pointsapp.models import User
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, person
 
 
 def test_the_common_password_list_ships_with_the_app():
@@ -70,8 +70,13 @@ def test_only_an_admin_over_the_person_and_all_their_roles_may_reset(street):
     with pytest.raises(NotFound):
         people.reset_password(street.admin_a, street.vol_b.id)  # another community
     db.session.rollback()
+    with pytest.raises(NotFound):
+        people.reset_password(street.admin_a, street.street_admin.id)  # above their subtree
+    db.session.rollback()
+    boss = person("boss", street.community_a, roles=("street_admin",))
+    db.session.commit()
     with pytest.raises(Forbidden):
-        people.reset_password(street.admin_a, street.street_admin.id)  # above them
+        people.reset_password(street.admin_a, boss.id)  # in their subtree, but a role above theirs
     db.session.rollback()
     with pytest.raises(InvalidInput):
         people.reset_password(street.admin_a, street.admin_a.id)  # one's own: the change page
