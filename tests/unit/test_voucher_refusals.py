@@ -35,6 +35,13 @@ def tamper(token: str) -> str:
     return token[:-1] + ("A" if last != "A" else "B")
 
 
+@pytest.fixture(autouse=True)
+def app_logger_enabled(app, monkeypatch):
+    """Re-enable the app's logger: Alembic's ``fileConfig`` (the migration tests run it in this
+    process) disables loggers that exist already; a served app never runs migrations in-process."""
+    monkeypatch.setattr(app.logger, "disabled", False)
+
+
 def refusals(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if getattr(r, "event", None) == "voucher_refused"]
 
