@@ -44,10 +44,12 @@ def _drop_audit_triggers():
 
 
 def upgrade():
-    with op.batch_alter_table('user_account', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('session_version', sa.Integer(), server_default='0', nullable=False))
-        batch_op.add_column(sa.Column('must_change_password', sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch_op.add_column(sa.Column('password_changed_at', sa.DateTime(), nullable=True))
+    # Plain ADD COLUMN on both databases (SQLite supports it with a constant default). A batch
+    # copy of user_account would drop the table every other table refers to, which SQLite's
+    # foreign keys forbid once people exist.
+    op.add_column('user_account', sa.Column('session_version', sa.Integer(), server_default='0', nullable=False))
+    op.add_column('user_account', sa.Column('must_change_password', sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.add_column('user_account', sa.Column('password_changed_at', sa.DateTime(), nullable=True))
 
     op.create_table('audit_record',
     sa.Column('id', sa.Integer(), nullable=False),

@@ -41,3 +41,22 @@ def test_the_append_only_guard_comes_back_with_the_upgrade(app):
         db.session.execute(text("DELETE FROM entry"))
     assert "append-only" in str(exc.value)
     db.session.rollback()
+
+
+def test_the_security_migration_steps_down_and_up_with_people_and_audit_records_in_place(app):
+    s = build_street()
+    award(s, s.vol_a, 10)
+    db.session.commit()
+    vol_id = s.vol_a.id
+    db.session.remove()
+    downgrade(revision="09d413df3395")
+    assert "audit_record" not in table_names()
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT username FROM user_account WHERE id = :id"), {"id": vol_id}).scalar() == "vol_a"
+    upgrade()
+    with db.engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT session_version, must_change_password FROM user_account WHERE id = :id"), {"id": vol_id}
+        ).one()
+    assert (row[0], bool(row[1])) == (0, False)
+    assert "audit_record" in table_names()
