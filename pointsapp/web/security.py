@@ -34,7 +34,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 # Cashiers scan QR codes with the camera, on this site only; nothing else is allowed.
-PERMISSIONS_POLICY = "camera=(self), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
+PERMISSIONS_POLICY = "camera=(self), microphone=(), geolocation=(), payment=(), usb=()"
 
 SESSION_VERSION_KEY = "_sv"
 SEEN_KEY = "_seen"
