@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, login_user
 
 from ..domain.errors import PointsError
 from ..domain.people import MIN_PASSWORD_LENGTH, authenticate, change_password as change_own_password, end_sessions

@@ -18,7 +18,7 @@ from pointsapp.models import AuditRecord
 from pointsapp.models.user import ROLE_GRID_STAFF
 from tests.conftest import BACKEND, run_in_parallel
 from tests.factories import person, rule_terms, yesterday
-from tests.unit.helpers import award, credit_of
+from tests.unit.helpers import credit_of
 
 
 def records() -> list[AuditRecord]:
