@@ -70,6 +70,9 @@ def login():
     if form.validate_on_submit():
         user = authenticate(form.username.data, form.password.data)
         if user is None:
+            current_app.logger.warning(
+                "login failed username=%r address=%s", form.username.data.strip()[:64], request.remote_addr
+            )
             form.password.errors.append(_("Wrong username or password, or the account is deactivated."))
         else:
             # A new session: nothing from before the login survives (session fixation).
@@ -95,7 +98,20 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
+def _own_account_key() -> str:
+    return f"password-change:{current_user.get_id()}"
+
+
 @bp.route("/account/password", methods=["GET", "POST"])
+# A stolen session must not become a way to guess the current password: wrong tries count
+# against the account as failed logins do.
+@limiter.limit(
+    _login_account_limit,
+    methods=["POST"],
+    key_func=_own_account_key,
+    scope="password-change",
+    deduct_when=lambda resp: resp.status_code != 302,
+)
 @login_required
 def change_password():
     """Change one's own password; every other session of the person ends."""

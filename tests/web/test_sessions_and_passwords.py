@@ -211,3 +211,23 @@ def test_login_page_form_has_a_csrf_token_and_no_inline_code(client):
     body = client.get("/login").get_data(as_text=True)
     assert csrf_from(body)
     assert "<script>" not in body and "style=" not in body
+
+
+def test_guessing_the_current_password_on_the_change_page_is_limited(app, street, client, auth):
+    app.config["LOGIN_ACCOUNT_LIMIT"] = "3 per minute"
+    auth.login("vol_a")
+    for _ in range(3):
+        assert change_password(client, "guess-number-n", "a-quiet-garden-7").status_code == 422
+    assert change_password(client, PASSWORD, "a-quiet-garden-7").status_code == 429
+    assert people.authenticate("vol_a", PASSWORD) is not None
+
+
+def test_a_failed_login_is_logged_with_the_username_but_not_the_password(app, street, client, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(app.logger, "disabled", False)  # see test_voucher_refusals
+    caplog.set_level(logging.INFO, logger="pointsapp")
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    client.post("/login", data={"username": "vol_a", "password": "secret-guess-77", "csrf_token": token})
+    lines = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
+    assert lines and "vol_a" in lines[0] and "secret-guess-77" not in lines[0]
