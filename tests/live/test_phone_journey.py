@@ -215,3 +215,99 @@ def test_phone_journey_claim_approve_redeem_scan_confirm(
     b = balance(street.vol_a)
     assert (b.available, b.held, b.earned) == (0, 0, 10)
     check_ledger()
+
+
+def _issue_rice_voucher(street) -> tuple[int, str]:
+    """Give vol_a 50 points and a rice voucher; return its id and fallback code."""
+    from pointsapp.domain import vouchers
+
+    from tests.factories import give_points
+
+    give_points(street, street.vol_a, 50)
+    issued = vouchers.issue_voucher(street.vol_a, street.rice.id)
+    db.session.commit()
+    result = issued.voucher.id, vouchers.format_code(issued.code)
+    db.session.rollback()
+    return result
+
+
+@pytest.mark.slow
+def test_cashier_without_a_camera_redeems_with_the_keyboard_and_sees_refusals_in_words(
+    street, app, strict_csp, live_server, pw, check_ledger
+):
+    voucher_id, code = _issue_rice_voucher(street)
+    csp = CspWatch()
+    browser = launch(pw)  # no camera at all
+    try:
+        cash = phone(browser, locale="en-US", base_url=live_server).new_page()
+        csp.attach(cash)
+        log_in(cash, WORDS["en"], "cashier")
+        # The page says why the camera cannot help, and the code field is ready to type into.
+        expect(cash.locator("#scan-status")).to_contain_text("Type the code below")
+        assert_every_field_is_labelled(cash)
+        cash.get_by_label("Scan the QR code or type the 8-character code").focus()
+        cash.keyboard.type(code.lower().replace("-", " "))
+        cash.keyboard.press("Enter")
+        expect(cash.locator("#result.ok")).to_contain_text("✔")
+        expect(cash.locator("#result.ok")).to_contain_text("Valid voucher")
+        # The confirm button has the focus: one more Enter hands the reward over.
+        expect(cash.get_by_role("button", name="Confirm and hand over")).to_be_focused()
+        cash.keyboard.press("Enter")
+        expect(cash.locator(".flash.done")).to_contain_text("大米 5kg")
+
+        # The same code again: red, and the reason in words with a cross, not colour alone.
+        cash.get_by_label("Scan the QR code or type the 8-character code").fill(code)
+        cash.keyboard.press("Enter")
+        refusal = cash.locator("#result.refused")
+        expect(refusal).to_contain_text("✘")
+        expect(refusal).to_contain_text("Do not hand over")
+        expect(refusal).to_contain_text("Already redeemed")
+        snap(cash, "en-8-refused-at-counter")
+        assert csp.violations == []
+    finally:
+        browser.close()
+    db.session.rollback()
+    assert db.session.get(Voucher, voucher_id).status == "redeemed"
+    check_ledger()
+
+
+@pytest.mark.slow
+def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app, strict_csp, live_server, pw):
+    voucher_id, code = _issue_rice_voucher(street)
+    browser = launch(pw)
+    try:
+        ctx = phone(browser, locale="zh-CN", base_url=live_server)
+        vol = ctx.new_page()
+        log_in(vol, WORDS["zh"], "vol_a")
+        # The service worker installs on the first page and takes control of it.
+        vol.evaluate("navigator.serviceWorker.ready.then(() => true)")
+        vol.wait_for_function("navigator.serviceWorker.controller !== null")
+        vol.goto("/volunteer/vouchers")
+        vol.goto(f"/volunteer/vouchers/{voucher_id}")
+        expect(vol.locator("#fallback-code")).to_have_text(code)
+
+        ctx.set_offline(True)  # in the shop, no signal
+        vol.goto("/volunteer/vouchers")
+        expect(vol.locator(f"#voucher-{voucher_id}")).to_contain_text("大米 5kg")
+        expect(vol.locator("#offline-note")).to_be_visible()
+        vol.goto(f"/volunteer/vouchers/{voucher_id}")
+        expect(vol.locator("#fallback-code")).to_have_text(code)
+        expect(vol.locator(".qr svg")).to_be_visible()
+        snap(vol, "zh-9-voucher-offline")
+
+        ctx.set_offline(False)
+        vol.goto("/volunteer/")
+        vol.get_by_role("button", name="退出登录").click()
+        expect(vol).to_have_url(re.compile(r"/login"))
+        vol.wait_for_function(
+            "caches.keys().then(keys => !keys.some(k => k.startsWith('points-pages')))", polling=100
+        )
+        ctx.set_offline(True)
+        response = None
+        try:
+            response = vol.goto(f"/volunteer/vouchers/{voucher_id}")
+        except sync_api.Error:
+            pass  # nothing saved any more: the browser has nothing to show offline
+        assert response is None or code not in vol.content()
+    finally:
+        browser.close()
