@@ -100,6 +100,7 @@ def log_in(page, words: dict, username: str) -> None:
 
 
 def assert_every_field_is_labelled(page) -> None:
+    page.wait_for_load_state("load")
     unlabelled = page.evaluate(
         """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
                 .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
@@ -109,6 +110,7 @@ def assert_every_field_is_labelled(page) -> None:
 
 
 def assert_fits_the_phone(page) -> None:
+    page.wait_for_load_state("load")
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"{page.url} is {overflow}px wider than a 360px phone"
 
@@ -143,6 +145,7 @@ def test_phone_journey_claim_approve_redeem_scan_confirm(
         assert_fits_the_phone(vol)
 
         vol.get_by_role("link", name=words["claim"]).first.click()
+        expect(vol).to_have_url(re.compile(r"/volunteer/claim$"))
         vol.get_by_label(words["activity"]).select_option(label=words["meeting"])
         assert_every_field_is_labelled(vol)
         vol.get_by_role("button", name=words["send"]).click()
@@ -167,6 +170,7 @@ def test_phone_journey_claim_approve_redeem_scan_confirm(
         expect(vol.locator("ul.entries")).to_contain_text("10")
         snap(vol, f"{lang}-2-volunteer-home")
         vol.get_by_role("link", name=words["rewards"]).first.click()
+        expect(vol).to_have_url(re.compile(r"/volunteer/rewards$"))
         assert_fits_the_phone(vol)
         snap(vol, f"{lang}-3-rewards")
         vol.locator(f"#reward-{rice_id}").get_by_role("button", name=words["redeem"]).click()
