@@ -10,6 +10,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from ..domain.people import authenticate
 from ..extensions import db, limiter
 from ..forms import LoginForm
+from ..i18n import LANG_COOKIE, LANG_COOKIE_AGE
 from ..models.user import ADMIN_ROLES, ROLE_GRID_STAFF, ROLE_MERCHANT_STAFF, ROLE_VOLUNTEER
 
 bp = Blueprint("auth", __name__)
@@ -77,6 +78,16 @@ def logout():
 
 @bp.route("/lang/<code>", methods=["POST"])
 def set_language(code: str):
+    resp = redirect(_safe_next(request.form.get("next")) or url_for("auth.index"))
     if code in current_app.config["LANGUAGES"]:
         session["lang"] = code
-    return redirect(_safe_next(request.form.get("next")) or url_for("auth.index"))
+        # Remembered on this phone for a year, across log-outs and closed browsers.
+        resp.set_cookie(
+            LANG_COOKIE,
+            code,
+            max_age=LANG_COOKIE_AGE,
+            httponly=True,
+            samesite="Lax",
+            secure=current_app.config.get("SESSION_COOKIE_SECURE", False),
+        )
+    return resp

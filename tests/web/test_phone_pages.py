@@ -196,3 +196,16 @@ def test_dates_and_numbers_are_written_as_the_page_language_writes_them(street, 
     use_english(client)
     english = page_text(client.get(f"/volunteer/vouchers/{vid}"))
     assert re.search(r"Valid until \d{1,2}/\d{1,2}/\d{2}, \d{1,2}:\d{2}\s?[AP]M", english)
+
+
+def test_the_language_choice_outlives_the_browser_session(app, client, auth):
+    resp = auth.post("/lang/en", {}, token_from="/login")
+    assert resp.status_code == 302
+    lang_cookie = [c for c in resp.headers.getlist("Set-Cookie") if c.startswith("lang=")]
+    assert lang_cookie and "lang=en" in lang_cookie[0] and "Expires=" in lang_cookie[0]
+    # A new browser session (no session cookie) on the same phone: the lasting cookie still says English.
+    fresh = app.test_client()
+    fresh.set_cookie("lang", "en")
+    assert "Username" in page_text(fresh.get("/login"))
+    fresh.set_cookie("lang", "xx")  # nonsense is ignored: Chinese
+    assert "用户名" in page_text(fresh.get("/login"))

@@ -21,6 +21,14 @@
   window.addEventListener('offline', syncOnline);
   syncOnline();
 
+  // Voucher list: fetch each usable voucher once, so that the service worker keeps it for offline.
+  var list = document.getElementById('voucher-list');
+  if (list && list.dataset.keepOffline && navigator.serviceWorker && navigator.serviceWorker.controller && navigator.onLine) {
+    list.querySelectorAll('a[data-usable]').forEach(function (a) {
+      fetch(a.href, { credentials: 'same-origin' }).catch(function () {});
+    });
+  }
+
   // Show the hours field only for activities counted per hour.
   var rule = document.getElementById('rule_id'), hoursBox = document.getElementById('hours-box');
   if (rule && hoursBox && rule.tagName === 'SELECT') {
