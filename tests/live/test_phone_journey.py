@@ -50,6 +50,8 @@ WORDS = {
         "confirm": "确认核销，发放商品",
         "redeemed": "已兑换",
         "vouchers": "我的兑换券",
+        "start_camera": "打开摄像头",
+        "do_not": "请勿发放",
     },
     "en": {
         "locale": "en-US",
@@ -70,6 +72,8 @@ WORDS = {
         "confirm": "Confirm and hand over",
         "redeemed": "Redeemed",
         "vouchers": "My vouchers",
+        "start_camera": "Start the camera",
+        "do_not": "Do not hand over",
     },
 }
 
@@ -208,6 +212,11 @@ def test_phone_journey_claim_approve_redeem_scan_confirm(
         expect(vol.locator("#fallback-code")).to_have_count(0)
         snap(vol, f"{lang}-7-voucher-redeemed")
 
+        # Scanning the same voucher again: the camera reads it, and the answer is a red refusal.
+        cash.get_by_role("button", name=words["start_camera"]).click()
+        expect(cash.locator("#result.refused")).to_contain_text(words["do_not"], timeout=30_000)
+        expect(cash.locator("#result.refused")).to_contain_text("✘")
+
         assert csp.violations == []
     finally:
         if cashier_browser is not None:
@@ -299,6 +308,8 @@ def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app
         vol.goto("/volunteer/vouchers")
         expect(vol.locator(f"#voucher-{voucher_id}")).to_contain_text("大米 5kg")
         expect(vol.locator("#offline-note")).to_be_visible()
+        vol.goto("/volunteer/")  # not kept: the saved vouchers are shown instead of an error
+        expect(vol.locator(f"#voucher-{voucher_id}")).to_contain_text("大米 5kg")
         vol.goto(f"/volunteer/vouchers/{voucher_id}")
         expect(vol.locator("#fallback-code")).to_have_text(code)
         expect(vol.locator(".qr svg")).to_be_visible()

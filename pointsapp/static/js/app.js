@@ -72,7 +72,12 @@
         .catch(function () {})
         .then(function () { busy = false; });
     };
-    window.setInterval(poll, 2000);
+    // Every 2 s while the voucher is likely at the counter, then every 10 s to spare the server.
+    var started = Date.now();
+    var schedule = function () {
+      window.setTimeout(function () { poll(); schedule(); }, Date.now() - started < 600000 ? 2000 : 10000);
+    };
+    schedule();
     document.addEventListener('visibilitychange', poll);
   }
 })();

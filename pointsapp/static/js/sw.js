@@ -66,6 +66,13 @@ self.addEventListener('fetch', function (event) {
   if (url.origin !== self.location.origin) { return; }
   if (OFFLINE_PAGE.test(url.pathname)) {
     event.respondWith(networkFirst(req));
+  } else if (req.mode === 'navigate' && url.pathname.indexOf('/volunteer/') === 0) {
+    // Another volunteer page with no signal: show the saved vouchers rather than an error.
+    event.respondWith(fetch(req).catch(function () {
+      return caches.open(PAGES_CACHE).then(function (c) { return c.match('/volunteer/vouchers'); }).then(function (list) {
+        return list || Response.error();
+      });
+    }));
   } else if (url.pathname.indexOf('/static/') === 0) {
     event.respondWith(staleWhileRevalidate(event));
   }
