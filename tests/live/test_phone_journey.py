@@ -151,6 +151,7 @@ def test_phone_journey_claim_approve_redeem_scan_confirm(
         vol.get_by_role("link", name=words["claim"]).first.click()
         expect(vol).to_have_url(re.compile(r"/volunteer/claim$"))
         vol.get_by_label(words["activity"]).select_option(label=words["meeting"])
+        expect(vol.locator("#hours-box")).to_be_hidden()  # a meeting counts once, not by the hour
         assert_every_field_is_labelled(vol)
         vol.get_by_role("button", name=words["send"]).click()
         expect(vol.locator(".status-pending").first).to_contain_text(words["waiting"])
