@@ -266,6 +266,14 @@ class OrgUnitForm(FlaskForm):
 # --- merchants --------------------------------------------------------------------------------
 
 
+class RewardPictureForm(FlaskForm):
+    picture = FileField(
+        _l("Picture of the reward"),
+        validators=[DataRequired(message=_l("Choose a picture."))],
+        render_kw={"accept": "image/*"},
+    )
+
+
 class RedeemForm(FlaskForm):
     code = StringField(
         _l("Scan the QR code or type the 8-character code"),

@@ -6,6 +6,9 @@ from flask_babel import get_locale
 
 from .extensions import babel
 
+LANG_COOKIE = "lang"
+LANG_COOKIE_AGE = 365 * 24 * 3600
+
 
 def select_locale() -> str:
     """Return the page's language: the person's choice, else the browser's, else Chinese.
@@ -14,7 +17,7 @@ def select_locale() -> str:
     """
     if not has_request_context():
         return "en"
-    chosen = session.get("lang")
+    chosen = session.get("lang") or request.cookies.get(LANG_COOKIE)
     langs = ("zh_CN", "en")
     if chosen in langs:
         return chosen

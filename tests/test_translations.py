@@ -124,14 +124,14 @@ def test_pages_are_chinese_until_the_person_chooses_english(client, auth, street
     assert auth.login("vol_a").status_code == 302
 
     page = client.get("/volunteer/").get_data(as_text=True)
-    assert '<html lang="zh-CN">' in page
+    assert '<html lang="zh-CN" ' in page
     assert "可用积分" in page and "我的兑换券" in page
     assert "Points you can spend" not in page and "My vouchers" not in page
 
     assert auth.post("/lang/en", {}, token_from="/login").status_code == 302
 
     page = client.get("/volunteer/").get_data(as_text=True)
-    assert '<html lang="en">' in page
+    assert '<html lang="en" ' in page
     assert "Points you can spend" in page and "My vouchers" in page
     assert "可用积分" not in page and "我的兑换券" not in page
 

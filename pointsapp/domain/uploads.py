@@ -22,12 +22,8 @@ def upload_dir() -> Path:
     return path
 
 
-def store_photo(data: bytes) -> str:
-    """Validate an uploaded image and store it re-encoded as JPEG; return its file name.
-
-    Re-encoding drops anything that is not the picture (EXIF location, scripts in polyglot
-    files) and caps the size a phone photo takes on disk.
-    """
+def _reencode(data: bytes, max_side: int) -> bytes:
+    """Check an uploaded image and return it re-encoded as a JPEG of at most ``max_side`` pixels."""
     limit = current_app.config["UPLOAD_MAX_BYTES"]
     if not data:
         raise InvalidInput("The photo is empty.", field="photo")
@@ -43,18 +39,51 @@ def store_photo(data: bytes) -> str:
             probe.verify()
         with Image.open(io.BytesIO(data)) as img:
             img = img.convert("RGB")
-            img.thumbnail((MAX_SIDE, MAX_SIDE))
+            img.thumbnail((max_side, max_side))
             out = io.BytesIO()
             img.save(out, "JPEG", quality=82)
     except InvalidInput:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise InvalidInput("This file is not a photo we can read. Upload a JPEG or PNG.", field="photo")
-    name = secrets.token_hex(16) + ".jpg"
-    target = upload_dir() / name
+    return out.getvalue()
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
     tmp = target.with_suffix(".tmp")
-    tmp.write_bytes(out.getvalue())
+    tmp.write_bytes(data)
     os.replace(tmp, target)
+
+
+REWARD_PICTURE_SIDE = 480
+
+
+def reward_picture_dir() -> Path:
+    path = upload_dir() / "rewards"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def store_reward_picture(reward_id: int, data: bytes) -> None:
+    """Validate a reward's picture and store it re-encoded, replacing the one it had."""
+    _write_atomically(reward_picture_dir() / f"{int(reward_id)}.jpg", _reencode(data, REWARD_PICTURE_SIDE))
+
+
+def reward_picture_path(reward_id: int) -> Path | None:
+    """Return the path of a reward's picture, or None when it has none."""
+    path = reward_picture_dir() / f"{int(reward_id)}.jpg"
+    return path if path.is_file() else None
+
+
+def store_photo(data: bytes) -> str:
+    """Validate an uploaded image and store it re-encoded as JPEG; return its file name.
+
+    Re-encoding drops anything that is not the picture (EXIF location, scripts in polyglot
+    files) and caps the size a phone photo takes on disk.
+    """
+    encoded = _reencode(data, MAX_SIDE)
+    name = secrets.token_hex(16) + ".jpg"
+    _write_atomically(upload_dir() / name, encoded)
     return name
 
 

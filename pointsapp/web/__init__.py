@@ -19,7 +19,7 @@ def wants_json() -> bool:
 
 def register_web(app: Flask) -> None:
     from ..models import User
-    from . import admin, auth, merchant, security, staff, template_helpers, volunteer
+    from . import admin, auth, merchant, pwa, security, staff, template_helpers, volunteer
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
@@ -36,7 +36,7 @@ def register_web(app: Flask) -> None:
             return None
         return user
 
-    for bp in (auth.bp, volunteer.bp, staff.bp, admin.bp, merchant.bp):
+    for bp in (auth.bp, volunteer.bp, staff.bp, admin.bp, merchant.bp, pwa.bp):
         app.register_blueprint(bp)
     template_helpers.register(app)
     security.init_security(app)

@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
-from ..domain import audit, claims, people, rules, vouchers
+from ..domain import audit, claims, people, rules, uploads, vouchers
 from ..domain.access import (
     managed_merchants_query,
     require_admin_of,
@@ -30,6 +30,7 @@ from ..forms import (
     ReverseForm,
     RewardEditForm,
     RewardForm,
+    RewardPictureForm,
     RuleForm,
     category_choices,
     merchant_kind_choices,
@@ -313,6 +314,28 @@ def reward_new(merchant_id: int):
     )
 
 
+@bp.route("/rewards/<int:reward_id>/picture", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def reward_picture(reward_id: int):
+    """Give a reward the picture volunteers see in the catalogue (replacing the one it had)."""
+    reward = db.session.get(Reward, reward_id)
+    if reward is None:
+        abort(404)
+    require_merchant_admin(_me(), reward.merchant_id)
+    form = RewardPictureForm()
+    if not form.validate_on_submit():
+        for error in form.picture.errors:
+            flash(str(error), "error")
+        return redirect(url_for(".reward_edit", reward_id=reward_id))
+    try:
+        uploads.store_reward_picture(reward_id, form.picture.data.read())
+    except PointsError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(".reward_edit", reward_id=reward_id))
+    flash(_("The picture of %(name)s was saved.", name=reward.name), "ok")
+    return redirect(url_for(".reward_edit", reward_id=reward_id))
+
+
 @bp.route("/rewards/<int:reward_id>", methods=["GET", "POST"])
 @role_required(*ADMIN_ROLES)
 def reward_edit(reward_id: int):
@@ -347,12 +370,14 @@ def reward_edit(reward_id: int):
         except PointsError as exc:
             db.session.rollback()
             status = show_domain_error(form, exc)
-            return render_template("admin/reward_form.html", form=form, merchant=merchant, reward=reward), status
+            return render_template(
+                "admin/reward_form.html", form=form, merchant=merchant, reward=reward, picture_form=RewardPictureForm()
+            ), status
         flash(_("The reward %(name)s was saved.", name=form.name.data), "ok")
         return redirect(url_for(".merchant", merchant_id=merchant.id))
-    return render_template("admin/reward_form.html", form=form, merchant=merchant, reward=reward), (
-        422 if form.errors else 200
-    )
+    return render_template(
+        "admin/reward_form.html", form=form, merchant=merchant, reward=reward, picture_form=RewardPictureForm()
+    ), (422 if form.errors else 200)
 
 
 # --- people ---------------------------------------------------------------------------------

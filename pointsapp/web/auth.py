@@ -11,6 +11,7 @@ from ..domain.errors import PointsError
 from ..domain.people import MIN_PASSWORD_LENGTH, authenticate, change_password as change_own_password, end_sessions
 from ..extensions import db, limiter
 from ..forms import ChangePasswordForm, LoginForm, show_domain_error
+from ..i18n import LANG_COOKIE, LANG_COOKIE_AGE
 from ..models.user import ADMIN_ROLES, ROLE_GRID_STAFF, ROLE_MERCHANT_STAFF, ROLE_VOLUNTEER
 from . import security
 
@@ -139,6 +140,16 @@ def change_password():
 
 @bp.route("/lang/<code>", methods=["POST"])
 def set_language(code: str):
+    resp = redirect(_safe_next(request.form.get("next")) or url_for("auth.index"))
     if code in current_app.config["LANGUAGES"]:
         session["lang"] = code
-    return redirect(_safe_next(request.form.get("next")) or url_for("auth.index"))
+        # Remembered on this phone for a year, across log-outs and closed browsers.
+        resp.set_cookie(
+            LANG_COOKIE,
+            code,
+            max_age=LANG_COOKIE_AGE,
+            httponly=True,
+            samesite="Lax",
+            secure=current_app.config.get("SESSION_COOKIE_SECURE", False),
+        )
+    return resp

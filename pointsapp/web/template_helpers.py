@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Flask
-from flask_babel import get_locale
+from flask_babel import format_datetime, format_decimal, get_locale
 from flask_babel import gettext as _
 
 from ..domain.clock import now_utc, to_local
@@ -20,6 +20,16 @@ def page_is_zh() -> bool:
 def localtime(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """Format a UTC timestamp in the street's local time."""
     return to_local(moment).strftime(fmt) if moment else ""
+
+
+def when(moment: datetime | None, fmt: str = "short") -> str:
+    """Format a UTC timestamp in the street's time zone, as the page's language writes dates."""
+    return format_datetime(moment, fmt) if moment else ""
+
+
+def number(value) -> str:
+    """Format a number of points as the page's language writes numbers (1,234)."""
+    return format_decimal(value or 0)
 
 
 def bilingual(thing) -> str:
@@ -55,5 +65,7 @@ def voucher_state(voucher: Voucher) -> str:
 
 def register(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
+    app.add_template_filter(when, "when")
+    app.add_template_filter(number, "number")
     for fn in (bilingual, transfer_reason, voucher_state):
         app.add_template_global(fn)

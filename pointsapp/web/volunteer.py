@@ -8,7 +8,9 @@ import qrcode.image.svg
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -16,7 +18,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_login import current_user
+from flask_login import current_user, login_required
 from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -223,6 +225,20 @@ def rewards():
     return _rewards_page()
 
 
+@bp.route("/rewards/<int:reward_id>/picture")
+@login_required  # a reward's picture is no secret: admins and cashiers see it too
+def reward_picture(reward_id: int):
+    """Send a reward's picture, or the generic gift picture when it has none."""
+    path = uploads.reward_picture_path(reward_id)
+    if path is None:
+        resp = current_app.send_static_file("icons/reward.svg")
+    else:
+        resp = send_file(path, mimetype="image/jpeg", max_age=0)
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Cache-Control"] = "private, max-age=3600"
+    return resp
+
+
 @bp.route("/rewards/<int:reward_id>/redeem", methods=["POST"])
 @role_required(ROLE_VOLUNTEER)
 def redeem(reward_id: int):
@@ -268,6 +284,16 @@ def voucher(voucher_id: int):
         code=vouchers.format_code(vouchers.code_for(v.nonce)) if usable else None,
         usable=usable,
     )
+
+
+@bp.route("/vouchers/<int:voucher_id>/status")
+@role_required(ROLE_VOLUNTEER)
+def voucher_status_json(voucher_id: int):
+    """Tell the voucher's owner its status now, so the open voucher page can turn to "redeemed"."""
+    v = _own_voucher(voucher_id)
+    resp = jsonify(id=v.id, status=voucher_state(v))
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 @bp.route("/vouchers/<int:voucher_id>/cancel", methods=["POST"])

@@ -85,6 +85,8 @@ STAFF = (GRID, COMM, STREET)
 # street's rules) belong to the street admin alone: a community admin gets 404 for them.
 ROUTES: dict[str, Row] = {
     "static": Row(get=everyone()),
+    "pwa.manifest": Row(get=everyone()),
+    "pwa.service_worker": Row(get=everyone()),
     "auth.index": Row(get={**signed_in(ok=GO)}),
     "auth.login": Row(get=everyone(), post=everyone(REACHED)),
     "auth.logout": Row(post=everyone(LOGIN)),  # logged out, or never logged in: the login page
@@ -101,6 +103,8 @@ ROUTES: dict[str, Row] = {
     "volunteer.vouchers_list": Row(get=only(VOL)),
     "volunteer.voucher": Row(get=only(VOL)),
     "volunteer.cancel_voucher": Row(post=only(VOL, ok=REACHED)),
+    "volunteer.voucher_status_json": Row(get=only(VOL)),
+    "volunteer.reward_picture": Row(get=signed_in()),  # a reward's picture is no secret
     # grid staff (and admins, who are staff of their subtree too)
     "staff.queue": Row(get=only(*STAFF)),
     "staff.approve": Row(post=only(*STAFF, ok=REACHED)),
@@ -119,6 +123,7 @@ ROUTES: dict[str, Row] = {
     "admin.merchant": Row(get=only(*ADMINS, **{COMM: HIDDEN})),
     "admin.cashier_new": Row(post=only(*ADMINS, ok=REACHED)),
     "admin.reward_new": Row(get=only(*ADMINS, **{COMM: HIDDEN}), post=only(*ADMINS, ok=REACHED)),
+    "admin.reward_picture": Row(post=only(*ADMINS, ok=REACHED)),
     "admin.reward_edit": Row(get=only(*ADMINS, **{COMM: HIDDEN}), post=only(*ADMINS, ok=REACHED)),
     "admin.people_list": Row(get=only(*ADMINS)),
     "admin.person_new": Row(get=only(*ADMINS), post=only(*ADMINS, ok=REACHED)),

@@ -1,0 +1,83 @@
+/* Small enhancements for every page. Every page works without them; no inline script anywhere
+   (the Content-Security-Policy allows scripts from this site only), so data comes in data-*. */
+(function () {
+  'use strict';
+  var body = document.body;
+
+  // Installable app and offline vouchers: the worker lives at /sw.js so that it covers every page.
+  if ('serviceWorker' in navigator && body.dataset.sw && window.isSecureContext) {
+    navigator.serviceWorker.register(body.dataset.sw).catch(function () {});
+  }
+  // Logged out (or never logged in): forget the vouchers saved on this phone for offline use.
+  if (body.dataset.forgetOffline && window.caches) {
+    caches.keys().then(function (keys) {
+      keys.forEach(function (key) { if (key.indexOf('points-pages') === 0) { caches.delete(key); } });
+    }).catch(function () {});
+  }
+
+  var offlineNote = document.getElementById('offline-note');
+  function syncOnline() { if (offlineNote) { offlineNote.hidden = navigator.onLine; } }
+  window.addEventListener('online', syncOnline);
+  window.addEventListener('offline', syncOnline);
+  syncOnline();
+
+  // Voucher list: fetch each usable voucher once, so that the service worker keeps it for offline.
+  var list = document.getElementById('voucher-list');
+  if (list && list.dataset.keepOffline && navigator.serviceWorker && navigator.serviceWorker.controller && navigator.onLine) {
+    list.querySelectorAll('a[data-usable]').forEach(function (a) {
+      fetch(a.href, { credentials: 'same-origin' }).catch(function () {});
+    });
+  }
+
+  // Show the hours field only for activities counted per hour.
+  var rule = document.getElementById('rule_id'), hoursBox = document.getElementById('hours-box');
+  if (rule && hoursBox && rule.tagName === 'SELECT') {
+    var syncHours = function () {
+      var opt = rule.options[rule.selectedIndex];
+      hoursBox.hidden = !opt || opt.getAttribute('data-unit') !== 'hour';
+    };
+    rule.addEventListener('change', syncHours);
+    syncHours();
+  }
+
+  // Voucher page: a countdown to the expiry, and a poll that turns the page to "redeemed".
+  var countdown = document.getElementById('countdown');
+  if (countdown && countdown.dataset.expires) {
+    var expires = Date.parse(countdown.dataset.expires);
+    var tick = function () {
+      var left = Math.max(0, expires - Date.now());
+      if (left === 0) { window.location.reload(); return; }
+      var mins = Math.floor(left / 60000);
+      countdown.textContent = countdown.dataset.template
+        .replace('{d}', String(Math.floor(mins / 1440)))
+        .replace('{h}', String(Math.floor(mins / 60) % 24))
+        .replace('{m}', String(mins % 60));
+    };
+    tick();
+    window.setInterval(tick, 15000);
+  }
+  var voucher = document.getElementById('voucher');
+  if (voucher && voucher.dataset.statusUrl) {
+    var busy = false;
+    var poll = function () {
+      if (busy || document.hidden || !navigator.onLine) { return; }
+      busy = true;
+      fetch(voucher.dataset.statusUrl, { cache: 'no-store', headers: { Accept: 'application/json' } })
+        .then(function (resp) { return resp.ok ? resp.json() : null; })
+        .then(function (data) {
+          if (data && data.status && data.status !== voucher.dataset.status) {
+            window.location.reload();
+          }
+        })
+        .catch(function () {})
+        .then(function () { busy = false; });
+    };
+    // Every 2 s while the voucher is likely at the counter, then every 10 s to spare the server.
+    var started = Date.now();
+    var schedule = function () {
+      window.setTimeout(function () { poll(); schedule(); }, Date.now() - started < 600000 ? 2000 : 10000);
+    };
+    schedule();
+    document.addEventListener('visibilitychange', poll);
+  }
+})();

@@ -1,0 +1,334 @@
+"""The whole loop in a real browser at phone size, in Chinese and in English.
+
+A volunteer logs in on her phone and claims a meeting; the grid worker approves it on his; she
+sees the new balance, redeems a reward and opens the voucher; the cashier's phone scans the QR
+code through its camera (Chromium's fake camera plays a video made from the QR image that her
+screen shows) and confirms; her voucher page turns to "redeemed" by itself; the ledger balances.
+The pages run under the strict Content-Security-Policy the app is meant to be served with, and any
+violation (an inline script or style) fails the test. Screenshots go to test-artifacts/.
+"""
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from PIL import Image
+
+from pointsapp.extensions import db
+from pointsapp.models import Voucher
+from tests.factories import PASSWORD, balance
+
+from .browser import CspWatch, fresh_dir, launch, phone, remove_dir, require_chromium, snap, write_y4m
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test requirement: make test installs it")
+expect = sync_api.expect
+
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+WORDS = {
+    "zh": {
+        "locale": "zh-CN",
+        "username": "用户名",
+        "password": "密码",
+        "log_in": "登录",
+        "spendable": "可用积分",
+        "claim": "申请积分",
+        "activity": "积分事项",
+        "meeting": "参加会议：10 积分",
+        "send": "提交申请",
+        "waiting": "待审核",
+        "approve": "通过",
+        "rewards": "兑换商品",
+        "redeem": "兑换",
+        "ready": "可以使用",
+        "valid": "兑换券有效",
+        "confirm": "确认核销，发放商品",
+        "redeemed": "已兑换",
+        "vouchers": "我的兑换券",
+        "start_camera": "打开摄像头",
+        "do_not": "请勿发放",
+    },
+    "en": {
+        "locale": "en-US",
+        "username": "Username",
+        "password": "Password",
+        "log_in": "Log in",
+        "spendable": "Points you can spend",
+        "claim": "Claim points",
+        "activity": "Activity",
+        "meeting": "Attend a meeting: 10 points",
+        "send": "Send claim",
+        "waiting": "Waiting",
+        "approve": "Approve",
+        "rewards": "Rewards",
+        "redeem": "Redeem",
+        "ready": "Ready to use",
+        "valid": "Valid voucher",
+        "confirm": "Confirm and hand over",
+        "redeemed": "Redeemed",
+        "vouchers": "My vouchers",
+        "start_camera": "Start the camera",
+        "do_not": "Do not hand over",
+    },
+}
+
+
+@pytest.fixture
+def strict_csp(app):
+    """Serve every response with the strict policy (scripts and styles from this site only)."""
+
+    @app.after_request
+    def _csp(resp):
+        resp.headers.setdefault("Content-Security-Policy", STRICT_CSP)
+        return resp
+
+
+@pytest.fixture
+def pw():
+    require_chromium()
+    with sync_api.sync_playwright() as playwright:
+        yield playwright
+
+
+def log_in(page, words: dict, username: str) -> None:
+    page.goto("/login")
+    page.get_by_label(words["username"]).fill(username)
+    page.get_by_label(words["password"]).fill(PASSWORD)
+    page.get_by_role("button", name=words["log_in"], exact=True).click()
+    expect(page).not_to_have_url(re.compile(r"/login"))
+
+
+def assert_every_field_is_labelled(page) -> None:
+    page.wait_for_load_state("load")
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+                .map(el => el.name || el.id)"""
+    )
+    assert unlabelled == [], f"inputs without a label on {page.url}: {unlabelled}"
+
+
+def assert_fits_the_phone(page) -> None:
+    page.wait_for_load_state("load")
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{page.url} is {overflow}px wider than a 360px phone"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_phone_journey_claim_approve_redeem_scan_confirm(
+    lang, street, app, strict_csp, live_server, pw, check_ledger, tmp_path
+):
+    words = WORDS[lang]
+    rice_id = street.rice.id
+    db.session.rollback()  # hold no database transaction while the server works (SQLite locks)
+    csp = CspWatch()
+    browser = launch(pw)
+    cashier_browser = None
+    try:
+        # --- the volunteer claims a meeting -------------------------------------------------
+        if lang == "en":
+            # She starts in a Chinese browser and switches to English once; the choice stays.
+            vol_ctx = phone(browser, locale="zh-CN", base_url=live_server)
+            vol = vol_ctx.new_page()
+            csp.attach(vol)
+            vol.goto("/login")
+            vol.get_by_role("button", name="Switch to English").click()
+            expect(vol.locator("html")).to_have_attribute("lang", "en")
+        else:
+            vol_ctx = phone(browser, locale=words["locale"], base_url=live_server)
+            vol = vol_ctx.new_page()
+            csp.attach(vol)
+        log_in(vol, words, "vol_a")
+        expect(vol.locator("#available")).to_have_text("0")
+        assert_fits_the_phone(vol)
+
+        vol.get_by_role("link", name=words["claim"]).first.click()
+        expect(vol).to_have_url(re.compile(r"/volunteer/claim$"))
+        vol.get_by_label(words["activity"]).select_option(label=words["meeting"])
+        expect(vol.locator("#hours-box")).to_be_hidden()  # a meeting counts once, not by the hour
+        assert_every_field_is_labelled(vol)
+        vol.get_by_role("button", name=words["send"]).click()
+        expect(vol.locator(".status-pending").first).to_contain_text(words["waiting"])
+
+        # --- the grid worker approves it on his phone ---------------------------------------
+        staff_ctx = phone(browser, locale=words["locale"], base_url=live_server)
+        staff = staff_ctx.new_page()
+        csp.attach(staff)
+        log_in(staff, words, "staff_a")
+        card = staff.locator("li.card", has_text="张秀华")
+        expect(card).to_be_visible()
+        assert_every_field_is_labelled(staff)
+        assert_fits_the_phone(staff)
+        snap(staff, f"{lang}-1-approval-queue")
+        card.get_by_role("button", name=words["approve"], exact=True).click()
+        expect(staff.locator("li.card", has_text="张秀华")).to_have_count(0)
+
+        # --- she sees the new balance, redeems rice and opens the voucher --------------------
+        vol.goto("/volunteer/")
+        expect(vol.locator("#available")).to_have_text("10")
+        expect(vol.locator("ul.entries")).to_contain_text("10")
+        snap(vol, f"{lang}-2-volunteer-home")
+        vol.get_by_role("link", name=words["rewards"]).first.click()
+        expect(vol).to_have_url(re.compile(r"/volunteer/rewards$"))
+        assert_fits_the_phone(vol)
+        snap(vol, f"{lang}-3-rewards")
+        vol.locator(f"#reward-{rice_id}").get_by_role("button", name=words["redeem"]).click()
+        expect(vol).to_have_url(re.compile(r"/volunteer/vouchers/\d+$"))
+        expect(vol.locator("#voucher-status")).to_contain_text(words["ready"])
+        expect(vol.locator("#fallback-code")).to_have_text(re.compile(r"^[0-9A-Z]{4}-[0-9A-Z]{4}$"))
+        expect(vol.locator("#countdown")).to_have_text(re.compile(r"\d"))
+        assert_fits_the_phone(vol)
+        snap(vol, f"{lang}-4-voucher")
+        voucher_id = int(vol.url.rsplit("/", 1)[1])
+        # The QR code exactly as her screen shows it becomes the cashier's camera picture.
+        shown_qr = Image.open(io.BytesIO(vol.locator(".qr").screenshot()))
+        camera_file = write_y4m(shown_qr, tmp_path / "voucher-qr.y4m")
+
+        # --- the cashier scans it through the camera and confirms ----------------------------
+        cashier_browser = launch(pw, camera_file=camera_file)
+        cash_ctx = phone(cashier_browser, locale=words["locale"], base_url=live_server, camera=True)
+        cash = cash_ctx.new_page()
+        csp.attach(cash)
+        log_in(cash, words, "cashier")  # lands on the redeem page; the camera starts by itself
+        expect(cash.locator("#result.ok")).to_be_visible(timeout=30_000)
+        expect(cash.locator("#result")).to_contain_text(words["valid"])
+        expect(cash.locator("#result")).to_contain_text("大米 5kg")
+        assert_fits_the_phone(cash)
+        snap(cash, f"{lang}-5-scan-result")
+        with db.session.no_autoflush:
+            assert db.session.get(Voucher, voucher_id).status == "issued"  # looking up takes nothing
+        db.session.rollback()
+        cash.get_by_role("button", name=words["confirm"]).click()
+        expect(cash.locator(".flash.done")).to_contain_text("大米 5kg")
+        snap(cash, f"{lang}-6-redeemed-at-counter")
+
+        # --- her voucher page turns to "redeemed" by itself -----------------------------------
+        expect(vol.locator("#voucher-status")).to_contain_text(words["redeemed"], timeout=10_000)
+        expect(vol.locator("#fallback-code")).to_have_count(0)
+        snap(vol, f"{lang}-7-voucher-redeemed")
+
+        # Scanning the same voucher again: the camera reads it, and the answer is a red refusal.
+        cash.get_by_role("button", name=words["start_camera"]).click()
+        expect(cash.locator("#result.refused")).to_contain_text(words["do_not"], timeout=30_000)
+        expect(cash.locator("#result.refused")).to_contain_text("✘")
+
+        assert csp.violations == []
+    finally:
+        if cashier_browser is not None:
+            cashier_browser.close()
+        browser.close()
+
+    db.session.rollback()
+    assert db.session.get(Voucher, voucher_id).status == "redeemed"
+    b = balance(street.vol_a)
+    assert (b.available, b.held, b.earned) == (0, 0, 10)
+    check_ledger()
+
+
+def _issue_rice_voucher(street) -> tuple[int, str]:
+    """Give vol_a 50 points and a rice voucher; return its id and fallback code."""
+    from pointsapp.domain import vouchers
+
+    from tests.factories import give_points
+
+    give_points(street, street.vol_a, 50)
+    issued = vouchers.issue_voucher(street.vol_a, street.rice.id)
+    db.session.commit()
+    result = issued.voucher.id, vouchers.format_code(issued.code)
+    db.session.rollback()
+    return result
+
+
+@pytest.mark.slow
+def test_cashier_without_a_camera_redeems_with_the_keyboard_and_sees_refusals_in_words(
+    street, app, strict_csp, live_server, pw, check_ledger
+):
+    voucher_id, code = _issue_rice_voucher(street)
+    csp = CspWatch()
+    browser = launch(pw)  # no camera at all
+    try:
+        cash = phone(browser, locale="en-US", base_url=live_server).new_page()
+        csp.attach(cash)
+        log_in(cash, WORDS["en"], "cashier")
+        # The page says why the camera cannot help, and the code field is ready to type into.
+        expect(cash.locator("#scan-status")).to_contain_text("Type the code below")
+        assert_every_field_is_labelled(cash)
+        cash.get_by_label("Scan the QR code or type the 8-character code").focus()
+        cash.keyboard.type(code.lower().replace("-", " "))
+        cash.keyboard.press("Enter")
+        expect(cash.locator("#result.ok")).to_contain_text("✔")
+        expect(cash.locator("#result.ok")).to_contain_text("Valid voucher")
+        # The confirm button has the focus: one more Enter hands the reward over.
+        expect(cash.get_by_role("button", name="Confirm and hand over")).to_be_focused()
+        cash.keyboard.press("Enter")
+        expect(cash.locator(".flash.done")).to_contain_text("大米 5kg")
+
+        # The same code again: red, and the reason in words with a cross, not colour alone.
+        cash.get_by_label("Scan the QR code or type the 8-character code").fill(code)
+        cash.keyboard.press("Enter")
+        refusal = cash.locator("#result.refused")
+        expect(refusal).to_contain_text("✘")
+        expect(refusal).to_contain_text("Do not hand over")
+        expect(refusal).to_contain_text("Already redeemed")
+        snap(cash, "en-8-refused-at-counter")
+        assert csp.violations == []
+    finally:
+        browser.close()
+    db.session.rollback()
+    assert db.session.get(Voucher, voucher_id).status == "redeemed"
+    check_ledger()
+
+
+@pytest.mark.slow
+def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app, strict_csp, live_server, pw):
+    voucher_id, code = _issue_rice_voucher(street)
+    browser = launch(pw)
+    try:
+        ctx = phone(browser, locale="zh-CN", base_url=live_server)
+        vol = ctx.new_page()
+        log_in(vol, WORDS["zh"], "vol_a")
+        # The service worker installs on the first page and takes control of it.
+        vol.evaluate("navigator.serviceWorker.ready.then(() => true)")
+        vol.wait_for_function("navigator.serviceWorker.controller !== null")
+        # Opening the list is enough: the page fetches each usable voucher for the worker to keep.
+        with vol.expect_response(re.compile(rf"/volunteer/vouchers/{voucher_id}$")):
+            vol.goto("/volunteer/vouchers")
+        vol.wait_for_function(
+            "id => caches.open('points-pages-v1').then(c => c.match('/volunteer/vouchers/' + id)).then(Boolean)",
+            arg=voucher_id,
+            polling=100,
+        )
+
+        ctx.set_offline(True)  # in the shop, no signal
+        vol.goto("/volunteer/vouchers")
+        expect(vol.locator(f"#voucher-{voucher_id}")).to_contain_text("大米 5kg")
+        expect(vol.locator("#offline-note")).to_be_visible()
+        vol.goto("/volunteer/")  # not kept: the saved vouchers are shown instead of an error
+        expect(vol.locator(f"#voucher-{voucher_id}")).to_contain_text("大米 5kg")
+        vol.goto(f"/volunteer/vouchers/{voucher_id}")
+        expect(vol.locator("#fallback-code")).to_have_text(code)
+        expect(vol.locator(".qr svg")).to_be_visible()
+        snap(vol, "zh-9-voucher-offline")
+
+        ctx.set_offline(False)
+        vol.goto("/volunteer/")
+        vol.get_by_role("button", name="退出登录").click()
+        expect(vol).to_have_url(re.compile(r"/login"))
+        vol.wait_for_function(
+            "caches.keys().then(keys => !keys.some(k => k.startsWith('points-pages')))", polling=100
+        )
+        ctx.set_offline(True)
+        response = None
+        try:
+            response = vol.goto(f"/volunteer/vouchers/{voucher_id}")
+        except sync_api.Error:
+            pass  # nothing saved any more: the browser has nothing to show offline
+        assert response is None or code not in vol.content()
+    finally:
+        browser.close()

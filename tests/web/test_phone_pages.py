@@ -1,0 +1,211 @@
+"""Phone pages: the voucher's own status feed, the installable app, reward pictures, locale formats,
+and pages that keep to a strict Content-Security-Policy (no inline script, handler or style)."""
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+from PIL import Image
+
+from pointsapp.domain import vouchers
+from pointsapp.extensions import db
+from tests.web.conftest import page_text, use_english
+
+TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
+INLINE_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.IGNORECASE)
+STYLE_ATTRIBUTE = re.compile(r"<[^>]+\sstyle\s*=", re.IGNORECASE)
+STYLE_ELEMENT = re.compile(r"<style[\s>]", re.IGNORECASE)
+
+
+def inline_code(html: str) -> list[str]:
+    return [p.pattern for p in (INLINE_SCRIPT, INLINE_HANDLER, STYLE_ATTRIBUTE, STYLE_ELEMENT) if p.search(html)]
+
+
+# --- the voucher page's status feed ---------------------------------------------------------
+
+
+def test_the_voucher_owner_reads_its_status_and_sees_it_turn_to_redeemed(street, client, login, issued_voucher):
+    login("vol_a")
+    url = f"/volunteer/vouchers/{issued_voucher.voucher.id}/status"
+    resp = client.get(url, headers={"Accept": "application/json"})
+    assert resp.status_code == 200
+    assert resp.get_json() == {"id": issued_voucher.voucher.id, "status": "issued"}
+    assert resp.headers["Cache-Control"] == "no-store"
+
+    vouchers.confirm_redemption(street.cashier, issued_voucher.code)
+    db.session.commit()
+    assert client.get(url).get_json()["status"] == "redeemed"
+
+
+def test_nobody_else_can_read_a_voucher_status(street, client, login, auth, issued_voucher):
+    url = f"/volunteer/vouchers/{issued_voucher.voucher.id}/status"
+    assert client.get(url).status_code == 302  # not logged in: to the login page
+    login("vol_a2")
+    resp = client.get(url, headers={"Accept": "application/json"})
+    assert resp.status_code == 404
+    assert "status" not in resp.get_json()
+    auth.logout()
+    login("cashier")  # not a volunteer at all
+    assert client.get(url, headers={"Accept": "application/json"}).status_code == 403
+
+
+def test_the_open_voucher_page_carries_what_its_script_needs_and_a_redeemed_one_does_not(
+    street, client, login, issued_voucher
+):
+    login("vol_a")
+    vid = issued_voucher.voucher.id
+    body = client.get(f"/volunteer/vouchers/{vid}").get_data(as_text=True)
+    assert f'data-status-url="/volunteer/vouchers/{vid}/status"' in body
+    assert 'data-status="issued"' in body and 'id="countdown"' in body
+    assert 'data-template="还剩 {d} 天 {h} 小时 {m} 分钟"' in body
+
+    vouchers.confirm_redemption(street.cashier, issued_voucher.code)
+    db.session.commit()
+    body = client.get(f"/volunteer/vouchers/{vid}").get_data(as_text=True)
+    assert "data-status-url" not in body and 'id="fallback-code"' not in body
+    assert "已兑换" in page_text(client.get(f"/volunteer/vouchers/{vid}"))
+
+
+# --- strict Content-Security-Policy: no inline code ---------------------------------------------
+
+
+def test_no_template_has_inline_script_handlers_or_styles():
+    problems = {}
+    for path in TEMPLATES.rglob("*.html"):
+        found = inline_code(path.read_text(encoding="utf-8"))
+        if found:
+            problems[str(path.relative_to(TEMPLATES))] = found
+    assert problems == {}
+
+
+def test_rendered_phone_pages_have_no_inline_code(street, client, login, auth, issued_voucher):
+    login("vol_a")
+    for url in ("/volunteer/", "/volunteer/rewards", "/volunteer/vouchers", f"/volunteer/vouchers/{issued_voucher.voucher.id}", "/volunteer/claim"):
+        resp = client.get(url)
+        assert resp.status_code == 200, url
+        assert inline_code(resp.get_data(as_text=True)) == [], url
+    auth.logout()
+    login("cashier")
+    body = client.get("/merchant/").get_data(as_text=True)
+    assert inline_code(body) == []
+    assert '<script src="/static/vendor/jsqr/jsQR.js" defer></script>' in body
+
+
+# --- installable app and offline vouchers -------------------------------------------------------
+
+
+def test_the_manifest_names_the_app_in_the_page_language_and_its_icons_exist(client):
+    resp = client.get("/manifest.webmanifest", headers={"Accept-Language": "zh-CN"})
+    assert resp.status_code == 200 and resp.mimetype == "application/manifest+json"
+    manifest = json.loads(resp.get_data(as_text=True))
+    assert manifest["name"] == "志愿者积分" and manifest["display"] == "standalone" and manifest["start_url"] == "/"
+    sizes = set()
+    for icon in manifest["icons"]:
+        png = client.get(icon["src"])
+        assert png.status_code == 200, icon["src"]
+        with Image.open(io.BytesIO(png.data)) as img:
+            assert f"{img.width}x{img.height}" == icon["sizes"]
+        sizes.add(icon["sizes"])
+    assert {"192x192", "512x512"} <= sizes
+    english = client.get("/manifest.webmanifest", headers={"Accept-Language": "en"}).get_json()
+    assert english["name"] == "Volunteer points"
+
+
+def test_the_service_worker_is_served_from_the_root_for_every_page(client):
+    resp = client.get("/sw.js")
+    assert resp.status_code == 200
+    assert resp.headers["Service-Worker-Allowed"] == "/"
+    assert "no-cache" in resp.headers["Cache-Control"]
+    assert "javascript" in resp.mimetype
+    worker = resp.get_data(as_text=True)
+    assert "/volunteer/vouchers" in worker and "points-pages" in worker
+    page = client.get("/login").get_data(as_text=True)
+    assert 'data-sw="/sw.js"' in page and 'rel="manifest"' in page
+    assert 'data-forget-offline="1"' in page  # logged out: the phone forgets the saved vouchers
+
+
+# --- reward pictures ----------------------------------------------------------------------------
+
+
+def _png(colour=(200, 30, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (800, 600), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_an_admin_gives_a_reward_a_picture_and_volunteers_see_it(street, client, login, auth):
+    login("street_admin")
+    rice = street.rice.id
+    resp = client.post(
+        f"/admin/rewards/{rice}/picture",
+        data={"csrf_token": auth.csrf(f"/admin/rewards/{rice}"), "picture": (io.BytesIO(_png()), "rice.png")},
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 302
+    auth.logout()
+    login("vol_a")
+    assert f'src="/volunteer/rewards/{rice}/picture"' in client.get("/volunteer/rewards").get_data(as_text=True)
+    pic = client.get(f"/volunteer/rewards/{rice}/picture")
+    assert pic.status_code == 200 and pic.mimetype == "image/jpeg"
+    with Image.open(io.BytesIO(pic.data)) as img:
+        assert max(img.size) == 480  # re-encoded and shrunk
+    placeholder = client.get(f"/volunteer/rewards/{street.oil.id}/picture")
+    assert placeholder.status_code == 200 and placeholder.mimetype == "image/svg+xml"
+
+
+def test_a_file_that_is_not_a_picture_is_refused_and_nothing_is_stored(street, client, login, auth):
+    login("street_admin")
+    rice = street.rice.id
+    resp = client.post(
+        f"/admin/rewards/{rice}/picture",
+        data={"csrf_token": auth.csrf(f"/admin/rewards/{rice}"), "picture": (io.BytesIO(b"<script>x</script>"), "x.png")},
+        content_type="multipart/form-data",
+        follow_redirects=True,
+    )
+    assert "无法读取这个文件，请上传 JPEG 或 PNG 格式的照片。" in page_text(resp)
+    assert client.get(f"/volunteer/rewards/{rice}/picture").mimetype == "image/svg+xml"
+
+
+def test_only_the_rewards_admins_may_change_its_picture(street, client, login, auth):
+    login("vol_a")
+    resp = client.post(
+        f"/admin/rewards/{street.rice.id}/picture",
+        data={"csrf_token": auth.csrf("/volunteer/"), "picture": (io.BytesIO(_png()), "rice.png")},
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 403
+
+
+# --- language and locale formats ----------------------------------------------------------------
+
+
+def test_the_language_follows_the_browser_until_the_person_chooses(client):
+    assert "用户名" in page_text(client.get("/login"))
+    assert "Username" in page_text(client.get("/login", headers={"Accept-Language": "en-GB,en;q=0.9"}))
+    assert "用户名" in page_text(client.get("/login", headers={"Accept-Language": "fr-FR"}))  # default: Chinese
+
+
+def test_dates_and_numbers_are_written_as_the_page_language_writes_them(street, client, login, issued_voucher):
+    login("vol_a")
+    vid = issued_voucher.voucher.id
+    chinese = page_text(client.get(f"/volunteer/vouchers/{vid}"))
+    assert re.search(r"有效期至 \d{4}/\d{1,2}/\d{1,2} \d{2}:\d{2}", chinese)
+    use_english(client)
+    english = page_text(client.get(f"/volunteer/vouchers/{vid}"))
+    assert re.search(r"Valid until \d{1,2}/\d{1,2}/\d{2}, \d{1,2}:\d{2}\s?[AP]M", english)
+
+
+def test_the_language_choice_outlives_the_browser_session(app, client, auth):
+    resp = auth.post("/lang/en", {}, token_from="/login")
+    assert resp.status_code == 302
+    lang_cookie = [c for c in resp.headers.getlist("Set-Cookie") if c.startswith("lang=")]
+    assert lang_cookie and "lang=en" in lang_cookie[0] and "Expires=" in lang_cookie[0]
+    # A new browser session (no session cookie) on the same phone: the lasting cookie still says English.
+    fresh = app.test_client()
+    fresh.set_cookie("lang", "en")
+    assert "Username" in page_text(fresh.get("/login"))
+    fresh.set_cookie("lang", "xx")  # nonsense is ignored: Chinese
+    assert "用户名" in page_text(fresh.get("/login"))
