@@ -20,6 +20,7 @@ def wants_json() -> bool:
 def register_web(app: Flask) -> None:
     from ..models import User
     from . import admin, auth, merchant, staff, template_helpers, volunteer
+    from . import settlement as settlement_pages
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
@@ -33,6 +34,7 @@ def register_web(app: Flask) -> None:
 
     for bp in (auth.bp, volunteer.bp, staff.bp, admin.bp, merchant.bp):
         app.register_blueprint(bp)
+    app.register_blueprint(settlement_pages.bp)
     template_helpers.register(app)
 
     @app.teardown_request
