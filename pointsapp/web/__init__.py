@@ -21,6 +21,7 @@ def register_web(app: Flask) -> None:
     from ..models import User
     from . import admin, auth, merchant, staff, template_helpers, volunteer
     from . import settlement as settlement_pages
+    from . import volunteer_statement  # noqa: F401  (adds the statement routes to the volunteer blueprint)
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
