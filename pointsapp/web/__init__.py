@@ -21,6 +21,7 @@ def register_web(app: Flask) -> None:
     from ..models import User
     from . import admin, auth, merchant, staff, template_helpers, volunteer
     from . import settlement as settlement_pages
+    from . import sheets
     from . import volunteer_statement  # noqa: F401  (adds the statement routes to the volunteer blueprint)
 
     login_manager.login_view = "auth.login"
@@ -36,6 +37,7 @@ def register_web(app: Flask) -> None:
     for bp in (auth.bp, volunteer.bp, staff.bp, admin.bp, merchant.bp):
         app.register_blueprint(bp)
     app.register_blueprint(settlement_pages.bp)
+    app.register_blueprint(sheets.bp)
     template_helpers.register(app)
 
     @app.teardown_request
