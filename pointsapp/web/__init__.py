@@ -21,6 +21,7 @@ def register_web(app: Flask) -> None:
     from ..models import User
     from . import admin, auth, merchant, staff, template_helpers, volunteer
     from . import settlement as settlement_pages
+    from . import reports as report_pages
     from . import sheets
     from . import volunteer_statement  # noqa: F401  (adds the statement routes to the volunteer blueprint)
 
@@ -38,6 +39,7 @@ def register_web(app: Flask) -> None:
         app.register_blueprint(bp)
     app.register_blueprint(settlement_pages.bp)
     app.register_blueprint(sheets.bp)
+    app.register_blueprint(report_pages.bp)
     template_helpers.register(app)
 
     @app.teardown_request
