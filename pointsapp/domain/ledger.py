@@ -6,9 +6,10 @@ Points are money-like: the street reimburses merchants for every point they take
 is therefore double-entry and append-only.
 
 Accounts
-    ``issuance``  one per street: where points come from. Its balance is minus the points the
-                  street has ever issued, net of reversals, so it is the only account allowed to
-                  go below zero.
+    ``issuance``  one per street: where points come from and where paid-for points return.
+                  Its balance is minus the points outstanding (issued, net of reversals, less
+                  those the street has paid merchants for), so it is the only account allowed
+                  to go below zero.
     ``volunteer`` one per volunteer. ``balance`` is what they own; ``held`` is the part reserved
                   for unredeemed vouchers; ``available = balance - held``; ``earned`` is the
                   lifetime total credited (honours rank on it; spending never lowers it).
