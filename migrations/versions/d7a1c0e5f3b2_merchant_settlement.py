@@ -5,8 +5,6 @@ Revises: 09d413df3395
 Create Date: 2026-11-22 12:50:00
 
 """
-import re
-
 from alembic import op
 import sqlalchemy as sa
 
@@ -26,9 +24,10 @@ def _sqlite_swap_transfer_check(old: str, new: str) -> None:
     """Rebuild SQLite's ``transfer`` table with one CHECK changed (SQLite cannot alter a CHECK).
 
     The table's own DDL is taken from sqlite_master and edited, so every other column and
-    constraint stays exactly as it was. Foreign keys are deferred to the commit: ``entry`` points
-    at ``transfer`` while the table is swapped. The append-only triggers go with the old table and
-    are made again.
+    constraint stays exactly as it was. The rows wait in a plain copy while the table is made
+    again; foreign keys are deferred to the commit, and re-inserting the rows under the table's
+    own name gives ``entry`` (and reversals) their parents back before then. The append-only
+    triggers go with the old table and are made again.
     """
     bind = op.get_bind()
     ddl = bind.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'transfer'").scalar()
@@ -41,13 +40,11 @@ def _sqlite_swap_transfer_check(old: str, new: str) -> None:
         )
     ]
     op.execute("PRAGMA defer_foreign_keys = ON")
-    rebuilt = re.sub(r'^CREATE TABLE\s+("?)transfer\1', "CREATE TABLE transfer_rebuilt", ddl.replace(old, new), count=1)
-    if "transfer_rebuilt" not in rebuilt:
-        raise RuntimeError("unexpected transfer table definition")
-    op.execute(rebuilt)
-    op.execute("INSERT INTO transfer_rebuilt SELECT * FROM transfer")
+    op.execute("CREATE TABLE transfer_copy AS SELECT * FROM transfer")
     op.execute("DROP TABLE transfer")
-    op.execute("ALTER TABLE transfer_rebuilt RENAME TO transfer")
+    op.execute(ddl.replace(old, new))
+    op.execute("INSERT INTO transfer SELECT * FROM transfer_copy ORDER BY id")
+    op.execute("DROP TABLE transfer_copy")
     for sql in indexes:
         op.execute(sql)
     for action in ("UPDATE", "DELETE"):
@@ -161,7 +158,11 @@ def upgrade():
 
 
 def downgrade():
-    # Refuses (CHECK violation) once settlement transfers exist: the ledger cannot drop them.
+    # The ledger is append-only: once merchants have been paid, their settlement transfers
+    # cannot be dropped, so the downgrade refuses rather than lose them.
+    paid = op.get_bind().exec_driver_sql("SELECT count(*) FROM transfer WHERE kind = 'settlement'").scalar()
+    if paid:
+        raise RuntimeError(f"{paid} settlement transfers exist; this migration cannot be undone without losing them")
     _append_only(create=False)
     with op.batch_alter_table('settlement_payment', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_settlement_payment_merchant_id'))
