@@ -63,6 +63,14 @@ def activities(actor: User, zh: bool):
     ]
 
 
+KIND_NAMES = {
+    "credit": _l("Points credited"),
+    "capture": _l("Redemption"),
+    "reversal": _l("Correction"),
+    "settlement": _l("Payment to a merchant"),
+}
+
+
 def ledger_entries(actor: User, zh: bool):
     headers = [_l("Entry"), _l("Transfer"), _l("Time"), _l("Volunteer"), _l("Kind"), _l("Points"),
                _l("Balance after"), _l("Reason")]
@@ -76,7 +84,7 @@ def ledger_entries(actor: User, zh: bool):
         .where(subtree_filter(OrgUnit.path, actor, ADMIN_ROLES))
         .order_by(Entry.id)
     ).all()
-    return headers, [[e, t, _local(at), v, k, a, b, r] for e, t, at, v, k, a, b, r in rows]
+    return headers, [[e, t, _local(at), v, str(KIND_NAMES.get(k, k)), a, b, r] for e, t, at, v, k, a, b, r in rows]
 
 
 def redemptions(actor: User, zh: bool):

@@ -67,7 +67,7 @@ def test_exports_are_scoped_to_the_admins_subtree_and_carry_chinese_headers(clie
 
     wb = load_workbook(io.BytesIO(client.get("/sheets/export/ledger.xlsx").data))
     ledger_rows = list(wb.active.iter_rows(min_row=2, values_only=True))
-    assert [(r[3], r[5]) for r in ledger_rows] == [("张秀华", 15)]
+    assert [(r[3], r[4], r[5]) for r in ledger_rows] == [("张秀华", "计入积分", 15)]
     assert client.get("/sheets/export/secrets.xlsx").status_code == 404
     assert client.get("/sheets/export/people.pdf").status_code == 404
 
