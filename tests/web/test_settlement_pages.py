@@ -105,3 +105,14 @@ def test_the_street_admin_sets_a_rate_from_today(client, street, login):
     ok = client.post("/settlement/rates", data={**form, "effective_from": local_today().isoformat(), "yuan_per_point": "0.50"})
     assert ok.status_code == 302
     assert settlement.rate_on(local_today()) == 50
+
+
+def test_a_merchant_with_no_redemptions_yet_has_an_empty_open_statement(client, street, login):
+    login("street_admin")
+    resp = client.get(f"/settlement/{street.other_shop.id}")
+    assert resp.status_code == 200
+    text = page_text(resp)
+    assert "本期没有兑换" in text and "当前应付积分：0" in text
+    assert "关闭本结算期" not in text  # the running month cannot be closed yet
+    index = page_text(client.get("/settlement/"))
+    assert "友谊慈善超市" in index and "12349便民为老服务平台" in index
