@@ -109,7 +109,7 @@ def redemptions(actor: User, zh: bool):
 
 TITLES_OF = {
     "people": _l("People"),
-    "activities": _l("Activities"),
+    "activities": _l("Activity records"),
     "ledger": _l("Ledger entries"),
     "redemptions": _l("Redemptions"),
 }
