@@ -124,3 +124,54 @@ def demo_logins_cmd():
     click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}):")
     for username, what in DEMO_LOGINS:
         click.echo(f"  {username:<14} {what}")
+
+
+@points_cli.command("import-people")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check every row and report problems; change nothing.")
+@click.option("--as", "as_user", default=None, help="Username of the admin importing (default: the only street admin).")
+def import_people_cmd(file, dry_run, as_user):
+    """Import org nodes and volunteers from an XLSX or CSV file, all rows or none."""
+    from .domain.imports import import_people
+    from .models import RoleGrant, User
+    from .models.user import ROLE_STREET_ADMIN
+    from .spreadsheets import UnreadableFile, read_rows
+
+    if as_user:
+        actor = db.session.scalar(select(User).where(User.username == as_user))
+        if actor is None:
+            raise click.ClickException(f"no user named {as_user}")
+    else:
+        admins = list(db.session.scalars(
+            select(User).join(RoleGrant, RoleGrant.user_id == User.id).where(RoleGrant.role == ROLE_STREET_ADMIN)
+        ))
+        if len(admins) != 1:
+            raise click.ClickException("name the importing admin with --as USERNAME")
+        actor = admins[0]
+    with open(file, "rb") as f:
+        data = f.read()
+    try:
+        rows = read_rows(data, file)
+    except UnreadableFile as exc:
+        raise click.ClickException(f"cannot read {file}: {exc}")
+    try:
+        with click.progressbar(length=max(len(rows) - 1, 0), label="Checking" if dry_run else "Importing") as bar:
+            result = import_people(actor, rows, progress=bar.update)
+    except Exception:
+        db.session.rollback()
+        raise
+    for number, message in result.errors:
+        click.echo(f"row {number}: {message}", err=True)
+    summary = (
+        f"{result.rows} row(s): {result.people_created} new people, {result.units_created} new nodes, "
+        f"{result.unchanged} unchanged"
+    )
+    if result.errors or dry_run:
+        db.session.rollback()
+        if result.errors:
+            click.echo(f"nothing imported: {len(result.errors)} row(s) have problems", err=True)
+            sys.exit(1)
+        click.echo(f"dry run, nothing changed; would import {summary}")
+        return
+    db.session.commit()
+    click.echo(f"imported {summary}")

@@ -282,3 +282,23 @@ class RedeemForm(FlaskForm):
     )
     # Optional: a cashier of one merchant need not send it; a value sent must be one of theirs.
     merchant_id = SelectField(_l("Merchant"), coerce=int, validators=[Optional()])
+
+
+class PaymentForm(FlaskForm):
+    """Money paid to a merchant, in points (the ledger's unit)."""
+
+    points = IntegerField(_l("Points paid for"), validators=[InputRequired(), NumberRange(min=1, max=2**31 - 1)])
+    paid_on = DateField(_l("Paid on"), validators=[InputRequired(message=_l("Enter the date of the payment."))])
+    reference = StringField(_l("Reference (bank transfer, receipt)"), validators=[DataRequired(), Length(max=100)])
+    key = HiddenField()
+
+
+class RateForm(FlaskForm):
+    effective_from = DateField(_l("From"), validators=[InputRequired()])
+    yuan_per_point = StringField(_l("Yuan per point"), validators=[DataRequired(), Length(max=12)],
+                                 render_kw={"inputmode": "decimal"})
+
+
+class ImportForm(FlaskForm):
+    file = FileField(_l("Spreadsheet (XLSX or CSV)"))
+    dry_run = BooleanField(_l("Check only (dry run)"), default=True)

@@ -129,3 +129,18 @@ class VoucherCancelled(PointsError):
 class CannotReverse(PointsError):
     code = "cannot_reverse"
     template = _l("This entry cannot be reversed: %(why)s")
+
+
+class PeriodNotEnded(PointsError):
+    code = "period_not_ended"
+    template = _l("This settlement period runs until %(end)s; it can be closed once it has ended.")
+
+
+class PeriodClosed(PointsError):
+    code = "period_closed"
+    template = _l("This settlement period is already closed; later corrections go into the next open period.")
+
+
+class PaymentExceedsOwed(PointsError):
+    code = "payment_exceeds_owed"
+    template = _l("A payment of %(points)s points is more than the %(owed)s points owed to this merchant; nothing was recorded.")

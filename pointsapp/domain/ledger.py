@@ -6,13 +6,27 @@ Points are money-like: the street reimburses merchants for every point they take
 is therefore double-entry and append-only.
 
 Accounts
-    ``issuance``  one per street: where points come from. Its balance is minus the points the
-                  street has ever issued, net of reversals, so it is the only account allowed to
-                  go below zero.
+    ``issuance``  one per street: where points come from and where paid-for points return.
+                  Its balance is minus the points outstanding (issued, net of reversals, less
+                  those the street has paid merchants for), so it is the only account allowed
+                  to go below zero.
     ``volunteer`` one per volunteer. ``balance`` is what they own; ``held`` is the part reserved
                   for unredeemed vouchers; ``available = balance - held``; ``earned`` is the
                   lifetime total credited (honours rank on it; spending never lowers it).
     ``merchant``  one per merchant: points taken at the till, owed back by the street.
+
+Settlement
+    When the street pays a merchant, a ``settlement`` transfer moves the paid points from the
+    merchant's account back to the street's ``issuance`` account: paid points are retired, as if
+    never issued. We chose this over a separate "paid" account because a point's life then ends
+    where it began, the sum-to-zero invariant needs nothing new, and ``-issuance.balance`` is the
+    street's outstanding liability (points held by volunteers plus points owed to merchants),
+    the figure the street reports upward. Points issued ever are the credit transfers less their
+    reversals; points paid are the settlement transfers. A settlement cannot be reversed: each
+    one is tied to a ``SettlementPayment`` record (``pointsapp.domain.settlement``), and a payment
+    recorded in error is corrected by the merchant's next period, not by rewriting this one.
+    The conditional debit (``balance >= amount``) is what refuses a payment larger than what is
+    owed, under the same lock order as every other transfer.
 
 Transfers and entries
     Every movement is one ``Transfer`` row (amount > 0, a reason a person can read, a link to
@@ -45,6 +59,9 @@ Concurrency
 Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard the first two)
     * no volunteer or merchant balance below zero; ``0 <= held <= balance``;
     * each account's balance equals the sum of its entries;
+    * each settlement goes from a merchant to an issuance account and has one payment record;
+    * each closed settlement period's totals equal the sum of the entries it took, and
+      periods chain (opening balance = the previous period's closing balance);
     * each transfer has exactly two entries of ``-amount`` and ``+amount``; all balances sum to 0;
     * each account's ``held`` equals the points of its issued vouchers (none but volunteers' hold);
     * each account's ``earned`` equals credits received less credits reversed (0 but volunteers');
@@ -68,8 +85,10 @@ from ..models.ledger import (
     ACCOUNT_ISSUANCE,
     ACCOUNT_MERCHANT,
     ACCOUNT_VOLUNTEER,
+    TRANSFER_CAPTURE,
     TRANSFER_CREDIT,
     TRANSFER_REVERSAL,
+    TRANSFER_SETTLEMENT,
 )
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.rules import Activity
@@ -194,6 +213,7 @@ def _transfer(
     voucher_id: int | None = None,
     reverses_id: int | None = None,
     created_by_id: int | None = None,
+    created_at=None,
 ) -> Transfer:
     if amount <= 0:
         raise ValueError("a transfer moves a positive amount")
@@ -213,6 +233,8 @@ def _transfer(
         reverses_id=reverses_id,
         created_by_id=created_by_id,
     )
+    if created_at is not None:
+        t.created_at = created_at
     db.session.add(t)
     db.session.flush()
     db.session.add_all(
@@ -286,6 +308,7 @@ def capture(
     cause_key: str,
     voucher_id: int,
     created_by_id: int | None,
+    created_at=None,
 ) -> Transfer:
     """Move held points from a volunteer to a merchant (the cashier confirmed a voucher)."""
     return _transfer(
@@ -298,6 +321,29 @@ def capture(
         from_held=True,
         voucher_id=voucher_id,
         created_by_id=created_by_id,
+        created_at=created_at,
+    )
+
+
+def settle(
+    merchant_account_id: int,
+    issuance_account_id: int,
+    amount: int,
+    *,
+    reason: str,
+    cause_key: str,
+    created_by_id: int | None,
+) -> Transfer:
+    """Retire ``amount`` points the street has paid for, from a merchant back to its issuance
+    account; ``InsufficientPoints`` when the merchant is owed less."""
+    return _transfer(
+        kind=TRANSFER_SETTLEMENT,
+        from_id=merchant_account_id,
+        to_id=issuance_account_id,
+        amount=amount,
+        reason=reason,
+        cause_key=cause_key,
+        created_by_id=created_by_id,
     )
 
 
@@ -305,6 +351,8 @@ def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Tr
     """Undo ``original`` in full with a new transfer the other way; at most once."""
     if original.kind == TRANSFER_REVERSAL:
         raise CannotReverse(why=_l("a reversal cannot itself be reversed"))
+    if original.kind == TRANSFER_SETTLEMENT:
+        raise CannotReverse(why=_l("a payment to a merchant is settled in the merchant's next period"))
     # Look for an earlier reversal only under the accounts' locks: a reversal committed by a
     # concurrent caller is then visible, instead of surfacing as a unique-key violation.
     lock_accounts([original.from_account_id, original.to_account_id])
@@ -460,4 +508,73 @@ def check_ledger() -> list[str]:
         st = s.scalar(select(Activity.status).where(Activity.id == aid))
         if st not in ("approved", "reversed"):
             problems.append(f"activity {aid} ({st}): has a credit transfer but is not approved")
+    problems.extend(_check_settlement())
+    return problems
+
+
+def _check_settlement() -> list[str]:
+    """The settlement invariants: payments match their transfers, closed periods add up."""
+    from ..models import SettlementLine, SettlementPayment, SettlementPeriod
+
+    problems: list[str] = []
+    s = db.session
+    src = Account.__table__.alias("src")
+    dst = Account.__table__.alias("dst")
+    rows = s.execute(
+        select(Transfer.id, Transfer.amount, src.c.kind, src.c.merchant_id, dst.c.kind,
+               SettlementPayment.points, SettlementPayment.merchant_id)
+        .join(src, src.c.id == Transfer.from_account_id)
+        .join(dst, dst.c.id == Transfer.to_account_id)
+        .outerjoin(SettlementPayment, SettlementPayment.transfer_id == Transfer.id)
+        .where(Transfer.kind == TRANSFER_SETTLEMENT)
+    ).all()
+    for tid, amount, src_kind, src_merchant, dst_kind, pay_points, pay_merchant in rows:
+        if src_kind != ACCOUNT_MERCHANT or dst_kind != ACCOUNT_ISSUANCE:
+            problems.append(f"settlement {tid}: goes from {src_kind} to {dst_kind}, not merchant to issuance")
+        if pay_points != amount or pay_merchant != src_merchant:
+            problems.append(f"settlement {tid}: no payment record of {amount} points for its merchant")
+    orphan = s.scalar(
+        select(func.count()).select_from(SettlementPayment)
+        .join(Transfer, Transfer.id == SettlementPayment.transfer_id)
+        .where(Transfer.kind != TRANSFER_SETTLEMENT)
+    )
+    if orphan:
+        problems.append(f"{orphan} payment records point at transfers that are not settlements")
+
+    line_sums = {
+        pid: (red, cor, paid, foreign)
+        for pid, red, cor, paid, foreign in s.execute(
+            select(
+                SettlementLine.period_id,
+                func.coalesce(func.sum(case((Transfer.kind == TRANSFER_CAPTURE, Entry.amount))), 0),
+                func.coalesce(func.sum(case((Transfer.kind == TRANSFER_REVERSAL, Entry.amount))), 0),
+                func.coalesce(func.sum(case((Transfer.kind == TRANSFER_SETTLEMENT, -Entry.amount))), 0),
+                func.count(case((or_(Account.merchant_id.is_(None), Account.merchant_id != SettlementPeriod.merchant_id), 1))),
+            )
+            .join(SettlementPeriod, SettlementPeriod.id == SettlementLine.period_id)
+            .join(Entry, Entry.id == SettlementLine.entry_id)
+            .join(Transfer, Transfer.id == Entry.transfer_id)
+            .join(Account, Account.id == Entry.account_id)
+            .group_by(SettlementLine.period_id)
+        ).all()
+    }
+    previous: dict[int, SettlementPeriod] = {}
+    for p in s.scalars(select(SettlementPeriod).order_by(SettlementPeriod.merchant_id, SettlementPeriod.period_start)):
+        red, cor, paid, foreign = line_sums.get(p.id, (0, 0, 0, 0))
+        if (red, cor, paid) != (p.redeemed, p.corrected, p.paid):
+            problems.append(
+                f"settlement period {p.id}: totals {p.redeemed}/{p.corrected}/{p.paid} "
+                f"but its entries sum to {red}/{cor}/{paid}"
+            )
+        if foreign:
+            problems.append(f"settlement period {p.id}: {foreign} entries of another account")
+        before = previous.get(p.merchant_id)
+        expected_opening = before.closing_balance if before else 0
+        if p.opening_balance != expected_opening:
+            problems.append(
+                f"settlement period {p.id}: opens at {p.opening_balance} but the previous period closed at {expected_opening}"
+            )
+        if before is not None and before.period_end != p.period_start:
+            problems.append(f"settlement period {p.id}: does not start where period {before.id} ended")
+        previous[p.merchant_id] = p
     return problems

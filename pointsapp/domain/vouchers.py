@@ -306,6 +306,7 @@ def confirm_redemption(staff: User, text: str, merchant_id: int | None = None, n
         cause_key=f"voucher:{voucher.id}:capture",
         voucher_id=voucher.id,
         created_by_id=staff.id,
+        created_at=now,
     )
     return voucher
 

@@ -5,3 +5,4 @@ from .rewards import Merchant, Reward, Voucher  # noqa: F401
 from .rules import Activity, PointRule, PointRuleVersion  # noqa: F401
 from .user import RoleGrant, User  # noqa: F401
 from .audit import AuditChainHead, AuditRecord  # noqa: F401
+from .settlement import PointsRate, SettlementLine, SettlementPayment, SettlementPeriod  # noqa: F401

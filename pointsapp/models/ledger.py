@@ -58,7 +58,8 @@ class Account(db.Model):
 TRANSFER_CREDIT = "credit"
 TRANSFER_CAPTURE = "capture"
 TRANSFER_REVERSAL = "reversal"
-TRANSFER_KINDS = (TRANSFER_CREDIT, TRANSFER_CAPTURE, TRANSFER_REVERSAL)
+TRANSFER_SETTLEMENT = "settlement"
+TRANSFER_KINDS = (TRANSFER_CREDIT, TRANSFER_CAPTURE, TRANSFER_REVERSAL, TRANSFER_SETTLEMENT)
 
 
 class Transfer(db.Model):
@@ -68,7 +69,7 @@ class Transfer(db.Model):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("from_account_id <> to_account_id", name="distinct_accounts"),
-        CheckConstraint("kind IN ('credit', 'capture', 'reversal')", name="kind_known"),
+        CheckConstraint("kind IN ('credit', 'capture', 'reversal', 'settlement')", name="kind_known"),
         CheckConstraint(
             "(kind = 'reversal') = (reverses_id IS NOT NULL)", name="reversal_links_original"
         ),

@@ -20,6 +20,10 @@ def wants_json() -> bool:
 def register_web(app: Flask) -> None:
     from ..models import User
     from . import admin, auth, merchant, pwa, security, staff, template_helpers, volunteer
+    from . import settlement as settlement_pages
+    from . import reports as report_pages
+    from . import sheets
+    from . import volunteer_statement  # noqa: F401  (adds the statement routes to the volunteer blueprint)
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
@@ -38,6 +42,9 @@ def register_web(app: Flask) -> None:
 
     for bp in (auth.bp, volunteer.bp, staff.bp, admin.bp, merchant.bp, pwa.bp):
         app.register_blueprint(bp)
+    app.register_blueprint(settlement_pages.bp)
+    app.register_blueprint(sheets.bp)
+    app.register_blueprint(report_pages.bp)
     template_helpers.register(app)
     security.init_security(app)
 

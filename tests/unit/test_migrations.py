@@ -12,6 +12,7 @@ TABLES = {
     "org_level", "org_unit", "user_account", "role_grant", "merchant", "reward", "point_rule",
     "point_rule_version", "activity", "account", "transfer", "entry", "voucher",
     "audit_record", "audit_chain_head",
+    "points_rate", "settlement_period", "settlement_line", "settlement_payment",
 }
 
 

@@ -113,6 +113,24 @@ ROUTES: dict[str, Row] = {
     "staff.attendance": Row(get=only(*STAFF), post=only(*STAFF, ok=REACHED)),
     # the batch page shows only the recorder's own batches
     "staff.attendance_done": Row(get=only(*STAFF, **{COMM: HIDDEN, STREET: HIDDEN})),
+    # settlement: the charity shop is the street's, so its cashier and the street admin read its
+    # statement; everyone else is told it does not exist
+    "settlement.index": Row(get=only(CASHIER, *ADMINS)),
+    "settlement.statement": Row(get=only(CASHIER, STREET, **{VOL: HIDDEN, GRID: HIDDEN, COMM: HIDDEN})),
+    "settlement.statement_print": Row(get=only(CASHIER, STREET, **{VOL: HIDDEN, GRID: HIDDEN, COMM: HIDDEN})),
+    "settlement.statement_xlsx": Row(get=only(CASHIER, STREET, **{VOL: HIDDEN, GRID: HIDDEN, COMM: HIDDEN})),
+    "settlement.close": Row(post=only(*ADMINS, ok=REACHED)),
+    "settlement.payment": Row(post=only(*ADMINS, ok=REACHED)),
+    "settlement.rates": Row(get=only(STREET), post=only(STREET, ok=REACHED)),
+    # reports and spreadsheets: admins, over their own subtree
+    "reports.index": Row(get=only(*ADMINS)),
+    "reports.download": Row(get=only(*ADMINS)),
+    "sheets.index": Row(get=only(*ADMINS)),
+    "sheets.template": Row(get=only(*ADMINS)),
+    "sheets.import_file": Row(post=only(*ADMINS, ok=REACHED)),
+    "sheets.export": Row(get=only(*ADMINS)),
+    "volunteer.statement": Row(get=only(VOL)),
+    "volunteer.statement_xlsx": Row(get=only(VOL)),
     # admins
     "admin.home": Row(get=only(*ADMINS)),
     "admin.rules_list": Row(get=only(*ADMINS)),
@@ -159,6 +177,9 @@ def url_args(w) -> dict:
         "rule_id": w.street.meeting.id,
         "transfer_id": w.credit.id,
         "batch_key": w.batch_key,
+        "fmt": "xlsx",
+        "what": "people",
+        "key": "points_by_month",
     }
 
 
@@ -211,7 +232,9 @@ def matches(expected: str, resp, method: str) -> bool:
     return got == expected
 
 
-INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
+# A <script type="application/json"> block is data that no browser runs; any other script
+# without src= is inline code.
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.I)
 INLINE_STYLE = re.compile(r"<style\b|\sstyle\s*=", re.I)
 INLINE_HANDLER = re.compile(r"\son[a-z]+\s*=|javascript:", re.I)
 POST_FORM = re.compile(r"<form\b[^>]*method=\"post\"[^>]*>(.*?)</form>", re.I | re.S)

@@ -1,0 +1,367 @@
+"""Reports for admins over a subtree and a range of months.
+
+Every figure is an aggregate query (``GROUP BY`` in the database), scoped by the materialised
+path of the chosen node. Each report is a ``ReportTable``: the page draws its chart from exactly
+these rows, shows them as a table beside the chart, and offers them as XLSX and CSV.
+
+Months are the street's months: timestamps (stored in UTC) are shifted to the street's time
+zone in SQL. PostgreSQL does this exactly (``AT TIME ZONE``); SQLite, which has no time zones,
+adds the zone's offset at the start of the range, exact for China (no daylight saving time).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import case, distinct, func, select
+from sqlalchemy.orm import aliased
+
+from ..extensions import db
+from ..models import (
+    Account,
+    Activity,
+    Entry,
+    Merchant,
+    OrgLevel,
+    OrgUnit,
+    PointRuleVersion,
+    Reward,
+    Transfer,
+    User,
+    Voucher,
+)
+from ..models.ledger import ACCOUNT_MERCHANT, TRANSFER_CAPTURE, TRANSFER_CREDIT, TRANSFER_REVERSAL
+from ..models.rewards import VOUCHER_REDEEMED
+from ..models.rules import CATEGORIES, STATUS_APPROVED, STATUS_PENDING, STATUS_REJECTED
+from ..models.user import ADMIN_ROLES
+from .access import require_in_scope
+from .clock import local_zone
+from .errors import InvalidInput
+from .settlement import add_months, utc_start_of
+
+LOW_STOCK = 5
+MAX_MONTHS = 36
+
+
+@dataclass
+class ReportTable:
+    key: str
+    title: str
+    headers: list[str]
+    rows: list[list]
+    chart: str | None = None  # "bar" or "line": first column labels, the other columns series
+    series: list[int] = field(default_factory=list)  # which columns are drawn
+
+    def chart_data(self) -> dict:
+        """Return the chart's data: labels and one dataset per drawn column."""
+        return {
+            "type": self.chart,
+            "labels": [str(r[0]) for r in self.rows],
+            "datasets": [{"label": self.headers[i], "data": [r[i] for r in self.rows]} for i in self.series],
+        }
+
+
+@dataclass
+class Range:
+    unit: OrgUnit
+    start: date  # first day of the first month
+    end: date  # first day after the last month
+
+    @property
+    def months(self) -> list[str]:
+        out, m = [], self.start
+        while m < self.end:
+            out.append(m.strftime("%Y-%m"))
+            m = add_months(m)
+        return out
+
+
+def make_range(actor, unit: OrgUnit, first: date, last: date) -> Range:
+    """Check the admin may report on ``unit`` and the months make sense; return the range."""
+    require_in_scope(actor, unit, ADMIN_ROLES)
+    start, end = first.replace(day=1), add_months(last.replace(day=1))
+    if end <= start:
+        raise InvalidInput("The last month comes before the first.", field="last")
+    if len(Range(unit, start, end).months) > MAX_MONTHS:
+        raise InvalidInput("Choose at most %(n)s months.", field="last", n=MAX_MONTHS)
+    return Range(unit, start, end)
+
+
+# -- SQL helpers --------------------------------------------------------------------------------
+
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+def month_of_timestamp(col, at: date):
+    """SQL: the street-local ``YYYY-MM`` of a UTC timestamp column."""
+    zone = local_zone()
+    if _dialect() == "postgresql":
+        return func.to_char(func.timezone(zone.key, func.timezone("UTC", col)), "YYYY-MM")
+    offset = utc_start_of(at).astimezone(zone).utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    return func.strftime("%Y-%m", col, f"{minutes:+d} minutes")
+
+
+def month_of_date(col):
+    """SQL: the ``YYYY-MM`` of a date column."""
+    if _dialect() == "postgresql":
+        return func.to_char(col, "YYYY-MM")
+    return func.strftime("%Y-%m", col)
+
+
+def hours_between(later, earlier):
+    if _dialect() == "postgresql":
+        return func.extract("epoch", later - earlier) / 3600.0
+    return (func.julianday(later) - func.julianday(earlier)) * 24.0
+
+
+def _in_subtree(path_col, r: Range):
+    return path_col.startswith(r.unit.path, autoescape=True)
+
+
+def _community_join(node):
+    community = aliased(OrgUnit)
+    rank1 = select(OrgLevel.id).where(OrgLevel.rank == 1).scalar_subquery()
+    return community, (community.level_id == rank1) & node.path.startswith(community.path)
+
+
+def _volunteer_entries(r: Range, *columns):
+    """A select over ledger entries on volunteer accounts in the subtree, within the range."""
+    return (
+        select(*columns)
+        .select_from(Entry)
+        .join(Transfer, Transfer.id == Entry.transfer_id)
+        .join(Account, Account.id == Entry.account_id)
+        .join(User, User.id == Account.user_id)
+        .join(OrgUnit, OrgUnit.id == User.org_unit_id)
+        .where(
+            _in_subtree(OrgUnit.path, r),
+            Transfer.created_at >= utc_start_of(r.start),
+            Transfer.created_at < utc_start_of(r.end),
+        )
+    )
+
+
+def _kind_sum(kind: str, sign: int = 1):
+    return func.coalesce(func.sum(case((Transfer.kind == kind, Entry.amount * sign), else_=0)), 0)
+
+
+# -- the reports --------------------------------------------------------------------------------
+
+def points_by_month(r: Range) -> ReportTable:
+    month = month_of_timestamp(Transfer.created_at, r.start)
+    found = {
+        m: (int(i), int(red), int(cor))
+        for m, i, red, cor in db.session.execute(
+            _volunteer_entries(
+                r, month, _kind_sum(TRANSFER_CREDIT), _kind_sum(TRANSFER_CAPTURE, -1), _kind_sum(TRANSFER_REVERSAL)
+            ).group_by(month)
+        )
+    }
+    rows = [[m, *found.get(m, (0, 0, 0))] for m in r.months]
+    return ReportTable(
+        "points_by_month", str(_l("Points issued and redeemed per month")),
+        [str(_l("Month")), str(_l("Points issued")), str(_l("Points redeemed")), str(_l("Corrections"))],
+        rows, chart="bar", series=[1, 2],
+    )
+
+
+def points_by_community(r: Range) -> ReportTable:
+    community, joined = _community_join(OrgUnit)
+    rows = db.session.execute(
+        _volunteer_entries(r, community.name, _kind_sum(TRANSFER_CREDIT), _kind_sum(TRANSFER_CAPTURE, -1))
+        .outerjoin(community, joined)
+        .group_by(community.name)
+        .order_by(community.name)
+    ).all()
+    return ReportTable(
+        "points_by_community", str(_l("Points issued and redeemed per community")),
+        [str(_l("Community")), str(_l("Points issued")), str(_l("Points redeemed"))],
+        [[name or str(_l("Street level")), int(i), int(red)] for name, i, red in rows],
+        chart="bar", series=[1, 2],
+    )
+
+
+def _approved_activities(r: Range, *columns):
+    return (
+        select(*columns)
+        .select_from(Activity)
+        .join(OrgUnit, OrgUnit.id == Activity.org_unit_id)
+        .where(
+            _in_subtree(OrgUnit.path, r),
+            Activity.status == STATUS_APPROVED,
+            Activity.activity_date >= r.start,
+            Activity.activity_date < r.end,
+        )
+    )
+
+
+def points_by_category(r: Range, zh: bool) -> ReportTable:
+    rows = db.session.execute(
+        _approved_activities(r, PointRuleVersion.category, func.count(Activity.id), func.sum(Activity.points_credited))
+        .join(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
+        .group_by(PointRuleVersion.category)
+        .order_by(func.sum(Activity.points_credited).desc(), PointRuleVersion.category)
+    ).all()
+    name = lambda c: CATEGORIES.get(c, (c, c))[0 if zh else 1]  # noqa: E731
+    return ReportTable(
+        "points_by_category", str(_l("Points credited per activity category")),
+        [str(_l("Category")), str(_l("Activities")), str(_l("Points"))],
+        [[name(c), int(n), int(p or 0)] for c, n, p in rows],
+        chart="bar", series=[2],
+    )
+
+
+def active_volunteers(r: Range) -> ReportTable:
+    month = month_of_date(Activity.activity_date)
+    found = dict(
+        db.session.execute(
+            _approved_activities(r, month, func.count(distinct(Activity.volunteer_id))).group_by(month)
+        ).all()
+    )
+    return ReportTable(
+        "active_volunteers", str(_l("Active volunteers per month")),
+        [str(_l("Month")), str(_l("Volunteers with credited activities"))],
+        [[m, int(found.get(m, 0))] for m in r.months],
+        chart="line", series=[1],
+    )
+
+
+def top_activities(r: Range, zh: bool) -> ReportTable:
+    name_col = PointRuleVersion.name_zh if zh else PointRuleVersion.name_en
+    rows = db.session.execute(
+        _approved_activities(r, func.max(name_col), func.count(Activity.id), func.sum(Activity.points_credited))
+        .join(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
+        .group_by(Activity.rule_id)
+        .order_by(func.count(Activity.id).desc(), func.sum(Activity.points_credited).desc(), Activity.rule_id)
+        .limit(10)
+    ).all()
+    return ReportTable(
+        "top_activities", str(_l("Top activities")),
+        [str(_l("Activity")), str(_l("Activities")), str(_l("Points"))],
+        [[n, int(c), int(p or 0)] for n, c, p in rows],
+        chart="bar", series=[1],
+    )
+
+
+def claims(r: Range) -> ReportTable:
+    pending = db.session.scalar(
+        select(func.count(Activity.id)).join(OrgUnit, OrgUnit.id == Activity.org_unit_id)
+        .where(_in_subtree(OrgUnit.path, r), Activity.status == STATUS_PENDING)
+    )
+    decided, avg_hours, max_hours = db.session.execute(
+        select(
+            func.count(Activity.id),
+            func.avg(hours_between(Activity.decided_at, Activity.created_at)),
+            func.max(hours_between(Activity.decided_at, Activity.created_at)),
+        )
+        .join(OrgUnit, OrgUnit.id == Activity.org_unit_id)
+        .where(
+            _in_subtree(OrgUnit.path, r),
+            Activity.source == "claim",
+            Activity.status.in_((STATUS_APPROVED, STATUS_REJECTED, "reversed")),
+            Activity.decided_at >= utc_start_of(r.start),
+            Activity.decided_at < utc_start_of(r.end),
+        )
+    ).one()
+    return ReportTable(
+        "claims", str(_l("Claims pending and approval times")),
+        [str(_l("Claims pending now")), str(_l("Claims decided")), str(_l("Average hours to a decision")),
+         str(_l("Longest wait in hours"))],
+        [[int(pending), int(decided), round(float(avg_hours or 0), 1), round(float(max_hours or 0), 1)]],
+    )
+
+
+def rewards_redeemed(r: Range) -> ReportTable:
+    rows = db.session.execute(
+        select(Reward.name, Merchant.name, func.count(Voucher.id), func.sum(Voucher.points))
+        .select_from(Voucher)
+        .join(Reward, Reward.id == Voucher.reward_id)
+        .join(Merchant, Merchant.id == Voucher.merchant_id)
+        .join(User, User.id == Voucher.volunteer_id)
+        .join(OrgUnit, OrgUnit.id == User.org_unit_id)
+        .where(
+            _in_subtree(OrgUnit.path, r),
+            Voucher.status == VOUCHER_REDEEMED,
+            Voucher.redeemed_at >= utc_start_of(r.start),
+            Voucher.redeemed_at < utc_start_of(r.end),
+        )
+        .group_by(Reward.id, Reward.name, Merchant.name)
+        .order_by(func.count(Voucher.id).desc(), Reward.name)
+    ).all()
+    return ReportTable(
+        "rewards_redeemed", str(_l("Rewards redeemed")),
+        [str(_l("Reward")), str(_l("Merchant")), str(_l("Redeemed")), str(_l("Points"))],
+        [[rw, m, int(n), int(p or 0)] for rw, m, n, p in rows],
+        chart="bar", series=[2],
+    )
+
+
+def low_stock(r: Range) -> ReportTable:
+    merchant_unit = aliased(OrgUnit)
+    rows = db.session.execute(
+        select(Reward.name, Merchant.name, Reward.stock)
+        .join(Merchant, Merchant.id == Reward.merchant_id)
+        .join(merchant_unit, merchant_unit.id == Merchant.org_unit_id)
+        .where(
+            _in_subtree(merchant_unit.path, r),
+            Reward.is_active.is_(True),
+            Reward.stock.is_not(None),
+            Reward.stock <= LOW_STOCK,
+        )
+        .order_by(Reward.stock, Reward.name)
+    ).all()
+    return ReportTable(
+        "low_stock", str(_l("Stock running low (%(n)s or fewer left)", n=LOW_STOCK)),
+        [str(_l("Reward")), str(_l("Merchant")), str(_l("Stock left"))],
+        [[rw, m, int(s)] for rw, m, s in rows],
+    )
+
+
+def liability(r: Range) -> ReportTable:
+    """Points the street owes now: volunteers' balances in the subtree and merchants' receivables."""
+    vol_balance, vol_held = db.session.execute(
+        select(func.coalesce(func.sum(Account.balance), 0), func.coalesce(func.sum(Account.held), 0))
+        .join(User, User.id == Account.user_id)
+        .join(OrgUnit, OrgUnit.id == User.org_unit_id)
+        .where(_in_subtree(OrgUnit.path, r))
+    ).one()
+    merchant_unit = aliased(OrgUnit)
+    owed = db.session.scalar(
+        select(func.coalesce(func.sum(Account.balance), 0))
+        .join(Merchant, Merchant.id == Account.merchant_id)
+        .join(merchant_unit, merchant_unit.id == Merchant.org_unit_id)
+        .where(Account.kind == ACCOUNT_MERCHANT, _in_subtree(merchant_unit.path, r))
+    )
+    vol_balance, vol_held, owed = int(vol_balance), int(vol_held), int(owed)
+    return ReportTable(
+        "liability", str(_l("Outstanding liability now")),
+        [str(_l("Volunteers' points")), str(_l("of which held for vouchers")), str(_l("Owed to merchants")),
+         str(_l("Total"))],
+        [[vol_balance, vol_held, owed, vol_balance + owed]],
+    )
+
+
+REPORT_KEYS = (
+    "points_by_month", "points_by_community", "points_by_category", "active_volunteers", "top_activities",
+    "claims", "rewards_redeemed", "low_stock", "liability",
+)
+
+
+def build(r: Range, zh: bool, only: str | None = None) -> list[ReportTable]:
+    """Return the reports of a range (or only the one named ``only``)."""
+    makers = {
+        "points_by_month": lambda: points_by_month(r),
+        "points_by_community": lambda: points_by_community(r),
+        "points_by_category": lambda: points_by_category(r, zh),
+        "active_volunteers": lambda: active_volunteers(r),
+        "top_activities": lambda: top_activities(r, zh),
+        "claims": lambda: claims(r),
+        "rewards_redeemed": lambda: rewards_redeemed(r),
+        "low_stock": lambda: low_stock(r),
+        "liability": lambda: liability(r),
+    }
+    keys = [only] if only else list(REPORT_KEYS)
+    return [makers[k]() for k in keys]

@@ -1,0 +1,455 @@
+"""Merchant settlement: periods, statements, payments, and the points-to-yuan rate.
+
+A merchant's receivable account (``merchant`` kind in ``pointsapp.domain.ledger``) collects the
+points of every voucher its cashiers confirm. The street pays the merchant back in money; each
+payment is recorded here and retires the paid points with a ``settlement`` transfer.
+
+Periods
+    Settlement runs by calendar month in the street's time zone. Period rows exist only once an
+    admin closes them, in order: the next period to close starts where the last closed one ended
+    (or, for a merchant with no closed period yet, in the month of its first entry). Closing
+    takes, under the merchant account's row lock, every entry of that account recorded before the
+    period's end that no period has taken yet (``SettlementLine``, unique per entry), and freezes
+    the totals. The database refuses UPDATE and DELETE on closed periods and their lines, so a
+    closed statement never changes: a correction recorded later (say the reversal of a capture
+    made in a closed month) is a new entry, dated when it is recorded, and lands in the open period.
+
+Values in yuan
+    Points are the ledger's unit. Each redemption is valued at the rate in force on its date
+    (``PointsRate``, fen per point, effective from a date; 1 point = ¥1 until one is set). A rate
+    can only be set from today on, so the value of a closed period never changes afterwards.
+
+Community attribution
+    A merchant may serve several communities. Each redemption is attributed to the community
+    (the tree's level of rank 1) above the volunteer's node, so each community's spending is
+    known; volunteers placed at the street itself count as "street level".
+"""
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+from sqlalchemy import exists, false, func, insert, literal, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from ..extensions import db
+from ..models import (
+    Account,
+    Entry,
+    Merchant,
+    OrgLevel,
+    OrgUnit,
+    PointsRate,
+    Reward,
+    SettlementLine,
+    SettlementPayment,
+    SettlementPeriod,
+    Transfer,
+    User,
+    Voucher,
+)
+from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_REVERSAL, TRANSFER_SETTLEMENT
+from ..models.settlement import DEFAULT_FEN_PER_POINT
+from ..models.user import ROLE_STREET_ADMIN
+from . import ledger
+from .access import merchant_ids_for_staff, require_merchant_admin
+from .clock import local_today, local_zone, now_utc, to_local
+from .errors import (
+    AlreadyRecorded,
+    Forbidden,
+    InsufficientPoints,
+    InvalidInput,
+    NotFound,
+    PaymentExceedsOwed,
+    PeriodClosed,
+    PeriodNotEnded,
+)
+
+
+# -- months -----------------------------------------------------------------------------------
+
+def add_months(day: date, n: int = 1) -> date:
+    """Return the first day of the month ``n`` months after ``day``'s month."""
+    month = day.month - 1 + n
+    return date(day.year + month // 12, month % 12 + 1, 1)
+
+
+def month_end(start: date) -> date:
+    """Return the last day of ``start``'s month."""
+    return date(start.year, start.month, calendar.monthrange(start.year, start.month)[1])
+
+
+def utc_start_of(day: date) -> datetime:
+    """Return the moment ``day`` begins where the street is, in UTC."""
+    return datetime(day.year, day.month, day.day, tzinfo=local_zone()).astimezone(timezone.utc)
+
+
+# -- rates ------------------------------------------------------------------------------------
+
+def rate_table() -> list[tuple[date, int]]:
+    """Return every rate as (effective from, fen per point), oldest first."""
+    return [tuple(r) for r in db.session.execute(
+        select(PointsRate.effective_from, PointsRate.fen_per_point).order_by(PointsRate.effective_from)
+    )]
+
+
+def rate_on(day: date, table: list[tuple[date, int]] | None = None) -> int:
+    """Return the fen one point is worth on ``day``."""
+    fen = DEFAULT_FEN_PER_POINT
+    for start, value in table if table is not None else rate_table():
+        if start > day:
+            break
+        fen = value
+    return fen
+
+
+def set_rate(actor: User, effective_from: date, fen_per_point: int) -> PointsRate:
+    """Set the value of a point from a date on (today or later, so closed periods keep their value)."""
+    if not actor.has_role(ROLE_STREET_ADMIN):
+        raise Forbidden()
+    if not isinstance(fen_per_point, int) or fen_per_point <= 0:
+        raise InvalidInput("The value of a point must be at least 0.01 yuan.", field="yuan_per_point")
+    if effective_from < local_today():
+        raise InvalidInput("A rate can only take effect from today on.", field="effective_from")
+    rate = PointsRate(effective_from=effective_from, fen_per_point=fen_per_point, created_by_id=actor.id)
+    try:
+        with db.session.begin_nested():
+            db.session.add(rate)
+    except IntegrityError:
+        raise InvalidInput("A rate already takes effect on that date.", field="effective_from") from None
+    return rate
+
+
+# -- access -----------------------------------------------------------------------------------
+
+def require_statement_reader(actor: User, merchant_id: int) -> Merchant:
+    """Return the merchant when ``actor`` is one of its staff or administers it, else ``NotFound``."""
+    if merchant_id in merchant_ids_for_staff(actor):
+        merchant = db.session.get(Merchant, merchant_id)
+        if merchant is not None:
+            return merchant
+    return require_merchant_admin(actor, merchant_id)
+
+
+# -- periods ----------------------------------------------------------------------------------
+
+def closed_periods(merchant_id: int) -> list[SettlementPeriod]:
+    """Return the merchant's closed periods, newest first."""
+    return list(db.session.scalars(
+        select(SettlementPeriod).where(SettlementPeriod.merchant_id == merchant_id)
+        .order_by(SettlementPeriod.period_start.desc())
+    ))
+
+
+def _last_closed(merchant_id: int) -> SettlementPeriod | None:
+    return db.session.scalar(
+        select(SettlementPeriod).where(SettlementPeriod.merchant_id == merchant_id)
+        .order_by(SettlementPeriod.period_start.desc()).limit(1)
+    )
+
+
+def _account_id(merchant_id: int) -> int:
+    """Return the id of the merchant's account without creating it (0 matches no entry)."""
+    return db.session.scalar(select(Account.id).where(Account.merchant_id == merchant_id)) or 0
+
+
+def _taken():
+    return exists().where(SettlementLine.entry_id == Entry.id)
+
+
+def next_period(merchant_id: int) -> tuple[date, date]:
+    """Return (start, end) of the merchant's next period to close; ``end`` is exclusive."""
+    last = _last_closed(merchant_id)
+    if last is not None:
+        return last.period_end, add_months(last.period_end)
+    first = db.session.scalar(
+        select(func.min(Transfer.created_at)).join(Entry, Entry.transfer_id == Transfer.id)
+        .where(Entry.account_id == _account_id(merchant_id))
+    )
+    day = to_local(first).date() if first is not None else local_today()
+    start = day.replace(day=1)
+    return start, add_months(start)
+
+
+def _totals(condition) -> tuple[int, int, int]:
+    """Return (redeemed, corrected, paid) over the merchant-account entries matching ``condition``."""
+    rows = dict(db.session.execute(
+        select(Transfer.kind, func.coalesce(func.sum(Entry.amount), 0))
+        .join(Transfer, Transfer.id == Entry.transfer_id)
+        .where(condition)
+        .group_by(Transfer.kind)
+    ).all())
+    return (
+        int(rows.get(TRANSFER_CAPTURE, 0)),
+        int(rows.get(TRANSFER_REVERSAL, 0)),
+        -int(rows.get(TRANSFER_SETTLEMENT, 0)),
+    )
+
+
+def close_period(actor: User, merchant_id: int, now: datetime | None = None) -> SettlementPeriod:
+    """Close the merchant's next period: take its entries and freeze its totals, once."""
+    now = now or now_utc()
+    require_merchant_admin(actor, merchant_id)
+    acc = ledger.account_for_merchant(merchant_id)
+    db.session.flush()
+    # Under the account's lock no capture, reversal or payment of this merchant runs; a second
+    # close waits here and then sees this one's period (and moves on to the next month).
+    ledger.lock_accounts([acc.id])
+    start, end = next_period(merchant_id)
+    cutoff = utc_start_of(end)
+    if cutoff > now:
+        raise PeriodNotEnded(end=month_end(start).isoformat())
+    last = _last_closed(merchant_id)
+    opening = last.closing_balance if last else 0
+    condition = (Entry.account_id == acc.id) & (Transfer.created_at < cutoff) & ~_taken()
+    redeemed, corrected, paid = _totals(condition)
+    period = SettlementPeriod(
+        merchant_id=merchant_id,
+        period_start=start,
+        period_end=end,
+        opening_balance=opening,
+        redeemed=redeemed,
+        corrected=corrected,
+        paid=paid,
+        closing_balance=opening + redeemed + corrected - paid,
+        closed_at=now,
+        closed_by_id=actor.id,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(period)
+    except IntegrityError:
+        raise PeriodClosed() from None
+    db.session.execute(
+        insert(SettlementLine).from_select(
+            ["period_id", "entry_id"],
+            select(literal(period.id), Entry.id).join(Transfer, Transfer.id == Entry.transfer_id).where(condition),
+        )
+    )
+    db.session.flush()
+    return period
+
+
+# -- payments ---------------------------------------------------------------------------------
+
+def record_payment(
+    actor: User, merchant_id: int, *, points: int, paid_on: date, reference: str, key: str
+) -> SettlementPayment:
+    """Record money paid to a merchant and retire that many of its points; refuse overpaying.
+
+    ``key`` is the form's one-time key: a double click or a retry records nothing twice.
+    """
+    merchant = require_merchant_admin(actor, merchant_id)
+    if not isinstance(points, int) or points <= 0:
+        raise InvalidInput("Enter a whole number of points above zero.", field="points")
+    reference = (reference or "").strip()
+    if not reference or len(reference) > 100:
+        raise InvalidInput("Enter the payment's reference (up to 100 characters).", field="reference")
+    if paid_on > local_today():
+        raise InvalidInput("A payment cannot be dated in the future.", field="paid_on")
+    key = (key or "").strip()
+    if not key or len(key) > 48:
+        raise InvalidInput("The form has expired; open it again.")
+    cause_key = f"payment:{key}"
+    if db.session.scalar(select(Transfer.id).where(Transfer.cause_key == cause_key)):
+        raise AlreadyRecorded()
+    merchant_acc = ledger.account_for_merchant(merchant_id)
+    issuance = ledger.issuance_account(merchant.org_unit)
+    try:
+        transfer = ledger.settle(
+            merchant_acc.id,
+            issuance.id,
+            points,
+            reason=f"{merchant.name} {reference}",
+            cause_key=cause_key,
+            created_by_id=actor.id,
+        )
+    except InsufficientPoints as exc:
+        raise PaymentExceedsOwed(points=points, owed=exc.params["available"]) from exc
+    except IntegrityError:
+        # The same form was submitted twice at once; the other submission recorded it.
+        raise AlreadyRecorded() from None
+    payment = SettlementPayment(
+        merchant_id=merchant_id,
+        points=points,
+        fen=points * rate_on(paid_on),
+        paid_on=paid_on,
+        reference=reference,
+        transfer_id=transfer.id,
+        created_by_id=actor.id,
+    )
+    db.session.add(payment)
+    db.session.flush()
+    return payment
+
+
+# -- statements -------------------------------------------------------------------------------
+
+@dataclass
+class StatementLine:
+    when: datetime
+    kind: str
+    points: int  # signed, as the merchant's account moved
+    fen: int  # value in fen, signed like ``points``
+    voucher_id: int | None
+    reward: str | None
+    volunteer: str | None
+    community: str | None
+    reference: str | None
+    paid_on: date | None
+
+
+@dataclass
+class Statement:
+    merchant: Merchant
+    start: date
+    end: date  # exclusive
+    period: SettlementPeriod | None  # set when closed
+    closable: bool
+    opening: int
+    lines: list[StatementLine] = field(default_factory=list)
+
+    @property
+    def last_day(self) -> date:
+        return month_end(self.start)
+
+    def _sum(self, kind: str, attr: str) -> int:
+        return sum(getattr(line, attr) for line in self.lines if line.kind == kind)
+
+    @property
+    def redeemed(self) -> int:
+        return self._sum(TRANSFER_CAPTURE, "points")
+
+    @property
+    def corrected(self) -> int:
+        return self._sum(TRANSFER_REVERSAL, "points")
+
+    @property
+    def paid(self) -> int:
+        return -self._sum(TRANSFER_SETTLEMENT, "points")
+
+    @property
+    def closing(self) -> int:
+        return self.opening + self.redeemed + self.corrected - self.paid
+
+    @property
+    def redeemed_fen(self) -> int:
+        return self._sum(TRANSFER_CAPTURE, "fen") + self._sum(TRANSFER_REVERSAL, "fen")
+
+    @property
+    def paid_fen(self) -> int:
+        return -self._sum(TRANSFER_SETTLEMENT, "fen")
+
+    @property
+    def redemptions(self) -> list[StatementLine]:
+        return [line for line in self.lines if line.kind in (TRANSFER_CAPTURE, TRANSFER_REVERSAL)]
+
+    @property
+    def payments(self) -> list[StatementLine]:
+        return [line for line in self.lines if line.kind == TRANSFER_SETTLEMENT]
+
+    @property
+    def by_community(self) -> list[tuple[str | None, int, int]]:
+        """Return (community, points, fen) of the redemptions net of corrections, largest first."""
+        totals: dict[str | None, list[int]] = {}
+        for line in self.redemptions:
+            t = totals.setdefault(line.community, [0, 0])
+            t[0] += line.points
+            t[1] += line.fen
+        return sorted(((k, p, f) for k, (p, f) in totals.items()), key=lambda r: (-r[1], r[0] or ""))
+
+
+def statement(actor: User, merchant_id: int, start: date | None = None) -> Statement:
+    """Return the merchant's statement for the month starting ``start`` (default: the next to close)."""
+    merchant = require_statement_reader(actor, merchant_id)
+    acc_id = _account_id(merchant_id)
+    next_start, _ = next_period(merchant_id)
+    start = (start or next_start).replace(day=1)
+    end = add_months(start)
+    period = db.session.scalar(
+        select(SettlementPeriod).where(
+            SettlementPeriod.merchant_id == merchant_id, SettlementPeriod.period_start == start
+        )
+    )
+    if period is not None:
+        membership = Entry.id.in_(select(SettlementLine.entry_id).where(SettlementLine.period_id == period.id))
+        opening = period.opening_balance
+    elif start < next_start:
+        raise NotFound()
+    else:
+        cutoff_start, cutoff_end = utc_start_of(start), utc_start_of(end)
+        open_entries = (Entry.account_id == acc_id) & ~_taken()
+        if start == next_start:
+            # The next period to close also takes anything earlier that no period took.
+            membership = open_entries & (Transfer.created_at < cutoff_end)
+            earlier = false()
+        else:
+            membership = open_entries & (Transfer.created_at >= cutoff_start) & (Transfer.created_at < cutoff_end)
+            earlier = open_entries & (Transfer.created_at < cutoff_start)
+        last = _last_closed(merchant_id)
+        r, c, p = _totals(earlier)
+        opening = (last.closing_balance if last else 0) + r + c - p
+    lines = _lines(acc_id, membership)
+    closable = period is None and start == next_start and utc_start_of(end) <= now_utc()
+    return Statement(merchant=merchant, start=start, end=end, period=period, closable=closable,
+                     opening=opening, lines=lines)
+
+
+def _community_unit():
+    """Return (alias of the volunteer's node, alias of its community, the join condition)."""
+    node = aliased(OrgUnit)
+    community = aliased(OrgUnit)
+    rank1 = select(OrgLevel.id).where(OrgLevel.rank == 1).scalar_subquery()
+    return node, community, (community.level_id == rank1) & node.path.startswith(community.path)
+
+
+def _lines(account_id: int, membership) -> list[StatementLine]:
+    node, community, in_community = _community_unit()
+    volunteer = aliased(User)
+    rows = db.session.execute(
+        select(
+            Transfer.created_at, Transfer.kind, Entry.amount, Transfer.voucher_id, Reward.name,
+            volunteer.full_name, community.name, SettlementPayment.reference, SettlementPayment.paid_on,
+            SettlementPayment.fen,
+        )
+        .select_from(Entry)
+        .join(Transfer, Transfer.id == Entry.transfer_id)
+        .outerjoin(Voucher, Voucher.id == Transfer.voucher_id)
+        .outerjoin(Reward, Reward.id == Voucher.reward_id)
+        .outerjoin(volunteer, volunteer.id == Voucher.volunteer_id)
+        .outerjoin(node, node.id == volunteer.org_unit_id)
+        .outerjoin(community, in_community)
+        .outerjoin(SettlementPayment, SettlementPayment.transfer_id == Transfer.id)
+        .where(Entry.account_id == account_id, membership)
+        .order_by(Transfer.created_at, Entry.id)
+    ).all()
+    table = rate_table()
+    out = []
+    for when, kind, amount, voucher_id, reward, vol, comm, ref, paid_on, pay_fen in rows:
+        if kind == TRANSFER_SETTLEMENT:
+            fen = -pay_fen
+        else:
+            fen = amount * rate_on(to_local(when).date(), table)
+        out.append(StatementLine(to_local(when), kind, amount, fen, voucher_id, reward, vol, comm, ref, paid_on))
+    return out
+
+
+def statement_months(actor: User, merchant_id: int) -> list[date]:
+    """Return the months the merchant has statements for, newest first: open ones, then closed."""
+    require_statement_reader(actor, merchant_id)
+    next_start, _ = next_period(merchant_id)
+    this_month = local_today().replace(day=1)
+    months = []
+    m = max(next_start, this_month)
+    while m >= next_start:
+        months.append(m)
+        m = add_months(m, -1)
+    months.extend(p.period_start for p in closed_periods(merchant_id))
+    return months
+
+
+def owed(merchant_id: int) -> int:
+    """Return the points the street owes the merchant now."""
+    return db.session.scalar(select(Account.balance).where(Account.merchant_id == merchant_id)) or 0

@@ -1,0 +1,77 @@
+"""Reports for admins: charts drawn by a static script from JSON data blocks, each with its
+table beside it and an XLSX/CSV download of exactly those numbers."""
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, abort, render_template, request
+from flask_login import current_user
+
+from ..domain import reports
+from ..domain.clock import local_today
+from ..domain.errors import InvalidInput, NotFound
+from ..extensions import db
+from ..models import OrgUnit
+from ..models.user import ADMIN_ROLES, User
+from ..spreadsheets import table_response
+from .admin import managed_units
+from .guards import db_int, role_required
+from .template_helpers import page_is_zh
+
+bp = Blueprint("reports", __name__, url_prefix="/reports")
+
+
+def _me() -> User:
+    return current_user._get_current_object()
+
+
+def _parse_month(name: str, default: date) -> date:
+    text = request.args.get(name)
+    if not text:
+        return default
+    try:
+        return date.fromisoformat(f"{text}-01")
+    except ValueError:
+        raise InvalidInput("Months are written like 2026-09.", field=name) from None
+
+
+def _range() -> reports.Range:
+    me = _me()
+    unit_id = request.args.get("unit", type=db_int)
+    if unit_id is None:
+        unit = next((g.org_unit for g in me.grants(*ADMIN_ROLES) if g.org_unit is not None), None)
+    else:
+        unit = db.session.get(OrgUnit, unit_id)
+    if unit is None:
+        raise NotFound()
+    this_month = local_today().replace(day=1)
+    last = _parse_month("last", this_month)
+    first = _parse_month("first", reports.add_months(last, -5))
+    return reports.make_range(me, unit, first, last)
+
+
+def _args(r: reports.Range) -> dict:
+    return {"unit": r.unit.id, "first": r.start.strftime("%Y-%m"), "last": reports.add_months(r.end, -1).strftime("%Y-%m")}
+
+
+@bp.route("/")
+@role_required(*ADMIN_ROLES)
+def index():
+    """Show every report of a subtree and a range of months."""
+    r = _range()
+    units = [u for u in managed_units(_me()) if u.level.rank <= 2]
+    return render_template(
+        "reports/index.html", r=r, tables=reports.build(r, page_is_zh()), units=units, args=_args(r),
+    )
+
+
+@bp.route("/<key>.<fmt>")
+@role_required(*ADMIN_ROLES)
+def download(key: str, fmt: str):
+    """Download one report's numbers as XLSX or CSV."""
+    if key not in reports.REPORT_KEYS or fmt not in ("xlsx", "csv"):
+        abort(404)
+    r = _range()
+    [table] = reports.build(r, page_is_zh(), only=key)
+    name = f"{key}-{_args(r)['first']}-{_args(r)['last']}"
+    return table_response(fmt, name, table.title, table.headers, table.rows)

@@ -1,0 +1,92 @@
+"""Spreadsheet pages for admins: import people and org nodes, export lists as XLSX or CSV."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, render_template
+from flask_login import current_user
+
+from ..domain import exports
+from ..domain.imports import import_people, template_headers
+from ..extensions import db
+from ..forms import ImportForm
+from ..models.user import ADMIN_ROLES, User
+from ..spreadsheets import UnreadableFile, read_rows, table_response
+from .guards import role_required
+from .template_helpers import page_is_zh
+
+bp = Blueprint("sheets", __name__, url_prefix="/sheets")
+
+FORMATS = ("xlsx", "csv")
+
+
+def _me() -> User:
+    return current_user._get_current_object()
+
+
+@bp.route("/")
+@role_required(*ADMIN_ROLES)
+def index():
+    """List the downloads and the import form."""
+    return render_template("sheets/index.html", form=ImportForm(formdata=None), exports=exports.TITLES_OF, result=None)
+
+
+@bp.route("/template.<fmt>")
+@role_required(*ADMIN_ROLES)
+def template(fmt: str):
+    """Download an empty import file with the columns named."""
+    if fmt not in FORMATS:
+        abort(404)
+    return table_response(fmt, "people-import-template", "import", template_headers(page_is_zh()), [])
+
+
+@bp.route("/import", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def import_file():
+    """Check (dry run) or import an uploaded file; all rows or none."""
+    form = ImportForm()
+    status = 200
+    result = None
+    if not form.validate_on_submit():
+        status = 422
+    elif not form.file.data or not form.file.data.filename:
+        form.file.errors = [*form.file.errors, _no_file()]
+        status = 422
+    else:
+        try:
+            rows = read_rows(form.file.data.read(), form.file.data.filename)
+        except UnreadableFile:
+            form.file.errors = [*form.file.errors, _unreadable()]
+            status = 422
+        else:
+            result = import_people(_me(), rows)
+            if result.ok and not form.dry_run.data:
+                db.session.commit()
+            else:
+                db.session.rollback()
+                status = 422 if result.errors else 200
+            current_app.logger.info("people import by %s: %s", _me().username, result)
+    return render_template(
+        "sheets/index.html", form=form, exports=exports.TITLES_OF, result=result,
+        dry_run=bool(form.dry_run.data),
+    ), status
+
+
+def _no_file() -> str:
+    from flask_babel import gettext as _
+
+    return _("Choose a file to upload.")
+
+
+def _unreadable() -> str:
+    from flask_babel import gettext as _
+
+    return _("This file cannot be read: upload an XLSX file or a CSV file in UTF-8.")
+
+
+@bp.route("/export/<what>.<fmt>")
+@role_required(*ADMIN_ROLES)
+def export(what: str, fmt: str):
+    """Download one list, scoped to the admin's subtrees, as XLSX or CSV."""
+    if what not in exports.EXPORTS or fmt not in FORMATS:
+        abort(404)
+    title, headers, rows = exports.export(_me(), what, page_is_zh())
+    return table_response(fmt, what, title, headers, rows)

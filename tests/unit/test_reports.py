@@ -1,0 +1,135 @@
+"""Reports: every total agrees with the ledger, scoped to the chosen subtree."""
+import io
+import json
+import re
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from pointsapp.domain import claims, reports, vouchers
+from pointsapp.domain.clock import local_today
+from pointsapp.domain.errors import InvalidInput, NotFound
+from pointsapp.extensions import db
+from pointsapp.models import Account, Transfer
+from tests.factories import yesterday
+from tests.unit.helpers import award, credit_of
+
+
+def this_month():
+    return local_today().replace(day=1)
+
+
+def full_range(s, unit=None):
+    return reports.make_range(s.street_admin, unit or s.street, reports.add_months(this_month(), -2), this_month())
+
+
+@pytest.fixture
+def activity(street):
+    """vol_a earns 40 and 12 (the 12 reversed), vol_b 25; vol_a spends 10 at the shop; a claim is pending."""
+    award(street, street.vol_a, 40)
+    wrong = award(street, street.vol_a, 12)
+    claims.reverse_transfer(street.street_admin, credit_of(wrong).id, "重复登记")
+    award(street, street.vol_b, 25)
+    issued = vouchers.issue_voucher(street.vol_a, street.rice.id)
+    vouchers.confirm_redemption(street.cashier, issued.code)
+    claims.submit_claim(street.vol_b, rule_id=street.meeting.id, activity_date=yesterday())
+    db.session.commit()
+    return street
+
+
+def ledger_sum(kind):
+    return db.session.scalar(select(func.coalesce(func.sum(Transfer.amount), 0)).where(Transfer.kind == kind))
+
+
+def test_monthly_points_equal_the_ledgers_totals(activity):
+    r = full_range(activity)
+    t = reports.points_by_month(r)
+    assert [row[0] for row in t.rows] == r.months and len(r.months) == 3
+    assert sum(row[1] for row in t.rows) == ledger_sum("credit") == 77
+    assert sum(row[2] for row in t.rows) == ledger_sum("capture") == 10
+    assert sum(row[3] for row in t.rows) == -12
+    assert t.rows[-1][1:] == [77, 10, -12]  # all of it this month
+
+
+def test_per_community_totals_add_up_to_the_monthly_totals_and_follow_the_subtree(activity):
+    t = reports.points_by_community(full_range(activity))
+    assert sorted(t.rows) == [["友谊社区", 25, 0], ["青山社区", 52, 10]]
+    only_a = reports.points_by_community(full_range(activity, activity.community_a))
+    assert only_a.rows == [["青山社区", 52, 10]]
+
+
+def test_category_active_volunteers_and_top_activities(activity):
+    r = full_range(activity)
+    cats = reports.points_by_category(r, zh=True)
+    assert sum(row[2] for row in cats.rows) == 65  # approved activities (the reversed one is not approved)
+    active = reports.active_volunteers(r)
+    assert active.rows[-1] == [this_month().strftime("%Y-%m"), 2]
+    top = reports.top_activities(r, zh=True)
+    assert sum(row[1] for row in top.rows) == 2
+
+
+def test_claims_rewards_stock_and_liability(activity):
+    r = full_range(activity)
+    assert reports.claims(r).rows[0][0] == 1
+    assert reports.rewards_redeemed(r).rows == [["大米 5kg", "友谊慈善超市", 1, 10]]
+    vouchers.update_reward(activity.street_admin, activity.rice.id, vouchers.RewardTerms(name="大米 5kg", price=10),
+                           stock_change=-96)
+    db.session.commit()
+    assert reports.low_stock(r).rows == [["大米 5kg", "友谊慈善超市", 3]]
+    liability = reports.liability(r).rows[0]
+    volunteers = db.session.scalar(select(func.sum(Account.balance)).where(Account.kind == "volunteer"))
+    merchants = db.session.scalar(select(func.sum(Account.balance)).where(Account.kind == "merchant"))
+    issuance = db.session.scalar(select(func.sum(Account.balance)).where(Account.kind == "issuance"))
+    assert liability == [volunteers, 0, merchants, volunteers + merchants]
+    assert liability[3] == -issuance == 65
+
+
+def test_a_range_is_checked(activity):
+    with pytest.raises(InvalidInput):
+        reports.make_range(activity.street_admin, activity.street, this_month(), reports.add_months(this_month(), -1))
+    with pytest.raises(InvalidInput):
+        reports.make_range(activity.street_admin, activity.street, reports.add_months(this_month(), -40), this_month())
+    with pytest.raises(NotFound):
+        reports.make_range(activity.admin_a, activity.community_b, this_month(), this_month())
+
+
+def test_the_report_page_has_data_blocks_tables_and_no_inline_code(client, activity, auth):
+    auth.login("street_admin")
+    resp = client.get("/reports/")
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "/static/vendor/chartjs/chart.umd.min.js" in body and "/static/reports.js" in body
+    blocks = re.findall(r'<script type="application/json" id="chart-data-points_by_month">(.*?)</script>', body, re.S)
+    data = json.loads(blocks[0])
+    assert sum(data["datasets"][0]["data"]) == 77 and sum(data["datasets"][1]["data"]) == 10
+    # Every other script is an external file: nothing inline for the CSP to refuse.
+    for tag in re.findall(r"<script[^>]*>", body):
+        assert 'type="application/json"' in tag or "src=" in tag
+    assert " style=" not in body and "onclick" not in body
+    assert client.get("/static/vendor/chartjs/chart.umd.min.js").status_code == 200
+
+
+def test_each_chart_downloads_exactly_its_numbers(client, activity, auth):
+    auth.login("street_admin")
+    first = reports.add_months(this_month(), -2).strftime("%Y-%m")
+    resp = client.get(f"/reports/points_by_community.xlsx?first={first}")
+    wb = load_workbook(io.BytesIO(resp.data))
+    rows = [list(r) for r in wb.active.iter_rows(values_only=True)]
+    assert rows[0] == ["社区", "发放积分", "兑换积分"]
+    assert sorted(rows[1:]) == [["友谊社区", 25, 0], ["青山社区", 52, 10]]
+    csv = client.get(f"/reports/points_by_month.csv?first={first}")
+    assert csv.data.startswith(b"\xef\xbb\xbf")
+    assert csv.data.decode("utf-8-sig").splitlines()[-1].endswith(",77,10,-12")
+    assert client.get("/reports/?first=2026-99").status_code == 422
+    assert client.get("/reports/nothing.csv").status_code == 404
+
+
+def test_a_community_admin_reports_only_on_their_community(client, activity, auth):
+    auth.login("admin_a")
+    assert client.get(f"/reports/?unit={activity.community_b.id}").status_code == 404
+    resp = client.get("/reports/points_by_community.csv")
+    assert "友谊社区" not in resp.data.decode("utf-8-sig")
+    auth.logout()
+    auth.login("vol_a")
+    assert client.get("/reports/").status_code == 403

@@ -1,0 +1,84 @@
+"""Spreadsheet pages: the import page (check, then import) and the list exports."""
+import csv
+import io
+
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from pointsapp.extensions import db
+from pointsapp.models import User
+from pointsapp.spreadsheets import csv_bytes
+from tests.unit.helpers import award
+from tests.unit.test_imports import GOOD, HEADER
+from tests.web.conftest import hidden_inputs, page_text, use_english
+
+
+def _upload(client, data: bytes, name: str, dry_run: bool):
+    page = client.get("/sheets/")
+    form = {**hidden_inputs(page), "file": (io.BytesIO(data), name)}
+    if dry_run:
+        form["dry_run"] = "y"
+    return client.post("/sheets/import", data=form, content_type="multipart/form-data")
+
+
+def test_an_admin_checks_a_file_then_imports_it(client, street, login):
+    login("street_admin")
+    data = csv_bytes(HEADER, GOOD[1:])
+    checked = _upload(client, data, "roster.csv", dry_run=True)
+    assert checked.status_code == 200
+    assert "共 4 行，3 个新人员，6 个新组织节点" in page_text(checked)
+    assert db.session.scalar(select(User).where(User.username == "lz3")) is None
+    done = _upload(client, data, "roster.csv", dry_run=False)
+    assert done.status_code == 200
+    db.session.expire_all()
+    assert db.session.scalar(select(User).where(User.username == "lz3")) is not None
+
+
+def test_a_file_with_problems_lists_each_row_and_imports_nothing(client, street, login):
+    login("street_admin")
+    rows = GOOD[1:] + [["青山社区", "", "5号楼", "", "lz5", "钱", "", "", "secret-pass-5"]]
+    resp = _upload(client, csv_bytes(HEADER, rows), "roster.csv", dry_run=False)
+    assert resp.status_code == 422
+    body = resp.get_data(as_text=True)
+    assert '<table id="row-problems">' in body and "<td>6</td>" in body
+    db.session.expire_all()
+    assert db.session.scalar(select(User).where(User.username == "lz3")) is None
+    junk = _upload(client, b"\x00\xff\xfe junk", "roster.xlsx", dry_run=True)
+    assert junk.status_code == 422
+
+
+def test_the_template_downloads_with_chinese_headers(client, street, login):
+    login("admin_a")
+    wb = load_workbook(io.BytesIO(client.get("/sheets/template.xlsx").data))
+    assert [c.value for c in wb.active[1]] == HEADER
+
+
+def test_exports_are_scoped_to_the_admins_subtree_and_carry_chinese_headers(client, street, login):
+    award(street, street.vol_a, 15)
+    award(street, street.vol_b, 25)
+    login("admin_a")
+    resp = client.get("/sheets/export/people.csv")
+    assert resp.status_code == 200
+    assert resp.data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(resp.data.decode("utf-8-sig"))))
+    assert rows[0][:2] == ["用户名", "姓名"]
+    usernames = {r[0] for r in rows[1:]}
+    assert {"vol_a", "vol_a2"} <= usernames and "vol_b" not in usernames
+
+    wb = load_workbook(io.BytesIO(client.get("/sheets/export/ledger.xlsx").data))
+    ledger_rows = list(wb.active.iter_rows(min_row=2, values_only=True))
+    assert [(r[3], r[4], r[5]) for r in ledger_rows] == [("张秀华", "计入积分", 15)]
+    assert client.get("/sheets/export/secrets.xlsx").status_code == 404
+    assert client.get("/sheets/export/people.pdf").status_code == 404
+
+
+def test_exports_speak_english_in_the_english_ui(client, street, login):
+    login("street_admin")
+    use_english(client)
+    wb = load_workbook(io.BytesIO(client.get("/sheets/export/activities.xlsx").data))
+    assert [c.value for c in wb.active[1]][:3] == ["Number", "Date", "Volunteer"]
+
+
+def test_a_volunteer_cannot_export(client, street, login):
+    login("vol_a")
+    assert client.get("/sheets/export/people.csv").status_code == 403
