@@ -1,6 +1,7 @@
 """The audit log: an append-only, hash-chained record of every admin and staff action that
 changes money-like state (rules, claim decisions, recorded attendance, reversals, rewards and
-stock, merchants, people and roles, deactivation, password resets).
+stock, merchants, people and roles, deactivation, password resets, settlement: rates,
+closed periods and payments to merchants).
 
 Design
     ``record()`` is called by the domain function that makes the change, in the same
@@ -55,6 +56,9 @@ ROLE_REVOKED = "role.revoked"
 PERSON_DEACTIVATED = "person.deactivated"
 PERSON_REACTIVATED = "person.reactivated"
 PASSWORD_RESET = "person.password_reset"
+RATE_SET = "settlement.rate_set"
+PERIOD_CLOSED = "settlement.period_closed"
+PAYMENT_RECORDED = "settlement.payment_recorded"
 
 
 def canonical_json(data) -> str:

@@ -53,7 +53,7 @@ from ..models import (
 from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_REVERSAL, TRANSFER_SETTLEMENT
 from ..models.settlement import DEFAULT_FEN_PER_POINT
 from ..models.user import ROLE_STREET_ADMIN
-from . import ledger
+from . import audit, ledger
 from .access import merchant_ids_for_staff, require_merchant_admin
 from .clock import local_today, local_zone, now_utc, to_local
 from .errors import (
@@ -119,6 +119,11 @@ def set_rate(actor: User, effective_from: date, fen_per_point: int) -> PointsRat
             db.session.add(rate)
     except IntegrityError:
         raise InvalidInput("A rate already takes effect on that date.", field="effective_from") from None
+    audit.record(
+        actor, audit.RATE_SET, "points_rate", rate.id,
+        {"effective_from": effective_from.isoformat(), "fen_per_point": fen_per_point},
+        org_path=audit.common_path([g.org_unit.path for g in actor.grants(ROLE_STREET_ADMIN)]),
+    )
     return rate
 
 
@@ -229,6 +234,13 @@ def close_period(actor: User, merchant_id: int, now: datetime | None = None) -> 
         )
     )
     db.session.flush()
+    merchant = db.session.get(Merchant, merchant_id)
+    audit.record(
+        actor, audit.PERIOD_CLOSED, "settlement_period", period.id,
+        {"merchant_id": merchant_id, "period_start": start.isoformat(), "redeemed": redeemed,
+         "corrected": corrected, "paid": paid, "closing_balance": period.closing_balance},
+        org_path=audit.path_of(merchant.org_unit), now=now,
+    )
     return period
 
 
@@ -282,6 +294,12 @@ def record_payment(
     )
     db.session.add(payment)
     db.session.flush()
+    audit.record(
+        actor, audit.PAYMENT_RECORDED, "settlement_payment", payment.id,
+        {"merchant_id": merchant_id, "points": points, "fen": payment.fen, "paid_on": paid_on.isoformat(),
+         "reference": reference, "transfer_id": transfer.id},
+        org_path=audit.path_of(merchant.org_unit),
+    )
     return payment
 
 

@@ -74,6 +74,9 @@ AUDIT_ACTIONS = {
     audit.PERSON_DEACTIVATED: _l("Person deactivated"),
     audit.PERSON_REACTIVATED: _l("Person reactivated"),
     audit.PASSWORD_RESET: _l("Password reset"),
+    audit.RATE_SET: _l("Points rate set"),
+    audit.PERIOD_CLOSED: _l("Settlement period closed"),
+    audit.PAYMENT_RECORDED: _l("Payment to a merchant recorded"),
 }
 
 

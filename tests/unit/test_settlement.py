@@ -2,7 +2,7 @@
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from pointsapp.domain import ledger, settlement, vouchers
@@ -212,3 +212,45 @@ def test_check_ledger_names_a_payment_record_that_is_not_a_settlement(street, tw
     )
     db.session.commit()
     assert "1 payment records point at transfers that are not settlements" in ledger.check_ledger()
+
+
+def test_closing_paying_and_setting_a_rate_each_leave_an_audit_record_in_the_chain(
+    street, two_months_ago_redemptions
+):
+    from pointsapp.domain import audit
+    from pointsapp.models import AuditRecord
+
+    def newest():
+        return db.session.scalar(select(AuditRecord).order_by(AuditRecord.seq.desc()))
+
+    period = settlement.close_period(street.street_admin, street.shop.id)
+    db.session.commit()
+    rec = newest()
+    assert (rec.action, rec.target_id, rec.actor_id) == (audit.PERIOD_CLOSED, period.id, street.street_admin.id)
+    assert '"redeemed":30' in rec.summary and rec.org_path == street.street.path
+
+    payment = settlement.record_payment(
+        street.street_admin, street.shop.id, points=20, paid_on=local_today(), reference="转账 0002", key="k-audit"
+    )
+    db.session.commit()
+    rec = newest()
+    assert (rec.action, rec.target_id) == (audit.PAYMENT_RECORDED, payment.id)
+    assert '"points":20' in rec.summary and '"reference":"转账 0002"' in rec.summary
+
+    rate = settlement.set_rate(street.street_admin, local_today() + timedelta(days=1), 80)
+    db.session.commit()
+    rec = newest()
+    assert (rec.action, rec.target_id, rec.org_path) == (audit.RATE_SET, rate.id, street.street.path)
+    assert audit.verify_chain().problem is None
+
+
+def test_a_refused_payment_leaves_no_audit_record(street, two_months_ago_redemptions):
+    from pointsapp.models import AuditRecord
+
+    before = db.session.scalar(select(func.count()).select_from(AuditRecord))
+    with pytest.raises(PaymentExceedsOwed):
+        settlement.record_payment(
+            street.street_admin, street.shop.id, points=31, paid_on=local_today(), reference="多付", key="k-over"
+        )
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(AuditRecord)) == before

@@ -29,6 +29,7 @@ from pointsapp.web.security import CONTENT_SECURITY_POLICY
 from tests.conftest import csrf_from
 from tests.factories import give_points, yesterday
 from tests.unit.helpers import ledger_state
+from tests.web.inline import PATTERNS as INLINE_PATTERNS
 
 # --- the roles ------------------------------------------------------------------------------
 
@@ -232,11 +233,6 @@ def matches(expected: str, resp, method: str) -> bool:
     return got == expected
 
 
-# A <script type="application/json"> block is data that no browser runs; any other script
-# without src= is inline code.
-INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.I)
-INLINE_STYLE = re.compile(r"<style\b|\sstyle\s*=", re.I)
-INLINE_HANDLER = re.compile(r"\son[a-z]+\s*=|javascript:", re.I)
 POST_FORM = re.compile(r"<form\b[^>]*method=\"post\"[^>]*>(.*?)</form>", re.I | re.S)
 
 
@@ -258,7 +254,7 @@ def page_problems(path: str, resp) -> list[str]:
         found.append(f"{path}: Permissions-Policy does not keep the camera to this site")
     if resp.mimetype == "text/html":
         body = resp.get_data(as_text=True)
-        for name, pattern in (("inline script", INLINE_SCRIPT), ("inline style", INLINE_STYLE), ("inline handler", INLINE_HANDLER)):
+        for name, pattern in INLINE_PATTERNS.items():
             hit = pattern.search(body)
             if hit:
                 found.append(f"{path}: {name} {body[max(0, hit.start() - 40):hit.end() + 40]!r}")

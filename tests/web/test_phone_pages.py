@@ -12,16 +12,9 @@ from PIL import Image
 from pointsapp.domain import vouchers
 from pointsapp.extensions import db
 from tests.web.conftest import page_text, use_english
+from tests.web.inline import inline_code
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
-INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
-INLINE_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.IGNORECASE)
-STYLE_ATTRIBUTE = re.compile(r"<[^>]+\sstyle\s*=", re.IGNORECASE)
-STYLE_ELEMENT = re.compile(r"<style[\s>]", re.IGNORECASE)
-
-
-def inline_code(html: str) -> list[str]:
-    return [p.pattern for p in (INLINE_SCRIPT, INLINE_HANDLER, STYLE_ATTRIBUTE, STYLE_ELEMENT) if p.search(html)]
 
 
 # --- the voucher page's status feed ---------------------------------------------------------
