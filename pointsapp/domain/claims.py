@@ -186,6 +186,11 @@ def approve_claim(actor: User, activity_id: int, now: datetime | None = None) ->
     act = scoped_activity(actor, activity_id)
     if act.volunteer_id == actor.id:
         raise Forbidden("You cannot approve your own claim; another staff member must.")
+    if not act.volunteer.is_active:
+        # As for recorded attendance: no new points for a deactivated account.
+        raise AccountInactive(
+            "This volunteer's account is deactivated. Ask an admin to reactivate it, or reject the claim."
+        )
     db.session.flush()
     _decide(act.id, STATUS_APPROVED, actor, now)
     _credit(act, actor)

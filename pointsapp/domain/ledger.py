@@ -65,7 +65,8 @@ Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard t
     * each transfer has exactly two entries of ``-amount`` and ``+amount``; all balances sum to 0;
     * each account's ``held`` equals the points of its issued vouchers (none but volunteers' hold);
     * each account's ``earned`` equals credits received less credits reversed (0 but volunteers');
-    * each redeemed voucher has exactly one capture, each credited activity exactly one credit.
+    * each redeemed voucher has exactly one capture, each credited activity exactly one credit;
+    * an activity is ``reversed`` exactly when its credit has been reversed.
 
 The functions here ``flush()`` and never ``commit()``. A raised ``PointsError`` means the
 caller must roll back: an earlier statement of the same transaction may already have run.
@@ -508,6 +509,21 @@ def check_ledger() -> list[str]:
         st = s.scalar(select(Activity.status).where(Activity.id == aid))
         if st not in ("approved", "reversed"):
             problems.append(f"activity {aid} ({st}): has a credit transfer but is not approved")
+    # An activity's status must agree with the ledger: its credit reversed exactly when it is
+    # "reversed" (caps count approved activities, so a stale "approved" would cut later credits).
+    credit_t = Transfer.__table__.alias("credit")
+    reversed_activities = set(
+        s.scalars(
+            select(credit_t.c.activity_id)
+            .join(Transfer, Transfer.reverses_id == credit_t.c.id)
+            .where(credit_t.c.kind == TRANSFER_CREDIT, credit_t.c.activity_id.is_not(None))
+        )
+    )
+    for aid, status in s.execute(select(Activity.id, Activity.status).where(Activity.status.in_(("approved", "reversed")))):
+        if (status == "reversed") != (aid in reversed_activities):
+            problems.append(
+                f"activity {aid} ({status}): its credit is {'' if aid in reversed_activities else 'not '}reversed"
+            )
     problems.extend(_check_settlement())
     return problems
 

@@ -1,8 +1,9 @@
 """check_ledger and ``flask points check-ledger`` notice books that were changed behind the ledger's back."""
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from pointsapp.domain import ledger, vouchers
 from pointsapp.extensions import db
+from pointsapp.models import Transfer
 from tests.unit.helpers import award
 
 
@@ -76,6 +77,22 @@ def test_an_activity_whose_credited_points_disagree_with_the_ledger_is_named(str
     act = award(street, street.vol_a, 50)
     tamper("UPDATE activity SET points_credited = 60 WHERE id = :id", id=act.id)
     assert f"activity {act.id} (approved): credited 60 but transfers total 50" in ledger.check_ledger()
+    db.session.rollback()
+
+
+def test_a_credit_reversed_behind_the_activitys_back_is_named(street):
+    act = award(street, street.vol_a, 50)
+    credit = db.session.scalar(select(Transfer).where(Transfer.activity_id == act.id, Transfer.kind == "credit"))
+    ledger.reverse(credit, reason="直接冲正", created_by_id=street.street_admin.id)  # the activity stays approved
+    db.session.commit()
+    assert f"activity {act.id} (approved): its credit is reversed" in ledger.check_ledger()
+    db.session.rollback()
+
+
+def test_an_activity_marked_reversed_whose_credit_stands_is_named(street):
+    act = award(street, street.vol_a, 50)
+    tamper("UPDATE activity SET status = 'reversed' WHERE id = :id", id=act.id)
+    assert f"activity {act.id} (reversed): its credit is not reversed" in ledger.check_ledger()
     db.session.rollback()
 
 

@@ -269,6 +269,22 @@ def test_a_deactivated_volunteer_cannot_claim(street):
     db.session.rollback()
 
 
+def test_a_claim_of_a_volunteer_deactivated_before_approval_is_not_credited(street, check_ledger):
+    pending = claim(street.vol_a, street.meeting)
+    people.set_active(street.admin_a, street.vol_a.id, False)
+    db.session.commit()
+    with pytest.raises(AccountInactive) as exc:
+        claims.approve_claim(street.staff_a, pending.id)
+    db.session.rollback()
+    assert "reactivate" in exc.value.message
+    assert db.session.get(Activity, pending.id).status == "pending"
+    assert balance(street.vol_a).earned == 0
+    # Rejecting it is still possible, so the queue can be cleared.
+    claims.reject_claim(street.staff_a, pending.id, "账户已停用")
+    db.session.commit()
+    check_ledger()
+
+
 def test_the_same_claim_form_submitted_twice_is_recorded_once(street):
     claim(street.vol_a, street.meeting, submission_key="form-1")
     with pytest.raises(AlreadyRecorded):
