@@ -23,3 +23,19 @@ def local_today(now: datetime | None = None) -> date:
 
 def to_local(moment: datetime) -> datetime:
     return moment.astimezone(local_zone())
+
+
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+
+
+def parse_month(text: str, field: str = "month") -> date:
+    """Return the first day of a month written ``YYYY-MM`` (2000 to 2100), or raise ``InvalidInput``."""
+    from .errors import InvalidInput
+
+    try:
+        day = date.fromisoformat(f"{(text or '').strip()}-01")
+    except ValueError:
+        day = None
+    if day is None or not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise InvalidInput("Write the month like 2026-09, between 2000 and 2100.", field=field)
+    return day

@@ -8,7 +8,7 @@ from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
 
 from ..domain import reports
-from ..domain.clock import local_today
+from ..domain.clock import local_today, parse_month
 from ..domain.errors import InvalidInput, NotFound
 from ..extensions import db
 from ..models import OrgUnit
@@ -27,12 +27,7 @@ def _me() -> User:
 
 def _parse_month(name: str, default: date) -> date:
     text = request.args.get(name)
-    if not text:
-        return default
-    try:
-        return date.fromisoformat(f"{text}-01")
-    except ValueError:
-        raise InvalidInput("Months are written like 2026-09.", field=name) from None
+    return parse_month(text, field=name) if text else default
 
 
 def _range() -> reports.Range:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from ..domain import settlement
 from ..domain.access import managed_merchants_query, merchant_ids_for_staff
+from ..domain.clock import parse_month
 from ..domain.errors import PointsError
 from ..extensions import db
 from ..forms import ActionForm, PaymentForm, RateForm, show_domain_error
@@ -29,14 +30,9 @@ def _me() -> User:
 
 
 def _month() -> date | None:
-    """Parse ``?month=YYYY-MM``; a malformed month is a 404, like any unknown page."""
+    """Parse ``?month=YYYY-MM``; a malformed month is refused with a message."""
     text = request.args.get("month")
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(f"{text}-01")
-    except ValueError:
-        abort(404)
+    return parse_month(text) if text else None
 
 
 def yuan(fen: int) -> str:

@@ -133,3 +133,12 @@ def test_a_community_admin_reports_only_on_their_community(client, activity, aut
     auth.logout()
     auth.login("vol_a")
     assert client.get("/reports/").status_code == 403
+
+
+def test_a_month_outside_2000_to_2100_or_misspelt_is_refused_with_a_message(client, activity, auth):
+    auth.login("street_admin")
+    for query in ("last=9999-12", "first=0001-01", "last=2026-13", "first=soon"):
+        resp = client.get(f"/reports/?{query}")
+        assert resp.status_code == 422, query
+        assert "2026-09" in resp.get_data(as_text=True)
+    assert client.get("/reports/?first=2026-01&last=2026-03").status_code == 200

@@ -30,7 +30,10 @@ def test_a_cashier_sees_the_statement_of_their_merchant_only(client, street, log
     assert "青山社区" in text and "友谊社区" in text and "张秀华" in text
     assert "记录付款" not in text  # no payment form for a cashier
     assert client.get(f"/settlement/{street.other_shop.id}").status_code == 404
-    assert client.get(f"/settlement/{street.shop.id}?month=2026-13").status_code == 404
+    for bad in ("2026-13", "9999-12", "0001-01", "next"):
+        resp = client.get(f"/settlement/{street.shop.id}?month={bad}")
+        assert resp.status_code == 422, bad
+        assert "2026-09" in page_text(resp)  # the refusal shows how to write a month
     assert client.get(f"/settlement/{street.shop.id}/statement.xlsx?month={month}").status_code == 200
 
 
