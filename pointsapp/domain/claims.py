@@ -31,12 +31,13 @@ from .clock import local_today, now_utc
 from .errors import (
     AccountInactive,
     AlreadyDecided,
-    CannotReverse,
     AlreadyRecorded,
+    CannotReverse,
     Forbidden,
     InvalidInput,
     NotFound,
     RuleNotApplicable,
+    VolunteerInactive,
 )
 
 CLAIM_MAX_AGE_DAYS = 90
@@ -188,9 +189,7 @@ def approve_claim(actor: User, activity_id: int, now: datetime | None = None) ->
         raise Forbidden("You cannot approve your own claim; another staff member must.")
     if not act.volunteer.is_active:
         # As for recorded attendance: no new points for a deactivated account.
-        raise AccountInactive(
-            "This volunteer's account is deactivated. Ask an admin to reactivate it, or reject the claim."
-        )
+        raise VolunteerInactive()
     db.session.flush()
     _decide(act.id, STATUS_APPROVED, actor, now)
     _credit(act, actor)

@@ -63,6 +63,14 @@ class AccountInactive(PointsError):
     template = _l("This account is deactivated. Ask the community office to reactivate it.")
 
 
+class VolunteerInactive(PointsError):
+    """Staff act for a volunteer whose account is deactivated (a state to resolve, not a permission)."""
+
+    code = "volunteer_inactive"
+    status = 409
+    template = _l("This volunteer's account is deactivated. Ask an admin to reactivate it, or reject the claim.")
+
+
 class InsufficientPoints(PointsError):
     code = "insufficient_points"
     template = _l("Not enough points: %(needed)s needed, %(available)s available.")

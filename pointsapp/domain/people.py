@@ -158,15 +158,22 @@ def _grant(
     return g
 
 
-def revoke_role(actor: User, grant: RoleGrant) -> None:
-    """Take a role away; a volunteer's points stay in the ledger."""
+def revoke_role(actor: User, user_id: int, grant_id: int) -> RoleGrant:
+    """Take a role away from a person; a volunteer's points stay in the ledger."""
+    user = person_in_scope(actor, user_id)
+    grant = next((g for g in user.roles if g.id == grant_id), None)
+    if grant is None:
+        raise NotFound()
     if not can_grant(actor, grant.role, grant.org_unit, grant.merchant):
         raise Forbidden()
-    user, summary = grant.user, {"role": grant.role, "org_unit_id": grant.org_unit_id, "merchant_id": grant.merchant_id}
+    if user.id == actor.id:
+        raise Forbidden("You cannot take away your own role; ask another admin.")
+    summary = {"role": grant.role, "org_unit_id": grant.org_unit_id, "merchant_id": grant.merchant_id}
     path = grant.org_unit.path if grant.org_unit is not None else grant.merchant.org_unit.path
     user.roles.remove(grant)
     db.session.flush()
     audit.record(actor, audit.ROLE_REVOKED, "user", user.id, summary, org_path=path)
+    return grant
 
 
 def create_person(

@@ -500,6 +500,23 @@ def person_grant(user_id: int):
     return _person_page(person, form, 422)
 
 
+@bp.route("/people/<int:user_id>/roles/<int:grant_id>/revoke", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def person_revoke(user_id: int, grant_id: int):
+    """Take a role away from a person."""
+    try:
+        grant = people.revoke_role(_me(), user_id, grant_id)
+        db.session.commit()
+    except PointsError as exc:
+        db.session.rollback()
+        if exc.status == 404:
+            raise
+        flash(exc.message, "error")
+        return redirect(url_for(".person", user_id=user_id))
+    flash(_("The role %(role)s was taken away.", role=ROLE_LABELS.get(grant.role, grant.role)), "ok")
+    return redirect(url_for(".person", user_id=user_id))
+
+
 @bp.route("/people/<int:user_id>/password", methods=["POST"])
 @role_required(*ADMIN_ROLES)
 def person_reset_password(user_id: int):

@@ -15,6 +15,7 @@ from pointsapp.domain.errors import (
     InvalidInput,
     NotFound,
     RuleNotApplicable,
+    VolunteerInactive,
 )
 from pointsapp.extensions import db
 from pointsapp.models import Activity
@@ -273,7 +274,7 @@ def test_a_claim_of_a_volunteer_deactivated_before_approval_is_not_credited(stre
     pending = claim(street.vol_a, street.meeting)
     people.set_active(street.admin_a, street.vol_a.id, False)
     db.session.commit()
-    with pytest.raises(AccountInactive) as exc:
+    with pytest.raises(VolunteerInactive) as exc:
         claims.approve_claim(street.staff_a, pending.id)
     db.session.rollback()
     assert "reactivate" in exc.value.message

@@ -125,6 +125,44 @@ def test_granting_the_volunteer_role_opens_an_account_and_granting_twice_is_harm
     assert db.session.scalar(select(Account).where(Account.user_id == staff.id)).balance == 0
 
 
+def test_taking_a_role_away_keeps_the_points_and_is_audited(street):
+    from pointsapp.models import AuditRecord
+
+    award(street, street.vol_a, 30)
+    staff_grant = people.grant_role(street.admin_a, street.vol_a, ROLE_GRID_STAFF, unit=street.grid_a)
+    db.session.commit()
+    people.revoke_role(street.admin_a, street.vol_a.id, staff_grant.id)
+    db.session.commit()
+    db.session.expire_all()
+    vol = db.session.get(User, street.vol_a.id)
+    assert [g.role for g in vol.roles] == [ROLE_VOLUNTEER]
+    assert balance(vol).balance == 30
+    rec = db.session.scalar(select(AuditRecord).order_by(AuditRecord.seq.desc()))
+    assert (rec.action, rec.target_id, rec.actor_id) == ("role.revoked", vol.id, street.admin_a.id)
+
+
+def test_no_one_takes_away_a_role_outside_their_subtree_or_their_own(street):
+    with pytest.raises(NotFound):  # vol_b lives in community B
+        people.revoke_role(street.admin_a, street.vol_b.id, street.vol_b.roles[0].id)
+    db.session.rollback()
+    with pytest.raises(NotFound):  # a grant of someone else, named through vol_a
+        people.revoke_role(street.admin_a, street.vol_a.id, street.vol_b.roles[0].id)
+    db.session.rollback()
+    with pytest.raises(Forbidden):
+        people.revoke_role(street.admin_a, street.admin_a.id, street.admin_a.roles[0].id)
+    db.session.rollback()
+    with pytest.raises(NotFound):  # the street admin stands above community A
+        people.revoke_role(street.admin_a, street.street_admin.id, street.street_admin.roles[0].id)
+    db.session.rollback()
+    peer = person("peer", street.community_a, roles=(ROLE_COMMUNITY_ADMIN,))
+    db.session.commit()
+    with pytest.raises(Forbidden):  # no one unmakes a peer they could not have made
+        people.revoke_role(street.admin_a, peer.id, peer.roles[0].id)
+    db.session.rollback()
+    db.session.expire_all()
+    assert [len(u.roles) for u in (street.vol_b, street.admin_a, street.street_admin, peer)] == [1, 1, 1, 1]
+
+
 def test_a_person_may_hold_several_roles(street):
     both = person("both", street.grid_a, roles=(ROLE_VOLUNTEER, ROLE_GRID_STAFF), title="resident")
     db.session.commit()

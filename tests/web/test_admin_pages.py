@@ -291,6 +291,20 @@ def test_admin_grants_a_role_within_the_subtree(street, client, login, auth):
     assert "Grid staff · 第一网格" in page_text(client.get(f"/admin/people/{street.vol_a2.id}"))
 
 
+def test_admin_takes_a_role_away_from_the_person_page(street, client, login, auth):
+    use_english(client)
+    login("admin_a")
+    grant = street.vol_a2.roles[0]
+    page = client.get(f"/admin/people/{street.vol_a2.id}").get_data(as_text=True)
+    action = f"/admin/people/{street.vol_a2.id}/roles/{grant.id}/revoke"
+    assert action in page
+    resp = auth.post(action)
+    assert resp.status_code == 302
+    assert "The role Volunteer was taken away." in page_text(client.get(resp.headers["Location"]))
+    db.session.expire_all()
+    assert db.session.get(User, street.vol_a2.id).roles == []
+
+
 def test_community_admin_cannot_make_a_street_admin(street, client, login, auth):
     use_english(client)
     login("admin_a")

@@ -120,8 +120,8 @@ ROUTES: dict[str, Row] = {
     "settlement.statement": Row(get=only(CASHIER, STREET, **{VOL: HIDDEN, GRID: HIDDEN, COMM: HIDDEN})),
     "settlement.statement_print": Row(get=only(CASHIER, STREET, **{VOL: HIDDEN, GRID: HIDDEN, COMM: HIDDEN})),
     "settlement.statement_xlsx": Row(get=only(CASHIER, STREET, **{VOL: HIDDEN, GRID: HIDDEN, COMM: HIDDEN})),
-    "settlement.close": Row(post=only(*ADMINS, ok=REACHED)),
-    "settlement.payment": Row(post=only(*ADMINS, ok=REACHED)),
+    "settlement.close": Row(post=only(*ADMINS, ok=REACHED, **{COMM: HIDDEN})),
+    "settlement.payment": Row(post=only(*ADMINS, ok=REACHED, **{COMM: HIDDEN})),
     "settlement.rates": Row(get=only(STREET), post=only(STREET, ok=REACHED)),
     # reports and spreadsheets: admins, over their own subtree
     "reports.index": Row(get=only(*ADMINS)),
@@ -142,6 +142,7 @@ ROUTES: dict[str, Row] = {
     "admin.merchant": Row(get=only(*ADMINS, **{COMM: HIDDEN})),
     "admin.cashier_new": Row(post=only(*ADMINS, ok=REACHED)),
     "admin.reward_new": Row(get=only(*ADMINS, **{COMM: HIDDEN}), post=only(*ADMINS, ok=REACHED)),
+    "admin.person_revoke": Row(post=only(*ADMINS, ok=GO)),
     "admin.reward_picture": Row(post=only(*ADMINS, ok=REACHED)),
     "admin.reward_edit": Row(get=only(*ADMINS, **{COMM: HIDDEN}), post=only(*ADMINS, ok=REACHED)),
     "admin.people_list": Row(get=only(*ADMINS)),
@@ -162,7 +163,7 @@ ROUTES: dict[str, Row] = {
 }
 
 # POSTs that end the session run last, so that they do not hide the answers of the others.
-LAST = ("auth.logout",)
+LAST = ("admin.person_revoke", "auth.logout")  # they take away what later routes need
 
 
 def url_args(w) -> dict:
@@ -178,6 +179,7 @@ def url_args(w) -> dict:
         "rule_id": w.street.meeting.id,
         "transfer_id": w.credit.id,
         "batch_key": w.batch_key,
+        "grant_id": w.street.vol_a.grants("volunteer")[0].id,
         "fmt": "xlsx",
         "what": "people",
         "key": "points_by_month",
