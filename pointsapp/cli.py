@@ -110,3 +110,16 @@ def demo_logins_cmd():
     click.echo(f"Demo logins (password for all: {DEMO_PASSWORD}):")
     for username, what in DEMO_LOGINS:
         click.echo(f"  {username:<14} {what}")
+
+
+@points_cli.command("purge-idempotency-keys")
+@click.option("--older-than-hours", default=24, show_default=True, type=click.IntRange(24, None),
+              help="Delete keys older than this (at least 24 hours).")
+def purge_idempotency_keys_cmd(older_than_hours):
+    """Delete API idempotency keys older than a day (or the given age)."""
+    from datetime import timedelta
+
+    from .domain.tokens import purge_idempotency_keys
+
+    n = _commit_or_fail(lambda: purge_idempotency_keys(timedelta(hours=older_than_hours)))
+    click.echo(f"purged {n} idempotency key(s)")

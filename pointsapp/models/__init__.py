@@ -4,3 +4,4 @@ from .org import OrgLevel, OrgUnit  # noqa: F401
 from .rewards import Merchant, Reward, Voucher  # noqa: F401
 from .rules import Activity, PointRule, PointRuleVersion  # noqa: F401
 from .user import RoleGrant, User  # noqa: F401
+from .api import ApiToken, IdempotencyKey  # noqa: F401

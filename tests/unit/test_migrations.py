@@ -11,6 +11,7 @@ from tests.unit.helpers import award
 TABLES = {
     "org_level", "org_unit", "user_account", "role_grant", "merchant", "reward", "point_rule",
     "point_rule_version", "activity", "account", "transfer", "entry", "voucher",
+    "api_token", "idempotency_key",
 }
 
 
