@@ -15,6 +15,7 @@ ERRORS = {
     "401": "No valid token.",
     "403": "Not allowed: the token's roles do not allow this here.",
     "404": "Not found, or not in the token's part of the tree.",
+    "405": "The method is not allowed at this path (an id too large for the database also ends here).",
     "409": "Refused by a rule of the domain (see `code`), or a request with this Idempotency-Key is still running.",
     "422": "Validation failed (`fields` has a message per field), or the Idempotency-Key was used for another request.",
     "429": "Too many wrong voucher codes; wait a minute.",

@@ -236,8 +236,8 @@ class StaffClaimOut(ClaimOut):
 class ClaimIn(In):
     rule_id = Id(required=True)
     activity_date = fields.Date(required=True)
-    hours = fields.Decimal(load_default=None, allow_none=True, allow_nan=False, as_string=True, places=1,
-                           validate=validate.Range(0, 24))
+    hours = fields.Float(load_default=None, allow_none=True, allow_nan=False,
+                         validate=validate.Range(0.5, 24), metadata={"description": "In steps of 0.5."})
     note = Text(load_default=None, allow_none=True, validate=validate.Length(0, 2000))
 
 
@@ -249,8 +249,8 @@ class AttendanceIn(In):
     rule_id = Id(required=True)
     activity_date = fields.Date(required=True)
     volunteer_ids = fields.List(Id(), required=True, validate=validate.Length(1, 500))
-    hours = fields.Decimal(load_default=None, allow_none=True, allow_nan=False, as_string=True, places=1,
-                           validate=validate.Range(0, 24))
+    hours = fields.Float(load_default=None, allow_none=True, allow_nan=False,
+                         validate=validate.Range(0.5, 24), metadata={"description": "In steps of 0.5."})
     note = Text(load_default=None, allow_none=True, validate=validate.Length(0, 2000))
 
 
