@@ -403,7 +403,8 @@ class ListArgs(In):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
     date_from = fields.Date(load_default=None, data_key="from", metadata={"description": "First day (local), inclusive."})
     date_to = fields.Date(load_default=None, data_key="to", metadata={"description": "Last day (local), inclusive."})
-    org_unit_id = Id(load_default=None, metadata={"description": "Only this node and the nodes below it."})
+    org_unit_id = fields.Integer(load_default=None, validate=validate.Range(1, DB_INT_MAX),
+                                 metadata={"description": "Only this node and the nodes below it."})
 
     @validates_schema
     def _range(self, data, **kwargs):
@@ -416,7 +417,7 @@ class PeopleArgs(ListArgs):
 
 
 class MerchantArgs(In):
-    merchant_id = Id(load_default=None)
+    merchant_id = fields.Integer(load_default=None, validate=validate.Range(1, DB_INT_MAX))
 
 
 def page_of(item_schema: type[Schema], name: str) -> type[Schema]:

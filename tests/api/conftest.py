@@ -57,3 +57,6 @@ def api_as(app, street):
         return ApiClient(app.test_client(), make_token(user, **narrowing))
 
     return make
+
+
+from tests.web.conftest import issued_voucher, pending_claim  # noqa: E402,F401  (shared fixtures)

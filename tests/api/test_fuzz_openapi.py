@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.api.conftest import make_token
 from tests.factories import give_points
 
-FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
