@@ -37,7 +37,8 @@ translations: $(VENV)/.installed
 CATALOGUE  := pointsapp/translations
 ERROR_KEYWORDS := PointsError InvalidInput NotFound Forbidden AccountInactive InsufficientPoints \
 	OutOfStock LimitReached RewardUnavailable RuleNotApplicable AlreadyDecided AlreadyRecorded \
-	VoucherNotFound WrongMerchant VoucherAlreadyRedeemed VoucherExpired VoucherCancelled CannotReverse
+	VoucherNotFound WrongMerchant VoucherAlreadyRedeemed VoucherExpired VoucherCancelled CannotReverse \
+	ApiError
 
 # The Chinese catalogue's directory is named as Babel names the zh_CN locale (zh_Hans_CN):
 # Flask-Babel looks for that directory, never for zh_CN/.

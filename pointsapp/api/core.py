@@ -25,7 +25,7 @@ from ..models.api import IDEMPOTENCY_DONE, IDEMPOTENCY_RUNNING
 class ApiError(PointsError):
     """A refusal of the API layer itself (a header, a cursor, an idempotency key)."""
 
-    def __init__(self, code: str, status: int, message):
+    def __init__(self, message, code: str, status: int):
         self.code, self.status = code, status
         super().__init__(message)
 
@@ -56,7 +56,7 @@ def actor():
 def require_role(*roles: str) -> None:
     """Refuse (403) unless the actor, as the token narrows them, holds one of ``roles``."""
     if not actor().has_role(*roles):
-        raise ApiError("forbidden", 403, _("You are not allowed to do this here."))
+        raise ApiError(_("You are not allowed to do this here."), "forbidden", 403)
 
 
 # --- reading requests ------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def load_body(schema_cls: type[Schema]) -> dict:
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            raise ApiError("invalid_json", 400, _("The body is not valid JSON."))
+            raise ApiError(_("The body is not valid JSON."), "invalid_json", 400)
     if not isinstance(data, dict):
         raise ValidationError({"_schema": ["The body must be a JSON object."]})
     return schema_cls().load(data)
@@ -143,10 +143,9 @@ def _claim_key(user_id: int, key: str, method_path: str, body_hash: str) -> Resp
         return None
     row = db.session.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
     if row is None:  # purged between our insert and this read: extremely unlikely; ask for a retry
-        raise ApiError("idempotency_in_flight", 409, _("A request with this Idempotency-Key is still running. Retry in a moment."))
+        raise ApiError(_("A request with this Idempotency-Key is still running. Retry in a moment."), "idempotency_in_flight", 409)
     if row.method_path != method_path or row.body_hash != body_hash:
-        raise ApiError("idempotency_key_reused", 422,
-                       _("This Idempotency-Key was already used for a different request. Use a new key."))
+        raise ApiError(_("This Idempotency-Key was already used for a different request. Use a new key."), "idempotency_key_reused", 422)
     if row.state == IDEMPOTENCY_DONE:
         resp = Response(row.response_body, row.status_code, mimetype="application/json")
         resp.headers["Idempotent-Replayed"] = "true"
@@ -163,7 +162,7 @@ def _claim_key(user_id: int, key: str, method_path: str, body_hash: str) -> Resp
     if taken == 1:
         g.idempotency_row_id = row.id
         return None
-    raise ApiError("idempotency_in_flight", 409, _("A request with this Idempotency-Key is still running. Retry in a moment."))
+    raise ApiError(_("A request with this Idempotency-Key is still running. Retry in a moment."), "idempotency_in_flight", 409)
 
 
 def _release_key() -> None:
@@ -182,8 +181,7 @@ def idempotent(view):
     def wrapped(*args, **kwargs):
         key = request.headers.get(IDEMPOTENCY_HEADER, "")
         if not KEY_RE.match(key):
-            raise ApiError("idempotency_key_required", 400,
-                           _("Send an Idempotency-Key header (1 to 255 visible ASCII characters) with this request."))
+            raise ApiError(_("Send an Idempotency-Key header (1 to 255 visible ASCII characters) with this request."), "idempotency_key_required", 400)
         method_path = f"{request.method} {request.path}"[:300]
         replay = _claim_key(actor().id, key, method_path, _body_hash())
         if replay is not None:
@@ -239,7 +237,7 @@ def _decode_cursor(cursor: str):
             raise ValueError
         return value, row_id
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise ApiError("invalid_cursor", 422, _("This cursor is not valid. Start again from the first page."))
+        raise ApiError(_("This cursor is not valid. Start again from the first page."), "invalid_cursor", 422)
 
 
 def local_day_bounds(date_from: date | None, date_to: date | None):
