@@ -41,7 +41,9 @@ def _authenticate():
         found = actor_for_secret(secret.strip())
         if found is None:
             return _unauthorised()
-        touch_token(found.token)
+        token_id, last_used_at = found.token.id, found.token.last_used_at
+        db.session.rollback()  # end the look-up's transaction before the token's own short write
+        touch_token(token_id, last_used_at)
         g.api_actor = found
         return None
     if current_user.is_authenticated:

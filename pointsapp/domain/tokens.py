@@ -193,12 +193,29 @@ def actor_for_secret(secret: str) -> ScopedActor | None:
     return ScopedActor(token.user, token)
 
 
-def touch_token(token: ApiToken, now: datetime | None = None) -> bool:
-    """Record that ``token`` was used now, at most once per minute; say whether it wrote."""
+def touch_token(token_id: int, last_used_at: datetime | None, now: datetime | None = None) -> bool:
+    """Record that a token was used now, at most once a minute; say whether it wrote.
+
+    The write is best effort and runs in its own short transaction on its own connection, so a
+    read-only request stays read-only for its session (on SQLite a read transaction that later
+    writes can fail when another writer committed in between). The caller's session must not
+    hold a write transaction meanwhile.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from ..database import sqlite_begin_mode
+
     now = now or now_utc()
-    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_PRECISION:
+    if last_used_at is not None and now - last_used_at < LAST_USED_PRECISION:
         return False
-    db.session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+    mode = sqlite_begin_mode.set("IMMEDIATE")
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(update(ApiToken.__table__).where(ApiToken.__table__.c.id == token_id).values(last_used_at=now))
+    except OperationalError:
+        return False
+    finally:
+        sqlite_begin_mode.reset(mode)
     return True
 
 
