@@ -99,3 +99,26 @@ def test_rules_for_me_lists_the_rules_that_apply_today(api_as, street):
     resp = api_as("vol_a").get("/me/rules")
     assert resp.status_code == 200
     assert {r["name_en"] for r in resp.json} == {"Attend a meeting", "Patrol"}
+
+
+def test_error_messages_follow_accept_language(api_as, street):
+    v = api_as("vol_a")
+    zh = v.post("/vouchers", {"reward_id": street.rice.id})
+    en = v.client.post("/api/v1/vouchers", json={"reward_id": street.rice.id},
+                       headers={"Authorization": f"Bearer {v.secret}", "Idempotency-Key": "en-1", "Accept-Language": "en"})
+    assert zh.json["code"] == en.json["code"] == "insufficient_points"
+    assert en.json["message"].startswith("Not enough points") and zh.json["message"] != en.json["message"]
+
+
+def test_claims_filter_by_date_range(api_as, street):
+    from datetime import timedelta
+
+    from pointsapp.domain.clock import local_today
+
+    v = api_as("vol_a")
+    made = v.post("/me/claims", {"rule_id": street.meeting.id, "activity_date": yesterday().isoformat()}).json
+    today = local_today()
+    assert [c["id"] for c in v.get("/me/claims", **{"from": today.isoformat()}).json["items"]] == [made["id"]]
+    assert v.get("/me/claims", to=(today - timedelta(days=1)).isoformat()).json["items"] == []
+    bad = v.get("/me/claims", **{"from": today.isoformat(), "to": (today - timedelta(days=3)).isoformat()})
+    assert bad.status_code == 422 and "to" in bad.json["fields"]
