@@ -90,10 +90,6 @@ def load_args(schema_cls: type[Schema]) -> dict:
 # --- answering ----------------------------------------------------------------------------
 
 
-def _json(payload, status: int) -> Response:
-    return Response(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), status, mimetype="application/json")
-
-
 def respond(payload, status: int = 200) -> Response:
     """Commit the request's work (with its idempotency record, if any) and answer ``payload``."""
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))

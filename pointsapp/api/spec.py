@@ -6,7 +6,6 @@ import re
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import current_app
-from marshmallow import Schema
 
 from ..schemas import ErrorOut
 
@@ -97,7 +96,3 @@ def _operation(rule, note: dict, view) -> dict:
     for code, text in ERRORS.items():
         op["responses"][code] = {"description": text, "content": {"application/json": {"schema": ErrorOut}}}
     return op
-
-
-def is_schema(obj) -> bool:
-    return isinstance(obj, Schema) or (isinstance(obj, type) and issubclass(obj, Schema))

@@ -1,7 +1,7 @@
 """The API's endpoints. Each: validate, authorise, call one domain function, commit, dump."""
 from __future__ import annotations
 
-from flask import g
+from flask_babel import gettext as _
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
@@ -20,7 +20,6 @@ from ..domain.org import add_unit
 from ..extensions import db
 from ..models import Account, Activity, Entry, Merchant, OrgUnit, Reward, Transfer, User, Voucher
 from ..models.rewards import VOUCHER_ISSUED
-from ..models.rules import STATUS_PENDING
 from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF, ROLE_VOLUNTEER, STAFF_ROLES
 from ..schemas import (
     ActiveIn,
@@ -62,7 +61,7 @@ from ..schemas import (
     page_of,
 )
 from . import bp
-from .core import actor, derived_key, doc, idempotent, load_args, load_body, local_day_bounds, paginate, require_role, respond
+from .core import ApiError, actor, derived_key, doc, idempotent, load_args, load_body, local_day_bounds, paginate, require_role, respond
 from .limits import wrong_code_limit
 
 ALL = ("volunteer", "grid_staff", "community_admin", "street_admin", "merchant_staff")
@@ -117,10 +116,21 @@ def token_list():
     return respond(TokenOut(many=True).dump(tokens.tokens_of(actor().user)))
 
 
+def _may_manage_tokens() -> None:
+    """Refuse a narrowed token: it must not mint a token wider than itself."""
+    token = actor().token
+    if token is not None and (token.role or token.org_unit_id or token.merchant_id):
+        raise ApiError(_("You are not allowed to do this here."), "forbidden", 403)
+
+
 @bp.post("/tokens")
 @doc("Create an API token", tag="me", body=TokenIn, response=TokenCreatedOut, status=201, roles=ALL)
 def token_create():
-    """Create a token, optionally narrowed to one role, a subtree or a merchant. The secret is shown once."""
+    """Create a token, optionally narrowed to one role, a subtree or a merchant. The secret is shown once.
+
+    A narrowed token cannot create or revoke tokens.
+    """
+    _may_manage_tokens()
     data = load_body(TokenIn)
     token, secret = tokens.create_token(actor().user, **data)
     return respond(TokenCreatedOut().dump({"token": token, "secret": secret}), 201)
@@ -130,6 +140,7 @@ def token_create():
 @doc("Revoke an API token", tag="me", response=TokenOut, roles=ALL)
 def token_revoke(token_id: int):
     """Revoke one of my tokens (it stops working at once)."""
+    _may_manage_tokens()
     return respond(TokenOut().dump(tokens.revoke_token(actor().user, token_id)))
 
 

@@ -162,3 +162,15 @@ def test_the_openapi_document_names_every_api_route(app, client):
     assert routes - {"/openapi.json", "/docs"} == documented
     approve = doc["paths"]["/claims/{activity_id}/approve"]["post"]
     assert any(p.get("$ref", "").endswith("IdempotencyKey") for p in approve["parameters"])
+
+
+def test_a_narrowed_token_cannot_mint_a_wider_token_or_revoke_others(app, street):
+    narrowed = ApiClient(app.test_client(), make_token(street.admin_a, org_unit_id=street.unit_a.id))
+    resp = narrowed.post("/tokens", {"name": "wider"}, key=None)
+    assert resp.status_code == 403
+    other, _secret = tokens.create_token(street.admin_a, name="other")
+    db.session.commit()
+    assert narrowed.delete(f"/tokens/{other.id}").status_code == 403
+    db.session.expire_all()
+    assert other.revoked_at is None
+    assert db.session.query(ApiToken).filter_by(user_id=street.admin_a.id).count() == 2
