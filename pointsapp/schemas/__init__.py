@@ -7,6 +7,8 @@ never their full name, phone number or id.
 """
 from __future__ import annotations
 
+from datetime import date
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..models.rewards import MERCHANT_KINDS
@@ -14,6 +16,9 @@ from ..models.rules import CATEGORIES
 from ..models.user import ROLES, TITLES
 
 DB_INT_MAX = 2**31 - 1
+# Dates a filter may name: wide enough for any record, narrow enough that local midnight converts
+# to UTC without leaving the calendar.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
 
 
 class Text(fields.String):
@@ -401,8 +406,10 @@ class ListArgs(In):
     cursor = Text(load_default=None, validate=validate.Length(1, 200),
                   metadata={"description": "Opaque; the `next_cursor` of the previous page."})
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
-    date_from = fields.Date(load_default=None, data_key="from", metadata={"description": "First day (local), inclusive."})
-    date_to = fields.Date(load_default=None, data_key="to", metadata={"description": "Last day (local), inclusive."})
+    date_from = fields.Date(load_default=None, data_key="from", validate=validate.Range(FIRST_DAY, LAST_DAY),
+                            metadata={"description": "First day (local), inclusive."})
+    date_to = fields.Date(load_default=None, data_key="to", validate=validate.Range(FIRST_DAY, LAST_DAY),
+                          metadata={"description": "Last day (local), inclusive."})
     org_unit_id = fields.Integer(load_default=None, validate=validate.Range(1, DB_INT_MAX),
                                  metadata={"description": "Only this node and the nodes below it."})
 

@@ -122,3 +122,11 @@ def test_claims_filter_by_date_range(api_as, street):
     assert v.get("/me/claims", to=(today - timedelta(days=1)).isoformat()).json["items"] == []
     bad = v.get("/me/claims", **{"from": today.isoformat(), "to": (today - timedelta(days=3)).isoformat()})
     assert bad.status_code == 422 and "to" in bad.json["fields"]
+
+
+def test_dates_far_outside_the_calendar_are_422_not_500(api_as, street):
+    v = api_as("vol_a")
+    for params in ({"to": "9999-12-31"}, {"from": "0001-01-01"}):
+        resp = v.get("/me/claims", **params)
+        assert resp.status_code == 422, params
+        assert resp.json["code"] == "validation_error"
