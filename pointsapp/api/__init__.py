@@ -46,7 +46,7 @@ def _authenticate():
         touch_token(token_id, last_used_at)
         g.api_actor = found
         return None
-    if current_user.is_authenticated:
+    if current_user.is_authenticated and current_user.is_active:
         # A browser session: the cookie alone is not enough to write (cross-site requests).
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             csrf.protect()
