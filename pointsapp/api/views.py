@@ -34,6 +34,7 @@ from ..schemas import (
     GrantIn,
     IssueVoucherIn,
     ListArgs,
+    PageArgs,
     MeOut,
     MerchantArgs,
     MerchantIn,
@@ -161,10 +162,10 @@ def my_balance():
 
 
 @bp.get("/me/history")
-@doc("My ledger entries", tag="volunteer", args=ListArgs, response=page_of(EntryOut, "EntryPage"), roles=("volunteer",))
+@doc("My ledger entries", tag="volunteer", args=PageArgs, response=page_of(EntryOut, "EntryPage"), roles=("volunteer",))
 def my_history():
     """The volunteer's ledger entries, newest first."""
-    args = load_args(ListArgs)
+    args = load_args(PageArgs)
     account = _my_account()
     query = (
         select(Entry).join(Transfer, Transfer.id == Entry.transfer_id)
@@ -175,11 +176,11 @@ def my_history():
 
 
 @bp.get("/me/claims")
-@doc("My claims", tag="volunteer", args=ListArgs, response=page_of(ClaimOut, "ClaimPage"), roles=("volunteer",))
+@doc("My claims", tag="volunteer", args=PageArgs, response=page_of(ClaimOut, "ClaimPage"), roles=("volunteer",))
 def my_claims():
     """The volunteer's claims and recorded activities, newest first."""
     require_role(ROLE_VOLUNTEER)
-    args = load_args(ListArgs)
+    args = load_args(PageArgs)
     query = (
         select(Activity)
         .where(Activity.volunteer_id == actor().id, *_between(Activity.created_at, args))
@@ -243,11 +244,11 @@ def voucher_issue():
 
 
 @bp.get("/vouchers")
-@doc("My vouchers", tag="volunteer", args=ListArgs, response=page_of(VoucherOut, "VoucherPage"), roles=("volunteer",))
+@doc("My vouchers", tag="volunteer", args=PageArgs, response=page_of(VoucherOut, "VoucherPage"), roles=("volunteer",))
 def voucher_list():
     """The volunteer's vouchers, newest first."""
     require_role(ROLE_VOLUNTEER)
-    args = load_args(ListArgs)
+    args = load_args(PageArgs)
     query = (
         select(Voucher)
         .where(Voucher.volunteer_id == actor().id, *_between(Voucher.issued_at, args))
@@ -484,12 +485,12 @@ def person_grant(user_id: int):
 
 
 @bp.get("/people/<int:user_id>/transfers")
-@doc("A person's ledger transfers", tag="admin", args=ListArgs, response=page_of(TransferOut, "TransferPage"),
+@doc("A person's ledger transfers", tag="admin", args=PageArgs, response=page_of(TransferOut, "TransferPage"),
      roles=ADMIN_ROLES)
 def person_transfers(user_id: int):
     """The transfers in and out of a volunteer's account, newest first (reversals reference ``reverses_id``)."""
     person = people.person_in_scope(_admin(), user_id)
-    args = load_args(ListArgs)
+    args = load_args(PageArgs)
     account = db.session.scalar(select(Account).where(Account.user_id == person.id))
     if account is None:
         return respond({"items": [], "next_cursor": None})

@@ -402,7 +402,7 @@ class RedemptionIn(In):
 # --- list arguments ------------------------------------------------------------------------
 
 
-class ListArgs(In):
+class PageArgs(In):
     cursor = Text(load_default=None, validate=validate.Length(1, 200),
                   metadata={"description": "Opaque; the `next_cursor` of the previous page."})
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
@@ -410,13 +410,16 @@ class ListArgs(In):
                             metadata={"description": "First day (local), inclusive."})
     date_to = fields.Date(load_default=None, data_key="to", validate=validate.Range(FIRST_DAY, LAST_DAY),
                           metadata={"description": "Last day (local), inclusive."})
-    org_unit_id = fields.Integer(load_default=None, validate=validate.Range(1, DB_INT_MAX),
-                                 metadata={"description": "Only this node and the nodes below it."})
 
     @validates_schema
     def _range(self, data, **kwargs):
         if data.get("date_from") and data.get("date_to") and data["date_to"] < data["date_from"]:
             raise ValidationError("The end date is before the start date.", "to")
+
+
+class ListArgs(PageArgs):
+    org_unit_id = fields.Integer(load_default=None, validate=validate.Range(1, DB_INT_MAX),
+                                 metadata={"description": "Only this node and the nodes below it."})
 
 
 class PeopleArgs(ListArgs):
