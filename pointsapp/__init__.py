@@ -74,6 +74,9 @@ def create_app(config: type | dict | None = None) -> Flask:
     from .web import register_web
 
     register_web(app)
+    from .api import register_api
+
+    register_api(app)
 
     from .database import sqlite_begin_mode
     from flask import request

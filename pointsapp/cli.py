@@ -175,3 +175,16 @@ def import_people_cmd(file, dry_run, as_user):
         return
     db.session.commit()
     click.echo(f"imported {summary}")
+
+
+@points_cli.command("purge-idempotency-keys")
+@click.option("--older-than-hours", default=24, show_default=True, type=click.IntRange(24, None),
+              help="Delete keys older than this (at least 24 hours).")
+def purge_idempotency_keys_cmd(older_than_hours):
+    """Delete API idempotency keys older than a day (or the given age)."""
+    from datetime import timedelta
+
+    from .domain.tokens import purge_idempotency_keys
+
+    n = _commit_or_fail(lambda: purge_idempotency_keys(timedelta(hours=older_than_hours)))
+    click.echo(f"purged {n} idempotency key(s)")

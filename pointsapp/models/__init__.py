@@ -6,3 +6,4 @@ from .rules import Activity, PointRule, PointRuleVersion  # noqa: F401
 from .user import RoleGrant, User  # noqa: F401
 from .audit import AuditChainHead, AuditRecord  # noqa: F401
 from .settlement import PointsRate, SettlementLine, SettlementPayment, SettlementPeriod  # noqa: F401
+from .api import ApiToken, IdempotencyKey  # noqa: F401

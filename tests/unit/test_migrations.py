@@ -13,6 +13,7 @@ TABLES = {
     "point_rule_version", "activity", "account", "transfer", "entry", "voucher",
     "audit_record", "audit_chain_head",
     "points_rate", "settlement_period", "settlement_line", "settlement_payment",
+    "api_token", "idempotency_key",
 }
 
 

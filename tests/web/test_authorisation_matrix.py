@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from pointsapp.domain import claims, people, uploads, vouchers
+from pointsapp.domain import claims, people, tokens, uploads, vouchers
 from pointsapp.domain.clock import local_today
 from pointsapp.extensions import db
 from pointsapp.models import AuditRecord, Transfer
@@ -93,6 +93,9 @@ ROUTES: dict[str, Row] = {
     "auth.logout": Row(post=everyone(LOGIN)),  # logged out, or never logged in: the login page
     "auth.set_language": Row(post=everyone(REACHED)),
     "auth.change_password": Row(get=signed_in(), post=signed_in(ok=REACHED)),
+    # everyone manages their own API tokens; someone else's token is not found
+    "tokens.index": Row(get=signed_in(), post=signed_in(ok=REACHED)),
+    "tokens.revoke": Row(post=only(*LOGGED_IN, ok=REACHED)),
     # volunteers
     "volunteer.home": Row(get=only(VOL)),
     "volunteer.history": Row(get=only(VOL)),
@@ -163,6 +166,42 @@ ROUTES: dict[str, Row] = {
 }
 
 # POSTs that end the session run last, so that they do not hide the answers of the others.
+
+# --- the JSON API ---------------------------------------------------------------------------
+# Each API view documents its roles (``@doc(roles=...)``, published in the OpenAPI document) and
+# enforces them separately in its body; these rows check that the two agree. Anonymous and
+# deactivated callers get 401; a documented role reaches the view (which may still answer 404
+# for an object outside its subtree, or 422 for the empty body); any other role gets 403.
+API_ANON = "401"
+API_WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def api_only(*allowed: str) -> dict[str, str]:
+    answers = {r: (REACHED if r in allowed else FORBID) for r in LOGGED_IN}
+    answers.update({ANON: API_ANON, GONE: API_ANON})
+    return answers
+
+
+def _api_rows() -> dict[str, Row]:
+    from pointsapp.api import views
+
+    rows = {}
+    for name, view in vars(views).items():
+        documented = getattr(view, "_api_doc", None)
+        if documented is None or not callable(view):
+            continue
+        answers = api_only(*documented["roles"])
+        rows[f"api.{name}"] = Row(get=answers, post=answers)  # the walk uses the route's own methods
+    return rows
+
+
+ROUTES.update(_api_rows())
+ROUTES.update({
+    # the published document and its reading page are public
+    "api.openapi": Row(get=everyone()),
+    "api.docs": Row(get=everyone()),
+})
+
 LAST = ("admin.person_revoke", "auth.logout")  # they take away what later routes need
 
 
@@ -180,6 +219,7 @@ def url_args(w) -> dict:
         "transfer_id": w.credit.id,
         "batch_key": w.batch_key,
         "grant_id": w.street.vol_a.grants("volunteer")[0].id,
+        "token_id": w.token.id,
         "fmt": "xlsx",
         "what": "people",
         "key": "points_by_month",
@@ -204,6 +244,7 @@ def world(street):
         photo_name=uploads.store_photo(jpeg_bytes()),
     )
     w.batch_key = "matrix-batch"
+    w.token, _secret = tokens.create_token(street.vol_a, name="matrix")
     claims.record_attendance(
         street.staff_a, rule_id=street.meeting.id, activity_date=local_today(),
         volunteer_ids=[street.vol_a.id], batch_key=w.batch_key,
@@ -287,7 +328,8 @@ def test_every_route_is_in_the_table(app):
             missing.append(f"{rule.endpoint} ({rule.rule})")
             continue
         for method, answers in (("GET", row.get), ("POST", row.post)):
-            if method in rule.methods and answers is None:
+            methods = {method} if method == "GET" else set(API_WRITES)
+            if methods & rule.methods and answers is None:
                 missing.append(f"{rule.endpoint} {method}")
             elif answers is not None and set(answers) != set(ROLES):
                 missing.append(f"{rule.endpoint} {method}: answers for {sorted(set(ROLES) - set(answers))}")
@@ -315,12 +357,21 @@ def test_each_role_gets_the_expected_answer_from_every_route(app, client, world,
             if not matches(row.get[role], resp, "GET"):
                 wrong.append(f"GET {path}: expected {row.get[role]}, got {classify(resp)}")
             page_faults += page_problems(f"GET {path}", resp)
-        if row.post is not None and "POST" in rule.methods:
+        if row.post is not None and "POST" in rule.methods and not rule.endpoint.startswith("api."):
             token = csrf_from(client.get("/login").get_data(as_text=True))
             resp = client.post(path, data={"csrf_token": token})
             if not matches(row.post[role], resp, "POST"):
                 wrong.append(f"POST {path}: expected {row.post[role]}, got {classify(resp)}")
             page_faults += page_problems(f"POST {path}", resp)
+        if row.post is not None and rule.endpoint.startswith("api."):
+            for method in sorted(set(API_WRITES) & rule.methods):
+                # A browser session calling the API: its CSRF token in the header, as the API asks.
+                token = csrf_from(client.get("/login").get_data(as_text=True))
+                headers = {"X-CSRFToken": token, "Idempotency-Key": f"matrix-{role}-{rule.endpoint}-{method}"}
+                resp = client.open(path, method=method, json={}, headers=headers)
+                if not matches(row.post[role], resp, method):
+                    wrong.append(f"{method} {path}: expected {row.post[role]}, got {classify(resp)}")
+                page_faults += page_problems(f"{method} {path}", resp)
     assert not wrong, f"{role}: " + "; ".join(wrong)
     assert not page_faults, f"{role}: " + "; ".join(page_faults)
 

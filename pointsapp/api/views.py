@@ -1,0 +1,606 @@
+"""The API's endpoints. Each: validate, authorise, call one domain function, commit, dump."""
+from __future__ import annotations
+
+from flask_babel import gettext as _
+from sqlalchemy import or_, select
+from sqlalchemy.orm import selectinload
+
+from ..domain import claims, people, rules, tokens, vouchers
+from ..domain.access import (
+    managed_merchants_query,
+    require_admin_of,
+    require_in_scope,
+    require_merchant_admin,
+    subtree_filter,
+)
+from ..domain.clock import local_today
+from ..domain.errors import NotFound
+from ..domain.ledger import account_for_volunteer, balance_of
+from ..domain.org import add_unit
+from ..extensions import db
+from ..models import Account, Activity, Entry, Merchant, OrgUnit, Reward, Transfer, User, Voucher
+from ..models.rewards import VOUCHER_ISSUED
+from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF, ROLE_VOLUNTEER, STAFF_ROLES
+from ..schemas import (
+    ActiveIn,
+    AttendanceIn,
+    AttendanceOut,
+    BalanceOut,
+    CashierIn,
+    CashierVoucherOut,
+    ClaimIn,
+    ClaimOut,
+    EntryOut,
+    GrantIn,
+    IssueVoucherIn,
+    ListArgs,
+    PageArgs,
+    MeOut,
+    MerchantArgs,
+    MerchantIn,
+    MerchantOut,
+    OrgUnitIn,
+    OrgUnitOut,
+    PeopleArgs,
+    PersonIn,
+    PersonOut,
+    RedemptionIn,
+    RejectIn,
+    ReverseIn,
+    RewardCreateIn,
+    RewardOut,
+    RewardUpdateIn,
+    RuleCreateIn,
+    RuleOut,
+    RuleTermsIn,
+    StaffClaimOut,
+    TokenCreatedOut,
+    TokenIn,
+    TokenOut,
+    TransferOut,
+    VoucherOut,
+    page_of,
+)
+from . import bp
+from .core import ApiError, actor, derived_key, doc, idempotent, load_args, load_body, local_day_bounds, paginate, require_role, respond
+from .limits import wrong_code_limit
+
+ALL = ("volunteer", "grid_staff", "community_admin", "street_admin", "merchant_staff")
+
+
+def _grants(who) -> list[dict]:
+    return [{"role": r.role, "org_unit_id": r.org_unit_id, "merchant_id": r.merchant_id} for r in who.roles]
+
+
+def _unit(unit_id: int) -> OrgUnit:
+    unit = db.session.get(OrgUnit, unit_id)
+    if unit is None:
+        raise NotFound()
+    return unit
+
+
+def _in_unit(path_column, args: dict, roles):
+    """Return the condition for the ``org_unit_id`` filter (a node in the actor's scope), or None."""
+    if not args.get("org_unit_id"):
+        return None
+    unit = _unit(args["org_unit_id"])
+    require_in_scope(actor(), unit, roles)
+    return path_column.startswith(unit.path, autoescape=True)
+
+
+def _between(column, args: dict):
+    start, end = local_day_bounds(args.get("date_from"), args.get("date_to"))
+    conditions = []
+    if start is not None:
+        conditions.append(column >= start)
+    if end is not None:
+        conditions.append(column < end)
+    return conditions
+
+
+# --- me and my tokens -----------------------------------------------------------------------
+
+
+@bp.get("/me")
+@doc("Who the token acts for, with its roles", tag="me", response=MeOut, roles=ALL)
+def me():
+    """The acting user and their role grants, as the token narrows them."""
+    who = actor()
+    return respond(MeOut().dump({**{k: getattr(who, k) for k in ("id", "username", "full_name", "org_unit_id", "title")},
+                                 "roles": _grants(who)}))
+
+
+@bp.get("/tokens")
+@doc("List my API tokens", tag="me", response=TokenOut(many=True), roles=ALL)
+def token_list():
+    """The acting user's tokens, live first; secrets are never shown again."""
+    return respond(TokenOut(many=True).dump(tokens.tokens_of(actor().user)))
+
+
+def _may_manage_tokens() -> None:
+    """Refuse a narrowed token: it must not mint a token wider than itself."""
+    token = actor().token
+    if token is not None and (token.role or token.org_unit_id or token.merchant_id):
+        raise ApiError(_("You are not allowed to do this here."), "forbidden", 403)
+
+
+@bp.post("/tokens")
+@doc("Create an API token", tag="me", body=TokenIn, response=TokenCreatedOut, status=201, roles=ALL)
+def token_create():
+    """Create a token, optionally narrowed to one role, a subtree or a merchant. The secret is shown once.
+
+    A narrowed token cannot create or revoke tokens.
+    """
+    _may_manage_tokens()
+    data = load_body(TokenIn)
+    token, secret = tokens.create_token(actor().user, **data)
+    return respond(TokenCreatedOut().dump({"token": token, "secret": secret}), 201)
+
+
+@bp.delete("/tokens/<int:token_id>")
+@doc("Revoke an API token", tag="me", response=TokenOut, roles=ALL)
+def token_revoke(token_id: int):
+    """Revoke one of my tokens (it stops working at once)."""
+    _may_manage_tokens()
+    return respond(TokenOut().dump(tokens.revoke_token(actor().user, token_id)))
+
+
+# --- volunteers: balance, history, claims, rewards, vouchers --------------------------------
+
+
+def _my_account() -> Account:
+    require_role(ROLE_VOLUNTEER)
+    return account_for_volunteer(actor().user)
+
+
+@bp.get("/me/balance")
+@doc("My balance", tag="volunteer", response=BalanceOut, roles=("volunteer",))
+def my_balance():
+    """The volunteer's balance, the part held by open vouchers, what is available, and lifetime earned."""
+    b = balance_of(_my_account().id)
+    return respond(BalanceOut().dump(b))
+
+
+@bp.get("/me/history")
+@doc("My ledger entries", tag="volunteer", args=PageArgs, response=page_of(EntryOut, "EntryPage"), roles=("volunteer",))
+def my_history():
+    """The volunteer's ledger entries, newest first."""
+    args = load_args(PageArgs)
+    account = _my_account()
+    query = (
+        select(Entry).join(Transfer, Transfer.id == Entry.transfer_id)
+        .where(Entry.account_id == account.id, *_between(Transfer.created_at, args))
+        .options(selectinload(Entry.transfer))
+    )
+    return paginate(query, Entry.id, Entry.id, args, EntryOut(many=True).dump)
+
+
+@bp.get("/me/claims")
+@doc("My claims", tag="volunteer", args=PageArgs, response=page_of(ClaimOut, "ClaimPage"), roles=("volunteer",))
+def my_claims():
+    """The volunteer's claims and recorded activities, newest first."""
+    require_role(ROLE_VOLUNTEER)
+    args = load_args(PageArgs)
+    query = (
+        select(Activity)
+        .where(Activity.volunteer_id == actor().id, *_between(Activity.created_at, args))
+        .options(selectinload(Activity.rule_version))
+    )
+    return paginate(query, Activity.created_at, Activity.id, args, ClaimOut(many=True).dump)
+
+
+@bp.post("/me/claims")
+@idempotent
+@doc("Submit a claim", tag="volunteer", body=ClaimIn, response=ClaimOut, status=201, roles=("volunteer",), idempotent=True)
+def claim_submit():
+    """Claim credit for an activity; a rule that needs no approval credits it at once."""
+    require_role(ROLE_VOLUNTEER)  # the role first: a stranger learns nothing from the body check
+    data = load_body(ClaimIn)
+    act = claims.submit_claim(actor(), submission_key=derived_key("api"), **data)
+    return respond(ClaimOut().dump(act), 201)
+
+
+@bp.get("/me/rules")
+@doc("Rules I can claim under", tag="volunteer", response=RuleOut(many=True), roles=("volunteer",))
+def my_rules():
+    """The point rules that apply to the volunteer today."""
+    require_role(ROLE_VOLUNTEER)
+    return respond(RuleOut(many=True).dump(rules.rules_for_volunteer(actor(), local_today())))
+
+
+@bp.get("/rewards")
+@doc("Rewards I can redeem", tag="volunteer", response=RewardOut(many=True), roles=("volunteer",))
+def reward_list():
+    """The rewards offered to the volunteer today, with price and stock."""
+    require_role(ROLE_VOLUNTEER)
+    query = vouchers.visible_rewards_query(actor()).options(selectinload(Reward.merchant))
+    return respond(RewardOut(many=True).dump(db.session.scalars(query)))
+
+
+def _voucher_out(v: Voucher) -> dict:
+    usable = v.status == VOUCHER_ISSUED
+    out = VoucherOut().dump(v)
+    out["token"] = vouchers.token_for(v.nonce) if usable else None
+    out["code"] = vouchers.format_code(vouchers.code_for(v.nonce)) if usable else None
+    return out
+
+
+def _own_voucher(voucher_id: int) -> Voucher:
+    require_role(ROLE_VOLUNTEER)
+    v = db.session.get(Voucher, voucher_id)
+    if v is None or v.volunteer_id != actor().id:
+        raise NotFound()
+    return v
+
+
+@bp.post("/vouchers")
+@idempotent
+@doc("Redeem a reward: issue a voucher", tag="volunteer", body=IssueVoucherIn, response=VoucherOut, status=201,
+     roles=("volunteer",), idempotent=True)
+def voucher_issue():
+    """Hold the reward's points and a unit of stock, and issue a voucher (QR token and fallback code)."""
+    require_role(ROLE_VOLUNTEER)  # the role first: a stranger learns nothing from the body check
+    data = load_body(IssueVoucherIn)
+    issued = vouchers.issue_voucher(actor(), data["reward_id"])
+    return respond(_voucher_out(issued.voucher), 201)
+
+
+@bp.get("/vouchers")
+@doc("My vouchers", tag="volunteer", args=PageArgs, response=page_of(VoucherOut, "VoucherPage"), roles=("volunteer",))
+def voucher_list():
+    """The volunteer's vouchers, newest first."""
+    require_role(ROLE_VOLUNTEER)
+    args = load_args(PageArgs)
+    query = (
+        select(Voucher)
+        .where(Voucher.volunteer_id == actor().id, *_between(Voucher.issued_at, args))
+        .options(selectinload(Voucher.reward), selectinload(Voucher.merchant))
+    )
+    return paginate(query, Voucher.issued_at, Voucher.id, args, lambda rows: [_voucher_out(v) for v in rows])
+
+
+@bp.get("/vouchers/<int:voucher_id>")
+@doc("Show one of my vouchers", tag="volunteer", response=VoucherOut, roles=("volunteer",))
+def voucher_show(voucher_id: int):
+    """One voucher, with its QR token and fallback code while it can be redeemed."""
+    return respond(_voucher_out(_own_voucher(voucher_id)))
+
+
+@bp.post("/vouchers/<int:voucher_id>/cancel")
+@idempotent
+@doc("Cancel one of my vouchers", tag="volunteer", response=VoucherOut, roles=("volunteer",), idempotent=True)
+def voucher_cancel(voucher_id: int):
+    """Cancel an unredeemed voucher: its points and stock come back (a voucher past its time is expired instead)."""
+    _own_voucher(voucher_id)
+    return respond(_voucher_out(vouchers.cancel_voucher(actor(), voucher_id)))
+
+
+# --- cashiers: redemption ----------------------------------------------------------------------
+
+
+@bp.post("/redemptions/lookup")
+@wrong_code_limit
+@doc("Look up a voucher at the till", tag="merchant", body=RedemptionIn, response=CashierVoucherOut,
+     roles=("merchant_staff",))
+def redemption_lookup():
+    """Say whether the scanned or typed code may be redeemed here now, and for what; changes nothing."""
+    require_role(ROLE_MERCHANT_STAFF)
+    data = load_body(RedemptionIn)
+    v = vouchers.look_up_for_redemption(actor(), data["code"], data["merchant_id"])
+    return respond(CashierVoucherOut().dump(v))
+
+
+@bp.post("/redemptions")
+@wrong_code_limit
+@idempotent
+@doc("Confirm a redemption", tag="merchant", body=RedemptionIn, response=CashierVoucherOut, status=201,
+     roles=("merchant_staff",), idempotent=True)
+def redemption_confirm():
+    """Redeem the voucher once: take its held points for the merchant. Hand over the goods on 201 only."""
+    require_role(ROLE_MERCHANT_STAFF)
+    data = load_body(RedemptionIn)
+    v = vouchers.confirm_redemption(actor(), data["code"], data["merchant_id"])
+    return respond(CashierVoucherOut().dump(v), 201)
+
+
+@bp.get("/redemptions/today")
+@doc("Today's redemptions at my merchant", tag="merchant", args=MerchantArgs, response=CashierVoucherOut(many=True),
+     roles=("merchant_staff",))
+def redemptions_today():
+    """The vouchers redeemed today (local time) at one of the cashier's merchants."""
+    require_role(ROLE_MERCHANT_STAFF)
+    args = load_args(MerchantArgs)
+    mine = sorted(r.merchant_id for r in actor().grants(ROLE_MERCHANT_STAFF))
+    merchant_id = args["merchant_id"] or mine[0]
+    return respond(CashierVoucherOut(many=True).dump(vouchers.todays_redemptions(actor(), merchant_id)))
+
+
+# --- grid staff: approvals and attendance -----------------------------------------------------
+
+
+@bp.get("/claims")
+@doc("Claims in my part of the tree", tag="staff", args=ListArgs, response=page_of(StaffClaimOut, "StaffClaimPage"),
+     roles=STAFF_ROLES)
+def claim_list():
+    """Claims and recorded activities of volunteers in the actor's subtrees, newest first."""
+    require_role(*STAFF_ROLES)
+    args = load_args(ListArgs)
+    query = (
+        select(Activity).join(OrgUnit, OrgUnit.id == Activity.org_unit_id)
+        .where(subtree_filter(OrgUnit.path, actor(), STAFF_ROLES), *_between(Activity.created_at, args))
+        .options(selectinload(Activity.rule_version), selectinload(Activity.volunteer))
+    )
+    within = _in_unit(OrgUnit.path, args, STAFF_ROLES)
+    if within is not None:
+        query = query.where(within)
+    return paginate(query, Activity.created_at, Activity.id, args, StaffClaimOut(many=True).dump)
+
+
+@bp.get("/claims/pending")
+@doc("The approval queue", tag="staff", args=ListArgs, response=page_of(StaffClaimOut, "PendingClaimPage"),
+     roles=STAFF_ROLES)
+def claim_queue():
+    """Pending claims in the actor's subtrees, newest first."""
+    require_role(*STAFF_ROLES)
+    args = load_args(ListArgs)
+    query = claims.pending_claims_query(actor()).order_by(None).where(*_between(Activity.created_at, args)).options(
+        selectinload(Activity.rule_version), selectinload(Activity.volunteer))
+    within = _in_unit(OrgUnit.path, args, STAFF_ROLES)
+    if within is not None:
+        query = query.where(within)
+    return paginate(query, Activity.created_at, Activity.id, args, StaffClaimOut(many=True).dump)
+
+
+@bp.post("/claims/<int:activity_id>/approve")
+@idempotent
+@doc("Approve a claim", tag="staff", response=StaffClaimOut, roles=STAFF_ROLES, idempotent=True)
+def claim_approve(activity_id: int):
+    """Approve a pending claim and credit its points (up to the rule's caps)."""
+    require_role(*STAFF_ROLES)
+    return respond(StaffClaimOut().dump(claims.approve_claim(actor(), activity_id)))
+
+
+@bp.post("/claims/<int:activity_id>/reject")
+@doc("Reject a claim", tag="staff", body=RejectIn, response=StaffClaimOut, roles=STAFF_ROLES)
+def claim_reject(activity_id: int):
+    """Reject a pending claim with a reason the volunteer will see."""
+    require_role(*STAFF_ROLES)
+    data = load_body(RejectIn)
+    return respond(StaffClaimOut().dump(claims.reject_claim(actor(), activity_id, data["reason"])))
+
+
+@bp.post("/attendance")
+@idempotent
+@doc("Record attendance for many volunteers", tag="staff", body=AttendanceIn, response=AttendanceOut, status=201,
+     roles=STAFF_ROLES, idempotent=True)
+def attendance_record():
+    """Record one activity (a meeting, a patrol) for many volunteers at once and credit them."""
+    require_role(*STAFF_ROLES)
+    data = load_body(AttendanceIn)
+    acts = claims.record_attendance(actor(), batch_key=derived_key("api"), **data)
+    return respond(AttendanceOut().dump({"items": acts, "total_points": sum(a.points_credited for a in acts)}), 201)
+
+
+# --- admins: the tree, people, rules, merchants, rewards, reversals -------------------------
+
+
+def _admin():
+    require_role(*ADMIN_ROLES)
+    return actor()
+
+
+@bp.get("/org-units")
+@doc("My part of the tree", tag="admin", response=OrgUnitOut(many=True), roles=ADMIN_ROLES + ("grid_staff",))
+def org_units():
+    """Every node in the actor's staff and admin subtrees, in tree order."""
+    require_role(*STAFF_ROLES)
+    rows = db.session.scalars(
+        select(OrgUnit).where(subtree_filter(OrgUnit.path, actor(), STAFF_ROLES)).order_by(OrgUnit.path, OrgUnit.id)
+    )
+    return respond(OrgUnitOut(many=True).dump(rows))
+
+
+@bp.post("/org-units")
+@doc("Add a node to the tree", tag="admin", body=OrgUnitIn, response=OrgUnitOut, status=201, roles=ADMIN_ROLES)
+def org_unit_create():
+    """Add a node (a grid, a building, a unit) under a node the admin manages."""
+    who = _admin()
+    data = load_body(OrgUnitIn)
+    parent = _unit(data["parent_id"])
+    require_admin_of(who, parent)
+    return respond(OrgUnitOut().dump(add_unit(data["name"], data["level"], parent)), 201)
+
+
+@bp.get("/people")
+@doc("People in my part of the tree", tag="admin", args=PeopleArgs, response=page_of(PersonOut, "PersonPage"),
+     roles=ADMIN_ROLES)
+def people_list():
+    """People whose node lies in the admin's subtrees, newest first; ``q`` searches names."""
+    who = _admin()
+    args = load_args(PeopleArgs)
+    query = (
+        select(User).join(OrgUnit, OrgUnit.id == User.org_unit_id)
+        .where(subtree_filter(OrgUnit.path, who, ADMIN_ROLES), *_between(User.created_at, args))
+    )
+    if args.get("q"):
+        pattern = "%" + args["q"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(User.full_name.ilike(pattern, escape="\\"), User.username.ilike(pattern, escape="\\")))
+    within = _in_unit(OrgUnit.path, args, ADMIN_ROLES)
+    if within is not None:
+        query = query.where(within)
+    return paginate(query, User.created_at, User.id, args, lambda rows: [_person_out(p) for p in rows])
+
+
+def _person_out(p: User) -> dict:
+    return PersonOut().dump({**{k: getattr(p, k) for k in ("id", "username", "full_name", "phone", "org_unit_id",
+                                                             "title", "is_active", "created_at")}, "roles": _grants(p)})
+
+
+@bp.post("/people")
+@doc("Add a person", tag="admin", body=PersonIn, response=PersonOut, status=201, roles=ADMIN_ROLES)
+def person_create():
+    """Create a person at a node of the admin's subtree, with their roles there."""
+    who = _admin()
+    data = load_body(PersonIn)
+    unit = _unit(data.pop("org_unit_id"))
+    require_admin_of(who, unit)
+    person = people.create_person(who, org_unit=unit, **{**data, "roles": tuple(data["roles"])})
+    return respond(_person_out(person), 201)
+
+
+@bp.get("/people/<int:user_id>")
+@doc("Show a person", tag="admin", response=PersonOut, roles=ADMIN_ROLES)
+def person_show(user_id: int):
+    """A person in the admin's subtrees, with their roles."""
+    return respond(_person_out(people.person_in_scope(_admin(), user_id)))
+
+
+@bp.get("/people/<int:user_id>/balance")
+@doc("A person's balance", tag="admin", response=BalanceOut, roles=ADMIN_ROLES)
+def person_balance(user_id: int):
+    """The balance of a volunteer in the admin's subtrees."""
+    person = people.person_in_scope(_admin(), user_id)
+    account = db.session.scalar(select(Account).where(Account.user_id == person.id))
+    if account is None:
+        raise NotFound()
+    return respond(BalanceOut().dump(balance_of(account.id)))
+
+
+@bp.post("/people/<int:user_id>/active")
+@doc("Deactivate or reactivate a person", tag="admin", body=ActiveIn, response=PersonOut, roles=ADMIN_ROLES)
+def person_active(user_id: int):
+    """Deactivate (their points stay in the ledger) or reactivate a person."""
+    who = _admin()
+    data = load_body(ActiveIn)
+    return respond(_person_out(people.set_active(who, user_id, data["active"])))
+
+
+@bp.post("/people/<int:user_id>/roles")
+@doc("Give a person a role", tag="admin", body=GrantIn, response=PersonOut, status=201, roles=ADMIN_ROLES)
+def person_grant(user_id: int):
+    """Give a person a role at a node of the admin's subtree."""
+    who = _admin()
+    data = load_body(GrantIn)
+    person = people.person_in_scope(who, user_id)
+    people.grant_role(who, person, data["role"], unit=_unit(data["org_unit_id"]))
+    return respond(_person_out(person), 201)
+
+
+@bp.get("/people/<int:user_id>/transfers")
+@doc("A person's ledger transfers", tag="admin", args=PageArgs, response=page_of(TransferOut, "TransferPage"),
+     roles=ADMIN_ROLES)
+def person_transfers(user_id: int):
+    """The transfers in and out of a volunteer's account, newest first (reversals reference ``reverses_id``)."""
+    person = people.person_in_scope(_admin(), user_id)
+    args = load_args(PageArgs)
+    account = db.session.scalar(select(Account).where(Account.user_id == person.id))
+    if account is None:
+        return respond({"items": [], "next_cursor": None})
+    query = select(Transfer).where(
+        or_(Transfer.from_account_id == account.id, Transfer.to_account_id == account.id),
+        *_between(Transfer.created_at, args),
+    )
+    return paginate(query, Transfer.id, Transfer.id, args, TransferOut(many=True).dump)
+
+
+@bp.post("/transfers/<int:transfer_id>/reverse")
+@idempotent
+@doc("Reverse a transfer", tag="admin", body=ReverseIn, response=TransferOut, status=201, roles=ADMIN_ROLES,
+     idempotent=True)
+def transfer_reverse(transfer_id: int):
+    """Undo a credit or a redemption with a reversal transfer, with a reason; each transfer once."""
+    who = _admin()
+    data = load_body(ReverseIn)
+    return respond(TransferOut().dump(claims.reverse_transfer(who, transfer_id, data["reason"])), 201)
+
+
+@bp.get("/rules")
+@doc("Rules I manage", tag="admin", response=RuleOut(many=True), roles=ADMIN_ROLES)
+def rule_list():
+    """The point rules defined in the admin's subtrees, with their current terms."""
+    return respond(RuleOut(many=True).dump([r.current for r in rules.managed_rules(_admin())]))
+
+
+def _terms(data: dict) -> rules.RuleTerms:
+    return rules.RuleTerms(**{k: data[k] for k in RuleTermsIn().fields})
+
+
+@bp.post("/rules")
+@doc("Define a point rule", tag="admin", body=RuleCreateIn, response=RuleOut, status=201, roles=ADMIN_ROLES)
+def rule_create():
+    """Define a rule for the volunteers under a node the admin manages."""
+    who = _admin()
+    data = load_body(RuleCreateIn)
+    rule = rules.create_rule(who, _unit(data["org_unit_id"]), _terms(data))
+    return respond(RuleOut().dump(rule.current), 201)
+
+
+@bp.put("/rules/<int:rule_id>")
+@doc("Change a point rule (adds a version)", tag="admin", body=RuleTermsIn, response=RuleOut, roles=ADMIN_ROLES)
+def rule_update(rule_id: int):
+    """Change a rule's terms; points already credited keep the version they were judged under."""
+    who = _admin()
+    data = load_body(RuleTermsIn)
+    rules.get_managed_rule(who, rule_id)
+    return respond(RuleOut().dump(rules.update_rule(who, rule_id, _terms(data))))
+
+
+@bp.get("/merchants")
+@doc("Merchants I manage", tag="admin", response=MerchantOut(many=True), roles=ADMIN_ROLES)
+def merchant_list():
+    """The merchants registered in the admin's subtrees."""
+    return respond(MerchantOut(many=True).dump(db.session.scalars(managed_merchants_query(_admin()).order_by(Merchant.id))))
+
+
+@bp.post("/merchants")
+@doc("Register a merchant", tag="admin", body=MerchantIn, response=MerchantOut, status=201, roles=ADMIN_ROLES)
+def merchant_create():
+    """Register a redemption outlet under a node the admin manages."""
+    who = _admin()
+    data = load_body(MerchantIn)
+    unit = _unit(data.pop("org_unit_id"))
+    return respond(MerchantOut().dump(vouchers.create_merchant(who, unit, **data)), 201)
+
+
+@bp.post("/merchants/<int:merchant_id>/cashiers")
+@doc("Add a cashier to a merchant", tag="admin", body=CashierIn, response=PersonOut, status=201, roles=ADMIN_ROLES)
+def cashier_create(merchant_id: int):
+    """Create a cashier account that can redeem vouchers at the merchant."""
+    who = _admin()
+    merchant = require_merchant_admin(who, merchant_id)
+    data = load_body(CashierIn)
+    person = people.create_person(who, org_unit=None, roles=(ROLE_MERCHANT_STAFF,), merchant=merchant, **data)
+    return respond(_person_out(person), 201)
+
+
+@bp.get("/merchants/<int:merchant_id>/rewards")
+@doc("A merchant's rewards", tag="admin", response=RewardOut(many=True), roles=ADMIN_ROLES)
+def merchant_rewards(merchant_id: int):
+    """Every reward of a merchant the admin manages, listed or not."""
+    merchant = require_merchant_admin(_admin(), merchant_id)
+    return respond(RewardOut(many=True).dump(merchant.rewards))
+
+
+@bp.post("/merchants/<int:merchant_id>/rewards")
+@idempotent
+@doc("List a reward", tag="admin", body=RewardCreateIn, response=RewardOut, status=201, roles=ADMIN_ROLES,
+     idempotent=True)
+def reward_create(merchant_id: int):
+    """List a new reward at a merchant the admin manages, with its stock (null: unlimited)."""
+    who = _admin()
+    data = load_body(RewardCreateIn)
+    return respond(RewardOut().dump(vouchers.create_reward(who, merchant_id, vouchers.RewardTerms(**data))), 201)
+
+
+@bp.put("/rewards/<int:reward_id>")
+@idempotent
+@doc("Change a reward and its stock", tag="admin", body=RewardUpdateIn, response=RewardOut, roles=ADMIN_ROLES,
+     idempotent=True)
+def reward_update(reward_id: int):
+    """Change a reward's terms; stock changes by ``stock_change`` (so reservations made meanwhile stay)."""
+    who = _admin()
+    data = load_body(RewardUpdateIn)
+    stock_change, unlimited = data.pop("stock_change"), data.pop("unlimited")
+    reward = vouchers.update_reward(who, reward_id, vouchers.RewardTerms(**data), stock_change=stock_change,
+                                    unlimited=unlimited)
+    return respond(RewardOut().dump(reward))

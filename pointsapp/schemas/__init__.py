@@ -1,0 +1,441 @@
+"""marshmallow schemas of the JSON API: a load schema and a dump schema per resource.
+
+Load schemas (``...In``) say exactly what a request may carry; anything else is refused with a
+422 naming the field. Dump schemas (``...Out``) say exactly what a response shows, per audience:
+a cashier's view of a voucher (``CashierVoucherOut``) has the volunteer's masked name only,
+never their full name, phone number or id.
+"""
+from __future__ import annotations
+
+from datetime import date
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from ..models.rewards import MERCHANT_KINDS
+from ..models.rules import CATEGORIES
+from ..models.user import ROLES, TITLES
+
+DB_INT_MAX = 2**31 - 1
+# Dates a filter may name: wide enough for any record, narrow enough that local midnight converts
+# to UTC without leaving the calendar.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
+
+
+class Text(fields.String):
+    """A string the databases can store: no NUL characters, no lone surrogates."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Text may not contain NUL characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Text must be valid Unicode.")
+        return text
+
+
+def Id(**kwargs):  # noqa: N802 (a field factory reads like a field)
+    """A database id: a strict integer from 1 to 2^31-1."""
+    return fields.Integer(strict=True, validate=validate.Range(1, DB_INT_MAX), **kwargs)
+
+
+def Count(low=0, high=1_000_000, **kwargs):  # noqa: N802
+    return fields.Integer(strict=True, validate=validate.Range(low, high), **kwargs)
+
+
+class In(Schema):
+    """Base of request bodies: unknown fields are an error (marshmallow's default, made explicit)."""
+
+    class Meta:
+        unknown = "raise"
+
+
+# --- errors and pages ---------------------------------------------------------------------
+
+
+class ErrorOut(Schema):
+    code = fields.String(required=True, metadata={"description": "Stable, machine-readable reason."})
+    message = fields.String(required=True, metadata={"description": "A sentence for a person (zh or en)."})
+    field_errors = fields.Dict(
+        data_key="fields",
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={"description": "Validation errors: messages per field (422 only)."},
+    )
+
+
+# --- the acting user, the tree, people ---------------------------------------------------
+
+
+class GrantOut(Schema):
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    org_unit_id = fields.Integer(allow_none=True)
+    merchant_id = fields.Integer(allow_none=True)
+
+
+class TokenOut(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    prefix = fields.String(required=True, metadata={"description": "The first characters of the secret."})
+    role = fields.String(allow_none=True)
+    org_unit_id = fields.Integer(allow_none=True)
+    merchant_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime(required=True)
+    last_used_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+
+
+class TokenCreatedOut(Schema):
+    token = fields.Nested(TokenOut, required=True)
+    secret = fields.String(required=True, metadata={"description": "Shown once; send as `Authorization: Bearer`."})
+
+
+class TokenIn(In):
+    name = Text(required=True, validate=validate.Length(1, 100))
+    role = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(ROLES))
+    org_unit_id = Id(load_default=None, allow_none=True)
+    merchant_id = Id(load_default=None, allow_none=True)
+
+
+class MeOut(Schema):
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
+    full_name = fields.String(required=True)
+    org_unit_id = fields.Integer(allow_none=True)
+    title = fields.String(allow_none=True)
+    roles = fields.List(fields.Nested(GrantOut), required=True, metadata={"description": "As the token narrows them."})
+
+
+class OrgUnitOut(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    level = fields.String(required=True, attribute="level.code")
+    parent_id = fields.Integer(allow_none=True)
+    path = fields.String(required=True)
+
+
+class OrgUnitIn(In):
+    parent_id = Id(required=True)
+    name = Text(required=True, validate=validate.Length(1, 100))
+    level = Text(required=True, validate=validate.Length(1, 32))
+
+
+class PersonOut(Schema):
+    """A person as an admin over them sees them."""
+
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
+    full_name = fields.String(required=True)
+    phone = fields.String(allow_none=True)
+    org_unit_id = fields.Integer(allow_none=True)
+    title = fields.String(allow_none=True)
+    is_active = fields.Boolean(required=True)
+    roles = fields.List(fields.Nested(GrantOut), required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class PersonIn(In):
+    username = Text(required=True, validate=validate.Length(3, 64))
+    full_name = Text(required=True, validate=validate.Length(1, 100))
+    password = Text(required=True, validate=validate.Length(1, 200), load_only=True)
+    phone = Text(load_default=None, allow_none=True, validate=validate.Length(0, 32))
+    org_unit_id = Id(required=True)
+    title = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(list(TITLES)))
+    roles = fields.List(
+        fields.String(validate=validate.OneOf([r for r in ROLES if r != "merchant_staff"])),
+        load_default=lambda: ["volunteer"],
+        validate=validate.Length(1, 4),
+    )
+
+
+class ActiveIn(In):
+    active = fields.Boolean(required=True)
+
+
+class GrantIn(In):
+    role = fields.String(required=True, validate=validate.OneOf([r for r in ROLES if r != "merchant_staff"]))
+    org_unit_id = Id(required=True)
+
+
+class CashierIn(In):
+    username = Text(required=True, validate=validate.Length(3, 64))
+    full_name = Text(required=True, validate=validate.Length(1, 100))
+    password = Text(required=True, validate=validate.Length(1, 200), load_only=True)
+    phone = Text(load_default=None, allow_none=True, validate=validate.Length(0, 32))
+
+
+# --- rules and claims ----------------------------------------------------------------------
+
+
+class RuleOut(Schema):
+    """A point rule with the terms of its current version."""
+
+    id = fields.Integer(required=True, attribute="rule_id")
+    org_unit_id = fields.Integer(required=True, attribute="rule.org_unit_id")
+    version = fields.Integer(required=True)
+    name_zh = fields.String(required=True)
+    name_en = fields.String(required=True)
+    category = fields.String(required=True)
+    unit = fields.String(required=True, validate=validate.OneOf(["occurrence", "hour"]))
+    points = fields.Integer(required=True)
+    daily_cap = fields.Integer(allow_none=True)
+    monthly_cap = fields.Integer(allow_none=True)
+    needs_approval = fields.Boolean(required=True)
+    requires_note = fields.Boolean(required=True)
+    requires_photo = fields.Boolean(required=True)
+    active_from = fields.Date(allow_none=True)
+    active_to = fields.Date(allow_none=True)
+    titles = fields.List(fields.String(), required=True)
+    is_active = fields.Boolean(required=True)
+
+
+class RuleTermsIn(In):
+    name_zh = Text(required=True, validate=validate.Length(1, 100))
+    name_en = Text(required=True, validate=validate.Length(1, 100))
+    category = fields.String(required=True, validate=validate.OneOf(list(CATEGORIES)))
+    unit = fields.String(required=True, validate=validate.OneOf(["occurrence", "hour"]))
+    points = Count(1, 10000, required=True)
+    daily_cap = Count(1, load_default=None, allow_none=True)
+    monthly_cap = Count(1, load_default=None, allow_none=True)
+    needs_approval = fields.Boolean(load_default=True)
+    requires_note = fields.Boolean(load_default=False)
+    requires_photo = fields.Boolean(load_default=False)
+    active_from = fields.Date(load_default=None, allow_none=True)
+    active_to = fields.Date(load_default=None, allow_none=True)
+    titles = fields.List(fields.String(validate=validate.OneOf(list(TITLES))), load_default=list)
+    is_active = fields.Boolean(load_default=True)
+
+
+class RuleCreateIn(RuleTermsIn):
+    org_unit_id = Id(required=True)
+
+
+class ClaimOut(Schema):
+    id = fields.Integer(required=True)
+    volunteer_id = fields.Integer(required=True)
+    org_unit_id = fields.Integer(required=True)
+    rule_id = fields.Integer(required=True)
+    rule_version = fields.Integer(required=True, attribute="rule_version.version")
+    rule_name_zh = fields.String(required=True, attribute="rule_version.name_zh")
+    rule_name_en = fields.String(required=True, attribute="rule_version.name_en")
+    activity_date = fields.Date(required=True)
+    hours = fields.Decimal(as_string=True, allow_none=True)
+    note = fields.String(allow_none=True)
+    source = fields.String(required=True, validate=validate.OneOf(["claim", "recorded"]))
+    status = fields.String(required=True, validate=validate.OneOf(["pending", "approved", "rejected", "reversed"]))
+    points_requested = fields.Integer(required=True)
+    points_credited = fields.Integer(required=True)
+    cap_note = fields.String(allow_none=True)
+    reject_reason = fields.String(allow_none=True)
+    created_at = fields.DateTime(required=True)
+    decided_at = fields.DateTime(allow_none=True)
+
+
+class StaffClaimOut(ClaimOut):
+    """A claim as grid staff and admins over the volunteer see it: with the volunteer's name."""
+
+    volunteer_name = fields.String(required=True, attribute="volunteer.full_name")
+
+
+class ClaimIn(In):
+    rule_id = Id(required=True)
+    activity_date = fields.Date(required=True)
+    hours = fields.Float(load_default=None, allow_none=True, allow_nan=False,
+                         validate=validate.Range(0.5, 24), metadata={"description": "In steps of 0.5."})
+    note = Text(load_default=None, allow_none=True, validate=validate.Length(0, 2000))
+
+
+class RejectIn(In):
+    reason = Text(required=True, validate=validate.Length(1, 2000))
+
+
+class AttendanceIn(In):
+    rule_id = Id(required=True)
+    activity_date = fields.Date(required=True)
+    volunteer_ids = fields.List(Id(), required=True, validate=validate.Length(1, 500))
+    hours = fields.Float(load_default=None, allow_none=True, allow_nan=False,
+                         validate=validate.Range(0.5, 24), metadata={"description": "In steps of 0.5."})
+    note = Text(load_default=None, allow_none=True, validate=validate.Length(0, 2000))
+
+
+class AttendanceOut(Schema):
+    items = fields.List(fields.Nested(StaffClaimOut), required=True)
+    total_points = fields.Integer(required=True)
+
+
+# --- the ledger -----------------------------------------------------------------------------
+
+
+class BalanceOut(Schema):
+    balance = fields.Integer(required=True)
+    held = fields.Integer(required=True, metadata={"description": "Reserved by unredeemed vouchers."})
+    available = fields.Integer(required=True)
+    earned = fields.Integer(required=True, metadata={"description": "Lifetime points credited."})
+
+
+class EntryOut(Schema):
+    id = fields.Integer(required=True)
+    transfer_id = fields.Integer(required=True)
+    amount = fields.Integer(required=True, metadata={"description": "Signed: + credited, - spent."})
+    balance_after = fields.Integer(required=True)
+    kind = fields.String(required=True, attribute="transfer.kind")
+    reason = fields.String(required=True, attribute="transfer.reason")
+    activity_id = fields.Integer(allow_none=True, attribute="transfer.activity_id")
+    voucher_id = fields.Integer(allow_none=True, attribute="transfer.voucher_id")
+    created_at = fields.DateTime(required=True, attribute="transfer.created_at")
+
+
+class TransferOut(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(["credit", "capture", "reversal"]))
+    amount = fields.Integer(required=True)
+    from_account_id = fields.Integer(required=True)
+    to_account_id = fields.Integer(required=True)
+    reason = fields.String(required=True)
+    activity_id = fields.Integer(allow_none=True)
+    voucher_id = fields.Integer(allow_none=True)
+    reverses_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime(required=True)
+
+
+class ReverseIn(In):
+    reason = Text(required=True, validate=validate.Length(1, 1000))
+
+
+# --- merchants, rewards, vouchers ---------------------------------------------------------
+
+
+class MerchantOut(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(list(MERCHANT_KINDS)))
+    address = fields.String(required=True)
+    phone = fields.String(allow_none=True)
+    org_unit_id = fields.Integer(required=True)
+    is_active = fields.Boolean(required=True)
+
+
+class MerchantIn(In):
+    org_unit_id = Id(required=True)
+    name = Text(required=True, validate=validate.Length(1, 100))
+    kind = fields.String(required=True, validate=validate.OneOf(list(MERCHANT_KINDS)))
+    address = Text(load_default="", validate=validate.Length(0, 255))
+    phone = Text(load_default=None, allow_none=True, validate=validate.Length(0, 32))
+
+
+class RewardOut(Schema):
+    id = fields.Integer(required=True)
+    merchant_id = fields.Integer(required=True)
+    merchant_name = fields.String(required=True, attribute="merchant.name")
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    price = fields.Integer(required=True)
+    stock = fields.Integer(allow_none=True, metadata={"description": "null: unlimited."})
+    per_volunteer_limit = fields.Integer(allow_none=True)
+    active_from = fields.Date(allow_none=True)
+    active_to = fields.Date(allow_none=True)
+    is_active = fields.Boolean(required=True)
+
+
+class RewardTermsIn(In):
+    name = Text(required=True, validate=validate.Length(1, 100))
+    price = Count(1, required=True)
+    description = Text(load_default="", validate=validate.Length(0, 2000))
+    per_volunteer_limit = Count(1, load_default=None, allow_none=True)
+    active_from = fields.Date(load_default=None, allow_none=True)
+    active_to = fields.Date(load_default=None, allow_none=True)
+    is_active = fields.Boolean(load_default=True)
+
+
+class RewardCreateIn(RewardTermsIn):
+    stock = Count(0, load_default=None, allow_none=True, metadata={"description": "null: unlimited."})
+
+
+class RewardUpdateIn(RewardTermsIn):
+    stock_change = fields.Integer(strict=True, load_default=0, validate=validate.Range(-1_000_000, 1_000_000))
+    unlimited = fields.Boolean(load_default=None, allow_none=True)
+
+
+class VoucherOut(Schema):
+    """A voucher as its volunteer sees it; ``token`` and ``code`` only while it can be redeemed."""
+
+    id = fields.Integer(required=True)
+    reward_id = fields.Integer(required=True)
+    reward_name = fields.String(required=True, attribute="reward.name")
+    merchant_id = fields.Integer(required=True)
+    merchant_name = fields.String(required=True, attribute="merchant.name")
+    points = fields.Integer(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["issued", "redeemed", "cancelled", "expired"]))
+    issued_at = fields.DateTime(required=True)
+    expires_at = fields.DateTime(required=True)
+    redeemed_at = fields.DateTime(allow_none=True)
+    closed_at = fields.DateTime(allow_none=True)
+    token = fields.String(allow_none=True, metadata={"description": "The QR code's content."})
+    code = fields.String(allow_none=True, metadata={"description": "The 8-character fallback code."})
+
+
+class CashierVoucherOut(Schema):
+    """A voucher as a cashier sees it: the volunteer's masked name only."""
+
+    id = fields.Integer(required=True)
+    reward_name = fields.String(required=True, attribute="reward.name")
+    merchant_id = fields.Integer(required=True)
+    merchant_name = fields.String(required=True, attribute="merchant.name")
+    points = fields.Integer(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["issued", "redeemed", "cancelled", "expired"]))
+    volunteer_name = fields.String(required=True, attribute="volunteer.masked_name")
+    expires_at = fields.DateTime(required=True)
+    redeemed_at = fields.DateTime(allow_none=True)
+
+
+class IssueVoucherIn(In):
+    reward_id = Id(required=True)
+
+
+class RedemptionIn(In):
+    code = Text(required=True, validate=validate.Length(1, 100),
+                metadata={"description": "The scanned QR token (PV1-...) or the typed fallback code."})
+    merchant_id = Id(load_default=None, allow_none=True)
+
+
+# --- list arguments ------------------------------------------------------------------------
+
+
+class PageArgs(In):
+    cursor = Text(load_default=None, validate=validate.Length(1, 200),
+                  metadata={"description": "Opaque; the `next_cursor` of the previous page."})
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
+    date_from = fields.Date(load_default=None, data_key="from", validate=validate.Range(FIRST_DAY, LAST_DAY),
+                            metadata={"description": "First day (local), inclusive."})
+    date_to = fields.Date(load_default=None, data_key="to", validate=validate.Range(FIRST_DAY, LAST_DAY),
+                          metadata={"description": "Last day (local), inclusive."})
+
+    @validates_schema
+    def _range(self, data, **kwargs):
+        if data.get("date_from") and data.get("date_to") and data["date_to"] < data["date_from"]:
+            raise ValidationError("The end date is before the start date.", "to")
+
+
+class ListArgs(PageArgs):
+    org_unit_id = fields.Integer(load_default=None, validate=validate.Range(1, DB_INT_MAX),
+                                 metadata={"description": "Only this node and the nodes below it."})
+
+
+class PeopleArgs(ListArgs):
+    q = Text(load_default=None, validate=validate.Length(1, 100), metadata={"description": "Part of a name or username."})
+
+
+class MerchantArgs(In):
+    merchant_id = fields.Integer(load_default=None, validate=validate.Range(1, DB_INT_MAX))
+
+
+def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
+    """Return a page schema: ``items`` and ``next_cursor`` (null on the last page)."""
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema), required=True),
+            "next_cursor": fields.String(allow_none=True, required=True),
+        },
+        name=name,
+    )

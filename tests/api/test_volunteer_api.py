@@ -1,0 +1,132 @@
+"""A volunteer's API: balance, history, claims, rewards and vouchers."""
+from pointsapp.extensions import db
+from pointsapp.models import Activity
+from tests.factories import balance, give_points, yesterday
+
+
+def test_volunteer_sees_balance_and_history_of_their_own_account(api_as, street, check_ledger):
+    give_points(street, street.vol_a, 50)
+    v = api_as("vol_a")
+    resp = v.get("/me/balance")
+    assert resp.status_code == 200
+    assert resp.json == {"balance": 50, "held": 0, "available": 50, "earned": 50}
+    history = v.get("/me/history")
+    assert history.status_code == 200
+    assert [(e["amount"], e["balance_after"], e["kind"]) for e in history.json["items"]] == [(50, 50, "credit")]
+    assert history.json["next_cursor"] is None
+    check_ledger()
+
+
+def test_staff_without_a_volunteer_role_gets_403_for_a_balance(api_as):
+    resp = api_as("staff_a").get("/me/balance")
+    assert resp.status_code == 403
+    assert resp.json["code"] == "forbidden"
+
+
+def test_volunteer_submits_a_claim_that_waits_for_approval(api_as, street):
+    v = api_as("vol_a")
+    resp = v.post("/me/claims", {"rule_id": street.meeting.id, "activity_date": yesterday().isoformat(), "note": "楼栋会议"})
+    assert resp.status_code == 201, resp.json
+    assert resp.json["status"] == "pending"
+    assert resp.json["points_requested"] == 10
+    assert resp.json["rule_name_en"] == "Attend a meeting"
+    listed = v.get("/me/claims").json["items"]
+    assert [c["id"] for c in listed] == [resp.json["id"]]
+
+
+def test_a_claim_with_a_bad_field_gets_422_with_a_message_per_field(api_as, street):
+    resp = api_as("vol_a").post("/me/claims", {"rule_id": "ten", "activity_date": "yesterday", "colour": "red"})
+    assert resp.status_code == 422
+    assert resp.json["code"] == "validation_error"
+    assert set(resp.json["fields"]) == {"rule_id", "activity_date", "colour"}
+    assert db.session.query(Activity).count() == 0
+
+
+def test_a_claim_the_domain_refuses_names_the_field(api_as, street):
+    resp = api_as("vol_a").post("/me/claims", {"rule_id": street.patrol.id, "activity_date": yesterday().isoformat(), "hours": 0.7})
+    assert resp.status_code == 422
+    assert resp.json["code"] == "invalid_input"
+    assert "hours" in resp.json["fields"]
+
+
+def test_a_body_that_is_not_json_gets_400(api_as, street):
+    v = api_as("vol_a")
+    resp = v.client.post("/api/v1/vouchers", data="{nope", content_type="application/json",
+                         headers={"Authorization": f"Bearer {v.secret}", "Idempotency-Key": "k1"})
+    assert resp.status_code == 400
+    assert resp.json["code"] == "invalid_json"
+
+
+def test_volunteer_redeems_a_reward_and_cancels_the_voucher(api_as, street, check_ledger):
+    give_points(street, street.vol_a, 50)
+    v = api_as("vol_a")
+    rewards = v.get("/rewards").json
+    assert {r["name"] for r in rewards} == {"大米 5kg", "上门理发"}
+    issued = v.post("/vouchers", {"reward_id": street.rice.id})
+    assert issued.status_code == 201
+    assert issued.json["status"] == "issued" and issued.json["points"] == 10
+    assert issued.json["token"].startswith("PV1-") and len(issued.json["code"]) == 9
+    assert v.get("/me/balance").json == {"balance": 50, "held": 10, "available": 40, "earned": 50}
+    shown = v.get(f"/vouchers/{issued.json['id']}")
+    assert shown.json["code"] == issued.json["code"]
+    cancelled = v.post(f"/vouchers/{issued.json['id']}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json["status"] == "cancelled"
+    assert cancelled.json["token"] is None and cancelled.json["code"] is None
+    assert balance(street.vol_a).available == 50
+    again = v.post(f"/vouchers/{issued.json['id']}/cancel")
+    assert again.status_code == 409
+    assert again.json["code"] == "voucher_cancelled"
+    check_ledger()
+
+
+def test_redeeming_without_enough_points_is_refused_with_a_code(api_as, street):
+    resp = api_as("vol_a").post("/vouchers", {"reward_id": street.rice.id})
+    assert resp.status_code == 409
+    assert resp.json["code"] == "insufficient_points"
+    assert resp.json["message"]
+
+
+def test_another_volunteers_voucher_is_not_found(api_as, street):
+    give_points(street, street.vol_a, 50)
+    issued = api_as("vol_a").post("/vouchers", {"reward_id": street.rice.id}).json
+    resp = api_as("vol_b").get(f"/vouchers/{issued['id']}")
+    assert resp.status_code == 404
+    assert api_as("vol_b").post(f"/vouchers/{issued['id']}/cancel").status_code == 404
+
+
+def test_rules_for_me_lists_the_rules_that_apply_today(api_as, street):
+    resp = api_as("vol_a").get("/me/rules")
+    assert resp.status_code == 200
+    assert {r["name_en"] for r in resp.json} == {"Attend a meeting", "Patrol"}
+
+
+def test_error_messages_follow_accept_language(api_as, street):
+    v = api_as("vol_a")
+    zh = v.post("/vouchers", {"reward_id": street.rice.id})
+    en = v.client.post("/api/v1/vouchers", json={"reward_id": street.rice.id},
+                       headers={"Authorization": f"Bearer {v.secret}", "Idempotency-Key": "en-1", "Accept-Language": "en"})
+    assert zh.json["code"] == en.json["code"] == "insufficient_points"
+    assert en.json["message"].startswith("Not enough points") and zh.json["message"] != en.json["message"]
+
+
+def test_claims_filter_by_date_range(api_as, street):
+    from datetime import timedelta
+
+    from pointsapp.domain.clock import local_today
+
+    v = api_as("vol_a")
+    made = v.post("/me/claims", {"rule_id": street.meeting.id, "activity_date": yesterday().isoformat()}).json
+    today = local_today()
+    assert [c["id"] for c in v.get("/me/claims", **{"from": today.isoformat()}).json["items"]] == [made["id"]]
+    assert v.get("/me/claims", to=(today - timedelta(days=1)).isoformat()).json["items"] == []
+    bad = v.get("/me/claims", **{"from": today.isoformat(), "to": (today - timedelta(days=3)).isoformat()})
+    assert bad.status_code == 422 and "to" in bad.json["fields"]
+
+
+def test_dates_far_outside_the_calendar_are_422_not_500(api_as, street):
+    v = api_as("vol_a")
+    for params in ({"to": "9999-12-31"}, {"from": "0001-01-01"}):
+        resp = v.get("/me/claims", **params)
+        assert resp.status_code == 422, params
+        assert resp.json["code"] == "validation_error"
