@@ -19,7 +19,7 @@ def wants_json() -> bool:
 
 def register_web(app: Flask) -> None:
     from ..models import User
-    from . import admin, auth, merchant, staff, template_helpers, volunteer
+    from . import admin, auth, health, merchant, staff, template_helpers, volunteer
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
@@ -31,7 +31,7 @@ def register_web(app: Flask) -> None:
         except (TypeError, ValueError):
             return None
 
-    for bp in (auth.bp, volunteer.bp, staff.bp, admin.bp, merchant.bp):
+    for bp in (auth.bp, volunteer.bp, staff.bp, admin.bp, merchant.bp, health.bp):
         app.register_blueprint(bp)
     template_helpers.register(app)
 
