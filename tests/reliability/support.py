@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -38,3 +39,25 @@ def snapshot(session=None) -> dict[str, list[tuple]]:
         rows = session.execute(sa.select(table).order_by(*order)).all()
         out[table.name] = [tuple(r) for r in rows]
     return out
+
+
+@contextmanager
+def alembic_version_set_to(*revisions: str):
+    """Pretend the database is at other revisions (none: never migrated); put the real one back after.
+
+    On PostgreSQL the run's database is shared by every test (they TRUNCATE the data tables), so
+    the real revision must come back even when the test fails.
+    """
+    with db.engine.begin() as conn:
+        real = [r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
+        conn.execute(sa.text("DELETE FROM alembic_version"))
+        for rev in revisions:
+            conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": rev})
+    try:
+        yield
+    finally:
+        db.session.remove()
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM alembic_version"))
+            for rev in real:
+                conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": rev})

@@ -20,7 +20,7 @@ from pointsapp.extensions import db
 from pointsapp.models import Account, Transfer, User, Voucher
 from tests.conftest import PG_ADMIN_URL, _migrate
 from tests.factories import give_points, person
-from tests.reliability.support import reset_database, snapshot
+from tests.reliability.support import alembic_version_set_to, reset_database, snapshot
 
 
 def populate(s) -> None:
@@ -192,11 +192,10 @@ def test_an_archive_of_another_schema_revision_is_refused(street, database_templ
     archive = tmp_path / "b.zip"
     export_archive(archive)
     reset_database(database_template)
-    with db.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'r0later'"))
-    with pytest.raises(BackupError, match="made at revision .* but this database is at r0later"):
-        import_archive(archive)
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+    with alembic_version_set_to("r0later"):
+        with pytest.raises(BackupError, match="made at revision .* but this database is at r0later"):
+            import_archive(archive)
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
 
 
 def test_a_file_that_is_not_an_archive_is_refused(app, tmp_path):

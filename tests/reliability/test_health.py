@@ -1,12 +1,11 @@
 """/healthz says the process is alive; /readyz says a load balancer may send it traffic."""
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from pointsapp import create_app
 from pointsapp.config import TestConfig
 from pointsapp.extensions import db
 from pointsapp.web.health import migration_heads
+from tests.reliability.support import alembic_version_set_to
 
 
 def test_healthz_answers_without_a_login_or_the_database(app, client):
@@ -26,24 +25,23 @@ def test_readyz_is_ready_when_the_database_is_at_the_migrations_head(app, client
 
 
 def test_readyz_refuses_traffic_while_the_database_is_behind_the_head(app, client):
-    with db.engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = 'older_revision'"))
-    resp = client.get("/readyz")
-    assert resp.status_code == 503
-    body = resp.get_json()
-    assert body["status"] == "not ready"
-    assert body["reason"] == "database schema is not at the migrations' head"
-    assert body["database_revision"] == ["older_revision"]
-    # /healthz is unaffected: the process itself is fine and must not be restarted.
-    assert client.get("/healthz").status_code == 200
+    with alembic_version_set_to("older_revision"):
+        resp = client.get("/readyz")
+        assert resp.status_code == 503
+        body = resp.get_json()
+        assert body["status"] == "not ready"
+        assert body["reason"] == "database schema is not at the migrations' head"
+        assert body["database_revision"] == ["older_revision"]
+        # /healthz is unaffected: the process itself is fine and must not be restarted.
+        assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
 
 
 def test_readyz_refuses_traffic_when_the_schema_was_never_migrated(app, client):
-    with db.engine.begin() as conn:
-        conn.execute(text("DELETE FROM alembic_version"))
-    resp = client.get("/readyz")
-    assert resp.status_code == 503
-    assert resp.get_json()["database_revision"] == []
+    with alembic_version_set_to():
+        resp = client.get("/readyz")
+        assert resp.status_code == 503
+        assert resp.get_json()["database_revision"] == []
 
 
 def test_readyz_refuses_traffic_when_the_database_is_unreachable(tmp_path, monkeypatch):
