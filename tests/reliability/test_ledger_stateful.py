@@ -237,23 +237,32 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         self.new_activity(act.id, vol, rule_name, day, hours)
 
-    @precondition(lambda self: self.activities)
+    def pending(self) -> list[MActivity]:
+        return [a for a in self.activities if a.status == "pending"]
+
+    @precondition(lambda self: self.pending())
     @rule(i=pick)
     def staff_approve_a_claim(self, i):
-        act = self.activities[i % len(self.activities)]
-        expected = None if act.status == "pending" else AlreadyDecided
-        self.attempt(expected, lambda: claims.approve_claim(self.staff, act.id, now=self.now))
-        if expected is None:
-            self.credited(act)
+        act = self.pending()[i % len(self.pending())]
+        self.attempt(None, lambda: claims.approve_claim(self.staff, act.id, now=self.now))
+        self.credited(act)
 
-    @precondition(lambda self: self.activities)
+    @precondition(lambda self: self.pending())
     @rule(i=pick)
     def staff_reject_a_claim(self, i):
-        act = self.activities[i % len(self.activities)]
-        expected = None if act.status == "pending" else AlreadyDecided
-        self.attempt(expected, lambda: claims.reject_claim(self.staff, act.id, "照片看不清", now=self.now))
-        if expected is None:
-            act.status = "rejected"
+        act = self.pending()[i % len(self.pending())]
+        self.attempt(None, lambda: claims.reject_claim(self.staff, act.id, "照片看不清", now=self.now))
+        act.status = "rejected"
+
+    @precondition(lambda self: any(a.status != "pending" for a in self.activities))
+    @rule(i=pick, approve=st.booleans())
+    def staff_decides_a_decided_activity_again(self, i, approve):
+        decided = [a for a in self.activities if a.status != "pending"]
+        act = decided[i % len(decided)]
+        if approve:
+            self.attempt(AlreadyDecided, lambda: claims.approve_claim(self.staff, act.id, now=self.now))
+        else:
+            self.attempt(AlreadyDecided, lambda: claims.reject_claim(self.staff, act.id, "重复处理", now=self.now))
 
     @rule(rule_name=st.sampled_from(RULE_NAMES), daily=st.sampled_from([None, 5, 12, 20]), monthly=st.sampled_from([None, 15, 40]))
     def admin_changes_the_caps(self, rule_name, daily, monthly):
