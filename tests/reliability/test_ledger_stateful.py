@@ -460,9 +460,10 @@ def test_random_days_of_a_street_keep_the_books_sound_and_match_the_model(app, d
     for outcome, n in sorted(LedgerMachine.outcomes.items()):
         print(f"  {n:6d}  {outcome}")
     assert LedgerMachine.examples_run >= EXAMPLES
-    # Every kind of step both succeeded and was refused somewhere, or the run proved little.
+    # In a full run every kind of step succeeded somewhere, or the run proved little. (A short
+    # run, such as POINTS_STATEFUL_EXAMPLES=5 for a smoke test, need not reach them all.)
     done = {k.split(":")[0] for k in LedgerMachine.outcomes if k.endswith(": done")}
-    assert done >= {
+    assert EXAMPLES < 100 or done >= {
         "staff_record_attendance", "volunteer_submits_a_claim", "staff_approve_a_claim", "staff_reject_a_claim",
         "admin_changes_the_caps", "volunteer_redeems", "cashier_confirms", "volunteer_cancels", "expiry_job_runs",
         "admin_reverses",
