@@ -12,7 +12,7 @@ TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_POSTGRES_URL
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgresql install translations messages clean
+.PHONY: run test test-sqlite test-postgresql test-long install translations messages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,14 @@ test-sqlite: $(VENV)/.installed-test
 test-postgresql: $(VENV)/.installed-test
 	@echo "=== test suite on PostgreSQL ==="
 	TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long reliability run: the stateful ledger test with 2,000 examples of up to 100 steps, and
+# a longer crash-under-load run, on SQLite and on PostgreSQL.
+LONG_TESTS := tests/reliability/test_ledger_stateful.py tests/live/test_crash_under_load.py
+test-long: $(VENV)/.installed-test translations
+	POINTS_STATEFUL_EXAMPLES=$${POINTS_STATEFUL_EXAMPLES:-2000} POINTS_STATEFUL_STEPS=$${POINTS_STATEFUL_STEPS:-100} \
+	POINTS_CRASH_LOAD_SECONDS=$${POINTS_CRASH_LOAD_SECONDS:-60} \
+		$(MAKE) --no-print-directory test PYTEST_ARGS="-s $(LONG_TESTS) $(PYTEST_ARGS)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

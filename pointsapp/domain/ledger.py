@@ -505,8 +505,16 @@ def check_ledger() -> list[str]:
     ):
         if credits.get(aid, 0) != pts:
             problems.append(f"activity {aid} ({status}): credited {pts} but transfers total {credits.get(aid, 0)}")
+    # One query for the states of all credited activities (not one per activity: this runs often).
+    credited_states = dict(
+        s.execute(
+            select(Activity.id, Activity.status).where(
+                Activity.id.in_(select(Transfer.activity_id).where(Transfer.kind == TRANSFER_CREDIT))
+            )
+        ).all()
+    )
     for aid in set(credits) - {None}:
-        st = s.scalar(select(Activity.status).where(Activity.id == aid))
+        st = credited_states.get(aid)
         if st not in ("approved", "reversed"):
             problems.append(f"activity {aid} ({st}): has a credit transfer but is not approved")
     # An activity's status must agree with the ledger: its credit reversed exactly when it is

@@ -19,7 +19,7 @@ def wants_json() -> bool:
 
 def register_web(app: Flask) -> None:
     from ..models import User
-    from . import admin, auth, merchant, pwa, security, staff, template_helpers, tokens, volunteer
+    from . import admin, auth, health, merchant, pwa, security, staff, template_helpers, tokens, volunteer
     from . import settlement as settlement_pages
     from . import reports as report_pages
     from . import sheets
@@ -40,7 +40,7 @@ def register_web(app: Flask) -> None:
             return None
         return user
 
-    for bp in (auth.bp, volunteer.bp, staff.bp, admin.bp, merchant.bp, pwa.bp, tokens.bp):
+    for bp in (auth.bp, volunteer.bp, staff.bp, admin.bp, merchant.bp, pwa.bp, tokens.bp, health.bp):
         app.register_blueprint(bp)
     app.register_blueprint(settlement_pages.bp)
     app.register_blueprint(sheets.bp)

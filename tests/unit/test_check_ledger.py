@@ -123,3 +123,11 @@ def test_held_or_earned_points_on_a_merchant_or_issuance_account_are_named(stree
     db.session.rollback()
     assert f"account {merchant.id}: held 5 but issued vouchers hold 0" in problems
     assert f"account {issuance.id}: earned 3 but credits less reversals are 0" in problems
+
+
+def test_a_credit_whose_activity_was_set_back_to_pending_is_named(street):
+    act = award(street, street.vol_a, 20)
+    tamper("UPDATE activity SET status = 'pending' WHERE id = :id", id=act.id)
+    problems = ledger.check_ledger()
+    db.session.rollback()
+    assert f"activity {act.id} (pending): has a credit transfer but is not approved" in problems

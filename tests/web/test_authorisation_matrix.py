@@ -87,6 +87,9 @@ STAFF = (GRID, COMM, STREET)
 ROUTES: dict[str, Row] = {
     "static": Row(get=everyone()),
     "pwa.manifest": Row(get=everyone()),
+    # for the load balancer: no login, no secrets
+    "health.healthz": Row(get=everyone()),
+    "health.readyz": Row(get=everyone()),
     "pwa.service_worker": Row(get=everyone()),
     "auth.index": Row(get={**signed_in(ok=GO)}),
     "auth.login": Row(get=everyone(), post=everyone(REACHED)),

@@ -1,0 +1,67 @@
+"""Health checks for a load balancer or a process supervisor.
+
+``/healthz`` answers while the process can serve requests at all; it never touches the database,
+so a database outage does not make every worker look dead and get restarted. ``/readyz`` answers
+200 only when the database is reachable and its schema is at the migrations' head, so a load
+balancer sends no traffic to a worker that would fail every request (a new release started before
+``flask db upgrade`` ran, or the database down). Both are for machines: plain JSON, no session,
+no login, no translation.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import text
+
+from ..extensions import csrf, db
+
+bp = Blueprint("health", __name__)
+
+
+@lru_cache(maxsize=4)
+def migration_heads(directory: str) -> tuple[str, ...]:
+    """Return the head revision(s) of the migration scripts in ``directory``."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", directory)
+    return tuple(sorted(ScriptDirectory.from_config(cfg).get_heads()))
+
+
+def readiness() -> tuple[bool, dict]:
+    """Return whether the app can serve requests, and why not."""
+    heads = migration_heads(current_app.extensions["migrate"].directory)
+    try:
+        with db.engine.connect() as conn:
+            current = tuple(sorted(r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))))
+    except Exception as exc:  # any failure to reach or read the database means "not ready"
+        current_app.logger.warning("readyz: database not reachable: %s", exc)
+        return False, {"reason": "database unreachable", "error": type(exc).__name__}
+    if current != heads:
+        return False, {
+            "reason": "database schema is not at the migrations' head",
+            "database_revision": list(current),
+            "head_revision": list(heads),
+        }
+    return True, {"revision": list(current)}
+
+
+@bp.route("/healthz")
+def healthz():
+    """Answer 200 while the process is alive (no database access)."""
+    return jsonify(status="ok")
+
+
+@bp.route("/readyz")
+def readyz():
+    """Answer 200 when the database is reachable and migrated to head, else 503 with the reason."""
+    ok, detail = readiness()
+    resp = jsonify(status="ready" if ok else "not ready", **detail)
+    resp.status_code = 200 if ok else 503
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+csrf.exempt(bp)

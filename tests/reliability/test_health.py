@@ -1,0 +1,61 @@
+"""/healthz says the process is alive; /readyz says a load balancer may send it traffic."""
+from __future__ import annotations
+
+from pointsapp import create_app
+from pointsapp.config import TestConfig
+from pointsapp.extensions import db
+from pointsapp.web.health import migration_heads
+from tests.reliability.support import alembic_version_set_to
+
+
+def test_healthz_answers_without_a_login_or_the_database(app, client):
+    db.engine.dispose()
+    resp = client.get("/healthz")
+    assert resp.status_code == 200
+    assert resp.get_json() == {"status": "ok"}
+
+
+def test_readyz_is_ready_when_the_database_is_at_the_migrations_head(app, client):
+    resp = client.get("/readyz")
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert body["status"] == "ready"
+    assert body["revision"] == list(migration_heads(app.extensions["migrate"].directory))
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
+def test_readyz_refuses_traffic_while_the_database_is_behind_the_head(app, client):
+    with alembic_version_set_to("older_revision"):
+        resp = client.get("/readyz")
+        assert resp.status_code == 503
+        body = resp.get_json()
+        assert body["status"] == "not ready"
+        assert body["reason"] == "database schema is not at the migrations' head"
+        assert body["database_revision"] == ["older_revision"]
+        # /healthz is unaffected: the process itself is fine and must not be restarted.
+        assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_refuses_traffic_when_the_schema_was_never_migrated(app, client):
+    with alembic_version_set_to():
+        resp = client.get("/readyz")
+        assert resp.status_code == 503
+        assert resp.get_json()["database_revision"] == []
+
+
+def test_readyz_refuses_traffic_when_the_database_is_unreachable(tmp_path, monkeypatch):
+    monkeypatch.setenv("POINTS_INSTANCE_PATH", str(tmp_path / "instance"))
+    settings = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
+    # A PostgreSQL server that is not there: nothing listens on port 1.
+    settings.update(
+        SECRET_KEY="x",
+        SQLALCHEMY_DATABASE_URI="postgresql+psycopg://nobody@127.0.0.1:1/none",
+        SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"connect_timeout": 2}},
+    )
+    down = create_app(settings)
+    resp = down.test_client().get("/readyz")
+    assert resp.status_code == 503
+    body = resp.get_json()
+    assert body == {"status": "not ready", "reason": "database unreachable", "error": "OperationalError"}
+    assert down.test_client().get("/healthz").status_code == 200
