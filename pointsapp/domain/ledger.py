@@ -376,6 +376,18 @@ def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Tr
             created_by_id=created_by_id,
         )
     except InsufficientPoints as exc:
+        if original.kind == TRANSFER_CAPTURE:
+            # The merchant has been paid for these points: taking them back would make it owe
+            # them again. The street settles the correction with the merchant instead.
+            raise CannotReverse(
+                _l(
+                    "This redemption cannot be reversed here: the merchant has already been paid for "
+                    "these points (only %(available)s of the %(needed)s are still unpaid). Record the "
+                    "correction in the merchant's next settlement."
+                ),
+                available=exc.params["available"],
+                needed=original.amount,
+            ) from exc
         raise CannotReverse(
             _l(
                 "This entry cannot be reversed: the account has only %(available)s points available "
