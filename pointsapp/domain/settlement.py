@@ -23,7 +23,9 @@ Values in yuan
     earliest, so no redemption already made, and no closed period, ever changes value.
 
     A payment is worth the points it retires, first in, first out: the merchant's captures,
-    less their reversals, form lots in time order; all earlier payments consumed the oldest
+    less their reversals, form lots in the order the ledger recorded them (entry ids, which
+    follow the merchant account's row lock, so a redemption recorded late with an earlier date
+    queues behind points already paid); all earlier payments consumed the oldest
     points, and this payment's yuan is the value of the next ``points`` points. It is computed
     under the merchant account's lock, so two payments at once value different points. Hence
     value redeemed (captures less corrections) = yuan paid + yuan still owed, where yuan owed is
@@ -320,7 +322,7 @@ def _lots(account_id: int, table: list[tuple[date, int]], condition=None) -> tup
 
     A capture opens a lot valued at the rate of its local day; a reversal of a capture takes its
     points out of that capture's lot (at the same rate); payments are counted, not placed: they
-    always consume the oldest points (first in, first out). ``condition`` limits the entries
+    always consume the oldest points (first in, first out, in the order the ledger recorded them). ``condition`` limits the entries
     (a statement's "as of")."""
     original = aliased(Transfer)
     rows = db.session.execute(
@@ -329,7 +331,7 @@ def _lots(account_id: int, table: list[tuple[date, int]], condition=None) -> tup
         .join(Transfer, Transfer.id == Entry.transfer_id)
         .outerjoin(original, original.id == Transfer.reverses_id)
         .where(Entry.account_id == account_id, condition if condition is not None else true())
-        .order_by(Transfer.created_at, Entry.id)
+        .order_by(Entry.id)
     ).all()
     lots: dict[int, Lot] = {}
     paid = 0
@@ -343,8 +345,10 @@ def _lots(account_id: int, table: list[tuple[date, int]], condition=None) -> tup
             lot.points += amount  # negative
         elif kind == TRANSFER_SETTLEMENT:
             paid -= amount
-    ordered = sorted(lots.values(), key=lambda lot: (lot.when, lot.capture_id))
-    return ordered, paid
+    # Recording order, not the date shown: each entry of this account is written under its row
+    # lock, so ids follow that lock. A redemption recorded late with an earlier date then joins
+    # the queue behind the points already paid for, and what was paid never changes.
+    return sorted(lots.values(), key=lambda lot: lot.capture_id), paid
 
 
 def value_of_points(lots: list[Lot], skip: int, points: int) -> int:

@@ -144,6 +144,23 @@ def test_reversing_a_redemption_already_paid_for_says_it_belongs_in_the_next_set
     assert ledger_state() == state
 
 
+def test_a_redemption_paid_for_cannot_be_reversed_even_while_later_ones_are_still_owed(street):
+    award(street, street.vol_a, 100)
+    first = redeem_at(street, street.vol_a, street.rice, now_utc() - timedelta(hours=2))
+    second = redeem_at(street, street.vol_a, street.rice, now_utc() - timedelta(hours=1))
+    pay(street, 5, "转账 5")  # half of the first redemption
+    state = ledger_state()
+    with pytest.raises(CannotReverse) as exc:
+        ledger.reverse(first, reason="退货", created_by_id=street.street_admin.id)
+    assert "already been paid" in exc.value.message
+    db.session.rollback()
+    assert ledger_state() == state
+    # The second, not reached by the payment, can still be corrected.
+    ledger.reverse(second, reason="退货", created_by_id=street.street_admin.id)
+    db.session.commit()
+    assert settlement.owed(street.shop.id) == 5 and settlement.owed_fen(street.shop.id) == 500
+
+
 # -- rates per street ---------------------------------------------------------------------------
 
 @pytest.fixture
