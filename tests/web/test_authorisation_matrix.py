@@ -161,8 +161,9 @@ ROUTES: dict[str, Row] = {
     "merchant.today": Row(get=only(CASHIER)),
 }
 
-# POSTs that end the session run last, so that they do not hide the answers of the others.
-LAST = ("auth.logout",)
+# POSTs that end the session run last, so that they do not hide the answers of the others; so
+# does deactivating vol_a (admin.person_active), which would refuse the approval of vol_a's claim.
+LAST = ("admin.person_active", "auth.logout")
 
 
 def url_args(w) -> dict:
