@@ -34,7 +34,7 @@ def thirty_then_ten(street):
     award(street, street.vol_a, 100)
     when = settlement.utc_start_of(months_ago(2)) + timedelta(days=3, hours=2)
     old = [redeem_at(street, street.vol_a, street.rice, when + timedelta(hours=i)) for i in range(3)]
-    return old, None
+    return old
 
 
 def pay(street, points, key):
@@ -97,7 +97,7 @@ def test_paying_the_whole_balance_at_once_values_it_like_paying_in_parts(street,
 
 
 def test_a_correction_takes_back_points_at_the_rate_of_the_redemption_it_corrects(street, thirty_then_ten):
-    old, _ = thirty_then_ten
+    old = thirty_then_ten
     settlement.set_rate(street.street_admin, street.street, local_today(), 50, now=yesterday_noon())
     db.session.commit()
     redeem_at(street, street.vol_a, street.rice, this_morning())
@@ -114,7 +114,7 @@ def test_a_correction_takes_back_points_at_the_rate_of_the_redemption_it_correct
 
 
 def test_redeemed_value_always_equals_paid_plus_owed(street, thirty_then_ten):
-    old, _ = thirty_then_ten
+    old = thirty_then_ten
     settlement.set_rate(street.street_admin, street.street, local_today(), 30, now=yesterday_noon())
     db.session.commit()
     redeem_at(street, street.vol_a, street.rice, this_morning())
