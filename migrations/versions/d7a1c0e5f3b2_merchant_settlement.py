@@ -89,14 +89,17 @@ def upgrade():
     _swap_transfer_check(OLD_KINDS, NEW_KINDS)
     op.create_table('points_rate',
     sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('org_unit_id', sa.Integer(), nullable=False),
     sa.Column('effective_from', sa.Date(), nullable=False),
     sa.Column('fen_per_point', sa.Integer(), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.CheckConstraint('fen_per_point > 0', name=op.f('ck_points_rate_fen_positive')),
+    sa.CheckConstraint('fen_per_point <= 100000', name=op.f('ck_points_rate_fen_at_most_1000_yuan')),
     sa.ForeignKeyConstraint(['created_by_id'], ['user_account.id'], name=op.f('fk_points_rate_created_by_id_user_account')),
+    sa.ForeignKeyConstraint(['org_unit_id'], ['org_unit.id'], name=op.f('fk_points_rate_org_unit_id_org_unit')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_points_rate')),
-    sa.UniqueConstraint('effective_from', name=op.f('uq_points_rate_effective_from'))
+    sa.UniqueConstraint('org_unit_id', 'effective_from', name='uq_points_rate_street_from')
     )
     op.create_table('settlement_period',
     sa.Column('id', sa.Integer(), nullable=False),

@@ -25,6 +25,9 @@ Settlement
     reversals; points paid are the settlement transfers. A settlement cannot be reversed: each
     one is tied to a ``SettlementPayment`` record (``pointsapp.domain.settlement``), and a payment
     recorded in error is corrected by the merchant's next period, not by rewriting this one.
+    Payments retire a merchant's points first in, first out (in the order captures were
+    recorded); a capture that payments have reached cannot be reversed either: the street paid
+    for it at its value, so that correction too belongs in the merchant's next settlement.
     The conditional debit (``balance >= amount``) is what refuses a payment larger than what is
     owed, under the same lock order as every other transfer.
 
@@ -359,6 +362,8 @@ def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Tr
     lock_accounts([original.from_account_id, original.to_account_id])
     if db.session.scalar(select(Transfer.id).where(Transfer.reverses_id == original.id)):
         raise CannotReverse(why=_l("it was already reversed"))
+    if original.kind == TRANSFER_CAPTURE and _capture_paid_for(original):
+        raise _capture_already_paid()
     to_acc = db.session.get(Account, original.to_account_id)
     unearn = original.amount if original.kind == TRANSFER_CREDIT else 0
     try:
@@ -376,6 +381,8 @@ def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Tr
             created_by_id=created_by_id,
         )
     except InsufficientPoints as exc:
+        if original.kind == TRANSFER_CAPTURE:
+            raise _capture_already_paid() from exc
         raise CannotReverse(
             _l(
                 "This entry cannot be reversed: the account has only %(available)s points available "
@@ -385,6 +392,41 @@ def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Tr
             needed=original.amount,
         ) from exc
     return t
+
+
+def _capture_already_paid() -> CannotReverse:
+    return CannotReverse(
+        _l(
+            "This redemption cannot be reversed here: the merchant has already been paid for these "
+            "points. Record the correction in the merchant's next settlement."
+        )
+    )
+
+
+def _capture_paid_for(capture: Transfer) -> bool:
+    """Return whether payments to the merchant have reached any of ``capture``'s points.
+
+    Payments retire a merchant's points first in, first out in the order captures were recorded
+    (``pointsapp.domain.settlement``): the capture is paid for once more points were paid than
+    its earlier captures, net of their reversals, brought. Taking such points back would undo a
+    redemption the street already paid at its value; that correction is settled with the
+    merchant instead. Call under the merchant account's lock."""
+    merchant_id = capture.to_account_id
+    reversed_ids = select(Transfer.reverses_id).where(Transfer.reverses_id.is_not(None))
+    earlier = db.session.scalar(
+        select(func.coalesce(func.sum(Transfer.amount), 0)).where(
+            Transfer.kind == TRANSFER_CAPTURE,
+            Transfer.to_account_id == merchant_id,
+            Transfer.id < capture.id,
+            Transfer.id.not_in(reversed_ids),
+        )
+    )
+    paid = db.session.scalar(
+        select(func.coalesce(func.sum(Transfer.amount), 0)).where(
+            Transfer.kind == TRANSFER_SETTLEMENT, Transfer.from_account_id == merchant_id
+        )
+    )
+    return paid > earlier
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,25 @@ Periods
     made in a closed month) is a new entry, dated when it is recorded, and lands in the open period.
 
 Values in yuan
-    Points are the ledger's unit. Each redemption is valued at the rate in force on its date
-    (``PointsRate``, fen per point, effective from a date; 1 point = ¥1 until one is set). A rate
-    can only be set from today on, so the value of a closed period never changes afterwards.
+    Points are the ledger's unit. Each street (a root of the org tree) has its own rates
+    (``PointsRate``, fen per point, effective from a date; 1 point = ¥1 until one is set); a
+    merchant's points are valued by its street's rates. A redemption (capture) is worth its
+    points at the rate of its local day; a correction (reversal of a capture) takes back points
+    at the rate of the capture it reverses. A new rate takes effect from tomorrow at the
+    earliest, so no redemption already made, and no closed period, ever changes value.
+
+    A payment is worth the points it retires, first in, first out: the merchant's captures,
+    less their reversals, form lots in the order the ledger recorded them (entry ids, which
+    follow the merchant account's row lock, so a redemption recorded late with an earlier date
+    queues behind points already paid); all earlier payments consumed the oldest
+    points, and this payment's yuan is the value of the next ``points`` points. It is computed
+    under the merchant account's lock, so two payments at once value different points. Hence
+    value redeemed (captures less corrections) = yuan paid + yuan still owed, where yuan owed is
+    the value of the unpaid (newest) lots: a statement's ``closing_fen``.
+
+Who sees names
+    Admins over a merchant's part of the tree see volunteers' full names on its statements; the
+    merchant's own staff see them masked (张*华), as at the till.
 
 Community attribution
     A merchant may serve several communities. Each redemption is attributed to the community
@@ -29,8 +45,9 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import exists, false, func, insert, literal, select
+from sqlalchemy import exists, false, func, insert, literal, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -51,10 +68,10 @@ from ..models import (
     Voucher,
 )
 from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_REVERSAL, TRANSFER_SETTLEMENT
-from ..models.settlement import DEFAULT_FEN_PER_POINT
-from ..models.user import ROLE_STREET_ADMIN
+from ..models.settlement import DEFAULT_FEN_PER_POINT, MAX_FEN_PER_POINT
+from ..models.user import ROLE_STREET_ADMIN, mask_name
 from . import audit, ledger
-from .access import merchant_ids_for_staff, require_merchant_admin
+from .access import managed_merchants_query, merchant_ids_for_staff, require_merchant_admin
 from .clock import local_today, local_zone, now_utc, to_local
 from .errors import (
     AlreadyRecorded,
@@ -88,32 +105,70 @@ def utc_start_of(day: date) -> datetime:
 
 # -- rates ------------------------------------------------------------------------------------
 
-def rate_table() -> list[tuple[date, int]]:
-    """Return every rate as (effective from, fen per point), oldest first."""
+def street_of_merchant(merchant: Merchant) -> int:
+    """Return the id of the street (the root of the org tree) the merchant belongs to."""
+    return merchant.org_unit.root_id
+
+
+def rate_table(street_id: int) -> list[tuple[date, int]]:
+    """Return every rate of the street as (effective from, fen per point), oldest first."""
     return [tuple(r) for r in db.session.execute(
-        select(PointsRate.effective_from, PointsRate.fen_per_point).order_by(PointsRate.effective_from)
+        select(PointsRate.effective_from, PointsRate.fen_per_point)
+        .where(PointsRate.org_unit_id == street_id)
+        .order_by(PointsRate.effective_from)
     )]
 
 
-def rate_on(day: date, table: list[tuple[date, int]] | None = None) -> int:
-    """Return the fen one point is worth on ``day``."""
+def rate_on(day: date, table: list[tuple[date, int]]) -> int:
+    """Return the fen one point is worth on ``day`` by a street's ``rate_table``."""
     fen = DEFAULT_FEN_PER_POINT
-    for start, value in table if table is not None else rate_table():
+    for start, value in table:
         if start > day:
             break
         fen = value
     return fen
 
 
-def set_rate(actor: User, effective_from: date, fen_per_point: int) -> PointsRate:
-    """Set the value of a point from a date on (today or later, so closed periods keep their value)."""
-    if not actor.has_role(ROLE_STREET_ADMIN):
+def fen_from_yuan(text: str | None) -> int:
+    """Parse the yuan value of one point ("1", "0.50") into fen, or raise ``InvalidInput``.
+
+    Finite, above zero, at most two decimals and at most ¥1000 a point."""
+    refusal = InvalidInput(
+        "Enter the value of one point in yuan: above 0, at most 1000, with at most two decimals "
+        "(such as 1 or 0.50).",
+        field="yuan_per_point",
+    )
+    try:
+        value = Decimal((text or "").strip())
+    except (InvalidOperation, ValueError):
+        raise refusal from None
+    if not value.is_finite() or value <= 0 or value > Decimal(MAX_FEN_PER_POINT) / 100:
+        raise refusal
+    fen = value * 100
+    if fen != fen.to_integral_value():
+        raise refusal
+    return int(fen)
+
+
+def set_rate(
+    actor: User, street: OrgUnit, effective_from: date, fen_per_point: int, *, now: datetime | None = None
+) -> PointsRate:
+    """Set the value of a point in ``street`` from a date on: tomorrow at the earliest, so no
+    redemption already made, and no closed period, changes value."""
+    if street.parent_id is not None or not any(g.org_unit_id == street.id for g in actor.grants(ROLE_STREET_ADMIN)):
         raise Forbidden()
-    if not isinstance(fen_per_point, int) or fen_per_point <= 0:
-        raise InvalidInput("The value of a point must be at least 0.01 yuan.", field="yuan_per_point")
-    if effective_from < local_today():
-        raise InvalidInput("A rate can only take effect from today on.", field="effective_from")
-    rate = PointsRate(effective_from=effective_from, fen_per_point=fen_per_point, created_by_id=actor.id)
+    if not isinstance(fen_per_point, int) or not 0 < fen_per_point <= MAX_FEN_PER_POINT:
+        raise InvalidInput(
+            "The value of a point must be between 0.01 and 1000 yuan.", field="yuan_per_point"
+        )
+    if effective_from <= local_today(now):
+        raise InvalidInput(
+            "A rate can only take effect from tomorrow on: redemptions already made keep their value.",
+            field="effective_from",
+        )
+    rate = PointsRate(
+        org_unit_id=street.id, effective_from=effective_from, fen_per_point=fen_per_point, created_by_id=actor.id
+    )
     try:
         with db.session.begin_nested():
             db.session.add(rate)
@@ -121,8 +176,8 @@ def set_rate(actor: User, effective_from: date, fen_per_point: int) -> PointsRat
         raise InvalidInput("A rate already takes effect on that date.", field="effective_from") from None
     audit.record(
         actor, audit.RATE_SET, "points_rate", rate.id,
-        {"effective_from": effective_from.isoformat(), "fen_per_point": fen_per_point},
-        org_path=audit.common_path([g.org_unit.path for g in actor.grants(ROLE_STREET_ADMIN)]),
+        {"street_id": street.id, "effective_from": effective_from.isoformat(), "fen_per_point": fen_per_point},
+        org_path=street.path,
     )
     return rate
 
@@ -136,6 +191,13 @@ def require_statement_reader(actor: User, merchant_id: int) -> Merchant:
         if merchant is not None:
             return merchant
     return require_merchant_admin(actor, merchant_id)
+
+
+def administers(actor: User, merchant_id: int) -> bool:
+    """Return whether ``actor`` is an admin over the merchant's part of the tree."""
+    return db.session.scalar(
+        managed_merchants_query(actor).where(Merchant.id == merchant_id).with_only_columns(Merchant.id)
+    ) is not None
 
 
 # -- periods ----------------------------------------------------------------------------------
@@ -244,12 +306,88 @@ def close_period(actor: User, merchant_id: int, now: datetime | None = None) -> 
     return period
 
 
+# -- lots: what the unpaid points are worth ---------------------------------------------------
+
+@dataclass
+class Lot:
+    """The points one capture brought the merchant, less those reversed, at that day's rate."""
+    capture_id: int
+    when: datetime
+    points: int
+    fen_per_point: int
+
+
+def _lots(account_id: int, table: list[tuple[date, int]], condition=None) -> tuple[list[Lot], int]:
+    """Return the merchant account's lots, oldest first, and the points paid so far.
+
+    A capture opens a lot valued at the rate of its local day; a reversal of a capture takes its
+    points out of that capture's lot (at the same rate); payments are counted, not placed: they
+    always consume the oldest points (first in, first out, in the order the ledger recorded them). ``condition`` limits the entries
+    (a statement's "as of")."""
+    original = aliased(Transfer)
+    rows = db.session.execute(
+        select(Transfer.kind, Entry.amount, Transfer.id, Transfer.created_at, original.id, original.created_at)
+        .select_from(Entry)
+        .join(Transfer, Transfer.id == Entry.transfer_id)
+        .outerjoin(original, original.id == Transfer.reverses_id)
+        .where(Entry.account_id == account_id, condition if condition is not None else true())
+        .order_by(Entry.id)
+    ).all()
+    lots: dict[int, Lot] = {}
+    paid = 0
+    for kind, amount, transfer_id, when, original_id, original_when in rows:
+        if kind == TRANSFER_CAPTURE:
+            lots[transfer_id] = Lot(transfer_id, when, amount, rate_on(to_local(when).date(), table))
+        elif kind == TRANSFER_REVERSAL and original_id is not None:
+            lot = lots.setdefault(
+                original_id, Lot(original_id, original_when, 0, rate_on(to_local(original_when).date(), table))
+            )
+            lot.points += amount  # negative
+        elif kind == TRANSFER_SETTLEMENT:
+            paid -= amount
+    # Recording order, not the date shown: each entry of this account is written under its row
+    # lock, so ids follow that lock. A redemption recorded late with an earlier date then joins
+    # the queue behind the points already paid for, and what was paid never changes.
+    return sorted(lots.values(), key=lambda lot: lot.capture_id), paid
+
+
+def value_of_points(lots: list[Lot], skip: int, points: int) -> int:
+    """Return the fen value of ``points`` points after the oldest ``skip`` across ``lots``."""
+    fen = 0
+    for lot in lots:
+        n = max(lot.points, 0)
+        take_skip = min(skip, n)
+        skip -= take_skip
+        n -= take_skip
+        take = min(points, n)
+        fen += take * lot.fen_per_point
+        points -= take
+        if points == 0:
+            break
+    return fen
+
+
+def unpaid_fen(lots: list[Lot], paid: int) -> int:
+    """Return the fen value of the points not yet paid (the newest ones)."""
+    return value_of_points(lots, paid, sum(max(lot.points, 0) for lot in lots))
+
+
+def owed_fen(merchant_id: int) -> int:
+    """Return what the street owes the merchant now, in fen: the value of its unpaid lots."""
+    merchant = db.session.get(Merchant, merchant_id)
+    lots, paid = _lots(_account_id(merchant_id), rate_table(street_of_merchant(merchant)))
+    return unpaid_fen(lots, paid)
+
+
 # -- payments ---------------------------------------------------------------------------------
 
 def record_payment(
     actor: User, merchant_id: int, *, points: int, paid_on: date, reference: str, key: str
 ) -> SettlementPayment:
     """Record money paid to a merchant and retire that many of its points; refuse overpaying.
+
+    The payment is worth the oldest unpaid points (first in, first out), each at the rate of the
+    day it was redeemed: the yuan paid is what those redemptions were worth, whatever ``paid_on``.
 
     ``key`` is the form's one-time key: a double click or a retry records nothing twice.
     """
@@ -269,6 +407,12 @@ def record_payment(
         raise AlreadyRecorded()
     merchant_acc = ledger.account_for_merchant(merchant_id)
     issuance = ledger.issuance_account(merchant.org_unit)
+    db.session.flush()
+    # Value the payment under the merchant account's lock: a concurrent payment waits here and
+    # then sees this one's settlement, so the two retire (and value) different points.
+    ledger.lock_accounts([merchant_acc.id])
+    lots, paid_before = _lots(merchant_acc.id, rate_table(street_of_merchant(merchant)))
+    fen = value_of_points(lots, paid_before, points)
     try:
         transfer = ledger.settle(
             merchant_acc.id,
@@ -286,7 +430,7 @@ def record_payment(
     payment = SettlementPayment(
         merchant_id=merchant_id,
         points=points,
-        fen=points * rate_on(paid_on),
+        fen=fen,
         paid_on=paid_on,
         reference=reference,
         transfer_id=transfer.id,
@@ -328,6 +472,7 @@ class Statement:
     closable: bool
     opening: int
     lines: list[StatementLine] = field(default_factory=list)
+    closing_fen: int = 0  # the value of the points still unpaid at the end, oldest paid first
 
     @property
     def last_day(self) -> date:
@@ -409,10 +554,21 @@ def statement(actor: User, merchant_id: int, start: date | None = None) -> State
         last = _last_closed(merchant_id)
         r, c, p = _totals(earlier)
         opening = (last.closing_balance if last else 0) + r + c - p
-    lines = _lines(acc_id, membership)
+    table = rate_table(street_of_merchant(merchant))
+    # Merchant staff see volunteers' names masked, as at the till; admins over the merchant see them.
+    lines = _lines(acc_id, membership, table, full_names=administers(actor, merchant_id))
+    # The entries up to this statement's end, as its closing balance counts them.
+    earlier_periods = select(SettlementLine.entry_id).join(
+        SettlementPeriod, SettlementPeriod.id == SettlementLine.period_id
+    ).where(SettlementPeriod.merchant_id == merchant_id, SettlementPeriod.period_start <= start)
+    if period is not None:
+        as_of = Entry.id.in_(earlier_periods)
+    else:
+        as_of = _taken() | (Transfer.created_at < utc_start_of(end))
+    lots, paid = _lots(acc_id, table, as_of)
     closable = period is None and start == next_start and utc_start_of(end) <= now_utc()
     return Statement(merchant=merchant, start=start, end=end, period=period, closable=closable,
-                     opening=opening, lines=lines)
+                     opening=opening, lines=lines, closing_fen=unpaid_fen(lots, paid))
 
 
 def _community_unit():
@@ -423,17 +579,19 @@ def _community_unit():
     return node, community, (community.level_id == rank1) & node.path.startswith(community.path)
 
 
-def _lines(account_id: int, membership) -> list[StatementLine]:
+def _lines(account_id: int, membership, table: list[tuple[date, int]], *, full_names: bool) -> list[StatementLine]:
     node, community, in_community = _community_unit()
     volunteer = aliased(User)
+    original = aliased(Transfer)
     rows = db.session.execute(
         select(
             Transfer.created_at, Transfer.kind, Entry.amount, Transfer.voucher_id, Reward.name,
             volunteer.full_name, community.name, SettlementPayment.reference, SettlementPayment.paid_on,
-            SettlementPayment.fen,
+            SettlementPayment.fen, original.created_at,
         )
         .select_from(Entry)
         .join(Transfer, Transfer.id == Entry.transfer_id)
+        .outerjoin(original, original.id == Transfer.reverses_id)
         .outerjoin(Voucher, Voucher.id == Transfer.voucher_id)
         .outerjoin(Reward, Reward.id == Voucher.reward_id)
         .outerjoin(volunteer, volunteer.id == Voucher.volunteer_id)
@@ -443,13 +601,15 @@ def _lines(account_id: int, membership) -> list[StatementLine]:
         .where(Entry.account_id == account_id, membership)
         .order_by(Transfer.created_at, Entry.id)
     ).all()
-    table = rate_table()
     out = []
-    for when, kind, amount, voucher_id, reward, vol, comm, ref, paid_on, pay_fen in rows:
+    for when, kind, amount, voucher_id, reward, vol, comm, ref, paid_on, pay_fen, original_when in rows:
         if kind == TRANSFER_SETTLEMENT:
             fen = -pay_fen
         else:
-            fen = amount * rate_on(to_local(when).date(), table)
+            # A correction takes back points at the rate of the redemption it corrects.
+            fen = amount * rate_on(to_local(original_when or when).date(), table)
+        if vol is not None and not full_names:
+            vol = mask_name(vol)
         out.append(StatementLine(to_local(when), kind, amount, fen, voucher_id, reward, vol, comm, ref, paid_on))
     return out
 

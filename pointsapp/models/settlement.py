@@ -13,16 +13,24 @@ from .types import UTCDateTime, utcnow
 
 # 1 point = ¥1 until a street admin sets a rate.
 DEFAULT_FEN_PER_POINT = 100
+# At most ¥1000 a point: a typo cannot value a redemption at millions (and fen fit 32 bits).
+MAX_FEN_PER_POINT = 100_000
 
 
 class PointsRate(db.Model):
-    """The value of one point in fen (¥0.01) from ``effective_from`` until the next rate."""
+    """The value of one point in fen (¥0.01) in one street (a root of the org tree) from
+    ``effective_from`` until that street's next rate."""
 
     __tablename__ = "points_rate"
-    __table_args__ = (CheckConstraint("fen_per_point > 0", name="fen_positive"),)
+    __table_args__ = (
+        CheckConstraint("fen_per_point > 0", name="fen_positive"),
+        CheckConstraint(f"fen_per_point <= {MAX_FEN_PER_POINT}", name="fen_at_most_1000_yuan"),
+        UniqueConstraint("org_unit_id", "effective_from", name="uq_points_rate_street_from"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    effective_from: Mapped[date] = mapped_column(Date, unique=True)
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"))  # the street
+    effective_from: Mapped[date] = mapped_column(Date)
     fen_per_point: Mapped[int] = mapped_column(Integer)
     created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -81,7 +89,7 @@ class SettlementPayment(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
     points: Mapped[int] = mapped_column(Integer)
-    fen: Mapped[int] = mapped_column(Integer)  # the yuan value at the rate in force on paid_on
+    fen: Mapped[int] = mapped_column(Integer)  # the value of the oldest unpaid points it retired
     paid_on: Mapped[date] = mapped_column(Date)
     reference: Mapped[str] = mapped_column(String(100))
     transfer_id: Mapped[int] = mapped_column(ForeignKey("transfer.id"), unique=True)

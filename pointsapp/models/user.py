@@ -30,6 +30,16 @@ ADMIN_ROLES = (ROLE_COMMUNITY_ADMIN, ROLE_STREET_ADMIN)
 STAFF_ROLES = (ROLE_GRID_STAFF, ROLE_COMMUNITY_ADMIN, ROLE_STREET_ADMIN)
 
 
+
+def mask_name(full_name: str | None) -> str:
+    """Return a name as a cashier may see it: 张*华, 李*."""
+    name = full_name or ""
+    if len(name) <= 1:
+        return name + "*"
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
 class User(UserMixin, db.Model):
     __tablename__ = "user_account"
     __table_args__ = (
@@ -78,12 +88,7 @@ class User(UserMixin, db.Model):
     @property
     def masked_name(self) -> str:
         """Return the name as a cashier may see it: 张*华, 李*."""
-        name = self.full_name or ""
-        if len(name) <= 1:
-            return name + "*"
-        if len(name) == 2:
-            return name[0] + "*"
-        return name[0] + "*" * (len(name) - 2) + name[-1]
+        return mask_name(self.full_name)
 
     def title_label(self, locale: str = "zh") -> str:
         if not self.title:

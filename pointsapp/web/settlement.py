@@ -3,8 +3,8 @@ closing a period, recording payments, the points rate; XLSX and printable statem
 from __future__ import annotations
 
 import secrets
-from datetime import date
-from decimal import Decimal, InvalidOperation
+from datetime import date, timedelta
+from decimal import Decimal
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -17,7 +17,7 @@ from ..domain.clock import parse_month
 from ..domain.errors import PointsError
 from ..extensions import db
 from ..forms import ActionForm, PaymentForm, RateForm, show_domain_error
-from ..models import Merchant
+from ..models import Merchant, OrgUnit
 from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF, ROLE_STREET_ADMIN, User
 from ..spreadsheets import Sheet, xlsx_response
 from .guards import role_required
@@ -71,6 +71,7 @@ def _statement_page(merchant_id: int, form: PaymentForm | None = None, status: i
         st=st,
         months=settlement.statement_months(me, merchant_id),
         owed=settlement.owed(merchant_id),
+        owed_fen=settlement.owed_fen(merchant_id),
         is_admin=is_admin,
         form=form,
         close_form=ActionForm(),
@@ -78,9 +79,7 @@ def _statement_page(merchant_id: int, form: PaymentForm | None = None, status: i
 
 
 def _administers(me: User, merchant_id: int) -> bool:
-    if not me.has_role(*ADMIN_ROLES):
-        return False
-    return db.session.scalar(managed_merchants_query(me).where(Merchant.id == merchant_id).with_only_columns(Merchant.id)) is not None
+    return me.has_role(*ADMIN_ROLES) and settlement.administers(me, merchant_id)
 
 
 @bp.route("/<int:merchant_id>")
@@ -116,7 +115,7 @@ def statement_xlsx(merchant_id: int):
             [_("Corrections"), st.corrected, None],
             [_("Value of redemptions"), None, Decimal(st.redeemed_fen) / 100],
             [_("Paid"), st.paid, Decimal(st.paid_fen) / 100],
-            [_("Balance owed"), st.closing, None],
+            [_("Balance owed"), st.closing, Decimal(st.closing_fen) / 100],
         ],
     )
     redemptions = Sheet(
@@ -174,34 +173,40 @@ def payment(merchant_id: int):
     return _statement_page(merchant_id, form, 422)
 
 
+def _admin_street() -> OrgUnit | None:
+    """Return the street the user is street admin of (the first, when several)."""
+    grants = sorted(_me().grants(ROLE_STREET_ADMIN), key=lambda g: g.org_unit_id)
+    for grant in grants:
+        if grant.org_unit is not None and grant.org_unit.parent_id is None:
+            return grant.org_unit
+    return None
+
+
 @bp.route("/rates", methods=["GET", "POST"])
 @role_required(ROLE_STREET_ADMIN)
 def rates():
-    """Show the points-to-yuan rates and set a new one."""
-    form = RateForm()
+    """Show the street's points-to-yuan rates and set a new one."""
+    street = _admin_street()
+    if street is None:
+        abort(403)
+    tomorrow = settlement.local_today() + timedelta(days=1)
+    form = RateForm(effective_from=tomorrow)
     status = 200
     if form.validate_on_submit():
         try:
-            value = Decimal(form.yuan_per_point.data.strip())
-            fen = value * 100
-            if fen != fen.to_integral_value() or fen <= 0:
-                raise InvalidOperation
-        except InvalidOperation:
-            form.yuan_per_point.errors = [_("Enter an amount in yuan, such as 1 or 0.50.")]
-            status = 422
+            fen = settlement.fen_from_yuan(form.yuan_per_point.data)
+            settlement.set_rate(_me(), street, form.effective_from.data, fen)
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            status = show_domain_error(form, exc)
         else:
-            try:
-                settlement.set_rate(_me(), form.effective_from.data, int(fen))
-                db.session.commit()
-            except PointsError as exc:
-                db.session.rollback()
-                status = show_domain_error(form, exc)
-            else:
-                flash(_("The rate was saved."), "ok")
-                return redirect(url_for(".rates"))
+            flash(_("The rate was saved."), "ok")
+            return redirect(url_for(".rates"))
     elif form.errors:
         status = 422
+    table = settlement.rate_table(street.id)
     return render_template(
-        "settlement/rates.html", form=form, rates=settlement.rate_table(),
-        current=settlement.rate_on(settlement.local_today()),
+        "settlement/rates.html", form=form, rates=table, street=street,
+        current=settlement.rate_on(settlement.local_today(), table),
     ), status

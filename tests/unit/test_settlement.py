@@ -172,18 +172,21 @@ def test_a_bad_payment_is_refused_and_changes_nothing(street, two_months_ago_red
 
 
 def test_each_redemption_is_valued_at_the_rate_in_force_on_its_day(street, two_months_ago_redemptions):
+    today = local_today()
     with pytest.raises(InvalidInput):
-        settlement.set_rate(street.street_admin, local_today() - timedelta(days=1), 50)
+        settlement.set_rate(street.street_admin, street.street, today - timedelta(days=1), 50)
     db.session.rollback()
     with pytest.raises(Forbidden):
-        settlement.set_rate(street.admin_a, local_today(), 50)
+        settlement.set_rate(street.admin_a, street.street, today + timedelta(days=1), 50)
     db.session.rollback()
-    settlement.set_rate(street.street_admin, local_today(), 50)  # 1 point = ¥0.50 from today
+    # Set yesterday: 1 point = ¥0.50 from today.
+    yesterday = settlement.utc_start_of(today - timedelta(days=1)) + timedelta(hours=12)
+    settlement.set_rate(street.street_admin, street.street, today, 50, now=yesterday)
     db.session.commit()
     redeem_at(street, street.vol_a, street.rice, now_utc())
     assert settlement.statement(street.street_admin, street.shop.id, months_ago(2)).redeemed_fen == 3000
-    today = settlement.statement(street.street_admin, street.shop.id, this_month())
-    assert [(line.points, line.fen) for line in today.redemptions] == [(10, 500)]
+    st = settlement.statement(street.street_admin, street.shop.id, this_month())
+    assert [(line.points, line.fen) for line in st.redemptions] == [(10, 500)]
 
 
 def test_merchant_staff_see_only_their_own_statements_and_cannot_close(street, two_months_ago_redemptions):
@@ -237,7 +240,7 @@ def test_closing_paying_and_setting_a_rate_each_leave_an_audit_record_in_the_cha
     assert (rec.action, rec.target_id) == (audit.PAYMENT_RECORDED, payment.id)
     assert '"points":20' in rec.summary and '"reference":"转账 0002"' in rec.summary
 
-    rate = settlement.set_rate(street.street_admin, local_today() + timedelta(days=1), 80)
+    rate = settlement.set_rate(street.street_admin, street.street, local_today() + timedelta(days=1), 80)
     db.session.commit()
     rec = newest()
     assert (rec.action, rec.target_id, rec.org_path) == (audit.RATE_SET, rate.id, street.street.path)

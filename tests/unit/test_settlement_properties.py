@@ -51,6 +51,15 @@ def test_random_settlement_stories_keep_every_point_accounted_for_once(street, o
     db.session.commit()
     award(street, volunteer, 10 * len(ops) + 10)
     this_month = local_today().replace(day=1)
+    # Rates that change between the months of the story (set before those months began).
+    for months_back, fen in ((2, 70), (0, 40)):
+        start = settlement.add_months(this_month, -months_back)
+        if start not in dict(settlement.rate_table(street.street.id)):
+            settlement.set_rate(street.street_admin, street.street, start, fen,
+                                now=settlement.utc_start_of(start) - timedelta(days=1))
+            db.session.commit()
+    table = settlement.rate_table(street.street.id)
+    value_redeemed, value_paid, paid_points = 0, 0, 0
     owed, captures, reversed_ids, seen = 0, [], set(), {}
     for step, (op, arg) in enumerate(ops):
         if op == "redeem":
@@ -59,32 +68,37 @@ def test_random_settlement_stories_keep_every_point_accounted_for_once(street, o
             v = vouchers.confirm_redemption(cashier, issued.code, now=when)
             captures.append(db.session.scalar(select(Transfer).where(Transfer.voucher_id == v.id, Transfer.kind == "capture")))
             owed += 10
+            value_redeemed += 10 * settlement.rate_on(settlement.to_local(when).date(), table)
         elif op == "reverse" and captures:
             t = captures[arg % len(captures)]
+            # Payments retire the oldest recorded points first: a capture they reached is paid for.
+            before = sum(10 for c in captures if c.id < t.id and c.id not in reversed_ids)
+            refusable = t.id in reversed_ids or paid_points > before
             try:
                 ledger.reverse(t, reason="更正", created_by_id=street.street_admin.id)
             except CannotReverse as exc:
-                # Refused for the right reason: reversed before (a "why"), or the merchant no
-                # longer holds the points (paid out), never a mix-up of the two.
-                if t.id in reversed_ids:
-                    assert "why" in exc.params
-                else:
-                    assert owed < 10 and "why" not in exc.params
+                assert refusable
+                # ... and for the right reason: reversed before, or already paid for.
+                assert ("why" in exc.params) == (t.id in reversed_ids)
                 db.session.rollback()
                 continue
-            assert t.id not in reversed_ids and owed >= 10
+            assert not refusable and owed >= 10
             reversed_ids.add(t.id)
             owed -= 10
+            value_redeemed -= 10 * settlement.rate_on(settlement.to_local(t.created_at).date(), table)
         elif op == "pay":
             try:
-                settlement.record_payment(street.street_admin, shop.id, points=arg, paid_on=local_today(),
-                                          reference=f"R{step}", key=f"p{n}-{step}")
+                payment = settlement.record_payment(street.street_admin, shop.id, points=arg, paid_on=local_today(),
+                                                    reference=f"R{step}", key=f"p{n}-{step}")
             except PaymentExceedsOwed:
                 assert arg > owed
                 db.session.rollback()
                 continue
             assert arg <= owed
+            assert 40 * arg <= payment.fen <= 100 * arg  # each point at one of the story's rates
             owed -= arg
+            value_paid += payment.fen
+            paid_points += arg
         elif op == "close":
             try:
                 settlement.close_period(street.street_admin, shop.id)
@@ -97,6 +111,8 @@ def test_random_settlement_stories_keep_every_point_accounted_for_once(street, o
         # A closed period never changes, whatever happens after it.
         assert {k: v for k, v in now_frozen.items() if k in seen} == seen
         seen = now_frozen
+        # Value is conserved: what was redeemed (net of corrections) is paid or still owed.
+        assert value_redeemed == value_paid + settlement.owed_fen(shop.id)
 
     assert settlement.owed(shop.id) == owed
     assert ledger.check_ledger() == []
@@ -107,4 +123,6 @@ def test_random_settlement_stories_keep_every_point_accounted_for_once(street, o
     for start, opening, red, cor, paid, closing in seen.values():
         st_ = settlement.statement(street.street_admin, shop.id, start)
         assert (st_.opening, st_.redeemed, st_.corrected, st_.paid, st_.closing) == (opening, red, cor, paid, closing)
+    st_ = settlement.statement(street.street_admin, shop.id, max(this_month, settlement.next_period(shop.id)[0]))
+    assert (st_.closing, st_.closing_fen) == (owed, settlement.owed_fen(shop.id))
     db.session.rollback()

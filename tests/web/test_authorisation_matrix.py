@@ -168,8 +168,6 @@ ROUTES: dict[str, Row] = {
     "merchant.today": Row(get=only(CASHIER)),
 }
 
-# POSTs that end the session run last, so that they do not hide the answers of the others.
-
 # --- the JSON API ---------------------------------------------------------------------------
 # Each API view documents its roles (``@doc(roles=...)``, published in the OpenAPI document) and
 # enforces them separately in its body; these rows check that the two agree. Anonymous and
@@ -205,7 +203,8 @@ ROUTES.update({
     "api.docs": Row(get=everyone()),
 })
 
-LAST = ("admin.person_revoke", "auth.logout")  # they take away what later routes need
+# POSTs that take away what later routes need run last: revoking or deactivating vol_a, logging out.
+LAST = ("admin.person_active", "admin.person_revoke", "auth.logout")
 
 
 def url_args(w) -> dict:

@@ -2,11 +2,17 @@
 import io
 from datetime import timedelta
 
+import pytest
 from openpyxl import load_workbook
+from sqlalchemy import func, select
 
 from pointsapp.domain import settlement
 from pointsapp.domain.clock import local_today
+from pointsapp.domain.org import add_unit
 from pointsapp.extensions import db
+from pointsapp.models import PointsRate
+from pointsapp.models.user import ROLE_STREET_ADMIN
+from tests.factories import person
 from tests.unit.helpers import award
 from tests.unit.test_settlement import months_ago, redeem_at
 from tests.web.conftest import field_errors, hidden_inputs, page_text
@@ -27,14 +33,24 @@ def test_a_cashier_sees_the_statement_of_their_merchant_only(client, street, log
     resp = client.get(f"/settlement/{street.shop.id}?month={month}")
     assert resp.status_code == 200
     text = page_text(resp)
-    assert "青山社区" in text and "友谊社区" in text and "张秀华" in text
+    assert "青山社区" in text and "友谊社区" in text
+    # A cashier sees volunteers' names masked, as at the till, never in full.
+    assert "张*华" in text and "孙*" in text
+    assert "张秀华" not in text and "孙丽" not in text
     assert "记录付款" not in text  # no payment form for a cashier
     assert client.get(f"/settlement/{street.other_shop.id}").status_code == 404
     for bad in ("2026-13", "9999-12", "0001-01", "next"):
         resp = client.get(f"/settlement/{street.shop.id}?month={bad}")
         assert resp.status_code == 422, bad
         assert "2026-09" in page_text(resp)  # the refusal shows how to write a month
-    assert client.get(f"/settlement/{street.shop.id}/statement.xlsx?month={month}").status_code == 200
+    printed = client.get(f"/settlement/{street.shop.id}/print?month={month}")
+    assert printed.status_code == 200
+    assert "张*华" in page_text(printed) and "张秀华" not in printed.get_data(as_text=True)
+    xlsx = client.get(f"/settlement/{street.shop.id}/statement.xlsx?month={month}")
+    assert xlsx.status_code == 200
+    cells = [c for ws in load_workbook(io.BytesIO(xlsx.data)) for row in ws.iter_rows(values_only=True) for c in row]
+    assert "张*华" in cells and "孙*" in cells
+    assert not any(isinstance(c, str) and ("张秀华" in c or "孙丽" in c) for c in cells)
 
 
 def test_the_statement_downloads_as_xlsx_with_its_numbers(client, street, login):
@@ -99,15 +115,51 @@ def test_a_community_admin_and_a_volunteer_cannot_open_the_street_merchants_stat
     assert client.get("/settlement/").status_code == 403
 
 
-def test_the_street_admin_sets_a_rate_from_today(client, street, login):
+def test_the_street_admin_sets_a_rate_from_tomorrow(client, street, login):
     login("street_admin")
     page = client.get("/settlement/rates")
+    tomorrow = (local_today() + timedelta(days=1)).isoformat()
+    assert f'value="{tomorrow}"' in page.get_data(as_text=True)  # the form proposes tomorrow
     form = hidden_inputs(page)
-    bad = client.post("/settlement/rates", data={**form, "effective_from": local_today().isoformat(), "yuan_per_point": "0.005"})
-    assert bad.status_code == 422
-    ok = client.post("/settlement/rates", data={**form, "effective_from": local_today().isoformat(), "yuan_per_point": "0.50"})
+    today = client.post("/settlement/rates", data={**form, "effective_from": local_today().isoformat(), "yuan_per_point": "0.50"})
+    assert today.status_code == 422
+    assert any("明天" in e for e in field_errors(today))
+    ok = client.post("/settlement/rates", data={**form, "effective_from": tomorrow, "yuan_per_point": "0.50"})
     assert ok.status_code == 302
-    assert settlement.rate_on(local_today()) == 50
+    table = settlement.rate_table(street.street.id)
+    assert table == [(local_today() + timedelta(days=1), 50)]
+    assert settlement.rate_on(local_today(), table) == 100
+    assert settlement.rate_on(local_today() + timedelta(days=1), table) == 50
+
+
+@pytest.mark.parametrize("text", ["Infinity", "NaN", "1e9", "0", "-1", "0.001", "abc"])
+def test_a_bad_rate_is_refused_with_a_field_message_and_nothing_is_written(client, street, login, text):
+    login("street_admin")
+    form = hidden_inputs(client.get("/settlement/rates"))
+    tomorrow = (local_today() + timedelta(days=1)).isoformat()
+    resp = client.post("/settlement/rates", data={**form, "effective_from": tomorrow, "yuan_per_point": text})
+    assert resp.status_code == 422
+    assert any("1000" in e and "0.50" in e for e in field_errors(resp)), field_errors(resp)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(PointsRate)) == 0
+
+
+def test_the_rates_page_shows_only_the_admins_own_street(client, street, login):
+    other = add_unit("青年街道", "street")
+    person("street_admin_2", other, roles=(ROLE_STREET_ADMIN,))
+    db.session.commit()
+    tomorrow = local_today() + timedelta(days=1)
+    settlement.set_rate(street.street_admin, street.street, tomorrow, 50)
+    db.session.commit()
+    login("street_admin_2")
+    page = client.get("/settlement/rates")
+    text = page_text(page)
+    assert "青年街道" in text and "0.50" not in text
+    form = hidden_inputs(page)
+    resp = client.post("/settlement/rates", data={**form, "effective_from": tomorrow.isoformat(), "yuan_per_point": "0.20"})
+    assert resp.status_code == 302
+    assert settlement.rate_table(other.id) == [(tomorrow, 20)]
+    assert settlement.rate_table(street.street.id) == [(tomorrow, 50)]
 
 
 def test_a_merchant_with_no_redemptions_yet_has_an_empty_open_statement(client, street, login):
