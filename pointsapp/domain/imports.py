@@ -16,7 +16,7 @@ it is refused, never overwritten).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Generator
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -115,7 +115,21 @@ def import_people(
     """Create the nodes and volunteers of ``rows`` (a header row first); flush, never commit.
 
     Row problems are collected, not raised; the caller commits only if ``result.ok``.
+    ``progress(1)`` is called as each data row is taken up.
     """
+    steps = import_steps(actor, rows)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
+        if progress:
+            progress(1)
+
+
+def import_steps(actor: User, rows: list[list[str]]) -> Generator[int, None, ImportResult]:
+    """Import as ``import_people`` does, yielding before each data row how many were already
+    done (0, 1, ...), so that a page can show honest progress; the generator returns the result."""
     if not actor.has_role(*ADMIN_ROLES):
         raise Forbidden()
     result = ImportResult()
@@ -130,8 +144,7 @@ def import_people(
     street = _street_of(actor)
     codes = {lv.rank: lv for lv in levels_below_street()}
     for number, row in enumerate(rows[1:], start=2):
-        if progress:
-            progress(1)
+        yield number - 2
         if not any((c or "").strip() for c in row):
             continue
         result.rows += 1

@@ -1,11 +1,14 @@
 """Spreadsheet pages for admins: import people and org nodes, export lists as XLSX or CSV."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template
+import json
+
+from flask import Blueprint, Response, abort, current_app, render_template, request, stream_with_context
 from flask_login import current_user
 
 from ..domain import exports
-from ..domain.imports import import_people, template_headers
+from ..domain.errors import PointsError
+from ..domain.imports import import_people, import_steps, template_headers
 from ..extensions import db
 from ..forms import ImportForm
 from ..models.user import ADMIN_ROLES, User
@@ -57,6 +60,8 @@ def import_file():
             form.file.errors = [*form.file.errors, _unreadable()]
             status = 422
         else:
+            if request.accept_mimetypes.best == STREAM:
+                return _import_stream(rows, bool(form.dry_run.data))
             result = import_people(_me(), rows)
             if result.ok and not form.dry_run.data:
                 db.session.commit()
@@ -68,6 +73,49 @@ def import_file():
         "sheets/index.html", form=form, exports=exports.TITLES_OF, result=result,
         dry_run=bool(form.dry_run.data),
     ), status
+
+
+STREAM = "application/x-ndjson"
+
+
+def _import_stream(rows: list[list[str]], dry_run: bool) -> Response:
+    """Import as the form does, reporting progress as JSON lines while the rows are checked.
+
+    The page's script asks for this (``Accept: application/x-ndjson``) to draw a progress bar;
+    the lines are ``{"total": n}``, then ``{"done": k}`` as rows are checked, then
+    ``{"done": n, "ok": ..., "html": <the result section>}``. The transaction is the request's,
+    committed after the last row only when every row is sound, exactly as without the stream.
+    """
+    me = _me()
+    total = max(len(rows) - 1, 0)
+    step = max(1, total // 100)
+
+    def lines():
+        yield json.dumps({"total": total}) + "\n"
+        steps = import_steps(me, rows)
+        try:
+            while True:
+                done = next(steps)
+                if done and done % step == 0:
+                    yield json.dumps({"done": done}) + "\n"
+        except StopIteration as finished:
+            result = finished.value
+        except PointsError as exc:
+            db.session.rollback()
+            yield json.dumps({"done": total, "ok": False, "error": exc.message}) + "\n"
+            return
+        if result.ok and not dry_run:
+            db.session.commit()
+        else:
+            db.session.rollback()
+        current_app.logger.info("people import by %s: %s", me.username, result)
+        html = render_template("sheets/_result.html", result=result, dry_run=dry_run)
+        yield json.dumps({"done": total, "ok": result.ok, "html": html}, ensure_ascii=False) + "\n"
+
+    resp = Response(stream_with_context(lines()), mimetype=STREAM)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Accel-Buffering"] = "no"  # nginx: pass each line on at once
+    return resp
 
 
 def _no_file() -> str:

@@ -1,9 +1,10 @@
 """Spreadsheet pages: the import page (check, then import) and the list exports."""
 import csv
+import json
 import io
 
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pointsapp.extensions import db
 from pointsapp.models import User
@@ -82,3 +83,42 @@ def test_exports_speak_english_in_the_english_ui(client, street, login):
 def test_a_volunteer_cannot_export(client, street, login):
     login("vol_a")
     assert client.get("/sheets/export/people.csv").status_code == 403
+
+
+def _stream(client, data: bytes, name: str, dry_run: bool):
+    page = client.get("/sheets/")
+    form = {**hidden_inputs(page), "file": (io.BytesIO(data), name)}
+    if dry_run:
+        form["dry_run"] = "y"
+    resp = client.post(
+        "/sheets/import", data=form, content_type="multipart/form-data", headers={"Accept": "application/x-ndjson"}
+    )
+    assert resp.mimetype == "application/x-ndjson"
+    return [json.loads(line) for line in resp.get_data(as_text=True).splitlines()]
+
+
+def many_rows(n: int) -> list[list[str]]:
+    return [["青山社区", "第二网格", f"{i}号楼", "", f"lz-{i}", f"楼长{i}", "", "楼长", f"secret-pass-{i}"] for i in range(n)]
+
+
+def test_the_page_script_gets_the_rows_checked_as_they_go_then_the_result(client, street, login):
+    login("street_admin")
+    lines = _stream(client, csv_bytes(HEADER, many_rows(30)), "roster.csv", dry_run=False)
+    assert lines[0] == {"total": 30}
+    done = [line["done"] for line in lines[1:]]
+    assert done == sorted(done) and done[-1] == 30 and len(done) > 2  # it moved, in order
+    last = lines[-1]
+    assert last["ok"] is True and "30 个新人员" in last["html"]
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(User).where(User.username.like("lz-%"))) == 30
+
+
+def test_a_streamed_check_or_a_file_with_problems_changes_nothing(client, street, login):
+    login("street_admin")
+    checked = _stream(client, csv_bytes(HEADER, many_rows(5)), "roster.csv", dry_run=True)
+    assert checked[-1]["ok"] is True and "尚未做任何更改" in checked[-1]["html"]
+    bad = many_rows(5) + [["青山社区", "", "5号楼", "", "lz5", "钱", "", "", "secret-pass-5"]]
+    refused = _stream(client, csv_bytes(HEADER, bad), "roster.csv", dry_run=False)
+    assert refused[-1]["ok"] is False and "<td>7</td>" in refused[-1]["html"]
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(User).where(User.username.like("lz-%"))) == 0
