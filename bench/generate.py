@@ -123,7 +123,7 @@ def migrate_and_seed(url: str, demo_months: int) -> dict:
     from pointsapp import create_app
     from pointsapp.demo import seed_demo
     from pointsapp.extensions import db
-    from pointsapp.models import Account, OrgLevel, OrgUnit, PointRule, PointRuleVersion, User
+    from pointsapp.models import Account, OrgLevel, OrgUnit, PointRuleVersion, User
 
     app = create_app({"DATABASE_URL": url})
     with app.app_context():

@@ -16,7 +16,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import re
 import shlex
 import signal
@@ -33,7 +32,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 BIN = os.path.dirname(sys.executable)
 RESULTS = os.path.join(ROOT, "docs", "PERFORMANCE.md")
-COMMAND = "make bench"
 
 
 # --- the machine and the reference ------------------------------------------------------------
@@ -116,16 +114,16 @@ class Server:
         self.stop()
         raise RuntimeError("gunicorn did not start")
 
-    def workers_rss_mb(self) -> list[float]:
+    def workers_memory_mb(self) -> list[tuple[float, float]]:
+        """Return (RSS, PSS) of each worker: PSS counts pages shared with other processes in part."""
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
         sizes = []
         for pid in out:
             try:
-                with open(f"/proc/{pid}/status") as fh:
-                    for line in fh:
-                        if line.startswith("VmRSS:"):
-                            sizes.append(int(line.split()[1]) / 1024)
-            except OSError:
+                with open(f"/proc/{pid}/smaps_rollup") as fh:
+                    fields = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in fh if line.split(":")[0] in ("Rss", "Pss")}
+                sizes.append((fields["Rss"], fields["Pss"]))
+            except (OSError, KeyError):
                 pass
         return sizes
 
@@ -243,7 +241,7 @@ class Fixtures:
         with self.ctx():
             q = select(User.id, User.username).join(Account, Account.user_id == User.id).where(
                 User.username.like("v%"))
-            q = q.order_by(Account.balance.desc()) if busiest else q.order_by(User.id).offset(offset)
+            q = (q.order_by(Account.balance.desc(), User.id) if busiest else q.order_by(User.id)).offset(offset)
             return [tuple(r) for r in db.session.execute(q.limit(n))]
 
     def pending_claims(self, volunteer_ids: list[int], day: date) -> list[int]:
@@ -305,10 +303,6 @@ class Fixtures:
 # --- the results file ---------------------------------------------------------------------------
 
 
-HEADER = ("| date (UTC) | machine | benchmark | figure | reference (same run) | ratio | goal | met |\n"
-          "|---|---|---|---|---|---|---|---|\n")
-
-
 def record(rows: list[dict]) -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
     m = machine()
@@ -317,7 +311,7 @@ def record(rows: list[dict]) -> None:
         print(f"{r['name']}: {r['figure']} | reference {r['reference']} | ratio {r['ratio']} | goal {r['goal']} | "
               f"{'MET' if r['met'] else 'NOT MET'}\n    reproduce: {r['command']}")
         lines.append(f"| {stamp} | {m} | {r['name']} | {r['figure']} | {r['reference']} | {r['ratio']} | "
-                     f"{r['goal']} | {'yes' if r['met'] else '**no**'} |\n")
+                     f"{r['goal']} | {'yes' if r['met'] else '**no**'} | `{r['command']}` |\n")
     with open(RESULTS, encoding="utf-8") as fh:
         text = fh.read()
     marker = "<!-- results: bench/run.py appends rows above this line -->"
@@ -353,7 +347,8 @@ def bench_credit(fx: Fixtures, srv: Server, clients: int, seconds: int, offset: 
 
 def bench_redeem(fx: Fixtures, srv: Server, clients: int, seconds: int, n: int):
     """Look up and confirm vouchers; every code is tried by two tills at once. Return redemptions/s."""
-    vols = fx.volunteers(n, busiest=True)
+    # Volunteers with points, but not the busiest few: the read benchmarks use those, with no vouchers.
+    vols = fx.volunteers(n, offset=1000, busiest=True)
     codes, merchant_id = fx.vouchers([v for v, _ in vols])
     token = fx.token("chaoshi1")
     queue = [c for c in codes for _ in (0, 1)]
@@ -420,7 +415,7 @@ def bench_bulk(fx: Fixtures, srv: Server, offset: int, rounds: int = 3):
     from sqlalchemy import select
 
     from pointsapp.extensions import db
-    from pointsapp.models import PointRule, PointRuleVersion
+    from pointsapp.models import PointRuleVersion
 
     with fx.ctx():
         rule_id = db.session.scalar(select(PointRuleVersion.rule_id).where(PointRuleVersion.category == "meeting"))
@@ -445,6 +440,37 @@ def bench_bulk(fx: Fixtures, srv: Server, offset: int, rounds: int = 3):
     return sorted(rates)[len(rates) // 2]
 
 
+def bench_reports(fx: Fixtures, srv: Server, rounds: int = 5):
+    """Last month's reports page for the whole street, and a merchant's statement; return median seconds."""
+    from sqlalchemy import select
+
+    from pointsapp.demo import DEMO_PASSWORD
+    from pointsapp.extensions import db
+    from pointsapp.models import OrgUnit, RoleGrant, User
+
+    with fx.ctx():
+        street = db.session.scalar(select(OrgUnit.id).where(OrgUnit.parent_id.is_(None)))
+        merchant = db.session.scalar(select(RoleGrant.merchant_id).join(User).where(User.username == "chaoshi1"))
+    month = (date.today().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    cookie = login(srv.port, "jiedao", DEMO_PASSWORD)
+    out = {}
+    for name, path in (("reports", f"/reports/?unit={street}&first={month}&last={month}"),
+                       ("statement", f"/settlement/{merchant}?month={month}")):
+        times = []
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            conn.request("GET", path, headers={"Cookie": cookie})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"{path}: {resp.status}")
+            times.append(time.perf_counter() - t0)
+        conn.close()
+        out[name] = sorted(times)[len(times) // 2]
+    return out, month
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--large", required=True)
@@ -453,10 +479,10 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=int, default=15)
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--read-clients", type=int, default=4)
-    p.add_argument("--only", default="credit,redeem,reads,bulk,rss,sqlite")
+    p.add_argument("--only", default="credit,redeem,reads,bulk,reports,rss,sqlite")
     args = p.parse_args(argv)
     only = set(args.only.split(","))
-    cmd = f"{COMMAND}  # or: python bench/run.py --only ... --seconds {args.seconds} --clients {args.clients}"
+    cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
     rows: list[dict] = []
     c, s = args.clients, args.seconds
 
@@ -467,6 +493,7 @@ def main(argv=None) -> int:
     large = Fixtures(args.large)
     try:
         with Server(args.large) as srv:
+            fresh = max(r for r, _ in srv.workers_memory_mb())
             pg_ref = None
             if {"credit", "redeem"} & only:
                 pg_ref = pgbench_tps(args.large, c, s)
@@ -489,10 +516,20 @@ def main(argv=None) -> int:
                     f"{rate:.0f} rows/s", "—", "—", "≥ 20,000 rows/s", rate >= 20000)
             if "reads" in only:
                 home_l, hist_l = bench_reads(large, srv, args.read_clients, s)
+            if "reports" in only:
+                with large.ctx():
+                    from pointsapp.extensions import db
+                    n_large = db.session.scalar(db.text("SELECT count(*) FROM entry"))
+                took, month = bench_reports(large, srv)
+                for key, label in (("reports", "reports page, whole street"), ("statement", "merchant settlement statement")):
+                    row(f"(g) {label}, month {month}, median of 5", f"{took[key] * 1000:.0f} ms at {n_large:,} entries",
+                        "—", "—", "< 1 s", took[key] < 1)
             if "rss" in only:
-                rss = srv.workers_rss_mb()
-                row("(e) gunicorn worker RSS after the load", f"max {max(rss):.0f} MB over {len(rss)} workers",
-                    "—", "—", "< 100 MB", max(rss) < 100)
+                mem = srv.workers_memory_mb()
+                rss = max(r for r, _ in mem)
+                row("(e) gunicorn worker RSS after the load",
+                    f"max {rss:.0f} MB RSS over {len(mem)} workers (PSS max {max(p for _, p in mem):.0f} MB)",
+                    f"{fresh:.0f} MB RSS of a fresh worker", f"{rss / fresh:.2f}", "< 100 MB", rss < 100)
         if "reads" in only:
             small = Fixtures(args.small)
             with Server(args.small) as srv:
