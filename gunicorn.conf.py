@@ -5,10 +5,12 @@ state in its processes (sessions are signed cookies, rate limits live in Redis w
 is set, keys come from the environment or the shared instance folder), so any number of workers,
 on one machine or several, serve the same database.
 
-Connections: each worker process has its own SQLAlchemy pool (5 connections, 10 more on a burst).
-A ``gthread`` worker uses at most ``threads`` of them at a time, so the database sees at most
-``workers × threads`` busy connections from one machine: keep that under PostgreSQL's
-``max_connections`` (100 by default) with room for cron jobs and psql, summed over all machines.
+Connections: each worker process has its own SQLAlchemy pool (``POINTS_DB_POOL_SIZE``, 10 by
+default, and ``POINTS_DB_MAX_OVERFLOW`` more on a burst). The pool opens connections only when
+asked and a ``gthread`` worker runs at most ``threads`` requests at a time, so one machine holds at
+most ``workers × threads`` connections (5 × 4 = 20 on 2 cores). Keep the sum over all machines under
+PostgreSQL's ``max_connections`` (100 by default) with room for cron jobs and psql, or put
+PgBouncer in transaction mode in between.
 """
 import multiprocessing
 import os
