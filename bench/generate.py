@@ -220,7 +220,7 @@ def generate(url: str, volunteers: int, entries: int, seed: int = 1, demo_months
     # The ledger: entries/2 credits, over the twelve months before this one, in time order.
     n_transfers = entries // 2
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    span = (month_start - (month_start - timedelta(days=365))).total_seconds()
+    span = timedelta(days=365).total_seconds()
     origin = month_start - timedelta(days=365)
     # Some volunteers are far more active than others (a long tail), as in the demo street.
     weights = [rng.paretovariate(1.5) for _ in range(volunteers)]
