@@ -1,6 +1,7 @@
 # pointsapp: two commands set everything up on a fresh machine.
 #   make run    install, migrate a SQLite database under instance/, load the demo street, serve on :5000
 #   make test   install the test requirements, run the suite on SQLite and (when reachable) PostgreSQL
+#   make bench  build the benchmark databases and measure the app against pgbench (docs/PERFORMANCE.md)
 
 PYTHON ?= python3
 VENV   := .venv
