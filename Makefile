@@ -1,6 +1,7 @@
 # pointsapp: two commands set everything up on a fresh machine.
 #   make run    install, migrate a SQLite database under instance/, load the demo street, serve on :5000
 #   make test   install the test requirements, run the suite on SQLite and (when reachable) PostgreSQL
+#   make bench  build the benchmark databases and measure the app against pgbench (docs/PERFORMANCE.md)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,7 @@ TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_POSTGRES_URL
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgresql test-long install translations messages clean
+.PHONY: run test test-sqlite test-postgresql test-long install translations messages clean bench bench-data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +90,27 @@ test-long: $(VENV)/.installed-test translations
 	POINTS_STATEFUL_EXAMPLES=$${POINTS_STATEFUL_EXAMPLES:-2000} POINTS_STATEFUL_STEPS=$${POINTS_STATEFUL_STEPS:-100} \
 	POINTS_CRASH_LOAD_SECONDS=$${POINTS_CRASH_LOAD_SECONDS:-60} \
 		$(MAKE) --no-print-directory test PYTEST_ARGS="-s $(LONG_TESTS) $(PYTEST_ARGS)"
+
+# The benchmark suite (docs/PERFORMANCE.md): builds its databases, then measures the app under
+# gunicorn against pgbench on the same PostgreSQL. Not part of `make test`; takes a few minutes.
+# BENCH_ENTRIES=10000000 for the city-scale ledger (about ten minutes of loading on 2 cores).
+BENCH_PG        ?= postgresql://postgres@127.0.0.1:5432
+BENCH_VOLUNTEERS ?= 100000
+BENCH_ENTRIES   ?= 1000000
+BENCH_SECONDS   ?= 15
+BENCH_CLIENTS   ?= 32
+$(VENV)/.installed-bench: requirements.txt bench/requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench-data: $(VENV)/.installed-bench translations
+	$(BIN)/python bench/generate.py --url $(BENCH_PG)/points_bench_large --volunteers $(BENCH_VOLUNTEERS) --entries $(BENCH_ENTRIES)
+	$(BIN)/python bench/generate.py --url $(BENCH_PG)/points_bench_small --volunteers 2000 --entries 10000
+	$(BIN)/python bench/generate.py --url sqlite:///$(CURDIR)/instance/bench_sqlite.db --volunteers 20000 --entries 100000
+
+bench: bench-data
+	$(BIN)/python bench/run.py --large $(BENCH_PG)/points_bench_large --small $(BENCH_PG)/points_bench_small \
+		--sqlite sqlite:///$(CURDIR)/instance/bench_sqlite.db --seconds $(BENCH_SECONDS) --clients $(BENCH_CLIENTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,35 @@
+"""gunicorn settings for production: ``gunicorn -c gunicorn.conf.py 'pointsapp:create_app()'``.
+
+Every setting can be changed from the environment (``GUNICORN_WORKERS=8``...). The app keeps no
+state in its processes (sessions are signed cookies, rate limits live in Redis when ``REDIS_URL``
+is set, keys come from the environment or the shared instance folder), so any number of workers,
+on one machine or several, serve the same database.
+
+Connections: each worker process has its own SQLAlchemy pool (``POINTS_DB_POOL_SIZE``, 10 by
+default, and ``POINTS_DB_MAX_OVERFLOW`` more on a burst). The pool opens connections only when
+asked and a ``gthread`` worker runs at most ``threads`` requests at a time, so one machine holds at
+most ``workers × threads`` connections (5 × 4 = 20 on 2 cores). Keep the sum over all machines under
+PostgreSQL's ``max_connections`` (100 by default) with room for cron jobs and psql, or put
+PgBouncer in transaction mode in between.
+"""
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+# Two per core plus one: a request spends much of its time waiting for the database.
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+# Threads let one worker keep several client connections alive (the sync worker closes each).
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+# A worker is replaced after this many requests (with jitter, so not all at once): a slow leak
+# in a library cannot grow a worker without bound.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
+max_requests_jitter = 2000
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+# Behind nginx on the same machine: trust its X-Forwarded-* headers only from there.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
