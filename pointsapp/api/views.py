@@ -1,11 +1,15 @@
 """The API's endpoints. Each: validate, authorise, call one domain function, commit, dump."""
 from __future__ import annotations
 
+from datetime import date, datetime
+from decimal import Decimal
+
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
-from ..domain import claims, people, rules, tokens, vouchers
+from ..domain import claims, people, reports, rules, settlement, statements, tokens, uploads, vouchers
 from ..domain.access import (
     managed_merchants_query,
     require_admin_of,
@@ -13,14 +17,14 @@ from ..domain.access import (
     require_merchant_admin,
     subtree_filter,
 )
-from ..domain.clock import local_today
+from ..domain.clock import local_today, parse_month
 from ..domain.errors import NotFound
 from ..domain.ledger import account_for_volunteer, balance_of
 from ..domain.org import add_unit
 from ..extensions import db
 from ..models import Account, Activity, Entry, Merchant, OrgUnit, Reward, Transfer, User, Voucher
 from ..models.rewards import VOUCHER_ISSUED
-from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF, ROLE_VOLUNTEER, STAFF_ROLES
+from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF, ROLE_STREET_ADMIN, ROLE_VOLUNTEER, STAFF_ROLES
 from ..schemas import (
     ActiveIn,
     AttendanceIn,
@@ -28,6 +32,7 @@ from ..schemas import (
     BalanceOut,
     CashierIn,
     CashierVoucherOut,
+    ClaimFormIn,
     ClaimIn,
     ClaimOut,
     EntryOut,
@@ -59,10 +64,37 @@ from ..schemas import (
     TokenOut,
     TransferOut,
     VoucherOut,
+    MerchantOwedOut,
+    MonthArgs,
+    PaymentIn,
+    PaymentOut,
+    PeriodOut,
+    RateIn,
+    RatesOut,
+    ReportArgs,
+    ReportsOut,
+    StatementOut,
+    YearArgs,
+    YearStatementOut,
     page_of,
 )
 from . import bp
-from .core import ApiError, actor, derived_key, doc, idempotent, load_args, load_body, local_day_bounds, paginate, require_role, respond
+from .core import (
+    ApiError,
+    actor,
+    derived_key,
+    doc,
+    idempotent,
+    is_multipart,
+    load_args,
+    load_body,
+    load_form,
+    local_day_bounds,
+    paginate,
+    require_role,
+    respond,
+)
+from ..web.volunteer import discard_photo, send_photo
 from .limits import wrong_code_limit
 
 ALL = ("volunteer", "grid_staff", "community_admin", "street_admin", "merchant_staff")
@@ -191,13 +223,45 @@ def my_claims():
 
 @bp.post("/me/claims")
 @idempotent
-@doc("Submit a claim", tag="volunteer", body=ClaimIn, response=ClaimOut, status=201, roles=("volunteer",), idempotent=True)
+@doc("Submit a claim", tag="volunteer", body=ClaimIn, form=ClaimFormIn, response=ClaimOut, status=201,
+     roles=("volunteer",), idempotent=True)
 def claim_submit():
-    """Claim credit for an activity; a rule that needs no approval credits it at once."""
+    """Claim credit for an activity; a rule that needs no approval credits it at once.
+
+    Send JSON, or multipart/form-data with the same fields and the evidence ``photo`` as a file
+    part (a rule with ``requires_photo`` needs one). The photo is re-encoded as JPEG.
+    """
     require_role(ROLE_VOLUNTEER)  # the role first: a stranger learns nothing from the body check
-    data = load_body(ClaimIn)
-    act = claims.submit_claim(actor(), submission_key=derived_key("api"), **data)
-    return respond(ClaimOut().dump(act), 201)
+    if not is_multipart():
+        data = load_body(ClaimIn)
+        act = claims.submit_claim(actor(), submission_key=derived_key("api"), **data)
+        return respond(ClaimOut().dump(act), 201)
+    data = load_form(ClaimFormIn)
+    photo_name = uploads.store_photo(data.pop("photo").read())
+    try:
+        act = claims.submit_claim(actor(), submission_key=derived_key("api"), photo_name=photo_name, **data)
+        return respond(ClaimOut().dump(act), 201)
+    except BaseException:
+        db.session.rollback()
+        discard_photo(photo_name)
+        raise
+
+
+@bp.get("/me/claims/<int:activity_id>/photo")
+@doc("The photo of one of my claims", tag="volunteer", content="image/jpeg", roles=("volunteer",))
+def my_claim_photo(activity_id: int):
+    """The evidence photo of one of the volunteer's own claims (JPEG); 404 when it has none."""
+    require_role(ROLE_VOLUNTEER)
+    act = db.session.get(Activity, activity_id)
+    if act is None or act.volunteer_id != actor().id:
+        raise NotFound()
+    return _photo(act)
+
+
+def _photo(act: Activity):
+    if uploads.photo_path(act.photo_path or "") is None:
+        raise NotFound()
+    return send_photo(act)
 
 
 @bp.get("/me/rules")
@@ -349,6 +413,14 @@ def claim_queue():
     if within is not None:
         query = query.where(within)
     return paginate(query, Activity.created_at, Activity.id, args, StaffClaimOut(many=True).dump)
+
+
+@bp.get("/claims/<int:activity_id>/photo")
+@doc("The photo of a claim", tag="staff", content="image/jpeg", roles=STAFF_ROLES)
+def claim_photo(activity_id: int):
+    """The evidence photo of a claim in the actor's subtrees (JPEG); 404 when it has none."""
+    require_role(*STAFF_ROLES)
+    return _photo(claims.scoped_activity(actor(), activity_id))
 
 
 @bp.post("/claims/<int:activity_id>/approve")
@@ -573,6 +645,13 @@ def cashier_create(merchant_id: int):
     return respond(_person_out(person), 201)
 
 
+@bp.get("/merchants/<int:merchant_id>/cashiers")
+@doc("A merchant's cashiers", tag="admin", response=PersonOut(many=True), roles=ADMIN_ROLES)
+def cashier_list(merchant_id: int):
+    """The cashier accounts of a merchant the admin manages, oldest first."""
+    return respond([_person_out(p) for p in people.merchant_cashiers(_admin(), merchant_id)])
+
+
 @bp.get("/merchants/<int:merchant_id>/rewards")
 @doc("A merchant's rewards", tag="admin", response=RewardOut(many=True), roles=ADMIN_ROLES)
 def merchant_rewards(merchant_id: int):
@@ -604,3 +683,166 @@ def reward_update(reward_id: int):
     reward = vouchers.update_reward(who, reward_id, vouchers.RewardTerms(**data), stock_change=stock_change,
                                     unlimited=unlimited)
     return respond(RewardOut().dump(reward))
+
+
+# --- settlement: what the street owes merchants -----------------------------------------------
+
+STATEMENT_READERS = ("merchant_staff",) + ADMIN_ROLES
+
+
+@bp.get("/settlement/merchants")
+@doc("Merchants with what is owed to them", tag="settlement", response=MerchantOwedOut(many=True),
+     roles=STATEMENT_READERS)
+def settlement_merchants():
+    """The merchants whose statements the actor may read (their own as cashier, those they administer),
+    with the points owed to each now and their value in fen."""
+    require_role(*STATEMENT_READERS)
+    return respond(MerchantOwedOut(many=True).dump([
+        {"id": m.id, "name": m.name, "kind": m.kind, "org_unit_id": m.org_unit_id,
+         "owed": settlement.owed(m.id), "owed_fen": settlement.owed_fen(m.id)}
+        for m in settlement.visible_merchants(actor())
+    ]))
+
+
+def _month_arg() -> date | None:
+    text = load_args(MonthArgs)["month"]
+    return parse_month(text) if text else None
+
+
+@bp.get("/settlement/merchants/<int:merchant_id>/statement")
+@doc("A merchant's statement for a month", tag="settlement", args=MonthArgs, response=StatementOut,
+     roles=STATEMENT_READERS)
+def settlement_statement(merchant_id: int):
+    """The statement of one month: opening balance, redemptions, corrections, payments, closing
+    balance, in points and fen. The merchant's cashiers see volunteers' names masked (张*华);
+    admins over the merchant see full names."""
+    require_role(*STATEMENT_READERS)
+    who = actor()
+    st = settlement.statement(who, merchant_id, _month_arg())
+    return respond(StatementOut().dump({
+        "merchant_id": st.merchant.id, "merchant_name": st.merchant.name, "month": st.start.strftime("%Y-%m"),
+        "first_day": st.start, "last_day": st.last_day, "closed": st.period is not None, "closable": st.closable,
+        "opening": st.opening, "redeemed": st.redeemed, "corrected": st.corrected, "paid": st.paid,
+        "closing": st.closing, "redeemed_fen": st.redeemed_fen, "paid_fen": st.paid_fen,
+        "closing_fen": st.closing_fen, "owed_now": settlement.owed(merchant_id),
+        "owed_now_fen": settlement.owed_fen(merchant_id),
+        "months": [m.strftime("%Y-%m") for m in settlement.statement_months(who, merchant_id)],
+        "lines": st.lines,
+        "by_community": [{"community": c, "points": p, "fen": f} for c, p, f in st.by_community],
+    }))
+
+
+@bp.post("/settlement/merchants/<int:merchant_id>/close")
+@idempotent
+@doc("Close the merchant's next period", tag="settlement", response=PeriodOut, status=201, roles=ADMIN_ROLES,
+     idempotent=True)
+def settlement_close(merchant_id: int):
+    """Close the next period (a calendar month that has ended): its statement never changes again.
+    A retry with the same Idempotency-Key closes nothing more."""
+    who = _admin()
+    return respond(PeriodOut().dump(settlement.close_period(who, merchant_id)), 201)
+
+
+@bp.post("/settlement/merchants/<int:merchant_id>/payments")
+@idempotent
+@doc("Record a payment to a merchant", tag="settlement", body=PaymentIn, response=PaymentOut, status=201,
+     roles=ADMIN_ROLES, idempotent=True)
+def settlement_payment(merchant_id: int):
+    """Record money paid to the merchant: retire that many of its points, valued first in, first out.
+    Paying more than is owed is refused (409 ``payment_exceeds_owed``)."""
+    who = _admin()
+    data = load_body(PaymentIn)
+    payment = settlement.record_payment(who, merchant_id, key=derived_key("api")[:48], **data)
+    return respond(PaymentOut().dump(payment), 201)
+
+
+def _rates_out(street: OrgUnit) -> dict:
+    table = settlement.rate_table(street.id)
+    return RatesOut().dump({
+        "street_id": street.id, "street_name": street.name,
+        "current_fen_per_point": settlement.rate_on(local_today(), table),
+        "rates": [{"effective_from": d, "fen_per_point": f} for d, f in table],
+    })
+
+
+def _my_street() -> OrgUnit:
+    require_role(ROLE_STREET_ADMIN)
+    street = settlement.administered_street(actor())
+    if street is None:
+        raise ApiError(_("You are not allowed to do this here."), "forbidden", 403)
+    return street
+
+
+@bp.get("/settlement/rates")
+@doc("My street's points rates", tag="settlement", response=RatesOut, roles=("street_admin",))
+def settlement_rates():
+    """The value of a point in the street admin's street (fen per point), today and from each date on."""
+    return respond(_rates_out(_my_street()))
+
+
+@bp.post("/settlement/rates")
+@doc("Set my street's points rate", tag="settlement", body=RateIn, response=RatesOut, status=201,
+     roles=("street_admin",))
+def settlement_rate_set():
+    """Set the value of a point from a date on (tomorrow at the earliest), as yuan per point."""
+    street = _my_street()
+    data = load_body(RateIn)
+    settlement.set_rate(actor(), street, data["effective_from"], settlement.fen_from_yuan(data["yuan_per_point"]))
+    return respond(_rates_out(street), 201)
+
+
+# --- reports and the volunteer's yearly statement -------------------------------------------
+
+
+def _cell(value):
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+@bp.get("/reports")
+@doc("Report tables of a subtree and months", tag="reports", args=ReportArgs, response=ReportsOut,
+     roles=ADMIN_ROLES)
+def report_tables():
+    """Every report of the reports page (or only ``key``) for a node of the admin's subtree and a
+    range of months (at most 36): the rows the page charts, with their headers."""
+    who = _admin()
+    args = load_args(ReportArgs)
+    if args["org_unit_id"]:
+        unit = _unit(args["org_unit_id"])
+    else:
+        unit = next((g.org_unit for g in who.grants(*ADMIN_ROLES) if g.org_unit is not None), None)
+        if unit is None:
+            raise NotFound()
+    last = parse_month(args["last"], field="last") if args["last"] else local_today().replace(day=1)
+    first = parse_month(args["first"], field="first") if args["first"] else reports.add_months(last, -5)
+    r = reports.make_range(who, unit, first, last)
+    zh = str(get_locale() or "zh_CN").startswith("zh")
+    tables = reports.build(r, zh, only=args["key"])
+    return respond(ReportsOut().dump({
+        "org_unit_id": unit.id, "first": r.start.strftime("%Y-%m"),
+        "last": reports.add_months(r.end, -1).strftime("%Y-%m"),
+        "tables": [{"key": t.key, "title": str(t.title), "headers": [str(h) for h in t.headers],
+                    "rows": [[_cell(c) for c in row] for row in t.rows]} for t in tables],
+    }))
+
+
+@bp.get("/me/statement")
+@doc("My statement for a year", tag="volunteer", args=YearArgs, response=YearStatementOut, roles=("volunteer",))
+def my_statement():
+    """The volunteer's yearly statement: balance at the start and end, points earned, corrected and
+    spent, hours and activities by category, redemptions, vouchers expired. Default: this year."""
+    require_role(ROLE_VOLUNTEER)
+    year = load_args(YearArgs)["year"] or local_today().year
+    st = statements.volunteer_year(actor(), year)
+    return respond(YearStatementOut().dump({
+        **{k: getattr(st, k) for k in ("year", "opening", "earned", "corrected", "spent", "closing",
+                                        "activities", "expired_vouchers", "expired_points")},
+        "hours": str(st.hours),
+        "by_category": [{"category": c, "activities": n, "hours": str(h), "points": p} for c, n, h, p in st.by_category],
+        "redemptions": [{"redeemed_at": w, "reward": r, "merchant": m, "points": p} for w, r, m, p in st.redemptions],
+    }))
