@@ -7,9 +7,9 @@ from decimal import Decimal
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
-from ..domain import claims, people, reports, rules, settlement, statements, tokens, uploads, vouchers
+from ..domain import claims, exports, people, reports, rules, settlement, statements, tokens, uploads, vouchers
 from ..domain.access import (
     managed_merchants_query,
     require_admin_of,
@@ -27,6 +27,7 @@ from ..models.rewards import VOUCHER_ISSUED
 from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF, ROLE_STREET_ADMIN, ROLE_VOLUNTEER, STAFF_ROLES
 from ..schemas import (
     ActiveIn,
+    AdminEntryOut,
     AttendanceIn,
     AttendanceOut,
     BalanceOut,
@@ -71,6 +72,7 @@ from ..schemas import (
     PeriodOut,
     RateIn,
     RatesOut,
+    RedemptionOut,
     ReportArgs,
     ReportsOut,
     StatementOut,
@@ -846,3 +848,37 @@ def my_statement():
         "by_category": [{"category": c, "activities": n, "hours": str(h), "points": p} for c, n, h, p in st.by_category],
         "redemptions": [{"redeemed_at": w, "reward": r, "merchant": m, "points": p} for w, r, m, p in st.redemptions],
     }))
+
+
+# --- lists an admin can export (the exports page's ledger and redemptions) --------------------
+
+
+@bp.get("/ledger-entries")
+@doc("Ledger entries of volunteers in my part of the tree", tag="admin", args=ListArgs,
+     response=page_of(AdminEntryOut, "AdminEntryPage"), roles=ADMIN_ROLES)
+def ledger_entry_list():
+    """Every ledger entry on the accounts of volunteers in the admin's subtrees, newest first, with
+    the volunteer; ``from``/``to`` filter by the transfer's local day, ``org_unit_id`` by node."""
+    args = load_args(ListArgs)
+    query = exports.ledger_entries_query(_admin()).where(*_between(Transfer.created_at, args)).options(
+        selectinload(Entry.transfer), selectinload(Entry.account).selectinload(Account.user))
+    within = _in_unit(OrgUnit.path, args, ADMIN_ROLES)
+    if within is not None:
+        query = query.where(within)
+    return paginate(query, Entry.id, Entry.id, args, AdminEntryOut(many=True).dump)
+
+
+@bp.get("/redemptions")
+@doc("Redemptions in my part of the tree", tag="admin", args=ListArgs, response=page_of(RedemptionOut, "RedemptionPage"),
+     roles=ADMIN_ROLES)
+def redemption_list():
+    """Redeemed vouchers of volunteers, or at merchants, in the admin's subtrees, newest first;
+    ``from``/``to`` filter by the local day of redemption, ``org_unit_id`` by the volunteer's node."""
+    args = load_args(ListArgs)
+    vol_unit = aliased(OrgUnit)
+    query = exports.redemptions_query(_admin(), vol_unit).where(*_between(Voucher.redeemed_at, args)).options(
+        selectinload(Voucher.reward), selectinload(Voucher.merchant), selectinload(Voucher.volunteer))
+    within = _in_unit(vol_unit.path, args, ADMIN_ROLES)
+    if within is not None:
+        query = query.where(within)
+    return paginate(query, Voucher.redeemed_at, Voucher.id, args, RedemptionOut(many=True).dump)

@@ -631,3 +631,27 @@ class YearStatementOut(Schema):
     redemptions = fields.List(fields.Nested(YearRedemptionOut), required=True)
     expired_vouchers = fields.Integer(required=True)
     expired_points = fields.Integer(required=True)
+
+
+# --- lists an admin can export --------------------------------------------------------------
+
+
+class AdminEntryOut(EntryOut):
+    """A volunteer's ledger entry as an admin over them sees it."""
+
+    volunteer_id = fields.Integer(required=True, attribute="account.user_id")
+    volunteer_name = fields.String(required=True, attribute="account.user.full_name")
+
+
+class RedemptionOut(Schema):
+    """A redeemed voucher as an admin sees it."""
+
+    voucher_id = fields.Integer(required=True, attribute="id")
+    redeemed_at = fields.DateTime(required=True)
+    volunteer_id = fields.Integer(required=True)
+    volunteer_name = fields.String(required=True, attribute="volunteer.full_name")
+    reward_id = fields.Integer(required=True)
+    reward_name = fields.String(required=True, attribute="reward.name")
+    merchant_id = fields.Integer(required=True)
+    merchant_name = fields.String(required=True, attribute="merchant.name")
+    points = fields.Integer(required=True)

@@ -165,3 +165,37 @@ def test_the_volunteer_reads_their_yearly_statement(api_as, street):
     assert (empty["opening"], empty["earned"], empty["closing"], empty["redemptions"]) == (0, 0, 0, [])
     assert v.get("/me/statement", year=1999).status_code == 422
     assert api_as("cashier").get("/me/statement").status_code == 403
+
+
+def test_admins_page_through_the_ledger_entries_and_redemptions_of_their_subtree(api_as, street):
+    _two_months_ago(street)
+    a = api_as("admin_a")
+    entries = a.get("/ledger-entries")
+    assert entries.status_code == 200, entries.json
+    assert {e["volunteer_name"] for e in entries.json["items"]} == {"张秀华"}  # community A only
+    assert sorted(e["amount"] for e in entries.json["items"]) == [-10, 100]
+    ids = [e["id"] for e in entries.json["items"]]
+    assert ids == sorted(ids, reverse=True)
+    street_wide = api_as("street_admin").get("/ledger-entries", limit=1)
+    seen, cursor = [], None
+    while True:
+        page = api_as("street_admin").get("/ledger-entries", limit=1, **({"cursor": cursor} if cursor else {}))
+        seen += [e["id"] for e in page.json["items"]]
+        cursor = page.json["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == 4 and street_wide.json["items"][0]["id"] == seen[0]
+    assert api_as("street_admin").get("/ledger-entries", org_unit_id=street.community_b.id).json["items"][0][
+        "volunteer_name"] == "孙丽"
+    assert a.get("/ledger-entries", org_unit_id=street.community_b.id).status_code == 404
+
+    reds = api_as("street_admin").get("/redemptions")
+    assert reds.status_code == 200
+    assert [(r["volunteer_name"], r["reward_name"], r["merchant_name"], r["points"]) for r in reds.json["items"]] == [
+        ("孙丽", "大米 5kg", "友谊慈善超市", 10), ("张秀华", "大米 5kg", "友谊慈善超市", 10)]
+    mine = a.get("/redemptions")
+    assert [r["volunteer_name"] for r in mine.json["items"]] == ["张秀华"]
+    later = api_as("street_admin").get("/redemptions", **{"from": local_today().isoformat()})
+    assert later.json["items"] == []
+    assert api_as("cashier").get("/redemptions").status_code == 403
+    assert api_as("staff_a").get("/ledger-entries").status_code == 403
