@@ -4,8 +4,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
+from flask import send_file
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from marshmallow import ValidationError
 from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased, selectinload
 
@@ -22,12 +24,13 @@ from ..domain.errors import NotFound
 from ..domain.ledger import account_for_volunteer, balance_of
 from ..domain.org import add_unit
 from ..extensions import db
-from ..models import Account, Activity, Entry, Merchant, OrgUnit, Reward, Transfer, User, Voucher
+from ..models import Account, Activity, AuditRecord, Entry, Merchant, OrgUnit, Reward, Transfer, User, Voucher
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF, ROLE_STREET_ADMIN, ROLE_VOLUNTEER, STAFF_ROLES
 from ..schemas import (
     ActiveIn,
     AdminEntryOut,
+    AuditOut,
     AttendanceIn,
     AttendanceOut,
     BalanceOut,
@@ -50,6 +53,7 @@ from ..schemas import (
     PeopleArgs,
     PersonIn,
     PersonOut,
+    PictureFormIn,
     RedemptionIn,
     RejectIn,
     ReverseIn,
@@ -60,6 +64,7 @@ from ..schemas import (
     RuleOut,
     RuleTermsIn,
     StaffClaimOut,
+    TemporaryPasswordOut,
     TokenCreatedOut,
     TokenIn,
     TokenOut,
@@ -882,3 +887,60 @@ def redemption_list():
     if within is not None:
         query = query.where(within)
     return paginate(query, Voucher.redeemed_at, Voucher.id, args, RedemptionOut(many=True).dump)
+
+
+# --- admins: role revocation, password resets, reward pictures, the audit log ----------------
+
+
+@bp.delete("/people/<int:user_id>/roles/<int:grant_id>")
+@doc("Take a role away from a person", tag="admin", response=PersonOut, roles=ADMIN_ROLES)
+def person_revoke(user_id: int, grant_id: int):
+    """Take one of a person's role grants away (``id`` as in ``roles``); a volunteer's points stay."""
+    who = _admin()
+    people.revoke_role(who, user_id, grant_id)
+    return respond(_person_out(people.person_in_scope(who, user_id)))
+
+
+@bp.post("/people/<int:user_id>/password")
+@doc("Reset a person's password", tag="admin", response=TemporaryPasswordOut, status=201, roles=ADMIN_ROLES)
+def person_reset_password(user_id: int):
+    """Give a person a temporary password, shown once in the answer; they must change it at login."""
+    person, temporary = people.reset_password(_admin(), user_id)
+    return respond({"person": _person_out(person), "temporary_password": temporary}, 201)  # as TemporaryPasswordOut
+
+
+@bp.put("/rewards/<int:reward_id>/picture")
+@doc("Set a reward's picture", tag="admin", form=PictureFormIn, response=RewardOut, roles=ADMIN_ROLES)
+def reward_picture_set(reward_id: int):
+    """Give a reward the picture volunteers see in the catalogue (replacing the one it had), as the
+    file part ``picture`` of a multipart/form-data body; it is re-encoded as JPEG."""
+    who = _admin()
+    if not is_multipart():
+        raise ValidationError({"picture": ["Send the picture as a file part of a multipart/form-data body."]})
+    picture = load_form(PictureFormIn)["picture"]
+    return respond(RewardOut().dump(vouchers.set_reward_picture(who, reward_id, picture.read())))
+
+
+@bp.get("/rewards/<int:reward_id>/picture")
+@doc("A reward's picture", tag="volunteer", content="image/jpeg", roles=ALL)
+def reward_picture(reward_id: int):
+    """A reward's picture (JPEG), as in the catalogue; 404 when it has none. No secret: any role may see it."""
+    path = uploads.reward_picture_path(reward_id) if db.session.get(Reward, reward_id) is not None else None
+    if path is None:
+        raise NotFound()
+    resp = send_file(path, mimetype="image/jpeg", max_age=0)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Cache-Control"] = "private, max-age=3600"
+    return resp
+
+
+@bp.get("/audit")
+@doc("The audit log of my part of the tree", tag="admin", args=PageArgs, response=page_of(AuditOut, "AuditPage"),
+     roles=ADMIN_ROLES)
+def audit_list():
+    """The audit records of the admin's subtrees, newest first (``from``/``to`` filter by local day)."""
+    who = _admin()
+    args = load_args(PageArgs)
+    query = select(AuditRecord).where(subtree_filter(AuditRecord.org_path, who, ADMIN_ROLES),
+                                      *_between(AuditRecord.created_at, args))
+    return paginate(query, AuditRecord.id, AuditRecord.id, args, AuditOut(many=True).dump)

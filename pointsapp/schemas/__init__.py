@@ -655,3 +655,29 @@ class RedemptionOut(Schema):
     merchant_id = fields.Integer(required=True)
     merchant_name = fields.String(required=True, attribute="merchant.name")
     points = fields.Integer(required=True)
+
+
+# --- people's passwords, reward pictures, the audit log --------------------------------------
+
+
+class TemporaryPasswordOut(Schema):
+    person = fields.Nested(PersonOut, required=True)
+    temporary_password = fields.String(required=True, metadata={
+        "description": "Shown once; the person must change it at their next login."})
+
+
+class PictureFormIn(In):
+    picture = Upload(required=True, metadata={"description": "A JPEG, PNG, WebP or GIF picture (up to 5 MB)."})
+
+
+class AuditOut(Schema):
+    id = fields.Integer(required=True)
+    seq = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+    actor_id = fields.Integer(allow_none=True)
+    action = fields.String(required=True)
+    target_type = fields.String(required=True)
+    target_id = fields.Integer(allow_none=True)
+    org_path = fields.String(allow_none=True)
+    summary = fields.String(required=True)
+    hash = fields.String(required=True, metadata={"description": "Chains each record to the one before."})

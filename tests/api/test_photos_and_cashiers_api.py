@@ -4,7 +4,7 @@ import io
 from PIL import Image
 from sqlalchemy import func, select
 
-from pointsapp.domain import rules, uploads
+from pointsapp.domain import people, rules, uploads
 from pointsapp.extensions import db
 from pointsapp.models import Activity
 from tests.factories import rule_terms, yesterday
@@ -112,3 +112,65 @@ def test_admins_over_a_merchant_list_its_cashiers(api_as, street):
     assert api_as("cashier").get(f"/merchants/{street.shop.id}/cashiers").status_code == 403
     assert api_as("vol_a").get(f"/merchants/{street.shop.id}/cashiers").status_code == 403
     assert api_as("street_admin").get("/merchants/999999/cashiers").status_code == 404
+
+
+def test_an_admin_sets_a_rewards_picture_and_everyone_can_see_it(api_as, street):
+    a = api_as("street_admin")
+    assert a.get(f"/rewards/{street.rice.id}/picture").status_code == 404  # none yet
+    resp = a.client.put(f"/api/v1/rewards/{street.rice.id}/picture", content_type="multipart/form-data",
+                        data={"picture": (io.BytesIO(png_bytes()), "rice.png")}, headers=a._headers())
+    assert resp.status_code == 200, resp.json
+    assert resp.json["id"] == street.rice.id and resp.json["name"] == "大米 5kg"
+    seen = api_as("vol_a").get(f"/rewards/{street.rice.id}/picture")
+    assert seen.status_code == 200 and seen.mimetype == "image/jpeg" and seen.data[:2] == b"\xff\xd8"
+    as_json = a.client.put(f"/api/v1/rewards/{street.rice.id}/picture", json={}, headers=a._headers())
+    assert as_json.status_code == 422 and "picture" in as_json.json["fields"]
+    bad = a.client.put(f"/api/v1/rewards/{street.rice.id}/picture", content_type="multipart/form-data",
+                       data={"picture": (io.BytesIO(b"GIF89a-not-really"), "x.gif")}, headers=a._headers())
+    assert bad.status_code == 422 and bad.json["code"] == "invalid_input"
+    other = api_as("admin_a")  # not over the street's merchant
+    refused = other.client.put(f"/api/v1/rewards/{street.rice.id}/picture", content_type="multipart/form-data",
+                               data={"picture": (io.BytesIO(png_bytes()), "x.png")}, headers=other._headers())
+    assert refused.status_code == 404
+    cashier = api_as("cashier")
+    assert cashier.client.put(f"/api/v1/rewards/{street.rice.id}/picture", content_type="multipart/form-data",
+                              data={"picture": (io.BytesIO(png_bytes()), "x.png")},
+                              headers=cashier._headers()).status_code == 403
+
+
+def test_an_admin_takes_a_role_away_and_resets_a_password(api_as, street):
+    a = api_as("admin_a")
+    grant = next(g for g in street.vol_a2.roles)
+    gave = a.post(f"/people/{street.vol_a2.id}/roles", {"role": "grid_staff", "org_unit_id": street.grid_a.id}, key=None)
+    assert gave.status_code == 201
+    staff_grant = next(g for g in db.session.get(type(street.vol_a2), street.vol_a2.id).roles if g.role == "grid_staff")
+    taken = a.delete(f"/people/{street.vol_a2.id}/roles/{staff_grant.id}")
+    assert taken.status_code == 200, taken.json
+    assert [r["role"] for r in taken.json["roles"]] == ["volunteer"]
+    assert grant.role == "volunteer"
+    assert api_as("admin_b").delete(f"/people/{street.vol_a2.id}/roles/{grant.id}").status_code == 404
+    assert api_as("staff_a").delete(f"/people/{street.vol_a2.id}/roles/{grant.id}").status_code == 403
+
+    reset = a.post(f"/people/{street.vol_a2.id}/password", key=None)
+    assert reset.status_code == 201, reset.json
+    assert reset.json["person"]["id"] == street.vol_a2.id and len(reset.json["temporary_password"]) >= 8
+    db.session.expire_all()
+    assert people.authenticate("vol_a2", reset.json["temporary_password"]).id == street.vol_a2.id
+    assert street.vol_a2.must_change_password is True
+    assert api_as("admin_b").post(f"/people/{street.vol_a2.id}/password", key=None).status_code == 404
+    assert api_as("vol_a").post(f"/people/{street.vol_a2.id}/password", key=None).status_code == 403
+
+
+def test_an_admin_pages_through_the_audit_log_of_their_subtree(api_as, street, pending_claim):
+    api_as("staff_a").post(f"/claims/{pending_claim.id}/approve")
+    a = api_as("admin_a")
+    resp = a.get("/audit", limit=100)
+    assert resp.status_code == 200
+    actions = [r["action"] for r in resp.json["items"]]
+    assert "claim.approved" in actions
+    ids = [r["id"] for r in resp.json["items"]]
+    assert ids == sorted(ids, reverse=True)
+    assert all(r["org_path"].startswith(street.community_a.path) for r in resp.json["items"])
+    b_actions = [r for r in api_as("admin_b").get("/audit", limit=100).json["items"] if r["action"] == "claim.approved"]
+    assert b_actions == []
+    assert api_as("staff_a").get("/audit").status_code == 403
