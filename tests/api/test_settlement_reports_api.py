@@ -199,3 +199,17 @@ def test_admins_page_through_the_ledger_entries_and_redemptions_of_their_subtree
     assert later.json["items"] == []
     assert api_as("cashier").get("/redemptions").status_code == 403
     assert api_as("staff_a").get("/ledger-entries").status_code == 403
+
+
+def test_closing_goes_month_by_month_and_refuses_the_running_month(api_as, street):
+    _two_months_ago(street)
+    a = api_as("street_admin")
+    base = f"/settlement/merchants/{street.shop.id}"
+    assert a.post(base + "/close").json["period_start"] == months_ago(2).isoformat()
+    assert a.post(base + "/close").json["period_start"] == months_ago(1).isoformat()
+    running = a.post(base + "/close")
+    assert running.status_code == 409 and running.json["code"] == "period_not_ended"
+    assert [p.period_start for p in settlement.closed_periods(street.shop.id)] == [months_ago(1), months_ago(2)]
+    statement = a.get(base + "/statement").json
+    assert statement["month"] == local_today().strftime("%Y-%m") and statement["closable"] is False
+    assert a.get(base + "/statement", month=months_ago(3).strftime("%Y-%m")).status_code == 404  # before the first
