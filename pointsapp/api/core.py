@@ -34,12 +34,18 @@ class ApiError(PointsError):
 
 
 def doc(summary: str, *, tag: str, response=None, status: int = 200, body: type[Schema] | None = None,
-        args: type[Schema] | None = None, roles: tuple[str, ...] = (), idempotent: bool = False):
-    """Describe a view for the OpenAPI document (read by ``pointsapp.api.spec``)."""
+        args: type[Schema] | None = None, roles: tuple[str, ...] = (), idempotent: bool = False,
+        form: type[Schema] | None = None, content: str = "application/json"):
+    """Describe a view for the OpenAPI document (read by ``pointsapp.api.spec``).
+
+    ``form`` documents a multipart/form-data body (besides or instead of the JSON ``body``);
+    ``content`` is the media type of a successful answer (a binary one for photos).
+    """
 
     def decorator(view):
         view._api_doc = dict(summary=summary, tag=tag, response=response, status=status, body=body,
-                             args=args, roles=roles, idempotent=idempotent, description=view.__doc__ or "")
+                             args=args, roles=roles, idempotent=idempotent, description=view.__doc__ or "",
+                             form=form, content=content)
         return view
 
     return decorator
@@ -74,6 +80,22 @@ def load_body(schema_cls: type[Schema]) -> dict:
             raise ApiError(_("The body is not valid JSON."), "invalid_json", 400)
     if not isinstance(data, dict):
         raise ValidationError({"_schema": ["The body must be a JSON object."]})
+    return schema_cls().load(data)
+
+
+def is_multipart() -> bool:
+    """Say whether the request's body is multipart/form-data (a claim with its photo)."""
+    return request.mimetype == "multipart/form-data"
+
+
+def load_form(schema_cls: type[Schema]) -> dict:
+    """Validate a multipart/form-data body (fields and files, each name once) with ``schema_cls``."""
+    data = {}
+    for source in (request.form, request.files):
+        for key, values in source.lists():
+            if len(values) > 1 or key in data:
+                raise ValidationError({key: ["Give this field once."]})
+            data[key] = values[0]
     return schema_cls().load(data)
 
 
@@ -114,6 +136,13 @@ ABANDONED_AFTER = timedelta(minutes=10)
 
 
 def _body_hash() -> str:
+    if is_multipart():
+        # The boundary differs between retries: hash the fields and the files' contents instead.
+        parts = sorted([("f", k, v) for k, v in request.form.items(multi=True)]
+                       + [("b", k, hashlib.sha256(f.read()).hexdigest()) for k, f in request.files.items(multi=True)])
+        for f in request.files.values():
+            f.seek(0)
+        return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
     raw = request.get_data(cache=True)
     try:
         canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()

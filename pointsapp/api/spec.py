@@ -15,6 +15,7 @@ ERRORS = {
     "403": "Not allowed: the token's roles do not allow this here.",
     "404": "Not found, or not in the token's part of the tree.",
     "405": "The method is not allowed at this path (an id too large for the database also ends here).",
+    "413": "The body is too large (a photo over the upload limit).",
     "409": "Refused by a rule of the domain (see `code`), or a request with this Idempotency-Key is still running.",
     "422": "Validation failed (`fields` has a message per field), or the Idempotency-Key was used for another request.",
     "429": "Too many wrong voucher codes; wait a minute.",
@@ -25,6 +26,8 @@ TAGS = [
     {"name": "merchant", "description": "Redemption at the till, for cashiers."},
     {"name": "staff", "description": "The approval queue and recorded attendance, for grid staff and admins."},
     {"name": "admin", "description": "The tree, people, rules, merchants, rewards and reversals, for admins."},
+    {"name": "settlement", "description": "What the street owes merchants: statements, periods, payments, rates."},
+    {"name": "reports", "description": "The report tables of a subtree and a range of months, for admins."},
 ]
 
 
@@ -86,11 +89,18 @@ def _operation(rule, note: dict, view) -> dict:
         op["parameters"].append({"in": "query", "schema": note["args"]})
     if note["idempotent"]:
         op["parameters"].append("IdempotencyKey")
-    if note["body"] is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": note["body"]}}}
+    if note["body"] is not None or note.get("form") is not None:
+        body_content = {}
+        if note["body"] is not None:
+            body_content["application/json"] = {"schema": note["body"]}
+        if note.get("form") is not None:
+            body_content["multipart/form-data"] = {"schema": note["form"]}
+        op["requestBody"] = {"required": True, "content": body_content}
     response = note["response"]
     ok = {"description": "Done."}
-    if response is not None:
+    if note.get("content", "application/json") != "application/json":
+        ok["content"] = {note["content"]: {"schema": {"type": "string", "format": "binary"}}}
+    elif response is not None:
         ok["content"] = {"application/json": {"schema": response}}
     op["responses"][str(note["status"])] = ok
     for code, text in ERRORS.items():

@@ -1,11 +1,17 @@
 """The API's endpoints. Each: validate, authorise, call one domain function, commit, dump."""
 from __future__ import annotations
 
-from flask_babel import gettext as _
-from sqlalchemy import or_, select
-from sqlalchemy.orm import selectinload
+from datetime import date, datetime
+from decimal import Decimal
 
-from ..domain import claims, people, rules, tokens, vouchers
+from flask import send_file
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from marshmallow import ValidationError
+from sqlalchemy import or_, select
+from sqlalchemy.orm import aliased, selectinload
+
+from ..domain import claims, exports, people, reports, rules, settlement, statements, tokens, uploads, vouchers
 from ..domain.access import (
     managed_merchants_query,
     require_admin_of,
@@ -13,21 +19,24 @@ from ..domain.access import (
     require_merchant_admin,
     subtree_filter,
 )
-from ..domain.clock import local_today
+from ..domain.clock import local_today, parse_month
 from ..domain.errors import NotFound
 from ..domain.ledger import account_for_volunteer, balance_of
 from ..domain.org import add_unit
 from ..extensions import db
-from ..models import Account, Activity, Entry, Merchant, OrgUnit, Reward, Transfer, User, Voucher
+from ..models import Account, Activity, AuditRecord, Entry, Merchant, OrgUnit, Reward, Transfer, User, Voucher
 from ..models.rewards import VOUCHER_ISSUED
-from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF, ROLE_VOLUNTEER, STAFF_ROLES
+from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF, ROLE_STREET_ADMIN, ROLE_VOLUNTEER, STAFF_ROLES
 from ..schemas import (
     ActiveIn,
+    AdminEntryOut,
+    AuditOut,
     AttendanceIn,
     AttendanceOut,
     BalanceOut,
     CashierIn,
     CashierVoucherOut,
+    ClaimFormIn,
     ClaimIn,
     ClaimOut,
     EntryOut,
@@ -44,6 +53,7 @@ from ..schemas import (
     PeopleArgs,
     PersonIn,
     PersonOut,
+    PictureFormIn,
     RedemptionIn,
     RejectIn,
     ReverseIn,
@@ -54,15 +64,44 @@ from ..schemas import (
     RuleOut,
     RuleTermsIn,
     StaffClaimOut,
+    TemporaryPasswordOut,
     TokenCreatedOut,
     TokenIn,
     TokenOut,
     TransferOut,
     VoucherOut,
+    MerchantOwedOut,
+    MonthArgs,
+    PaymentIn,
+    PaymentOut,
+    PeriodOut,
+    RateIn,
+    RatesOut,
+    RedemptionOut,
+    ReportArgs,
+    ReportsOut,
+    StatementOut,
+    YearArgs,
+    YearStatementOut,
     page_of,
 )
 from . import bp
-from .core import ApiError, actor, derived_key, doc, idempotent, load_args, load_body, local_day_bounds, paginate, require_role, respond
+from .core import (
+    ApiError,
+    actor,
+    derived_key,
+    doc,
+    idempotent,
+    is_multipart,
+    load_args,
+    load_body,
+    load_form,
+    local_day_bounds,
+    paginate,
+    require_role,
+    respond,
+)
+from ..web.volunteer import discard_photo, send_photo
 from .limits import wrong_code_limit
 
 ALL = ("volunteer", "grid_staff", "community_admin", "street_admin", "merchant_staff")
@@ -191,13 +230,45 @@ def my_claims():
 
 @bp.post("/me/claims")
 @idempotent
-@doc("Submit a claim", tag="volunteer", body=ClaimIn, response=ClaimOut, status=201, roles=("volunteer",), idempotent=True)
+@doc("Submit a claim", tag="volunteer", body=ClaimIn, form=ClaimFormIn, response=ClaimOut, status=201,
+     roles=("volunteer",), idempotent=True)
 def claim_submit():
-    """Claim credit for an activity; a rule that needs no approval credits it at once."""
+    """Claim credit for an activity; a rule that needs no approval credits it at once.
+
+    Send JSON, or multipart/form-data with the same fields and the evidence ``photo`` as a file
+    part (a rule with ``requires_photo`` needs one). The photo is re-encoded as JPEG.
+    """
     require_role(ROLE_VOLUNTEER)  # the role first: a stranger learns nothing from the body check
-    data = load_body(ClaimIn)
-    act = claims.submit_claim(actor(), submission_key=derived_key("api"), **data)
-    return respond(ClaimOut().dump(act), 201)
+    if not is_multipart():
+        data = load_body(ClaimIn)
+        act = claims.submit_claim(actor(), submission_key=derived_key("api"), **data)
+        return respond(ClaimOut().dump(act), 201)
+    data = load_form(ClaimFormIn)
+    photo_name = uploads.store_photo(data.pop("photo").read())
+    try:
+        act = claims.submit_claim(actor(), submission_key=derived_key("api"), photo_name=photo_name, **data)
+        return respond(ClaimOut().dump(act), 201)
+    except BaseException:
+        db.session.rollback()
+        discard_photo(photo_name)
+        raise
+
+
+@bp.get("/me/claims/<int:activity_id>/photo")
+@doc("The photo of one of my claims", tag="volunteer", content="image/jpeg", roles=("volunteer",))
+def my_claim_photo(activity_id: int):
+    """The evidence photo of one of the volunteer's own claims (JPEG); 404 when it has none."""
+    require_role(ROLE_VOLUNTEER)
+    act = db.session.get(Activity, activity_id)
+    if act is None or act.volunteer_id != actor().id:
+        raise NotFound()
+    return _photo(act)
+
+
+def _photo(act: Activity):
+    if uploads.photo_path(act.photo_path or "") is None:
+        raise NotFound()
+    return send_photo(act)
 
 
 @bp.get("/me/rules")
@@ -349,6 +420,14 @@ def claim_queue():
     if within is not None:
         query = query.where(within)
     return paginate(query, Activity.created_at, Activity.id, args, StaffClaimOut(many=True).dump)
+
+
+@bp.get("/claims/<int:activity_id>/photo")
+@doc("The photo of a claim", tag="staff", content="image/jpeg", roles=STAFF_ROLES)
+def claim_photo(activity_id: int):
+    """The evidence photo of a claim in the actor's subtrees (JPEG); 404 when it has none."""
+    require_role(*STAFF_ROLES)
+    return _photo(claims.scoped_activity(actor(), activity_id))
 
 
 @bp.post("/claims/<int:activity_id>/approve")
@@ -573,6 +652,13 @@ def cashier_create(merchant_id: int):
     return respond(_person_out(person), 201)
 
 
+@bp.get("/merchants/<int:merchant_id>/cashiers")
+@doc("A merchant's cashiers", tag="admin", response=PersonOut(many=True), roles=ADMIN_ROLES)
+def cashier_list(merchant_id: int):
+    """The cashier accounts of a merchant the admin manages, oldest first."""
+    return respond([_person_out(p) for p in people.merchant_cashiers(_admin(), merchant_id)])
+
+
 @bp.get("/merchants/<int:merchant_id>/rewards")
 @doc("A merchant's rewards", tag="admin", response=RewardOut(many=True), roles=ADMIN_ROLES)
 def merchant_rewards(merchant_id: int):
@@ -604,3 +690,257 @@ def reward_update(reward_id: int):
     reward = vouchers.update_reward(who, reward_id, vouchers.RewardTerms(**data), stock_change=stock_change,
                                     unlimited=unlimited)
     return respond(RewardOut().dump(reward))
+
+
+# --- settlement: what the street owes merchants -----------------------------------------------
+
+STATEMENT_READERS = ("merchant_staff",) + ADMIN_ROLES
+
+
+@bp.get("/settlement/merchants")
+@doc("Merchants with what is owed to them", tag="settlement", response=MerchantOwedOut(many=True),
+     roles=STATEMENT_READERS)
+def settlement_merchants():
+    """The merchants whose statements the actor may read (their own as cashier, those they administer),
+    with the points owed to each now and their value in fen."""
+    require_role(*STATEMENT_READERS)
+    return respond(MerchantOwedOut(many=True).dump([
+        {"id": m.id, "name": m.name, "kind": m.kind, "org_unit_id": m.org_unit_id,
+         "owed": settlement.owed(m.id), "owed_fen": settlement.owed_fen(m.id)}
+        for m in settlement.visible_merchants(actor())
+    ]))
+
+
+def _month_arg() -> date | None:
+    text = load_args(MonthArgs)["month"]
+    return parse_month(text) if text else None
+
+
+@bp.get("/settlement/merchants/<int:merchant_id>/statement")
+@doc("A merchant's statement for a month", tag="settlement", args=MonthArgs, response=StatementOut,
+     roles=STATEMENT_READERS)
+def settlement_statement(merchant_id: int):
+    """The statement of one month: opening balance, redemptions, corrections, payments, closing
+    balance, in points and fen. The merchant's cashiers see volunteers' names masked (张*华);
+    admins over the merchant see full names."""
+    require_role(*STATEMENT_READERS)
+    who = actor()
+    st = settlement.statement(who, merchant_id, _month_arg())
+    return respond(StatementOut().dump({
+        "merchant_id": st.merchant.id, "merchant_name": st.merchant.name, "month": st.start.strftime("%Y-%m"),
+        "first_day": st.start, "last_day": st.last_day, "closed": st.period is not None, "closable": st.closable,
+        "opening": st.opening, "redeemed": st.redeemed, "corrected": st.corrected, "paid": st.paid,
+        "closing": st.closing, "redeemed_fen": st.redeemed_fen, "paid_fen": st.paid_fen,
+        "closing_fen": st.closing_fen, "owed_now": settlement.owed(merchant_id),
+        "owed_now_fen": settlement.owed_fen(merchant_id),
+        "months": [m.strftime("%Y-%m") for m in settlement.statement_months(who, merchant_id)],
+        "lines": st.lines,
+        "by_community": [{"community": c, "points": p, "fen": f} for c, p, f in st.by_community],
+    }))
+
+
+@bp.post("/settlement/merchants/<int:merchant_id>/close")
+@idempotent
+@doc("Close the merchant's next period", tag="settlement", response=PeriodOut, status=201, roles=ADMIN_ROLES,
+     idempotent=True)
+def settlement_close(merchant_id: int):
+    """Close the next period (a calendar month that has ended): its statement never changes again.
+    A retry with the same Idempotency-Key closes nothing more."""
+    who = _admin()
+    return respond(PeriodOut().dump(settlement.close_period(who, merchant_id)), 201)
+
+
+@bp.post("/settlement/merchants/<int:merchant_id>/payments")
+@idempotent
+@doc("Record a payment to a merchant", tag="settlement", body=PaymentIn, response=PaymentOut, status=201,
+     roles=ADMIN_ROLES, idempotent=True)
+def settlement_payment(merchant_id: int):
+    """Record money paid to the merchant: retire that many of its points, valued first in, first out.
+    Paying more than is owed is refused (409 ``payment_exceeds_owed``)."""
+    who = _admin()
+    data = load_body(PaymentIn)
+    payment = settlement.record_payment(who, merchant_id, key=derived_key("api")[:48], **data)
+    return respond(PaymentOut().dump(payment), 201)
+
+
+def _rates_out(street: OrgUnit) -> dict:
+    table = settlement.rate_table(street.id)
+    return RatesOut().dump({
+        "street_id": street.id, "street_name": street.name,
+        "current_fen_per_point": settlement.rate_on(local_today(), table),
+        "rates": [{"effective_from": d, "fen_per_point": f} for d, f in table],
+    })
+
+
+def _my_street() -> OrgUnit:
+    require_role(ROLE_STREET_ADMIN)
+    street = settlement.administered_street(actor())
+    if street is None:
+        raise ApiError(_("You are not allowed to do this here."), "forbidden", 403)
+    return street
+
+
+@bp.get("/settlement/rates")
+@doc("My street's points rates", tag="settlement", response=RatesOut, roles=("street_admin",))
+def settlement_rates():
+    """The value of a point in the street admin's street (fen per point), today and from each date on."""
+    return respond(_rates_out(_my_street()))
+
+
+@bp.post("/settlement/rates")
+@doc("Set my street's points rate", tag="settlement", body=RateIn, response=RatesOut, status=201,
+     roles=("street_admin",))
+def settlement_rate_set():
+    """Set the value of a point from a date on (tomorrow at the earliest), as yuan per point."""
+    street = _my_street()
+    data = load_body(RateIn)
+    settlement.set_rate(actor(), street, data["effective_from"], settlement.fen_from_yuan(data["yuan_per_point"]))
+    return respond(_rates_out(street), 201)
+
+
+# --- reports and the volunteer's yearly statement -------------------------------------------
+
+
+def _cell(value):
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+@bp.get("/reports")
+@doc("Report tables of a subtree and months", tag="reports", args=ReportArgs, response=ReportsOut,
+     roles=ADMIN_ROLES)
+def report_tables():
+    """Every report of the reports page (or only ``key``) for a node of the admin's subtree and a
+    range of months (at most 36): the rows the page charts, with their headers."""
+    who = _admin()
+    args = load_args(ReportArgs)
+    if args["org_unit_id"]:
+        unit = _unit(args["org_unit_id"])
+    else:
+        unit = next((g.org_unit for g in who.grants(*ADMIN_ROLES) if g.org_unit is not None), None)
+        if unit is None:
+            raise NotFound()
+    last = parse_month(args["last"], field="last") if args["last"] else local_today().replace(day=1)
+    first = parse_month(args["first"], field="first") if args["first"] else reports.add_months(last, -5)
+    r = reports.make_range(who, unit, first, last)
+    zh = str(get_locale() or "zh_CN").startswith("zh")
+    tables = reports.build(r, zh, only=args["key"])
+    return respond(ReportsOut().dump({
+        "org_unit_id": unit.id, "first": r.start.strftime("%Y-%m"),
+        "last": reports.add_months(r.end, -1).strftime("%Y-%m"),
+        "tables": [{"key": t.key, "title": str(t.title), "headers": [str(h) for h in t.headers],
+                    "rows": [[_cell(c) for c in row] for row in t.rows]} for t in tables],
+    }))
+
+
+@bp.get("/me/statement")
+@doc("My statement for a year", tag="volunteer", args=YearArgs, response=YearStatementOut, roles=("volunteer",))
+def my_statement():
+    """The volunteer's yearly statement: balance at the start and end, points earned, corrected and
+    spent, hours and activities by category, redemptions, vouchers expired. Default: this year."""
+    require_role(ROLE_VOLUNTEER)
+    year = load_args(YearArgs)["year"] or local_today().year
+    st = statements.volunteer_year(actor(), year)
+    return respond(YearStatementOut().dump({
+        **{k: getattr(st, k) for k in ("year", "opening", "earned", "corrected", "spent", "closing",
+                                        "activities", "expired_vouchers", "expired_points")},
+        "hours": str(st.hours),
+        "by_category": [{"category": c, "activities": n, "hours": str(h), "points": p} for c, n, h, p in st.by_category],
+        "redemptions": [{"redeemed_at": w, "reward": r, "merchant": m, "points": p} for w, r, m, p in st.redemptions],
+    }))
+
+
+# --- lists an admin can export (the exports page's ledger and redemptions) --------------------
+
+
+@bp.get("/ledger-entries")
+@doc("Ledger entries of volunteers in my part of the tree", tag="admin", args=ListArgs,
+     response=page_of(AdminEntryOut, "AdminEntryPage"), roles=ADMIN_ROLES)
+def ledger_entry_list():
+    """Every ledger entry on the accounts of volunteers in the admin's subtrees, newest first, with
+    the volunteer; ``from``/``to`` filter by the transfer's local day, ``org_unit_id`` by node."""
+    args = load_args(ListArgs)
+    query = exports.ledger_entries_query(_admin()).where(*_between(Transfer.created_at, args)).options(
+        selectinload(Entry.transfer), selectinload(Entry.account).selectinload(Account.user))
+    within = _in_unit(OrgUnit.path, args, ADMIN_ROLES)
+    if within is not None:
+        query = query.where(within)
+    return paginate(query, Entry.id, Entry.id, args, AdminEntryOut(many=True).dump)
+
+
+@bp.get("/redemptions")
+@doc("Redemptions in my part of the tree", tag="admin", args=ListArgs, response=page_of(RedemptionOut, "RedemptionPage"),
+     roles=ADMIN_ROLES)
+def redemption_list():
+    """Redeemed vouchers of volunteers, or at merchants, in the admin's subtrees, newest first;
+    ``from``/``to`` filter by the local day of redemption, ``org_unit_id`` by the volunteer's node."""
+    args = load_args(ListArgs)
+    vol_unit = aliased(OrgUnit)
+    query = exports.redemptions_query(_admin(), vol_unit).where(*_between(Voucher.redeemed_at, args)).options(
+        selectinload(Voucher.reward), selectinload(Voucher.merchant), selectinload(Voucher.volunteer))
+    within = _in_unit(vol_unit.path, args, ADMIN_ROLES)
+    if within is not None:
+        query = query.where(within)
+    return paginate(query, Voucher.redeemed_at, Voucher.id, args, RedemptionOut(many=True).dump)
+
+
+# --- admins: role revocation, password resets, reward pictures, the audit log ----------------
+
+
+@bp.delete("/people/<int:user_id>/roles/<int:grant_id>")
+@doc("Take a role away from a person", tag="admin", response=PersonOut, roles=ADMIN_ROLES)
+def person_revoke(user_id: int, grant_id: int):
+    """Take one of a person's role grants away (``id`` as in ``roles``); a volunteer's points stay."""
+    who = _admin()
+    people.revoke_role(who, user_id, grant_id)
+    return respond(_person_out(people.person_in_scope(who, user_id)))
+
+
+@bp.post("/people/<int:user_id>/password")
+@doc("Reset a person's password", tag="admin", response=TemporaryPasswordOut, status=201, roles=ADMIN_ROLES)
+def person_reset_password(user_id: int):
+    """Give a person a temporary password, shown once in the answer; they must change it at login."""
+    person, temporary = people.reset_password(_admin(), user_id)
+    return respond({"person": _person_out(person), "temporary_password": temporary}, 201)  # as TemporaryPasswordOut
+
+
+@bp.put("/rewards/<int:reward_id>/picture")
+@doc("Set a reward's picture", tag="admin", form=PictureFormIn, response=RewardOut, roles=ADMIN_ROLES)
+def reward_picture_set(reward_id: int):
+    """Give a reward the picture volunteers see in the catalogue (replacing the one it had), as the
+    file part ``picture`` of a multipart/form-data body; it is re-encoded as JPEG."""
+    who = _admin()
+    if not is_multipart():
+        raise ValidationError({"picture": ["Send the picture as a file part of a multipart/form-data body."]})
+    picture = load_form(PictureFormIn)["picture"]
+    return respond(RewardOut().dump(vouchers.set_reward_picture(who, reward_id, picture.read())))
+
+
+@bp.get("/rewards/<int:reward_id>/picture")
+@doc("A reward's picture", tag="volunteer", content="image/jpeg", roles=ALL)
+def reward_picture(reward_id: int):
+    """A reward's picture (JPEG), as in the catalogue; 404 when it has none. No secret: any role may see it."""
+    path = uploads.reward_picture_path(reward_id) if db.session.get(Reward, reward_id) is not None else None
+    if path is None:
+        raise NotFound()
+    resp = send_file(path, mimetype="image/jpeg", max_age=0)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Cache-Control"] = "private, max-age=3600"
+    return resp
+
+
+@bp.get("/audit")
+@doc("The audit log of my part of the tree", tag="admin", args=PageArgs, response=page_of(AuditOut, "AuditPage"),
+     roles=ADMIN_ROLES)
+def audit_list():
+    """The audit records of the admin's subtrees, newest first (``from``/``to`` filter by local day)."""
+    who = _admin()
+    args = load_args(PageArgs)
+    query = select(AuditRecord).where(subtree_filter(AuditRecord.org_path, who, ADMIN_ROLES),
+                                      *_between(AuditRecord.created_at, args))
+    return paginate(query, AuditRecord.id, AuditRecord.id, args, AuditOut(many=True).dump)

@@ -122,3 +122,40 @@ def export(actor: User, what: str, zh: bool):
         raise Forbidden()
     headers, rows = BUILDERS[what](actor, zh)
     return str(TITLES_OF[what]), [str(h) for h in headers], rows
+
+
+# -- the same lists for the API, as queries it pages through ------------------------------------
+
+def ledger_entries_query(actor: User):
+    """Return a select of the ledger entries of volunteers in the admin's subtrees (joined to their
+    transfer, account, volunteer and node, for filtering)."""
+    if not actor.has_role(*ADMIN_ROLES):
+        raise Forbidden()
+    return (
+        select(Entry)
+        .join(Transfer, Transfer.id == Entry.transfer_id)
+        .join(Account, Account.id == Entry.account_id)
+        .join(User, User.id == Account.user_id)
+        .join(OrgUnit, OrgUnit.id == User.org_unit_id)
+        .where(subtree_filter(OrgUnit.path, actor, ADMIN_ROLES))
+    )
+
+
+def redemptions_query(actor: User, vol_unit):
+    """Return a select of the redeemed vouchers of volunteers, or at merchants, in the admin's subtrees;
+    ``vol_unit`` is the alias of the volunteer's node it joins (for filtering by node)."""
+    if not actor.has_role(*ADMIN_ROLES):
+        raise Forbidden()
+    merchant_unit = aliased(OrgUnit)
+    return (
+        select(Voucher)
+        .join(User, User.id == Voucher.volunteer_id)
+        .join(Merchant, Merchant.id == Voucher.merchant_id)
+        .outerjoin(vol_unit, vol_unit.id == User.org_unit_id)
+        .join(merchant_unit, merchant_unit.id == Merchant.org_unit_id)
+        .where(
+            Voucher.status == "redeemed",
+            or_(subtree_filter(vol_unit.path, actor, ADMIN_ROLES),
+                subtree_filter(merchant_unit.path, actor, ADMIN_ROLES)),
+        )
+    )

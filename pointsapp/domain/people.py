@@ -29,7 +29,7 @@ from ..models.user import (
     TITLES,
 )
 from . import audit
-from .access import in_scope
+from .access import in_scope, require_merchant_admin
 from .clock import now_utc
 from .errors import Forbidden, InvalidInput, NotFound
 from .ledger import account_for_volunteer
@@ -322,3 +322,13 @@ def reset_password(actor: User, user_id: int) -> tuple[User, str]:
     end_sessions(user)
     audit.record(actor, audit.PASSWORD_RESET, "user", user.id, {"username": user.username}, org_path=_person_path(user))
     return user, temporary
+
+
+def merchant_cashiers(actor: User, merchant_id: int) -> list[User]:
+    """Return the cashiers of a merchant ``actor`` administers, oldest first; else ``NotFound``."""
+    merchant = require_merchant_admin(actor, merchant_id)
+    return list(db.session.scalars(
+        select(User).join(RoleGrant, RoleGrant.user_id == User.id)
+        .where(RoleGrant.role == ROLE_MERCHANT_STAFF, RoleGrant.merchant_id == merchant.id)
+        .order_by(User.id)
+    ))

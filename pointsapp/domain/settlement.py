@@ -631,3 +631,18 @@ def statement_months(actor: User, merchant_id: int) -> list[date]:
 def owed(merchant_id: int) -> int:
     """Return the points the street owes the merchant now."""
     return db.session.scalar(select(Account.balance).where(Account.merchant_id == merchant_id)) or 0
+
+
+def administered_street(actor: User) -> OrgUnit | None:
+    """Return the street (a root of the tree) ``actor`` is street admin of (the lowest id, when several)."""
+    for grant in sorted(actor.grants(ROLE_STREET_ADMIN), key=lambda g: g.org_unit_id or 0):
+        if grant.org_unit is not None and grant.org_unit.parent_id is None:
+            return grant.org_unit
+    return None
+
+
+def visible_merchants(actor: User) -> list[Merchant]:
+    """Return the merchants whose statements ``actor`` may read: their own as cashier, those they administer."""
+    ids = set(merchant_ids_for_staff(actor))
+    ids |= set(db.session.scalars(managed_merchants_query(actor).with_only_columns(Merchant.id)))
+    return list(db.session.scalars(select(Merchant).where(Merchant.id.in_(ids)).order_by(Merchant.id)))

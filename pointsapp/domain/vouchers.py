@@ -30,7 +30,7 @@ from ..extensions import db
 from ..models import Merchant, OrgUnit, Reward, User, Voucher
 from ..models.rewards import VOUCHER_CANCELLED, VOUCHER_EXPIRED, VOUCHER_ISSUED, VOUCHER_REDEEMED
 from ..models.user import ROLE_VOLUNTEER
-from . import audit, ledger
+from . import audit, ledger, uploads
 from .access import ancestor_paths, merchant_ids_for_staff, require_merchant_admin
 from .clock import local_today, now_utc, to_local
 from .errors import (
@@ -527,3 +527,13 @@ def create_merchant(actor: User, unit: OrgUnit, *, name: str, kind: str, address
         org_path=unit.path,
     )
     return merchant
+
+
+def set_reward_picture(actor: User, reward_id: int, data: bytes) -> Reward:
+    """Store the picture of a reward at a merchant ``actor`` administers (replacing the one it had)."""
+    reward = db.session.get(Reward, reward_id)
+    if reward is None:
+        raise NotFound()
+    require_merchant_admin(actor, reward.merchant_id)
+    uploads.store_reward_picture(reward.id, data)
+    return reward

@@ -439,3 +439,245 @@ def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
         },
         name=name,
     )
+
+
+# --- evidence photos ------------------------------------------------------------------------
+
+
+class Upload(fields.Field):
+    """A file part of a multipart/form-data request."""
+
+    def __init__(self, **kwargs):
+        super().__init__(metadata={"type": "string", "format": "binary", **kwargs.pop("metadata", {})}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        from werkzeug.datastructures import FileStorage
+
+        if not isinstance(value, FileStorage):
+            raise ValidationError("Send the photo as a file part of a multipart/form-data body.")
+        return value
+
+
+class ClaimFormIn(In):
+    """A claim sent as multipart/form-data, with its evidence photo (the same fields as ``ClaimIn``)."""
+
+    rule_id = fields.Integer(required=True, validate=validate.Range(1, DB_INT_MAX))
+    activity_date = fields.Date(required=True)
+    hours = fields.Float(load_default=None, allow_none=True, allow_nan=False,
+                         validate=validate.Range(0.5, 24), metadata={"description": "In steps of 0.5."})
+    note = Text(load_default=None, allow_none=True, validate=validate.Length(0, 2000))
+    photo = Upload(required=True, metadata={"description": "A JPEG, PNG, WebP or GIF photo (up to 5 MB)."})
+
+
+# --- settlement -----------------------------------------------------------------------------
+
+
+class MerchantOwedOut(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(list(MERCHANT_KINDS)))
+    org_unit_id = fields.Integer(required=True)
+    owed = fields.Integer(required=True, metadata={"description": "Points the street owes the merchant now."})
+    owed_fen = fields.Integer(required=True, metadata={"description": "Their value in fen (1/100 yuan)."})
+
+
+class StatementLineOut(Schema):
+    when = fields.DateTime(required=True, metadata={"description": "Local time of the street."})
+    kind = fields.String(required=True, validate=validate.OneOf(["capture", "reversal", "settlement"]))
+    points = fields.Integer(required=True, metadata={"description": "Signed, as the merchant's account moved."})
+    fen = fields.Integer(required=True, metadata={"description": "Value in fen, signed like points."})
+    voucher_id = fields.Integer(allow_none=True)
+    reward = fields.String(allow_none=True)
+    volunteer = fields.String(allow_none=True, metadata={"description": "Masked (张*华) for the merchant's cashiers."})
+    community = fields.String(allow_none=True, metadata={"description": "null: the volunteer is at street level."})
+    reference = fields.String(allow_none=True, metadata={"description": "Payments only."})
+    paid_on = fields.Date(allow_none=True, metadata={"description": "Payments only."})
+
+
+class CommunityTotalOut(Schema):
+    community = fields.String(allow_none=True)
+    points = fields.Integer(required=True)
+    fen = fields.Integer(required=True)
+
+
+class StatementOut(Schema):
+    merchant_id = fields.Integer(required=True)
+    merchant_name = fields.String(required=True)
+    month = fields.String(required=True, metadata={"description": "YYYY-MM."})
+    first_day = fields.Date(required=True)
+    last_day = fields.Date(required=True)
+    closed = fields.Boolean(required=True)
+    closable = fields.Boolean(required=True, metadata={"description": "The next period to close, and it has ended."})
+    opening = fields.Integer(required=True)
+    redeemed = fields.Integer(required=True)
+    corrected = fields.Integer(required=True)
+    paid = fields.Integer(required=True)
+    closing = fields.Integer(required=True)
+    redeemed_fen = fields.Integer(required=True)
+    paid_fen = fields.Integer(required=True)
+    closing_fen = fields.Integer(required=True, metadata={"description": "Value of the points still unpaid."})
+    owed_now = fields.Integer(required=True)
+    owed_now_fen = fields.Integer(required=True)
+    months = fields.List(fields.String(), required=True, metadata={"description": "Months with a statement, newest first."})
+    lines = fields.List(fields.Nested(StatementLineOut), required=True)
+    by_community = fields.List(fields.Nested(CommunityTotalOut), required=True)
+
+
+class MonthArgs(In):
+    month = Text(load_default=None, validate=validate.Length(1, 20),
+                 metadata={"description": "YYYY-MM; default: the next period to close."})
+
+
+class PeriodOut(Schema):
+    id = fields.Integer(required=True)
+    merchant_id = fields.Integer(required=True)
+    period_start = fields.Date(required=True)
+    period_end = fields.Date(required=True, metadata={"description": "Exclusive."})
+    opening_balance = fields.Integer(required=True)
+    closing_balance = fields.Integer(required=True)
+
+
+class PaymentIn(In):
+    points = Count(1, 100_000_000, required=True)
+    paid_on = fields.Date(required=True, validate=validate.Range(FIRST_DAY, LAST_DAY))
+    reference = Text(required=True, validate=validate.Length(1, 100))
+
+
+class PaymentOut(Schema):
+    id = fields.Integer(required=True)
+    merchant_id = fields.Integer(required=True)
+    points = fields.Integer(required=True)
+    fen = fields.Integer(required=True, metadata={"description": "What the retired points were worth, first in first out."})
+    paid_on = fields.Date(required=True)
+    reference = fields.String(required=True)
+    transfer_id = fields.Integer(required=True)
+
+
+class RateOut(Schema):
+    effective_from = fields.Date(required=True)
+    fen_per_point = fields.Integer(required=True)
+
+
+class RatesOut(Schema):
+    street_id = fields.Integer(required=True)
+    street_name = fields.String(required=True)
+    current_fen_per_point = fields.Integer(required=True)
+    rates = fields.List(fields.Nested(RateOut), required=True)
+
+
+class RateIn(In):
+    effective_from = fields.Date(required=True, validate=validate.Range(FIRST_DAY, LAST_DAY))
+    yuan_per_point = Text(required=True, validate=validate.Length(1, 20),
+                          metadata={"description": "Yuan per point as a decimal string, e.g. \"0.50\"."})
+
+
+# --- reports and statements -----------------------------------------------------------------
+
+
+class ReportArgs(In):
+    org_unit_id = fields.Integer(load_default=None, validate=validate.Range(1, DB_INT_MAX),
+                                 metadata={"description": "The subtree; default: the admin's first node."})
+    first = Text(load_default=None, validate=validate.Length(1, 20), metadata={"description": "First month, YYYY-MM."})
+    last = Text(load_default=None, validate=validate.Length(1, 20),
+                metadata={"description": "Last month, YYYY-MM; default: this month (six months back for first)."})
+    key = fields.String(load_default=None, validate=validate.OneOf([
+        "points_by_month", "points_by_community", "points_by_category", "active_volunteers", "top_activities",
+        "claims", "rewards_redeemed", "low_stock", "liability"]), metadata={"description": "Only this report."})
+
+
+class ReportTableOut(Schema):
+    key = fields.String(required=True)
+    title = fields.String(required=True)
+    headers = fields.List(fields.String(), required=True)
+    rows = fields.List(fields.List(fields.Raw(allow_none=True)), required=True,
+                       metadata={"description": "One list per row, in the order of headers: text or numbers."})
+
+
+class ReportsOut(Schema):
+    org_unit_id = fields.Integer(required=True)
+    first = fields.String(required=True)
+    last = fields.String(required=True)
+    tables = fields.List(fields.Nested(ReportTableOut), required=True)
+
+
+class YearArgs(In):
+    year = fields.Integer(load_default=None, validate=validate.Range(2000, 2100))
+
+
+class CategoryTotalOut(Schema):
+    category = fields.String(required=True)
+    activities = fields.Integer(required=True)
+    hours = fields.String(required=True, metadata={"description": "A decimal, e.g. \"2.5\"."})
+    points = fields.Integer(required=True)
+
+
+class YearRedemptionOut(Schema):
+    redeemed_at = fields.DateTime(required=True)
+    reward = fields.String(required=True)
+    merchant = fields.String(required=True)
+    points = fields.Integer(required=True)
+
+
+class YearStatementOut(Schema):
+    year = fields.Integer(required=True)
+    opening = fields.Integer(required=True)
+    earned = fields.Integer(required=True)
+    corrected = fields.Integer(required=True)
+    spent = fields.Integer(required=True)
+    closing = fields.Integer(required=True)
+    hours = fields.String(required=True, metadata={"description": "A decimal, e.g. \"12.5\"."})
+    activities = fields.Integer(required=True)
+    by_category = fields.List(fields.Nested(CategoryTotalOut), required=True)
+    redemptions = fields.List(fields.Nested(YearRedemptionOut), required=True)
+    expired_vouchers = fields.Integer(required=True)
+    expired_points = fields.Integer(required=True)
+
+
+# --- lists an admin can export --------------------------------------------------------------
+
+
+class AdminEntryOut(EntryOut):
+    """A volunteer's ledger entry as an admin over them sees it."""
+
+    volunteer_id = fields.Integer(required=True, attribute="account.user_id")
+    volunteer_name = fields.String(required=True, attribute="account.user.full_name")
+
+
+class RedemptionOut(Schema):
+    """A redeemed voucher as an admin sees it."""
+
+    voucher_id = fields.Integer(required=True, attribute="id")
+    redeemed_at = fields.DateTime(required=True)
+    volunteer_id = fields.Integer(required=True)
+    volunteer_name = fields.String(required=True, attribute="volunteer.full_name")
+    reward_id = fields.Integer(required=True)
+    reward_name = fields.String(required=True, attribute="reward.name")
+    merchant_id = fields.Integer(required=True)
+    merchant_name = fields.String(required=True, attribute="merchant.name")
+    points = fields.Integer(required=True)
+
+
+# --- people's passwords, reward pictures, the audit log --------------------------------------
+
+
+class TemporaryPasswordOut(Schema):
+    person = fields.Nested(PersonOut, required=True)
+    temporary_password = fields.String(required=True, metadata={
+        "description": "Shown once; the person must change it at their next login."})
+
+
+class PictureFormIn(In):
+    picture = Upload(required=True, metadata={"description": "A JPEG, PNG, WebP or GIF picture (up to 5 MB)."})
+
+
+class AuditOut(Schema):
+    id = fields.Integer(required=True)
+    seq = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+    actor_id = fields.Integer(allow_none=True)
+    action = fields.String(required=True)
+    target_type = fields.String(required=True)
+    target_id = fields.Integer(allow_none=True)
+    org_path = fields.String(allow_none=True)
+    summary = fields.String(required=True)
+    hash = fields.String(required=True, metadata={"description": "Chains each record to the one before."})

@@ -156,12 +156,12 @@ def claim():
             db.session.commit()
         except AlreadyRecorded as exc:
             db.session.rollback()
-            _discard_photo(photo_name)
+            discard_photo(photo_name)
             flash(exc.message, "info")
             return redirect(url_for(".claims_list"))
         except PointsError as exc:
             db.session.rollback()
-            _discard_photo(photo_name)
+            discard_photo(photo_name)
             status = show_domain_error(form, exc, "rule_id" if isinstance(exc, RuleNotApplicable) else None)
             return render_template("volunteer/claim.html", form=form), status
         if act.status == STATUS_APPROVED:
@@ -172,7 +172,8 @@ def claim():
     return render_template("volunteer/claim.html", form=form), (422 if form.errors else 200)
 
 
-def _discard_photo(name: str | None) -> None:
+def discard_photo(name: str | None) -> None:
+    """Delete a stored photo whose claim was not recorded."""
     path = uploads.photo_path(name) if name else None
     if path is not None:
         path.unlink(missing_ok=True)

@@ -32,6 +32,13 @@ class ApiClient:
             key = str(uuid.uuid4())
         return self.client.post("/api/v1" + path, json=json, headers=self._headers(key, headers))
 
+    def post_form(self, path: str, data: dict, key: str | None = "auto"):
+        """POST a multipart/form-data body (``data`` values may be ``(file, name)`` pairs)."""
+        if key == "auto":
+            key = str(uuid.uuid4())
+        return self.client.post("/api/v1" + path, data=data, content_type="multipart/form-data",
+                                headers=self._headers(key))
+
     def put(self, path: str, json=None, key: str | None = "auto"):
         if key == "auto":
             key = str(uuid.uuid4())

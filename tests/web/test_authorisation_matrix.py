@@ -203,8 +203,8 @@ ROUTES.update({
     "api.docs": Row(get=everyone()),
 })
 
-# POSTs that take away what later routes need run last: revoking or deactivating vol_a, logging out.
-LAST = ("admin.person_active", "admin.person_revoke", "auth.logout")
+# Writes that take away what later routes need run last: revoking or deactivating vol_a, logging out.
+LAST = ("admin.person_active", "admin.person_revoke", "api.person_revoke", "auth.logout")
 
 
 def url_args(w) -> dict:
