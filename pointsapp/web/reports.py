@@ -9,7 +9,7 @@ from flask_login import current_user
 
 from ..domain import reports
 from ..domain.clock import local_today, parse_month
-from ..domain.errors import InvalidInput, NotFound
+from ..domain.errors import NotFound
 from ..extensions import db
 from ..models import OrgUnit
 from ..models.user import ADMIN_ROLES, User

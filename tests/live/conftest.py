@@ -7,11 +7,13 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from werkzeug.serving import make_server
 
 from tests.conftest import csrf_from
+from pointsapp.extensions import db
 from tests.factories import PASSWORD
 
 
@@ -71,3 +73,16 @@ class WebSession:
 
 def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def all_at_once(n: int, fn, *, timeout: float = 60):
+    """Call ``fn(i)`` from ``n`` threads released together; return the results in order."""
+    db.session.rollback()  # the test's own session must not hold SQLite's write lock meanwhile
+    barrier = threading.Barrier(n)
+
+    def run(i):
+        barrier.wait(timeout=timeout)
+        return fn(i)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(run, range(n)))

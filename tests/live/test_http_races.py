@@ -5,27 +5,12 @@ the domain, the commit) and check that exactly one wins where exactly one may.
 """
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from pointsapp.domain import vouchers
 from pointsapp.extensions import db
 from pointsapp.models import Reward, User, Voucher
 from tests.factories import balance, give_points, person
-from tests.live.conftest import WebSession
-
-
-def _all_at_once(n: int, fn):
-    """Call ``fn(i)`` from ``n`` threads released together; return the results in order."""
-    db.session.rollback()  # the test's own session must not hold SQLite's write lock meanwhile
-    barrier = threading.Barrier(n)
-
-    def run(i):
-        barrier.wait(timeout=30)
-        return fn(i)
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(run, range(n)))
+from tests.live.conftest import WebSession, all_at_once
 
 
 def test_fifty_cashier_confirms_of_one_voucher_redeem_it_once(street, live_server, check_ledger):
@@ -36,7 +21,7 @@ def test_fifty_cashier_confirms_of_one_voucher_redeem_it_once(street, live_serve
     cashier.login("cashier")
     token = cashier.csrf("/merchant/")
 
-    results = _all_at_once(50, lambda i: cashier.post_with_token("/merchant/confirm", {"code": issued.code}, token))
+    results = all_at_once(50, lambda i: cashier.post_with_token("/merchant/confirm", {"code": issued.code}, token))
 
     statuses = sorted(r.status for r in results)
     assert statuses.count(200) == 1, statuses  # the winner is redirected to the redeem page
@@ -56,7 +41,7 @@ def test_fifty_taps_on_redeem_with_points_for_ten_issue_ten_vouchers(street, liv
     token = volunteer.csrf("/volunteer/rewards")
     path = f"/volunteer/rewards/{street.rice.id}/redeem"
 
-    results = _all_at_once(50, lambda i: volunteer.post_with_token(path, {}, token))
+    results = all_at_once(50, lambda i: volunteer.post_with_token(path, {}, token))
 
     ok = [r for r in results if r.status == 200 and "/volunteer/vouchers/" in r.url]
     refused = [r for r in results if r.status == 409]
@@ -85,7 +70,7 @@ def test_twenty_volunteers_racing_for_the_last_item_one_gets_it(street, live_ser
         s.login(name)
         sessions.append((s, s.csrf("/volunteer/rewards")))
 
-    results = _all_at_once(
+    results = all_at_once(
         20, lambda i: sessions[i][0].post_with_token(f"/volunteer/rewards/{last_id}/redeem", {}, sessions[i][1])
     )
 

@@ -19,7 +19,7 @@ from pointsapp.extensions import db
 from pointsapp.models import Voucher
 from tests.factories import PASSWORD, balance
 
-from .browser import CspWatch, fresh_dir, launch, phone, remove_dir, require_chromium, snap, write_y4m
+from .browser import CspWatch, launch, phone, require_chromium, snap, write_y4m
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test requirement: make test installs it")
 expect = sync_api.expect

@@ -8,8 +8,6 @@ database can keep them apart.
 from __future__ import annotations
 
 import copy
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,7 +16,7 @@ from pointsapp.extensions import db
 from pointsapp.models import Reward, User, Voucher
 from tests.conftest import BACKEND
 from tests.factories import balance, give_points, person
-from tests.live.conftest import WebSession
+from tests.live.conftest import WebSession, all_at_once
 from tests.live.processes import gunicorn
 
 pytestmark = pytest.mark.skipif(
@@ -40,18 +38,6 @@ def through(session: WebSession, base: str) -> WebSession:
     other = copy.copy(session)
     other.base = base
     return other
-
-
-def all_at_once(n: int, fn):
-    db.session.rollback()
-    barrier = threading.Barrier(n)
-
-    def run(i):
-        barrier.wait(timeout=60)
-        return fn(i)
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(run, range(n)))
 
 
 def test_one_voucher_confirmed_through_both_servers_at_once_is_redeemed_once(street, two_servers, check_ledger):
