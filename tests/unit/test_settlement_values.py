@@ -114,7 +114,6 @@ def test_a_correction_takes_back_points_at_the_rate_of_the_redemption_it_correct
 
 
 def test_redeemed_value_always_equals_paid_plus_owed(street, thirty_then_ten):
-    old = thirty_then_ten
     settlement.set_rate(street.street_admin, street.street, local_today(), 30, now=yesterday_noon())
     db.session.commit()
     redeem_at(street, street.vol_a, street.rice, this_morning())
