@@ -540,6 +540,16 @@ def check_ledger() -> list[str]:
             .group_by(Transfer.activity_id)
         ).all()
     )
+    # An activity's status must agree with the ledger: its credit reversed exactly when it is
+    # "reversed" (caps count approved activities, so a stale "approved" would cut later credits).
+    credit_t = Transfer.__table__.alias("credit")
+    reversed_activities = set(
+        s.scalars(
+            select(credit_t.c.activity_id)
+            .join(Transfer, Transfer.reverses_id == credit_t.c.id)
+            .where(credit_t.c.kind == TRANSFER_CREDIT, credit_t.c.activity_id.is_not(None))
+        )
+    )
     for aid, status, pts in s.execute(
         select(Activity.id, Activity.status, Activity.points_credited).where(
             Activity.status.in_(("approved", "reversed"))
@@ -547,6 +557,10 @@ def check_ledger() -> list[str]:
     ):
         if credits.get(aid, 0) != pts:
             problems.append(f"activity {aid} ({status}): credited {pts} but transfers total {credits.get(aid, 0)}")
+        if (status == "reversed") != (aid in reversed_activities):
+            problems.append(
+                f"activity {aid} ({status}): its credit is {'' if aid in reversed_activities else 'not '}reversed"
+            )
     # One query for the states of all credited activities (not one per activity: this runs often).
     credited_states = dict(
         s.execute(
@@ -559,21 +573,6 @@ def check_ledger() -> list[str]:
         st = credited_states.get(aid)
         if st not in ("approved", "reversed"):
             problems.append(f"activity {aid} ({st}): has a credit transfer but is not approved")
-    # An activity's status must agree with the ledger: its credit reversed exactly when it is
-    # "reversed" (caps count approved activities, so a stale "approved" would cut later credits).
-    credit_t = Transfer.__table__.alias("credit")
-    reversed_activities = set(
-        s.scalars(
-            select(credit_t.c.activity_id)
-            .join(Transfer, Transfer.reverses_id == credit_t.c.id)
-            .where(credit_t.c.kind == TRANSFER_CREDIT, credit_t.c.activity_id.is_not(None))
-        )
-    )
-    for aid, status in s.execute(select(Activity.id, Activity.status).where(Activity.status.in_(("approved", "reversed")))):
-        if (status == "reversed") != (aid in reversed_activities):
-            problems.append(
-                f"activity {aid} ({status}): its credit is {'' if aid in reversed_activities else 'not '}reversed"
-            )
     problems.extend(_check_settlement())
     return problems
 

@@ -286,6 +286,20 @@ def cashier_new(merchant_id: int):
     return _merchant_page(merchant, form, 422)
 
 
+def _reward_terms(form, **extra) -> vouchers.RewardTerms:
+    """Read a reward's terms from its form (new or edit; stock is passed in by the new form only)."""
+    return vouchers.RewardTerms(
+        name=form.name.data,
+        price=form.price.data,
+        description=form.description.data or "",
+        per_volunteer_limit=form.per_volunteer_limit.data,
+        active_from=form.active_from.data,
+        active_to=form.active_to.data,
+        is_active=form.is_active.data,
+        **extra,
+    )
+
+
 @bp.route("/merchants/<int:merchant_id>/rewards/new", methods=["GET", "POST"])
 @role_required(*ADMIN_ROLES)
 def reward_new(merchant_id: int):
@@ -293,16 +307,7 @@ def reward_new(merchant_id: int):
     merchant = require_merchant_admin(_me(), merchant_id)
     form = RewardForm()
     if form.validate_on_submit():
-        terms = vouchers.RewardTerms(
-            name=form.name.data,
-            price=form.price.data,
-            description=form.description.data or "",
-            stock=form.stock.data,
-            per_volunteer_limit=form.per_volunteer_limit.data,
-            active_from=form.active_from.data,
-            active_to=form.active_to.data,
-            is_active=form.is_active.data,
-        )
+        terms = _reward_terms(form, stock=form.stock.data)
         try:
             reward = vouchers.create_reward(_me(), merchant_id, terms)
             db.session.commit()
@@ -352,15 +357,7 @@ def reward_edit(reward_id: int):
         form.stock_mode.data = STOCK_UNLIMITED if reward.stock is None else "limited"
         form.stock_change.data = 0
     if form.validate_on_submit():
-        terms = vouchers.RewardTerms(
-            name=form.name.data,
-            price=form.price.data,
-            description=form.description.data or "",
-            per_volunteer_limit=form.per_volunteer_limit.data,
-            active_from=form.active_from.data,
-            active_to=form.active_to.data,
-            is_active=form.is_active.data,
-        )
+        terms = _reward_terms(form)
         try:
             vouchers.update_reward(
                 _me(),
