@@ -65,6 +65,36 @@ def expire_vouchers_cmd():
     click.echo(f"expired {total} voucher(s)")
 
 
+@points_cli.command("expire")
+@click.option("--today", "today", default=None, help="Run as of this date (YYYY-MM-DD); default: today where the street is.")
+def expire_cmd(today):
+    """Expire points past their last day (run daily): each lot's remainder moves to the street's
+    expiry account. Safe to run twice or at once."""
+    from datetime import date
+
+    from .domain import ledger
+    from .domain.clock import local_today
+
+    try:
+        day = date.fromisoformat(today) if today else local_today()
+    except ValueError:
+        raise click.BadParameter("use YYYY-MM-DD", param_hint="--today")
+    done = expire_points(day)
+    click.echo(f"expired {done.points} point(s) in {done.lots} lot(s)")
+
+
+def expire_points(day):
+    """Expire every volunteer's due lots as of ``day``, one transaction per volunteer account."""
+    from .domain import ledger
+
+    done = ledger.Expired()
+    account_ids = ledger.accounts_with_due_lots(day)
+    db.session.rollback()
+    for account_id in account_ids:
+        done += _commit_or_fail(lambda: ledger.expire_account(account_id, day))
+    return done
+
+
 @points_cli.command("create-admin")
 @click.option("--username", required=True)
 @click.option("--name", "full_name", required=True, help="The person's full name.")

@@ -59,6 +59,7 @@ PASSWORD_RESET = "person.password_reset"
 RATE_SET = "settlement.rate_set"
 PERIOD_CLOSED = "settlement.period_closed"
 PAYMENT_RECORDED = "settlement.payment_recorded"
+DEDUCTION_APPLIED = "deduction.applied"
 
 
 def canonical_json(data) -> str:

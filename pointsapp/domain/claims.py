@@ -22,6 +22,7 @@ from ..models.rules import (
     STATUS_PENDING,
     STATUS_REJECTED,
     STATUS_REVERSED,
+    RULE_EARN,
     UNIT_HOUR,
 )
 from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, STAFF_ROLES
@@ -73,6 +74,8 @@ def _check_rule_applies(version: PointRuleVersion, rule: PointRule, volunteer: U
         raise RuleNotApplicable(why=_l("it is not defined for this volunteer's community"))
     if not version.is_active:
         raise RuleNotApplicable(why=_l("it has been switched off"))
+    if version.kind != RULE_EARN:
+        raise RuleNotApplicable(why=_l("it is a deduction, not a way to earn points"))
     if not version.applies_on(on):
         raise RuleNotApplicable(why=_l("it is not in force on that date"))
     if version.titles and volunteer.title not in version.titles:
@@ -273,6 +276,8 @@ def _credit(act: Activity, actor: User) -> None:
             cause_key=f"activity:{act.id}",
             activity_id=act.id,
             created_by_id=actor.id,
+            earned_on=act.activity_date,
+            expires_on=version.expires_on(act.activity_date),
         )
 
 

@@ -152,3 +152,8 @@ class PeriodClosed(PointsError):
 class PaymentExceedsOwed(PointsError):
     code = "payment_exceeds_owed"
     template = _l("A payment of %(points)s points is more than the %(owed)s points owed to this merchant; nothing was recorded.")
+
+
+class NothingToDeduct(PointsError):
+    code = "nothing_to_deduct"
+    template = _l("%(name)s has no available points, so nothing was deducted. Points held for vouchers cannot be deducted.")

@@ -77,28 +77,35 @@ caller must roll back: an earlier statement of the same transaction may already 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.util import identity_key
 
 from ..extensions import db
-from ..models import Account, Entry, OrgUnit, Transfer, User, Voucher
+from ..models import Account, Entry, LotUse, OrgUnit, PointLot, Transfer, User, Voucher
 from ..models.ledger import (
+    ACCOUNT_EXPIRY,
     ACCOUNT_ISSUANCE,
     ACCOUNT_MERCHANT,
     ACCOUNT_VOLUNTEER,
     TRANSFER_CAPTURE,
     TRANSFER_CREDIT,
+    TRANSFER_DEDUCTION,
+    TRANSFER_EXPIRY,
     TRANSFER_REVERSAL,
     TRANSFER_SETTLEMENT,
 )
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.rules import Activity
+from .clock import local_today
 from .errors import CannotReverse, InsufficientPoints, NotFound
 
 account_t = Account.__table__
+lot_t = PointLot.__table__
+lot_use_t = LotUse.__table__
 
 
 def _expire_loaded(account_id: int) -> None:
@@ -135,6 +142,19 @@ def account_for_merchant(merchant_id: int) -> Account:
     return _account(Account.merchant_id == merchant_id, kind=ACCOUNT_MERCHANT, merchant_id=merchant_id)
 
 
+def expiry_account(street: OrgUnit) -> Account:
+    """Return the expiry account of the street (the root) above ``street``, creating it on first use."""
+    return _expiry_account_of(street.root_id)
+
+
+def _expiry_account_of(root_id: int) -> Account:
+    return _account(
+        and_(Account.kind == ACCOUNT_EXPIRY, Account.org_unit_id == root_id),
+        kind=ACCOUNT_EXPIRY,
+        org_unit_id=root_id,
+    )
+
+
 def issuance_account(street: OrgUnit) -> Account:
     """Return the issuance account of the street (the root) above ``street``, creating it on first use."""
     root_id = street.root_id
@@ -147,7 +167,7 @@ def issuance_account(street: OrgUnit) -> Account:
 
 def lock_accounts(account_ids) -> None:
     """Lock account rows in the one global order: people's and merchants' accounts by id, then
-    the streets' issuance accounts. Every writer that touches several accounts goes through here
+    the streets' issuance accounts, then their expiry accounts. Every writer that touches several accounts goes through here
     (or locks a single volunteer account first), so no two transactions wait on each other in a
     cycle. On SQLite the lock is the write transaction itself (BEGIN IMMEDIATE)."""
     ids = sorted(set(account_ids))
@@ -157,13 +177,16 @@ def lock_accounts(account_ids) -> None:
     db.session.execute(
         select(account_t.c.id)
         .where(account_t.c.id.in_(ids))
-        .order_by(account_t.c.kind == ACCOUNT_ISSUANCE, account_t.c.id)
+        .order_by(
+            account_t.c.kind.in_((ACCOUNT_ISSUANCE, ACCOUNT_EXPIRY)), account_t.c.kind == ACCOUNT_EXPIRY, account_t.c.id
+        )
         .with_for_update()
     ).all()
 
 
-def _debit(account_id: int, amount: int, *, from_held: bool, unearn: int = 0) -> int:
-    """Take ``amount`` from an account, from its held or its available points; return the new balance."""
+def _debit(account_id: int, amount: int, *, from_held: bool, unearn: int = 0) -> tuple[int, str]:
+    """Take ``amount`` from an account, from its held or its available points; return the new
+    balance and the account's kind."""
     values = {"balance": account_t.c.balance - amount}
     if from_held:
         condition = account_t.c.held >= amount
@@ -176,30 +199,114 @@ def _debit(account_id: int, amount: int, *, from_held: bool, unearn: int = 0) ->
     if unearn:
         values["earned"] = account_t.c.earned - unearn
         condition = and_(condition, account_t.c.earned >= unearn)
-    new_balance = db.session.execute(
+    row = db.session.execute(
         update(account_t)
         .where(account_t.c.id == account_id, condition)
         .values(**values)
-        .returning(account_t.c.balance)
-    ).scalar()
+        .returning(account_t.c.balance, account_t.c.kind)
+    ).first()
     _expire_loaded(account_id)
-    if new_balance is None:
+    if row is None:
         acc = db.session.get(Account, account_id)
         raise InsufficientPoints(needed=amount, available=acc.held if from_held else acc.available)
-    return new_balance
+    return row[0], row[1]
 
 
-def _deposit(account_id: int, amount: int, *, earn: bool) -> int:
+def _deposit(account_id: int, amount: int, *, earn: bool) -> tuple[int, str]:
     values = {"balance": account_t.c.balance + amount}
     if earn:
         values["earned"] = account_t.c.earned + amount
-    new_balance = db.session.execute(
-        update(account_t).where(account_t.c.id == account_id).values(**values).returning(account_t.c.balance)
-    ).scalar()
+    row = db.session.execute(
+        update(account_t)
+        .where(account_t.c.id == account_id)
+        .values(**values)
+        .returning(account_t.c.balance, account_t.c.kind)
+    ).first()
     _expire_loaded(account_id)
-    if new_balance is None:
+    if row is None:
         raise NotFound()
-    return new_balance
+    return row[0], row[1]
+
+
+def _take_from_lots(
+    account_id: int, transfer_id: int, amount: int, *, prefer_transfer_id: int | None = None, lot_id: int | None = None
+) -> None:
+    """Take ``amount`` from a volunteer's lots, earliest-expiring first (never-expiring last, ties
+    by id), or from the lot made by ``prefer_transfer_id`` first, or only from lot ``lot_id``.
+
+    Runs under the account's lock, after the balance was debited: the lots hold exactly the
+    balance, so they cover the amount. One SELECT of the open lots, one UPDATE and one INSERT
+    (each executed for the lots taken from, usually one).
+    """
+    query = select(lot_t.c.id, lot_t.c.remaining).where(lot_t.c.account_id == account_id, lot_t.c.remaining > 0)
+    if lot_id is not None:
+        query = query.where(lot_t.c.id == lot_id)
+    order = [lot_t.c.expires_on.is_(None), lot_t.c.expires_on, lot_t.c.id]
+    if prefer_transfer_id is not None:
+        order.insert(0, case((lot_t.c.transfer_id == prefer_transfer_id, 0), else_=1))
+    takes = []
+    left = amount
+    for lid, remaining in db.session.execute(query.order_by(*order)):
+        take = min(remaining, left)
+        takes.append({"lid": lid, "take": take})
+        left -= take
+        if not left:
+            break
+    if left:
+        # The lots no longer add up to the balance: stop, never paper over it.
+        raise RuntimeError(f"account {account_id}: its lots lack {left} of the {amount} points taken")
+    db.session.execute(
+        update(lot_t).where(lot_t.c.id == bindparam("lid")).values(remaining=lot_t.c.remaining - bindparam("take")),
+        takes,
+    )
+    db.session.execute(
+        insert(lot_use_t), [{"lot_id": t["lid"], "transfer_id": transfer_id, "amount": t["take"]} for t in takes]
+    )
+
+
+def _give_back_to_lots(account_id: int, transfer_id: int, original_id: int | None, amount: int) -> None:
+    """Return ``amount`` points to the lots that transfer ``original_id`` took them from; whatever
+    it took from no lot (a transfer from before lots) becomes a new never-expiring lot."""
+    gives = []
+    left = amount
+    if original_id is not None:
+        for lid, taken in db.session.execute(
+            select(lot_use_t.c.lot_id, func.sum(lot_use_t.c.amount))
+            .where(lot_use_t.c.transfer_id == original_id)
+            .group_by(lot_use_t.c.lot_id)
+            .order_by(lot_use_t.c.lot_id)
+        ):
+            give = min(taken, left)
+            if give > 0:
+                gives.append({"lid": lid, "give": give})
+                left -= give
+    if gives:
+        db.session.execute(
+            update(lot_t).where(lot_t.c.id == bindparam("lid")).values(remaining=lot_t.c.remaining + bindparam("give")),
+            gives,
+        )
+        db.session.execute(
+            insert(lot_use_t), [{"lot_id": g["lid"], "transfer_id": transfer_id, "amount": -g["give"]} for g in gives]
+        )
+    if left:
+        _new_lot(account_id, transfer_id, left, earned_on=_today(), expires_on=None)
+
+
+def _new_lot(account_id: int, transfer_id: int | None, amount: int, *, earned_on: date, expires_on: date | None) -> None:
+    db.session.execute(
+        insert(lot_t).values(
+            account_id=account_id,
+            transfer_id=transfer_id,
+            amount=amount,
+            remaining=amount,
+            earned_on=earned_on,
+            expires_on=expires_on,
+        )
+    )
+
+
+def _today() -> date:
+    return local_today()
 
 
 def _transfer(
@@ -218,13 +325,16 @@ def _transfer(
     reverses_id: int | None = None,
     created_by_id: int | None = None,
     created_at=None,
+    earned_on: date | None = None,
+    expires_on: date | None = None,
+    lot_id: int | None = None,
 ) -> Transfer:
     if amount <= 0:
         raise ValueError("a transfer moves a positive amount")
     db.session.flush()
     lock_accounts([from_id, to_id])
-    from_after = _debit(from_id, amount, from_held=from_held, unearn=unearn)
-    to_after = _deposit(to_id, amount, earn=earn)
+    from_after, from_kind = _debit(from_id, amount, from_held=from_held, unearn=unearn)
+    to_after, to_kind = _deposit(to_id, amount, earn=earn)
     t = Transfer(
         kind=kind,
         amount=amount,
@@ -248,6 +358,16 @@ def _transfer(
         ]
     )
     db.session.flush()
+    # Lots: every debit of a volunteer takes from them, every deposit adds to them.
+    if from_kind == ACCOUNT_VOLUNTEER:
+        _take_from_lots(
+            from_id, t.id, amount, prefer_transfer_id=reverses_id if kind == TRANSFER_REVERSAL else None, lot_id=lot_id
+        )
+    if to_kind == ACCOUNT_VOLUNTEER:
+        if kind == TRANSFER_CREDIT:
+            _new_lot(to_id, t.id, amount, earned_on=earned_on or _today(), expires_on=expires_on)
+        else:
+            _give_back_to_lots(to_id, t.id, reverses_id, amount)
     return t
 
 
@@ -260,8 +380,11 @@ def credit(
     cause_key: str,
     activity_id: int | None = None,
     created_by_id: int | None = None,
+    earned_on: date | None = None,
+    expires_on: date | None = None,
 ) -> Transfer:
-    """Issue ``amount`` new points from a street's issuance account to a volunteer."""
+    """Issue ``amount`` new points from a street's issuance account to a volunteer, as one lot
+    earned on ``earned_on`` (default today) that can be spent until ``expires_on`` (None: ever)."""
     return _transfer(
         kind=TRANSFER_CREDIT,
         from_id=issuance.id,
@@ -272,6 +395,8 @@ def credit(
         earn=True,
         activity_id=activity_id,
         created_by_id=created_by_id,
+        earned_on=earned_on,
+        expires_on=expires_on,
     )
 
 
@@ -351,12 +476,145 @@ def settle(
     )
 
 
+def deduct(
+    volunteer_account_id: int,
+    issuance_account_id: int,
+    amount: int,
+    *,
+    reason: str,
+    cause_key: str,
+    created_by_id: int | None,
+) -> Transfer:
+    """Retire ``amount`` of a volunteer's available points to the street's issuance account (a
+    deduction rule applied by staff); ``earned`` is left as it was."""
+    return _transfer(
+        kind=TRANSFER_DEDUCTION,
+        from_id=volunteer_account_id,
+        to_id=issuance_account_id,
+        amount=amount,
+        reason=reason,
+        cause_key=cause_key,
+        created_by_id=created_by_id,
+    )
+
+
+@dataclass(frozen=True)
+class Expired:
+    lots: int = 0
+    points: int = 0
+
+    def __add__(self, other: "Expired") -> "Expired":
+        return Expired(self.lots + other.lots, self.points + other.points)
+
+
+def accounts_with_due_lots(today: date) -> list[int]:
+    """Return the volunteer accounts that have points past their last day (``expires_on < today``)."""
+    return list(
+        db.session.scalars(
+            select(lot_t.c.account_id)
+            .where(lot_t.c.expires_on < today, lot_t.c.remaining > 0)
+            .group_by(lot_t.c.account_id)
+            .order_by(lot_t.c.account_id)
+        )
+    )
+
+
+def expire_account(account_id: int, today: date) -> Expired:
+    """Move the points of a volunteer's lots past their last day to the street's expiry account,
+    one ``expiry`` transfer per lot; points reserved by open vouchers stay (see "Lots and expiry").
+
+    Safe to run twice or at once: everything is read under the volunteer account's lock, and each
+    transfer's cause key names the lot and how many times it has expired before.
+    """
+    lock_accounts([account_id])
+    held, user_street = db.session.execute(
+        select(account_t.c.held, OrgUnit.root_id)
+        .select_from(account_t)
+        .join(User, User.id == account_t.c.user_id)
+        .outerjoin(OrgUnit, OrgUnit.id == User.org_unit_id)
+        .where(account_t.c.id == account_id, account_t.c.kind == ACCOUNT_VOLUNTEER)
+    ).one()
+    issuer = Account.__table__.alias("issuer")
+    lots = db.session.execute(
+        select(
+            lot_t.c.id, lot_t.c.remaining, lot_t.c.earned_on, lot_t.c.expires_on,
+            case((issuer.c.kind == ACCOUNT_ISSUANCE, issuer.c.org_unit_id)),
+        )
+        .select_from(lot_t)
+        .outerjoin(Transfer, Transfer.id == lot_t.c.transfer_id)
+        .outerjoin(issuer, issuer.c.id == Transfer.from_account_id)
+        .where(lot_t.c.account_id == account_id, lot_t.c.remaining > 0, lot_t.c.expires_on < today)
+        .order_by(lot_t.c.expires_on, lot_t.c.id)
+    ).all()
+    done = Expired()
+    reserved = held  # open vouchers reserve the earliest-expiring points, which these are
+    for lot_id, remaining, earned_on, expires_on, issuing_street in lots:
+        kept = min(remaining, reserved)
+        reserved -= kept
+        amount = remaining - kept
+        street_id = issuing_street or user_street
+        if amount <= 0 or street_id is None:
+            continue
+        before = db.session.scalar(
+            select(func.count())
+            .select_from(lot_use_t)
+            .join(Transfer, Transfer.id == lot_use_t.c.transfer_id)
+            .where(lot_use_t.c.lot_id == lot_id, Transfer.kind == TRANSFER_EXPIRY)
+        )
+        _transfer(
+            kind=TRANSFER_EXPIRY,
+            from_id=account_id,
+            to_id=_expiry_account_of(street_id).id,
+            amount=amount,
+            reason=f"积分过期：{earned_on.isoformat()} 获得，有效期至 {expires_on.isoformat()}",
+            cause_key=f"expiry:{lot_id}:{before + 1}",
+            lot_id=lot_id,
+        )
+        done += Expired(1, amount)
+    return done
+
+
+def expired_total(street: OrgUnit) -> int:
+    """Points that have expired in the street (the balance of its expiry account): no longer
+    owed to anyone, so the street's outstanding liability is ``-issuance - expired``."""
+    return db.session.scalar(
+        select(func.coalesce(func.sum(account_t.c.balance), 0)).where(
+            account_t.c.kind == ACCOUNT_EXPIRY, account_t.c.org_unit_id == street.root_id
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Expiring:
+    points: int
+    first_date: date | None
+
+
+def expiring_soon(account_id: int, today: date | None = None, days: int = 30) -> Expiring:
+    """Points of a volunteer that expire within ``days`` (past their last day by then), less
+    what open vouchers reserve, and the earliest such last day."""
+    today = today or _today()
+    horizon = today + timedelta(days=days)
+    total, first = db.session.execute(
+        select(func.coalesce(func.sum(lot_t.c.remaining), 0), func.min(lot_t.c.expires_on)).where(
+            lot_t.c.account_id == account_id, lot_t.c.remaining > 0, lot_t.c.expires_on < horizon
+        )
+    ).one()
+    held = db.session.scalar(select(account_t.c.held).where(account_t.c.id == account_id)) or 0
+    points = max(0, total - held)
+    return Expiring(points, first if points else None)
+
+
 def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Transfer:
     """Undo ``original`` in full with a new transfer the other way; at most once."""
     if original.kind == TRANSFER_REVERSAL:
         raise CannotReverse(why=_l("a reversal cannot itself be reversed"))
     if original.kind == TRANSFER_SETTLEMENT:
         raise CannotReverse(why=_l("a payment to a merchant is settled in the merchant's next period"))
+    if original.kind == TRANSFER_EXPIRY:
+        raise CannotReverse(
+            why=_l("expired points are not restored; if they expired by mistake, credit the volunteer again with a reason")
+        )
     # Look for an earlier reversal only under the accounts' locks: a reversal committed by a
     # concurrent caller is then visible, instead of surfacing as a unique-key violation.
     lock_accounts([original.from_account_id, original.to_account_id])
@@ -574,6 +832,54 @@ def check_ledger() -> list[str]:
         if st not in ("approved", "reversed"):
             problems.append(f"activity {aid} ({st}): has a credit transfer but is not approved")
     problems.extend(_check_settlement())
+    problems.extend(_check_lots())
+    return problems
+
+
+def _check_lots() -> list[str]:
+    """The lot invariants: a volunteer's lots hold their balance, each lot's remaining is its
+    amount less what transfers took, each credit made its lot; the expiry account only receives
+    expiries, and an expiry only goes from a volunteer to an expiry account."""
+    problems: list[str] = []
+    s = db.session
+    remaining = dict(s.execute(select(lot_t.c.account_id, func.sum(lot_t.c.remaining)).group_by(lot_t.c.account_id)).all())
+    for acc_id, kind, bal in s.execute(select(Account.id, Account.kind, Account.balance).order_by(Account.id)):
+        in_lots = remaining.get(acc_id, 0)
+        if kind == ACCOUNT_VOLUNTEER and in_lots != bal:
+            problems.append(f"account {acc_id}: balance {bal} but its lots hold {in_lots}")
+        if kind != ACCOUNT_VOLUNTEER and acc_id in remaining:
+            problems.append(f"account {acc_id} ({kind}): has lots but is not a volunteer's")
+    used = (
+        select(lot_use_t.c.lot_id, func.sum(lot_use_t.c.amount).label("used")).group_by(lot_use_t.c.lot_id).subquery()
+    )
+    for lot_id, amount, rem, taken in s.execute(
+        select(lot_t.c.id, lot_t.c.amount, lot_t.c.remaining, func.coalesce(used.c.used, 0)).outerjoin(
+            used, used.c.lot_id == lot_t.c.id
+        )
+    ):
+        if not 0 <= rem <= amount:
+            problems.append(f"lot {lot_id}: remaining {rem} outside 0..{amount}")
+        if rem != amount - taken:
+            problems.append(f"lot {lot_id}: remaining {rem} but amount {amount} less uses {taken} is {amount - taken}")
+    vol = Account.__table__.alias("vol")
+    for tid, amount, lot_amount in s.execute(
+        select(Transfer.id, Transfer.amount, lot_t.c.amount)
+        .join(vol, vol.c.id == Transfer.to_account_id)
+        .outerjoin(lot_t, lot_t.c.transfer_id == Transfer.id)
+        .where(Transfer.kind == TRANSFER_CREDIT, vol.c.kind == ACCOUNT_VOLUNTEER)
+    ):
+        if lot_amount != amount:
+            problems.append(f"credit {tid} of {amount} points: its lot holds {lot_amount}")
+    src = Account.__table__.alias("src")
+    dst = Account.__table__.alias("dst")
+    for tid, kind, src_kind, dst_kind in s.execute(
+        select(Transfer.id, Transfer.kind, src.c.kind, dst.c.kind)
+        .join(src, src.c.id == Transfer.from_account_id)
+        .join(dst, dst.c.id == Transfer.to_account_id)
+        .where(or_(Transfer.kind == TRANSFER_EXPIRY, src.c.kind == ACCOUNT_EXPIRY, dst.c.kind == ACCOUNT_EXPIRY))
+    ):
+        if (kind, src_kind, dst_kind) != (TRANSFER_EXPIRY, ACCOUNT_VOLUNTEER, ACCOUNT_EXPIRY):
+            problems.append(f"transfer {tid} ({kind}): goes from {src_kind} to {dst_kind}; only expiries reach expiry accounts")
     return problems
 
 

@@ -8,7 +8,16 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import OrgUnit, PointRule, PointRuleVersion, User
-from ..models.rules import CATEGORIES, UNIT_HOUR, UNIT_OCCURRENCE
+from ..models.rules import (
+    CATEGORIES,
+    EXPIRY_MONTHS,
+    EXPIRY_NEVER,
+    EXPIRY_POLICIES,
+    RULE_DEDUCT,
+    RULE_EARN,
+    UNIT_HOUR,
+    UNIT_OCCURRENCE,
+)
 from ..models.user import ADMIN_ROLES, TITLES
 from . import audit
 from .access import ancestor_paths, require_admin_of, subtree_filter
@@ -31,6 +40,9 @@ class RuleTerms:
     active_to: date | None = None
     titles: list[str] = field(default_factory=list)
     is_active: bool = True
+    expiry_policy: str = EXPIRY_NEVER
+    expiry_months: int | None = None
+    kind: str = RULE_EARN
 
     def validate(self) -> None:
         if not (self.name_zh or "").strip():
@@ -54,6 +66,15 @@ class RuleTerms:
         unknown = [t for t in self.titles if t not in TITLES]
         if unknown:
             raise InvalidInput("Unknown title.", field="titles")
+        if self.expiry_policy not in EXPIRY_POLICIES:
+            raise InvalidInput("Unknown expiry policy.", field="expiry_policy")
+        if self.expiry_policy == EXPIRY_MONTHS:
+            if not isinstance(self.expiry_months, int) or not 1 <= self.expiry_months <= 120:
+                raise InvalidInput("Points expire after 1 to 120 months.", field="expiry_months")
+        elif self.expiry_months is not None:
+            self.expiry_months = None  # only the "months" policy counts months
+        if self.kind not in (RULE_EARN, RULE_DEDUCT):
+            raise InvalidInput("A rule gives points or deducts them.", field="kind")
 
 
 def create_rule(actor: User, unit: OrgUnit, terms: RuleTerms) -> PointRule:
@@ -137,6 +158,6 @@ def rules_for_volunteer(volunteer: User, on: date) -> list[PointRuleVersion]:
     out = []
     for rule in rules_for_unit(volunteer.org_unit):
         v = rule.current
-        if v.applies_on(on) and (not v.titles or volunteer.title in v.titles):
+        if v.kind == RULE_EARN and v.applies_on(on) and (not v.titles or volunteer.title in v.titles):
             out.append(v)
     return out

@@ -1,10 +1,10 @@
 """Ledger tables: accounts, transfers and their entries. See ``pointsapp.domain.ledger``."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Optional
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -13,6 +13,7 @@ from .types import UTCDateTime, utcnow
 ACCOUNT_ISSUANCE = "issuance"
 ACCOUNT_VOLUNTEER = "volunteer"
 ACCOUNT_MERCHANT = "merchant"
+ACCOUNT_EXPIRY = "expiry"
 
 
 class Account(db.Model):
@@ -20,7 +21,7 @@ class Account(db.Model):
 
     __tablename__ = "account"
     __table_args__ = (
-        CheckConstraint("kind IN ('issuance', 'volunteer', 'merchant')", name="kind_known"),
+        CheckConstraint("kind IN ('issuance', 'volunteer', 'merchant', 'expiry')", name="kind_known"),
         # Only a street's issuance account may go negative: it is where points come from.
         CheckConstraint("kind = 'issuance' OR balance >= 0", name="balance_not_negative"),
         CheckConstraint("held >= 0", name="held_not_negative"),
@@ -29,7 +30,8 @@ class Account(db.Model):
         CheckConstraint(
             "(kind = 'issuance' AND org_unit_id IS NOT NULL AND user_id IS NULL AND merchant_id IS NULL)"
             " OR (kind = 'volunteer' AND user_id IS NOT NULL AND org_unit_id IS NULL AND merchant_id IS NULL)"
-            " OR (kind = 'merchant' AND merchant_id IS NOT NULL AND org_unit_id IS NULL AND user_id IS NULL)",
+            " OR (kind = 'merchant' AND merchant_id IS NOT NULL AND org_unit_id IS NULL AND user_id IS NULL)"
+            " OR (kind = 'expiry' AND org_unit_id IS NOT NULL AND user_id IS NULL AND merchant_id IS NULL)",
             name="owner_matches_kind",
         ),
         UniqueConstraint("kind", "org_unit_id", name="uq_account_kind_org_unit"),
@@ -59,7 +61,11 @@ TRANSFER_CREDIT = "credit"
 TRANSFER_CAPTURE = "capture"
 TRANSFER_REVERSAL = "reversal"
 TRANSFER_SETTLEMENT = "settlement"
-TRANSFER_KINDS = (TRANSFER_CREDIT, TRANSFER_CAPTURE, TRANSFER_REVERSAL, TRANSFER_SETTLEMENT)
+TRANSFER_EXPIRY = "expiry"
+TRANSFER_DEDUCTION = "deduction"
+TRANSFER_KINDS = (
+    TRANSFER_CREDIT, TRANSFER_CAPTURE, TRANSFER_REVERSAL, TRANSFER_SETTLEMENT, TRANSFER_EXPIRY, TRANSFER_DEDUCTION
+)
 
 
 class Transfer(db.Model):
@@ -69,7 +75,9 @@ class Transfer(db.Model):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("from_account_id <> to_account_id", name="distinct_accounts"),
-        CheckConstraint("kind IN ('credit', 'capture', 'reversal', 'settlement')", name="kind_known"),
+        CheckConstraint(
+            "kind IN ('credit', 'capture', 'reversal', 'settlement', 'expiry', 'deduction')", name="kind_known"
+        ),
         CheckConstraint(
             "(kind = 'reversal') = (reverses_id IS NOT NULL)", name="reversal_links_original"
         ),
@@ -116,3 +124,41 @@ class Entry(db.Model):
 
     transfer: Mapped[Transfer] = relationship(back_populates="entries")
     account = relationship("Account")
+
+
+class PointLot(db.Model):
+    """The points of one credit, with the date they expire; spent earliest-expiring first.
+
+    ``remaining`` is what is left of the lot; the sum over a volunteer's lots is their balance.
+    An opening lot (``transfer_id`` NULL) holds a balance that predates lots. See
+    ``pointsapp.domain.ledger``, "Lots and expiry".
+    """
+
+    __tablename__ = "point_lot"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_within_amount"),
+        Index("ix_point_lot_account_id_expires_on", "account_id", "expires_on"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    # The credit (or a reversal giving back points with no lot to return to) that made the lot.
+    transfer_id: Mapped[Optional[int]] = mapped_column(ForeignKey("transfer.id"), unique=True)
+    amount: Mapped[int] = mapped_column(Integer)
+    remaining: Mapped[int] = mapped_column(Integer)
+    earned_on: Mapped[date] = mapped_column(Date)
+    # The last day the points can be spent; NULL: they never expire.
+    expires_on: Mapped[Optional[date]] = mapped_column(Date)
+
+
+class LotUse(db.Model):
+    """Points a transfer took from (``amount`` > 0) or gave back to (< 0) a lot. Append-only."""
+
+    __tablename__ = "lot_use"
+    __table_args__ = (CheckConstraint("amount <> 0", name="amount_not_zero"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("point_lot.id"), index=True)
+    transfer_id: Mapped[int] = mapped_column(ForeignKey("transfer.id"), index=True)
+    amount: Mapped[int] = mapped_column(Integer)

@@ -1,7 +1,7 @@
 """Point rules (versioned) and activities (credited pieces of work, claimed or recorded)."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Optional
 
@@ -39,6 +39,13 @@ CATEGORIES: dict[str, tuple[str, str]] = {
 
 UNIT_OCCURRENCE = "occurrence"
 UNIT_HOUR = "hour"
+
+EXPIRY_NEVER = "never"
+EXPIRY_MONTHS = "months"
+EXPIRY_NEXT_YEAR_END = "next_year_end"
+EXPIRY_POLICIES = (EXPIRY_NEVER, EXPIRY_MONTHS, EXPIRY_NEXT_YEAR_END)
+RULE_EARN = "earn"
+RULE_DEDUCT = "deduct"
 
 
 class PointRule(db.Model):
@@ -80,6 +87,13 @@ class PointRuleVersion(db.Model):
             "active_to IS NULL OR active_from IS NULL OR active_to >= active_from",
             name="active_range",
         ),
+        CheckConstraint("expiry_policy IN ('never', 'months', 'next_year_end')", name="expiry_policy_known"),
+        CheckConstraint(
+            "(expiry_policy = 'months') = (expiry_months IS NOT NULL)"
+            " AND (expiry_months IS NULL OR (expiry_months >= 1 AND expiry_months <= 120))",
+            name="expiry_months_with_policy",
+        ),
+        CheckConstraint("kind IN ('earn', 'deduct')", name="kind_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -103,10 +117,20 @@ class PointRuleVersion(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))
 
+    # When the points of a credit expire (see ``expires_on``), and whether the rule gives points
+    # ('earn') or takes them away ('deduct', applied by staff with a reason).
+    expiry_policy: Mapped[str] = mapped_column(String(16), default=EXPIRY_NEVER, server_default=EXPIRY_NEVER)
+    expiry_months: Mapped[Optional[int]] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16), default=RULE_EARN, server_default=RULE_EARN)
+
     rule = relationship("PointRule", foreign_keys=[rule_id], back_populates="versions")
 
     def name(self, locale: str = "zh") -> str:
         return self.name_zh if locale.startswith("zh") else self.name_en
+
+    def expires_on(self, earned_on: date) -> date | None:
+        """The last day on which points earned on ``earned_on`` under this version can be spent."""
+        return expiry_date(self.expiry_policy, self.expiry_months, earned_on)
 
     def applies_on(self, day: date) -> bool:
         return (
@@ -114,6 +138,24 @@ class PointRuleVersion(db.Model):
             and (self.active_from is None or day >= self.active_from)
             and (self.active_to is None or day <= self.active_to)
         )
+
+
+def expiry_date(policy: str, months: int | None, earned_on: date) -> date | None:
+    """Return the last day points earned on ``earned_on`` can be spent, or None if they never expire.
+
+    ``months``: the same day N months later, or that month's last day when it is shorter
+    (earned 2024-02-29, 12 months: 2025-02-28). ``next_year_end``: 31 December of the next year.
+    """
+    if policy == EXPIRY_MONTHS:
+        total = earned_on.year * 12 + earned_on.month - 1 + int(months)
+        year, month = divmod(total, 12)
+        month += 1
+        following = date(year + (month == 12), month % 12 + 1, 1)
+        last_day = (following - timedelta(days=1)).day
+        return date(year, month, min(earned_on.day, last_day))
+    if policy == EXPIRY_NEXT_YEAR_END:
+        return date(earned_on.year + 1, 12, 31)
+    return None
 
 
 STATUS_PENDING = "pending"
