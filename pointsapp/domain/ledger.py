@@ -527,13 +527,14 @@ def expire_account(account_id: int, today: date) -> Expired:
     transfer's cause key names the lot and how many times it has expired before.
     """
     lock_accounts([account_id])
-    held, user_street = db.session.execute(
-        select(account_t.c.held, OrgUnit.root_id)
+    held, user_path = db.session.execute(
+        select(account_t.c.held, OrgUnit.path)
         .select_from(account_t)
         .join(User, User.id == account_t.c.user_id)
         .outerjoin(OrgUnit, OrgUnit.id == User.org_unit_id)
         .where(account_t.c.id == account_id, account_t.c.kind == ACCOUNT_VOLUNTEER)
     ).one()
+    user_street = int(user_path.strip("/").split("/")[0]) if user_path else None
     issuer = Account.__table__.alias("issuer")
     lots = db.session.execute(
         select(
@@ -861,14 +862,18 @@ def _check_lots() -> list[str]:
             problems.append(f"lot {lot_id}: remaining {rem} outside 0..{amount}")
         if rem != amount - taken:
             problems.append(f"lot {lot_id}: remaining {rem} but amount {amount} less uses {taken} is {amount - taken}")
+    # Every credit made its lot, except credits from before lots (older than the first transfer
+    # that made or used a lot), whose points went into opening lots when the database was upgraded.
     vol = Account.__table__.alias("vol")
-    for tid, amount, lot_amount in s.execute(
-        select(Transfer.id, Transfer.amount, lot_t.c.amount)
+    firsts = [s.scalar(select(func.min(lot_t.c.transfer_id))), s.scalar(select(func.min(lot_use_t.c.transfer_id)))]
+    lots_since = min((f for f in firsts if f is not None), default=None)
+    for tid, acc_id, amount, lot_amount in s.execute(
+        select(Transfer.id, vol.c.id, Transfer.amount, lot_t.c.amount)
         .join(vol, vol.c.id == Transfer.to_account_id)
         .outerjoin(lot_t, lot_t.c.transfer_id == Transfer.id)
         .where(Transfer.kind == TRANSFER_CREDIT, vol.c.kind == ACCOUNT_VOLUNTEER)
     ):
-        if lot_amount != amount:
+        if lot_amount != amount and not (lot_amount is None and (lots_since is None or tid < lots_since)):
             problems.append(f"credit {tid} of {amount} points: its lot holds {lot_amount}")
     src = Account.__table__.alias("src")
     dst = Account.__table__.alias("dst")
