@@ -93,8 +93,8 @@ def _replace(old: str, new: str):
 
 def _swap_check(table: str, name: str, old: str, new: str) -> None:
     if _is_pg():
-        op.drop_constraint(name, table, type_="check")
-        op.create_check_constraint(name, table, new)
+        op.drop_constraint(op.f(name), table, type_="check")
+        op.create_check_constraint(op.f(name), table, new)
     else:
         _sqlite_rebuild(table, _replace(old, new))
 
@@ -137,7 +137,7 @@ def upgrade():
     op.add_column("point_rule_version", sa.Column("kind", sa.String(length=16), server_default="earn", nullable=False))
     if _is_pg():
         for name, sql in RULE_CHECKS.items():
-            op.create_check_constraint(name, "point_rule_version", sql)
+            op.create_check_constraint(op.f(name), "point_rule_version", sql)
     else:
         checks = "".join(f", CONSTRAINT {name} CHECK ({sql})" for name, sql in RULE_CHECKS.items())
         _sqlite_rebuild("point_rule_version", lambda ddl: ddl.rstrip()[:-1] + checks + "\n)")
@@ -206,7 +206,7 @@ def downgrade():
 
     if _is_pg():
         for name in RULE_CHECKS:
-            op.drop_constraint(name, "point_rule_version", type_="check")
+            op.drop_constraint(op.f(name), "point_rule_version", type_="check")
         for column in reversed(RULE_COLUMNS):
             op.drop_column("point_rule_version", column)
     else:
