@@ -35,7 +35,17 @@ from wtforms.validators import (
 
 from .domain.errors import InvalidInput, PointsError
 from .models.rewards import MERCHANT_KINDS
-from .models.rules import CATEGORIES, UNIT_HOUR, UNIT_OCCURRENCE, PointRuleVersion
+from .models.rules import (
+    CATEGORIES,
+    EXPIRY_MONTHS,
+    EXPIRY_NEVER,
+    EXPIRY_NEXT_YEAR_END,
+    RULE_DEDUCT,
+    RULE_EARN,
+    UNIT_HOUR,
+    UNIT_OCCURRENCE,
+    PointRuleVersion,
+)
 from .models.user import (
     ROLE_COMMUNITY_ADMIN,
     ROLE_GRID_STAFF,
@@ -148,6 +158,17 @@ class AttendanceForm(FlaskForm):
     batch_key = HiddenField()
 
 
+class DeductionForm(FlaskForm):
+    volunteer_id = SelectField(_l("Volunteer"), coerce=int, validators=[InputRequired()])
+    rule_id = SelectField(_l("Deduction rule"), coerce=int, validators=[InputRequired()])
+    reason = TextAreaField(
+        _l("Reason (the volunteer will read it)"),
+        validators=[DataRequired(message=_l("Give a reason for the deduction.")), Length(max=1000)],
+        render_kw={"rows": 2},
+    )
+    submission_key = HiddenField()
+
+
 # --- admins -----------------------------------------------------------------------------------
 
 
@@ -172,6 +193,23 @@ class RuleForm(FlaskForm):
     active_to = DateField(_l("Active to (empty: no end)"), validators=[Optional()])
     titles = MultiCheckboxField(_l("Only for these titles (none ticked: every title)"))
     is_active = BooleanField(_l("Active"), default=True)
+    expiry_policy = RadioField(
+        _l("Points expire"),
+        choices=[
+            SelectChoice(EXPIRY_NEVER, _l("never")),
+            SelectChoice(EXPIRY_MONTHS, _l("a number of months after the activity")),
+            SelectChoice(EXPIRY_NEXT_YEAR_END, _l("at the end of the year after the activity")),
+        ],
+        default=EXPIRY_NEVER,
+        validators=[InputRequired()],
+    )
+    expiry_months = IntegerField(_l("Months until the points expire"), validators=[Optional(), NumberRange(min=1, max=120)])
+    kind = RadioField(
+        _l("The rule"),
+        choices=[SelectChoice(RULE_EARN, _l("gives points")), SelectChoice(RULE_DEDUCT, _l("deducts points (applied by staff)"))],
+        default=RULE_EARN,
+        validators=[InputRequired()],
+    )
 
 
 class MerchantForm(FlaskForm):

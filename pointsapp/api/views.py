@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased, selectinload
 
-from ..domain import claims, exports, people, reports, rules, settlement, statements, tokens, uploads, vouchers
+from ..domain import claims, deductions, exports, ledger, people, reports, rules, settlement, statements, tokens, uploads, vouchers
 from ..domain.access import (
     managed_merchants_query,
     require_admin_of,
@@ -34,6 +34,8 @@ from ..schemas import (
     AttendanceIn,
     AttendanceOut,
     BalanceOut,
+    DeductionIn,
+    DeductionOut,
     CashierIn,
     CashierVoucherOut,
     ClaimFormIn,
@@ -196,8 +198,16 @@ def _my_account() -> Account:
 @doc("My balance", tag="volunteer", response=BalanceOut, roles=("volunteer",))
 def my_balance():
     """The volunteer's balance, the part held by open vouchers, what is available, and lifetime earned."""
-    b = balance_of(_my_account().id)
-    return respond(BalanceOut().dump(b))
+    return respond(BalanceOut().dump(_balance_with_expiry(_my_account().id)))
+
+
+def _balance_with_expiry(account_id: int) -> dict:
+    b = balance_of(account_id)
+    soon = ledger.expiring_soon(account_id)
+    return {
+        "balance": b.balance, "held": b.held, "available": b.available, "earned": b.earned,
+        "expiring_soon": soon.points, "expiring_first_date": soon.first_date,
+    }
 
 
 @bp.get("/me/history")
@@ -542,7 +552,7 @@ def person_balance(user_id: int):
     account = db.session.scalar(select(Account).where(Account.user_id == person.id))
     if account is None:
         raise NotFound()
-    return respond(BalanceOut().dump(balance_of(account.id)))
+    return respond(BalanceOut().dump(_balance_with_expiry(account.id)))
 
 
 @bp.post("/people/<int:user_id>/active")
@@ -944,3 +954,15 @@ def audit_list():
     query = select(AuditRecord).where(subtree_filter(AuditRecord.org_path, who, ADMIN_ROLES),
                                       *_between(AuditRecord.created_at, args))
     return paginate(query, AuditRecord.id, AuditRecord.id, args, AuditOut(many=True).dump)
+
+
+@bp.post("/deductions")
+@idempotent
+@doc("Deduct points from a volunteer under a deduction rule", tag="staff", body=DeductionIn, response=DeductionOut,
+     status=201, roles=STAFF_ROLES, idempotent=True)
+def deduction_apply():
+    """Apply a deduction rule to a volunteer with a reason: at most their available points are deducted."""
+    require_role(*STAFF_ROLES)
+    data = load_body(DeductionIn)
+    done = deductions.apply_deduction(actor(), submission_key=derived_key("api"), **data)
+    return respond(DeductionOut().dump(done), 201)

@@ -188,6 +188,9 @@ class RuleOut(Schema):
     active_to = fields.Date(allow_none=True)
     titles = fields.List(fields.String(), required=True)
     is_active = fields.Boolean(required=True)
+    expiry_policy = fields.String(required=True, validate=validate.OneOf(["never", "months", "next_year_end"]))
+    expiry_months = fields.Integer(allow_none=True)
+    kind = fields.String(required=True, validate=validate.OneOf(["earn", "deduct"]))
 
 
 class RuleTermsIn(In):
@@ -205,6 +208,9 @@ class RuleTermsIn(In):
     active_to = fields.Date(load_default=None, allow_none=True)
     titles = fields.List(fields.String(validate=validate.OneOf(list(TITLES))), load_default=list)
     is_active = fields.Boolean(load_default=True)
+    expiry_policy = fields.String(load_default="never", validate=validate.OneOf(["never", "months", "next_year_end"]))
+    expiry_months = Count(1, 120, load_default=None, allow_none=True)
+    kind = fields.String(load_default="earn", validate=validate.OneOf(["earn", "deduct"]))
 
 
 class RuleCreateIn(RuleTermsIn):
@@ -272,6 +278,12 @@ class BalanceOut(Schema):
     held = fields.Integer(required=True, metadata={"description": "Reserved by unredeemed vouchers."})
     available = fields.Integer(required=True)
     earned = fields.Integer(required=True, metadata={"description": "Lifetime points credited."})
+    expiring_soon = fields.Integer(
+        required=True, metadata={"description": "Points that expire within 30 days (less what open vouchers hold)."}
+    )
+    expiring_first_date = fields.Date(
+        allow_none=True, metadata={"description": "The earliest last day of those points; null when none expire soon."}
+    )
 
 
 class EntryOut(Schema):
@@ -288,7 +300,10 @@ class EntryOut(Schema):
 
 class TransferOut(Schema):
     id = fields.Integer(required=True)
-    kind = fields.String(required=True, validate=validate.OneOf(["credit", "capture", "reversal"]))
+    kind = fields.String(
+        required=True,
+        validate=validate.OneOf(["credit", "capture", "reversal", "settlement", "expiry", "deduction"]),
+    )
     amount = fields.Integer(required=True)
     from_account_id = fields.Integer(required=True)
     to_account_id = fields.Integer(required=True)
@@ -681,3 +696,17 @@ class AuditOut(Schema):
     org_path = fields.String(allow_none=True)
     summary = fields.String(required=True)
     hash = fields.String(required=True, metadata={"description": "Chains each record to the one before."})
+
+
+class DeductionIn(In):
+    volunteer_id = Id(required=True)
+    rule_id = Id(required=True, metadata={"description": "A rule of kind 'deduct' that applies to the volunteer."})
+    reason = Text(required=True, validate=validate.Length(2, 1000))
+
+
+class DeductionOut(Schema):
+    transfer_id = fields.Integer(required=True, attribute="transfer.id")
+    volunteer_id = fields.Integer(required=True, attribute="transfer.from_account.user_id")
+    requested = fields.Integer(required=True, metadata={"description": "The rule's points."})
+    deducted = fields.Integer(required=True, metadata={"description": "At most the volunteer's available points."})
+    shortfall = fields.Integer(required=True, metadata={"description": "requested - deducted."})

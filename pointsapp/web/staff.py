@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
-from ..domain import claims, rules
+from ..domain import claims, deductions, rules
 from ..domain.access import scope_paths, subtree_filter
 from ..domain.clock import local_today
 from ..domain.errors import (
@@ -20,8 +20,9 @@ from ..domain.errors import (
     RuleNotApplicable,
 )
 from ..extensions import db
-from ..forms import AttendanceForm, RejectForm, rule_choices, show_domain_error
+from ..forms import AttendanceForm, DeductionForm, RejectForm, rule_choices, show_domain_error
 from ..models import Activity, OrgUnit, PointRule, RoleGrant, User
+from ..models.rules import RULE_DEDUCT, RULE_EARN
 from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
 from .guards import role_required
 from .template_helpers import page_is_zh
@@ -129,8 +130,8 @@ def volunteers_in_scope(actor: User) -> list[User]:
     )
 
 
-def usable_rules(actor: User) -> list[PointRule]:
-    """Return the rules that apply somewhere in the actor's subtrees: defined above or inside them."""
+def usable_rules(actor: User, kind: str = RULE_EARN) -> list[PointRule]:
+    """Return the rules (of ``kind``) that apply somewhere in the actor's subtrees: defined above or inside them."""
     found: dict[int, PointRule] = {}
     for grant in actor.grants(*STAFF_ROLES):
         for rule in rules.rules_for_unit(grant.org_unit):
@@ -142,7 +143,9 @@ def usable_rules(actor: User) -> list[PointRule]:
         for rule in db.session.scalars(inside):
             found[rule.id] = rule
     today = local_today()
-    return [r for _id, r in sorted(found.items()) if r.current and r.current.applies_on(today)]
+    return [
+        r for _id, r in sorted(found.items()) if r.current and r.current.kind == kind and r.current.applies_on(today)
+    ]
 
 
 def _attendance_choices(form: AttendanceForm, actor: User) -> list[User]:
@@ -205,3 +208,49 @@ def attendance_done(batch_key: str):
         total=sum(a.points_credited for a in acts),
         capped=[a for a in acts if a.cap_note],
     )
+
+
+@bp.route("/deductions", methods=["GET", "POST"])
+@role_required(*deductions.DEDUCTOR_ROLES)
+def deduction():
+    """Apply a deduction rule to a volunteer, with a reason; at most their available points."""
+    actor = _me()
+    form = DeductionForm()
+    form.rule_id.choices = rule_choices([rule.current for rule in usable_rules(actor, RULE_DEDUCT)], page_is_zh())
+    form.volunteer_id.choices = [
+        SelectChoice(p.id, f"{p.full_name} · {p.org_unit.name}") for p in volunteers_in_scope(actor) if p.id != actor.id
+    ]
+    if request.method == "GET":
+        form.submission_key.data = secrets.token_urlsafe(24)
+    if form.validate_on_submit():
+        try:
+            done = deductions.apply_deduction(
+                actor,
+                volunteer_id=form.volunteer_id.data,
+                rule_id=form.rule_id.data,
+                reason=form.reason.data,
+                submission_key=form.submission_key.data,
+            )
+            name = done.transfer.from_account.user.full_name
+            db.session.commit()
+        except AlreadyRecorded as exc:
+            db.session.rollback()
+            flash(exc.message, "info")
+            return redirect(url_for(".deduction"))
+        except PointsError as exc:
+            db.session.rollback()
+            status = show_domain_error(form, exc, "rule_id" if isinstance(exc, RuleNotApplicable) else None)
+            return render_template("staff/deduction.html", form=form), status
+        if done.shortfall:
+            flash(
+                _(
+                    "%(points)s points were deducted from %(name)s: %(short)s fewer than the rule's %(rule)s, "
+                    "because that is all they had available.",
+                    points=done.deducted, name=name, short=done.shortfall, rule=done.requested,
+                ),
+                "info",
+            )
+        else:
+            flash(_("%(points)s points were deducted from %(name)s.", points=done.deducted, name=name), "ok")
+        return redirect(url_for(".deduction"))
+    return render_template("staff/deduction.html", form=form), (422 if form.errors else 200)

@@ -8,8 +8,8 @@ from flask_babel import format_datetime, format_decimal, get_locale
 from flask_babel import gettext as _
 
 from ..domain.clock import now_utc, to_local
-from ..models import Transfer, Voucher
-from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_CREDIT, TRANSFER_REVERSAL
+from ..models import LotUse, PointLot, Transfer, Voucher
+from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_CREDIT, TRANSFER_DEDUCTION, TRANSFER_EXPIRY, TRANSFER_REVERSAL
 from ..models.rewards import VOUCHER_ISSUED
 
 def page_is_zh() -> bool:
@@ -53,7 +53,34 @@ def transfer_reason(transfer: Transfer) -> str:
     if transfer.kind == TRANSFER_CAPTURE and transfer.voucher is not None:
         v = transfer.voucher
         return _("Redeemed %(reward)s at %(merchant)s", reward=v.reward.name, merchant=v.merchant.name)
+    if transfer.kind == TRANSFER_EXPIRY:
+        from ..extensions import db
+
+        lot = db.session.execute(
+            db.select(PointLot.earned_on, PointLot.expires_on)
+            .join(LotUse, LotUse.lot_id == PointLot.id)
+            .where(LotUse.transfer_id == transfer.id)
+        ).first()
+        if lot is not None:
+            return _(
+                "Points expired (earned %(earned)s, valid until %(until)s)",
+                earned=lot[0].isoformat(), until=lot[1].isoformat() if lot[1] else "",
+            )
+        return _("Points expired")
+    if transfer.kind == TRANSFER_DEDUCTION:
+        return _("Deduction: %(reason)s", reason=transfer.reason)
     return transfer.reason
+
+
+def rule_terms_label(version) -> str:
+    """Say whether a rule version deducts points and when the points it gives expire."""
+    if version.kind == "deduct":
+        return _("deducts points")
+    if version.expiry_policy == "months":
+        return _("expire %(n)s months after the activity", n=version.expiry_months)
+    if version.expiry_policy == "next_year_end":
+        return _("expire at the end of the following year")
+    return _("never expire")
 
 
 def voucher_state(voucher: Voucher) -> str:
@@ -67,5 +94,5 @@ def register(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
     app.add_template_filter(when, "when")
     app.add_template_filter(number, "number")
-    for fn in (bilingual, transfer_reason, voucher_state):
+    for fn in (bilingual, transfer_reason, voucher_state, rule_terms_label):
         app.add_template_global(fn)

@@ -166,6 +166,8 @@ ROUTES: dict[str, Row] = {
     "merchant.lookup": Row(post=only(CASHIER, ok=REACHED)),
     "merchant.confirm": Row(post=only(CASHIER, ok=REACHED)),
     "merchant.today": Row(get=only(CASHIER)),
+    # deductions: the same staff who record attendance
+    "staff.deduction": Row(get=only(*STAFF), post=only(*STAFF, ok=REACHED)),
 }
 
 # --- the JSON API ---------------------------------------------------------------------------
