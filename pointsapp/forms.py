@@ -201,14 +201,14 @@ class RuleForm(FlaskForm):
             SelectChoice(EXPIRY_NEXT_YEAR_END, _l("at the end of the year after the activity")),
         ],
         default=EXPIRY_NEVER,
-        validators=[InputRequired()],
+        validators=[Optional()],
     )
     expiry_months = IntegerField(_l("Months until the points expire"), validators=[Optional(), NumberRange(min=1, max=120)])
     kind = RadioField(
         _l("The rule"),
         choices=[SelectChoice(RULE_EARN, _l("gives points")), SelectChoice(RULE_DEDUCT, _l("deducts points (applied by staff)"))],
         default=RULE_EARN,
-        validators=[InputRequired()],
+        validators=[Optional()],
     )
 
 

@@ -14,6 +14,9 @@ Accounts
                   for unredeemed vouchers; ``available = balance - held``; ``earned`` is the
                   lifetime total credited (honours rank on it; spending never lowers it).
     ``merchant``  one per merchant: points taken at the till, owed back by the street.
+    ``expiry``    one per street: where points go when they expire. Its balance is the points
+                  that expired, owed to no one: the street's outstanding liability is
+                  ``-issuance.balance - expiry.balance`` (``expired_total``).
 
 Settlement
     When the street pays a merchant, a ``settlement`` transfer moves the paid points from the
@@ -42,6 +45,38 @@ Transfers and entries
     ``Transfer.cause_key`` is unique (``activity:17``, ``voucher:9:capture``, ``reverse:42``):
     whatever is clicked twice or retried, the same cause cannot move points twice.
 
+Lots and expiry
+    Each credit is a *lot* (``PointLot``): its amount, what remains of it, the day it was earned
+    (the activity's date) and its last day (``expires_on``: from the rule version's policy -
+    never, N months after, or 31 December of the next year). A volunteer's lots always hold
+    exactly their balance. Every debit of a volunteer account inside ``_transfer`` (capture,
+    deduction, expiry, credit reversal) takes from the lots earliest-expiring first (never
+    last, ties by lot id), recording each take as a ``LotUse``; the reversal of a debit gives the
+    points back to the lots it took them from, and a credit reversal takes from its own lot
+    first. The lot rows are read and changed under the volunteer account's lock, which every
+    such transfer already holds: one INSERT per credit, one SELECT of the open lots, one UPDATE
+    and one INSERT per debit.
+
+    ``flask points expire`` (daily) moves, one ``expiry`` transfer per lot, what remains of each
+    lot past its last day to the street's expiry account. It works one volunteer account at a
+    time under its lock; the cause key ``expiry:<lot>:<n>`` (n: the lot's n-th expiry) makes a
+    second run, or a concurrent one, find nothing left to do. Expired points are not given back:
+    an ``expiry`` cannot be reversed (credit the volunteer again if one was wrong).
+
+    Holds and expiry: a voucher was issued against points that were valid then, so a hold
+    reserves the earliest-expiring points (the ones the capture will take). Expiry therefore
+    never takes the first ``held`` points of the due lots - never more than ``available`` - and
+    when the voucher is redeemed the capture takes exactly those. If it is cancelled or expires
+    instead, the reserved points are free again and the next run expires them.
+
+Deductions
+    A deduction rule (``PointRuleVersion.kind = 'deduct'``) applied by staff moves at most the
+    volunteer's available points (never below zero, never held points) to the street's issuance
+    account: the points are retired, as if never issued. ``earned`` is *not* lowered: it is the
+    lifetime total credited, which honours rank on; rankings that must account for deductions
+    subtract the ``deduction`` transfers of the period themselves. An admin reverses a deduction
+    like a credit; the points go back to the lots they came from.
+
 Holds
     Redeeming a reward does not move points yet: ``hold()`` raises ``held`` so the points
     cannot be spent twice, ``capture()`` moves them to the merchant when the cashier confirms,
@@ -56,8 +91,8 @@ Concurrency
     PostgreSQL the row lock makes the second writer re-check the condition after the first
     commits; on SQLite every write transaction starts with ``BEGIN IMMEDIATE`` and so runs alone.
     Rows are locked in one global order (``lock_accounts``): the activity or voucher row first,
-    then people's and merchants' accounts by id, then the street's issuance account, then the
-    reward's stock row. No path takes them in another order, so no two writers deadlock.
+    then people's and merchants' accounts by id (with a volunteer's lots), then the street's
+    issuance account, then its expiry account, then the reward's stock row. No path takes them in another order, so no two writers deadlock.
 
 Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard the first two)
     * no volunteer or merchant balance below zero; ``0 <= held <= balance``;
@@ -69,7 +104,10 @@ Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard t
     * each account's ``held`` equals the points of its issued vouchers (none but volunteers' hold);
     * each account's ``earned`` equals credits received less credits reversed (0 but volunteers');
     * each redeemed voucher has exactly one capture, each credited activity exactly one credit;
-    * an activity is ``reversed`` exactly when its credit has been reversed.
+    * an activity is ``reversed`` exactly when its credit has been reversed;
+    * each volunteer's lots hold its balance; each lot's ``remaining`` is within 0..amount and
+      equals its amount less what transfers took (``LotUse``); each credit made its lot;
+    * only ``expiry`` transfers, from a volunteer, reach an expiry account.
 
 The functions here ``flush()`` and never ``commit()``. A raised ``PointsError`` means the
 caller must roll back: an earlier statement of the same transaction may already have run.

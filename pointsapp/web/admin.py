@@ -154,9 +154,9 @@ def _rule_terms(form: RuleForm) -> rules.RuleTerms:
         active_to=form.active_to.data,
         titles=list(form.titles.data or []),
         is_active=form.is_active.data,
-        expiry_policy=form.expiry_policy.data,
+        expiry_policy=form.expiry_policy.data or "never",
         expiry_months=form.expiry_months.data,
-        kind=form.kind.data,
+        kind=form.kind.data or "earn",
     )
 
 

@@ -4,7 +4,9 @@ Hypothesis draws sequences of what people do (staff record a meeting, volunteers
 approve or reject, volunteers redeem, cashiers confirm, volunteers cancel, time passes and the
 expiry job runs, admins reverse credits and redemptions, admins change a rule's caps). After every
 step the invariants below must hold, and the app must agree with the model on every balance,
-hold, lifetime total, stock count, voucher state and activity state.
+hold, lifetime total, stock count, voucher state and activity state, and on every lot of points
+(what is left of each credit and when it expires: the points expire monthly and as time passes
+the daily ``flask points expire`` job runs; staff deduct points).
 
 Each example starts from an empty database (TRUNCATE on PostgreSQL, a fresh copy of the migrated
 file on SQLite) in the same app, so hundreds of examples fit in a couple of minutes.
@@ -25,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 from sqlalchemy import func, or_, select
 
-from pointsapp.domain import claims, ledger, rules, vouchers
+from pointsapp.domain import claims, deductions, ledger, rules, vouchers
 from pointsapp.domain.clock import local_today
 from pointsapp.domain.errors import (
     AlreadyDecided,
@@ -33,6 +35,7 @@ from pointsapp.domain.errors import (
     InsufficientPoints,
     InvalidInput,
     LimitReached,
+    NothingToDeduct,
     OutOfStock,
     PointsError,
     VoucherAlreadyRedeemed,
@@ -41,8 +44,9 @@ from pointsapp.domain.errors import (
 )
 from pointsapp.domain.org import add_unit, ensure_levels
 from pointsapp.extensions import db
-from pointsapp.models import Account, Activity, Entry, Reward, Transfer, Voucher
-from pointsapp.models.ledger import ACCOUNT_ISSUANCE
+from pointsapp.models import Account, Activity, Entry, PointLot, Reward, Transfer, Voucher
+from pointsapp.models.ledger import ACCOUNT_EXPIRY, ACCOUNT_ISSUANCE
+from pointsapp.models.rules import expiry_date
 from pointsapp.models.user import ROLE_GRID_STAFF, ROLE_MERCHANT_STAFF, ROLE_STREET_ADMIN
 from tests.factories import person, rule_terms
 from tests.reliability.support import reset_database
@@ -58,6 +62,9 @@ VOLUNTEERS = 3
 RULES = {"meeting": (10, None, None), "patrol": (4, 15, 40)}
 UNITS = {"meeting": "occurrence", "patrol": "hour"}
 RULE_NAMES = list(RULES)
+# When each rule's points expire: meeting points a month after the meeting, patrol points never.
+EXPIRY = {"meeting": ("months", 1), "patrol": ("never", None)}
+DEDUCTION = 7  # points of the street's one deduction rule
 # (price, stock, per-volunteer limit) of each reward.
 REWARDS = [(5, 2, None), (10, None, 2), (25, 1, None)]
 VOUCHER_REFUSALS = {"redeemed": VoucherAlreadyRedeemed, "cancelled": VoucherCancelled, "expired": VoucherExpired}
@@ -81,6 +88,17 @@ class MActivity:
 
 
 @dataclass
+class MLot:
+    vol: int
+    amount: int
+    expires_on: date | None
+    remaining: int = 0
+
+    def __post_init__(self):
+        self.remaining = self.amount
+
+
+@dataclass
 class MVoucher:
     id: int
     vol: int
@@ -94,11 +112,13 @@ class MVoucher:
 @dataclass
 class MTransfer:
     id: int
-    kind: str  # credit | capture | reversal
+    kind: str  # credit | capture | reversal | expiry | deduction
     vol: int
     amount: int
     activity: MActivity | None = None
     reversed: bool = False
+    lot: MLot | None = None  # a credit's lot
+    uses: list | None = None  # (lot, points) a debit took
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -124,8 +144,14 @@ class LedgerMachine(RuleBasedStateMachine):
         self.cashier = person("cashier", None, roles=(ROLE_MERCHANT_STAFF,), merchant=shop)
         self.rule_ids = {}
         for name, (points, daily, monthly) in RULES.items():
-            terms = rule_terms(name_zh=name, name_en=name, unit=UNITS[name], points=points, daily_cap=daily, monthly_cap=monthly)
+            terms = rule_terms(
+                name_zh=name, name_en=name, unit=UNITS[name], points=points, daily_cap=daily, monthly_cap=monthly,
+                expiry_policy=EXPIRY[name][0], expiry_months=EXPIRY[name][1],
+            )
             self.rule_ids[name] = rules.create_rule(self.admin, street, terms).id
+        self.fine_rule = rules.create_rule(
+            self.admin, street, rule_terms(name_zh="罚", name_en="Fine", points=DEDUCTION, kind="deduct")
+        ).id
         self.reward_ids = [
             vouchers.create_reward(
                 self.admin, shop.id, vouchers.RewardTerms(name=f"奖品{i}", price=p, stock=s, per_volunteer_limit=lim)
@@ -148,6 +174,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.activities: list[MActivity] = []
         self.vouchers: list[MVoucher] = []
         self.transfers: list[MTransfer] = []
+        self.lots: list[MLot] = []
+        self.expired_total = 0
 
     def teardown(self):
         db.session.rollback()
@@ -188,10 +216,31 @@ class LedgerMachine(RuleBasedStateMachine):
         act.credited = self.grant_for(act)
         if act.credited:
             tid = db.session.scalar(select(Transfer.id).where(Transfer.cause_key == f"activity:{act.id}"))
-            self.transfers.append(MTransfer(tid, "credit", act.vol, act.credited, act))
+            policy, months = EXPIRY[act.rule]
+            lot = MLot(act.vol, act.credited, expiry_date(policy, months, act.day))
+            self.lots.append(lot)
+            self.transfers.append(MTransfer(tid, "credit", act.vol, act.credited, act, lot=lot))
             self.balance[act.vol] += act.credited
             self.earned[act.vol] += act.credited
             self.issued_total += act.credited
+
+    def take(self, vol: int, amount: int, first: MLot | None = None) -> list:
+        """Take points from a volunteer's lots as the ledger must: ``first`` first, then the
+        earliest-expiring (never-expiring last, ties in the order they were made)."""
+        order = sorted(
+            (i, lot) for i, lot in enumerate(self.lots) if lot.vol == vol and lot.remaining > 0
+        )
+        order.sort(key=lambda p: (p[1] is not first, p[1].expires_on is None, p[1].expires_on or date.max, p[0]))
+        uses = []
+        for _, lot in order:
+            if not amount:
+                break
+            n = min(lot.remaining, amount)
+            lot.remaining -= n
+            amount -= n
+            uses.append((lot, n))
+        assert amount == 0, "the model's lots do not cover its balance"
+        return uses
 
     def new_activity(self, activity_id: int, vol: int, rule_name: str, day: date, hours: Decimal) -> MActivity:
         daily, monthly = self.caps[rule_name]
@@ -269,7 +318,7 @@ class LedgerMachine(RuleBasedStateMachine):
         expected = InvalidInput if daily and monthly and daily > monthly else None
         terms = rule_terms(
             name_zh=rule_name, name_en=rule_name, unit=UNITS[rule_name], points=RULES[rule_name][0],
-            daily_cap=daily, monthly_cap=monthly,
+            daily_cap=daily, monthly_cap=monthly, expiry_policy=EXPIRY[rule_name][0], expiry_months=EXPIRY[rule_name][1],
         )
         self.attempt(expected, lambda: rules.update_rule(self.admin, self.rule_ids[rule_name], terms))
         if expected is None:
@@ -309,7 +358,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.held[v.vol] -= v.points
             self.merchant_balance += v.points
             tid = db.session.scalar(select(Transfer.id).where(Transfer.cause_key == f"voucher:{v.id}:capture"))
-            self.transfers.append(MTransfer(tid, "capture", v.vol, v.points))
+            self.transfers.append(MTransfer(tid, "capture", v.vol, v.points, uses=self.take(v.vol, v.points)))
 
     def close(self, v: MVoucher, status: str) -> None:
         v.status = status
@@ -343,6 +392,57 @@ class LedgerMachine(RuleBasedStateMachine):
         for v in due:
             self.close(v, "expired")
 
+    @rule()
+    def points_expire(self):
+        """The daily ``flask points expire`` job: due lots less what open vouchers reserve."""
+        today = local_today(self.now)
+        expected = []
+        for vol in range(VOLUNTEERS):
+            reserved = self.held[vol]
+            due = sorted(
+                (lot.expires_on, i, lot) for i, lot in enumerate(self.lots)
+                if lot.vol == vol and lot.remaining > 0 and lot.expires_on is not None and lot.expires_on < today
+            )
+            for _, _, lot in due:
+                kept = min(lot.remaining, reserved)
+                reserved -= kept
+                if lot.remaining - kept:
+                    expected.append((vol, lot, lot.remaining - kept))
+
+        def run():
+            done = ledger.Expired()
+            for account_id in ledger.accounts_with_due_lots(today):
+                done += ledger.expire_account(account_id, today)
+            return done
+
+        done = self.attempt(None, run)
+        assert (done.lots, done.points) == (len(expected), sum(n for *_, n in expected))
+        ids = iter(db.session.scalars(select(Transfer.id).where(Transfer.kind == "expiry").order_by(Transfer.id.desc())).all()[: len(expected)][::-1])
+        for vol, lot, n in expected:
+            lot.remaining -= n
+            self.balance[vol] -= n
+            self.expired_total += n
+            self.transfers.append(MTransfer(next(ids), "expiry", vol, n, uses=[(lot, n)]))
+
+    @rule(vol=who)
+    def staff_deducts(self, vol):
+        available = self.balance[vol] - self.held[vol]
+        expected = NothingToDeduct if available <= 0 else None
+        done = self.attempt(
+            expected,
+            lambda: deductions.apply_deduction(
+                self.staff, volunteer_id=self.vols[vol].id, rule_id=self.fine_rule, reason="违规",
+                submission_key=f"fine-{len(self.transfers)}-{vol}", now=self.now,
+            ),
+        )
+        if done is None:
+            return
+        n = min(DEDUCTION, available)
+        assert (done.deducted, done.shortfall) == (n, DEDUCTION - n)
+        self.balance[vol] -= n
+        self.issued_total -= n
+        self.transfers.append(MTransfer(done.transfer.id, "deduction", vol, n, uses=self.take(vol, n)))
+
     # --- corrections ---------------------------------------------------------------------------
 
     @precondition(lambda self: any(t.kind != "reversal" for t in self.transfers))
@@ -351,7 +451,7 @@ class LedgerMachine(RuleBasedStateMachine):
         originals = [t for t in self.transfers if t.kind != "reversal"]
         t = originals[i % len(originals)]
         expected = None
-        if t.reversed or (t.kind == "credit" and self.balance[t.vol] - self.held[t.vol] < t.amount):
+        if t.reversed or t.kind == "expiry" or (t.kind == "credit" and self.balance[t.vol] - self.held[t.vol] < t.amount):
             expected = CannotReverse
         done = self.attempt(expected, lambda: claims.reverse_transfer(self.admin, t.id, "录入错误，更正"))
         if done is None:
@@ -363,9 +463,15 @@ class LedgerMachine(RuleBasedStateMachine):
             self.balance[t.vol] -= t.amount
             self.earned[t.vol] -= t.amount
             self.issued_total -= t.amount
+            self.take(t.vol, t.amount, first=t.lot)
         else:
             self.balance[t.vol] += t.amount
-            self.merchant_balance -= t.amount
+            if t.kind == "deduction":
+                self.issued_total += t.amount
+            else:
+                self.merchant_balance -= t.amount
+            for lot, n in t.uses:  # the points go back to the lots they came from
+                lot.remaining += n
 
     @precondition(lambda self: any(t.kind == "reversal" for t in self.transfers))
     @rule(i=pick)
@@ -433,6 +539,15 @@ class LedgerMachine(RuleBasedStateMachine):
         assert db.session.scalar(select(func.count()).select_from(Transfer)) == len(self.transfers)
 
     @invariant()
+    def the_lots_agree_with_the_model(self):
+        rows = db.session.execute(
+            select(PointLot.account_id, PointLot.remaining, PointLot.expires_on).order_by(PointLot.id)
+        ).all()
+        assert rows == [(self.accounts[lot.vol], lot.remaining, lot.expires_on) for lot in self.lots]
+        expired = db.session.scalar(select(func.coalesce(func.sum(Account.balance), 0)).where(Account.kind == ACCOUNT_EXPIRY))
+        assert expired == self.expired_total
+
+    @invariant()
     def check_ledger_finds_nothing(self):
         assert ledger.check_ledger() == []
         db.session.rollback()
@@ -466,5 +581,5 @@ def test_random_days_of_a_street_keep_the_books_sound_and_match_the_model(app, d
     assert EXAMPLES < 100 or done >= {
         "staff_record_attendance", "volunteer_submits_a_claim", "staff_approve_a_claim", "staff_reject_a_claim",
         "admin_changes_the_caps", "volunteer_redeems", "cashier_confirms", "volunteer_cancels", "expiry_job_runs",
-        "admin_reverses",
+        "admin_reverses", "points_expire", "staff_deducts",
     }, LedgerMachine.outcomes
