@@ -85,7 +85,7 @@ class RuleSpec:
 RULES: list[RuleSpec] = [
     RuleSpec("meeting", dict(
         name_zh="参加会议", name_en="Attending a meeting", category="meeting", unit=UNIT_OCCURRENCE,
-        points=5, daily_cap=10, needs_approval=True,
+        points=5, daily_cap=10, needs_approval=True, expiry_policy="months", expiry_months=3,
     ), ("参加网格议事会", "参加楼栋长工作例会")),
     RuleSpec("reporting", dict(
         name_zh="反映情况", name_en="Reporting a problem", category="reporting", unit=UNIT_OCCURRENCE,
@@ -111,7 +111,7 @@ RULES: list[RuleSpec] = [
     )),
     RuleSpec("helping", dict(
         name_zh="助人为乐", name_en="Helping others", category="helping", unit=UNIT_OCCURRENCE,
-        points=5, monthly_cap=40, needs_approval=True, requires_note=True,
+        points=5, monthly_cap=40, needs_approval=True, requires_note=True, expiry_policy="next_year_end",
     ), (
         "帮独居老人买菜送药", "为行动不便的邻居修理水龙头", "陪同高龄老人到医院复诊", "帮邻居照看放学的孩子",
         "帮助残疾人邻居搬运煤气罐", "为空巢老人打扫卫生",
@@ -612,6 +612,10 @@ class _Builder:
 
     def expire(self) -> None:
         vouchers.expire_vouchers(now=self.clock.now)
+        # Meeting points expire three months after the meeting, as `flask points expire` does daily.
+        today = local_today(self.clock.now)
+        for account_id in ledger.accounts_with_due_lots(today):
+            ledger.expire_account(account_id, today)
 
     def raise_patrol_points(self) -> None:
         terms = dict(self.rule_specs["patrol"].terms, points=2, daily_cap=8, monthly_cap=60)
