@@ -110,3 +110,27 @@ def apply_deduction(
         org_path=volunteer.org_unit.path, now=now,
     )
     return Deduction(t, version.points, amount)
+
+
+def deducted_points(since: datetime | None = None, until: datetime | None = None, user_ids=None) -> dict[int, int]:
+    """Points deducted per volunteer (user id) by deductions made in ``[since, until)`` and not
+    reversed: what honours subtract from points earned in a period (``earned`` is never lowered)."""
+    from sqlalchemy import func
+
+    from ..models import Account
+    from ..models.ledger import TRANSFER_DEDUCTION
+
+    reversed_ids = select(Transfer.reverses_id).where(Transfer.reverses_id.is_not(None))
+    query = (
+        select(Account.user_id, func.sum(Transfer.amount))
+        .join(Account, Account.id == Transfer.from_account_id)
+        .where(Transfer.kind == TRANSFER_DEDUCTION, Transfer.id.not_in(reversed_ids))
+        .group_by(Account.user_id)
+    )
+    if since is not None:
+        query = query.where(Transfer.created_at >= since)
+    if until is not None:
+        query = query.where(Transfer.created_at < until)
+    if user_ids is not None:
+        query = query.where(Account.user_id.in_(list(user_ids)))
+    return dict(db.session.execute(query).all())

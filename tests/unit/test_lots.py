@@ -312,8 +312,10 @@ def test_a_deduction_is_reversed_by_an_admin_back_into_its_lots(app, street, che
     db.session.commit()
     assert [r for r, _ in lots_of(street.vol_a)] == [5, 10]
     assert db.session.scalar(select(func.count()).select_from(AuditRecord).where(AuditRecord.action == "deduction.applied")) == 1
+    assert deductions.deducted_points() == {street.vol_a.id: 5}
     claims.reverse_transfer(street.street_admin, d.transfer.id, "误扣")
     db.session.commit()
+    assert deductions.deducted_points() == {}
     assert [r for r, _ in lots_of(street.vol_a)] == [10, 10]
     b = balance(street.vol_a)
     assert (b.balance, b.earned) == (20, 20)
