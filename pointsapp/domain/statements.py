@@ -15,7 +15,13 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import Account, Activity, Entry, Merchant, PointRuleVersion, Reward, Transfer, User, Voucher
-from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_CREDIT, TRANSFER_REVERSAL
+from ..models.ledger import (
+    TRANSFER_CAPTURE,
+    TRANSFER_CREDIT,
+    TRANSFER_DEDUCTION,
+    TRANSFER_EXPIRY,
+    TRANSFER_REVERSAL,
+)
 from ..models.rewards import VOUCHER_EXPIRED, VOUCHER_REDEEMED
 from ..models.rules import STATUS_APPROVED
 from .errors import InvalidInput
@@ -37,6 +43,8 @@ class YearStatement:
     redemptions: list[tuple]  # (redeemed_at, reward, merchant, points)
     expired_vouchers: int
     expired_points: int
+    points_expired: int = 0  # points past their last day (expiry transfers)
+    deducted: int = 0  # deductions (their reversals count as corrections)
 
 
 def volunteer_year(volunteer: User, year: int) -> YearStatement:
@@ -60,6 +68,8 @@ def volunteer_year(volunteer: User, year: int) -> YearStatement:
     earned = int(by_kind.get(TRANSFER_CREDIT, 0))
     corrected = int(by_kind.get(TRANSFER_REVERSAL, 0))
     spent = -int(by_kind.get(TRANSFER_CAPTURE, 0))
+    points_expired = -int(by_kind.get(TRANSFER_EXPIRY, 0))
+    deducted = -int(by_kind.get(TRANSFER_DEDUCTION, 0))
 
     cats = db.session.execute(
         select(
@@ -107,11 +117,13 @@ def volunteer_year(volunteer: User, year: int) -> YearStatement:
         earned=earned,
         corrected=corrected,
         spent=spent,
-        closing=int(opening) + earned + corrected - spent,
+        closing=int(opening) + earned + corrected - spent - points_expired - deducted,
         hours=sum((h for _, _, h, _ in by_category), Decimal(0)),
         activities=sum(n for _, n, _, _ in by_category),
         by_category=by_category,
         redemptions=redemptions,
         expired_vouchers=int(expired_n),
         expired_points=int(expired_pts),
+        points_expired=points_expired,
+        deducted=deducted,
     )

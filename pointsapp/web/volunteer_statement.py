@@ -52,6 +52,8 @@ def statement_xlsx():
             [_("Points earned"), st.earned],
             [_("Corrections"), st.corrected],
             [_("Points spent"), st.spent],
+            [_("Points expired"), st.points_expired],
+            [_("Points deducted"), st.deducted],
             [_("Balance at the end of the year"), st.closing],
             [_("Hours"), float(st.hours)],
             [_("Activities credited"), st.activities],

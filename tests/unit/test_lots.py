@@ -362,3 +362,17 @@ def test_the_migration_gives_existing_balances_an_opening_lot(app, check_ledger)
     db.session.commit()
     assert db.session.scalar(select(PointLot.remaining)) == 20
     check_ledger()
+
+
+def test_the_yearly_statement_counts_expired_and_deducted_points(app, street):
+    from pointsapp.domain.statements import volunteer_year
+
+    rule = deduct_rule(street, points=3)
+    grant(street, street.vol_a, 10, local_today() - timedelta(days=1))
+    grant(street, street.vol_a, 10, None)
+    expire_points(local_today())
+    deductions.apply_deduction(street.staff_a, volunteer_id=street.vol_a.id, rule_id=rule.id, reason="违规", submission_key="s")
+    db.session.commit()
+    st = volunteer_year(street.vol_a, local_today().year)
+    assert (st.earned, st.points_expired, st.deducted, st.closing) == (20, 10, 3, 7)
+    assert st.closing == balance(street.vol_a).balance
