@@ -232,8 +232,9 @@ def generate(url: str, volunteers: int, entries: int, seed: int = 1, demo_months
     first_activity = db.next_id("activity")
     first_transfer = db.next_id("transfer")
     first_entry = db.next_id("entry")
+    first_lot = db.next_id("point_lot")
 
-    activities, transfers, entry_rows = [], [], []
+    activities, transfers, entry_rows, lot_rows = [], [], [], []
     for k in range(n_transfers):
         v = who[k]
         at = origin + timedelta(seconds=when[k])
@@ -247,6 +248,8 @@ def generate(url: str, volunteers: int, entries: int, seed: int = 1, demo_months
         vol_balance[v] += points
         entry_rows.append(conv((first_entry + 2 * k, tid, ctx["issuance_id"], -points, issuance_balance)))
         entry_rows.append(conv((first_entry + 2 * k + 1, tid, first_account + v, points, vol_balance[v])))
+        # Each credit is a lot (never expiring, as the bench's rule says), untouched so far.
+        lot_rows.append(conv((first_lot + k, first_account + v, tid, points, points, (at + timedelta(hours=8)).date())))
 
     db.write("account", ("id", "kind", "org_unit_id", "user_id", "merchant_id", "balance", "held", "earned", "created_at"),
              (conv((first_account + i, "volunteer", None, first_user + i, None, vol_balance[i], 0, vol_balance[i], created))
@@ -257,11 +260,12 @@ def generate(url: str, volunteers: int, entries: int, seed: int = 1, demo_months
     db.write("transfer", ("id", "kind", "amount", "from_account_id", "to_account_id", "reason", "activity_id",
                           "cause_key", "created_at", "created_by_id"), transfers)
     db.write("entry", ("id", "transfer_id", "account_id", "amount", "balance_after"), entry_rows)
+    db.write("point_lot", ("id", "account_id", "transfer_id", "amount", "remaining", "earned_on"), lot_rows)
     # The issuance account's balance moves with the credits: an UPDATE of a balance, as credit() does.
     db.conn.execute(
         f"UPDATE account SET balance = {issuance_balance} WHERE id = {ctx['issuance_id']}"
     )
-    db.fix_sequences(("org_unit", "user_account", "role_grant", "account", "activity", "transfer", "entry"))
+    db.fix_sequences(("org_unit", "user_account", "role_grant", "account", "activity", "transfer", "entry", "point_lot"))
     db.commit()
     if pg:
         db.conn.autocommit = True
