@@ -67,7 +67,9 @@ Lots and expiry
     reserves the earliest-expiring points (the ones the capture will take). Expiry therefore
     never takes the first ``held`` points of the due lots - never more than ``available`` - and
     when the voucher is redeemed the capture takes exactly those. If it is cancelled or expires
-    instead, the reserved points are free again and the next run expires them.
+    instead, the reserved points are free again and the next run expires them. Likewise points
+    given back by a reversal to a lot already past its last day expire at the next run: a
+    correction restores what was taken, not a longer life.
 
 Deductions
     A deduction rule (``PointRuleVersion.kind = 'deduct'``) applied by staff moves at most the
