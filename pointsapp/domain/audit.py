@@ -59,6 +59,7 @@ PASSWORD_RESET = "person.password_reset"
 RATE_SET = "settlement.rate_set"
 PERIOD_CLOSED = "settlement.period_closed"
 PAYMENT_RECORDED = "settlement.payment_recorded"
+BUDGET_FUNDED = "budget.funded"
 
 
 def canonical_json(data) -> str:

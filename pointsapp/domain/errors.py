@@ -152,3 +152,14 @@ class PeriodClosed(PointsError):
 class PaymentExceedsOwed(PointsError):
     code = "payment_exceeds_owed"
     template = _l("A payment of %(points)s points is more than the %(owed)s points owed to this merchant; nothing was recorded.")
+
+
+class BudgetExhausted(PointsError):
+    """Crediting would take a street's or community's budget beyond the money funded for it."""
+
+    code = "budget_exhausted"
+    template = _l(
+        "The points budget of %(unit)s is used up: %(used)s points issued of a budget of %(capacity)s, "
+        "so %(needed)s more cannot be credited; nothing was recorded. Ask the street admin to record "
+        "more funding."
+    )

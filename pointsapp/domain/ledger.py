@@ -96,6 +96,7 @@ from ..models.ledger import (
 )
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.rules import Activity
+from . import budgets
 from .errors import CannotReverse, InsufficientPoints, NotFound
 
 account_t = Account.__table__
@@ -248,6 +249,7 @@ def _transfer(
         ]
     )
     db.session.flush()
+    budgets.on_transfer(t)  # charge or give back the budget behind the points, after the accounts' locks
     return t
 
 
@@ -574,6 +576,7 @@ def check_ledger() -> list[str]:
         if st not in ("approved", "reversed"):
             problems.append(f"activity {aid} ({st}): has a credit transfer but is not approved")
     problems.extend(_check_settlement())
+    problems.extend(budgets.check_budgets())
     return problems
 
 

@@ -77,6 +77,7 @@ AUDIT_ACTIONS = {
     audit.RATE_SET: _l("Points rate set"),
     audit.PERIOD_CLOSED: _l("Settlement period closed"),
     audit.PAYMENT_RECORDED: _l("Payment to a merchant recorded"),
+    audit.BUDGET_FUNDED: _l("Budget funding recorded"),
 }
 
 
