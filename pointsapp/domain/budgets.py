@@ -245,12 +245,12 @@ def fen_from_yuan(text) -> int:
         value = Decimal(str(text if text is not None else "").strip())
     except (InvalidOperation, ValueError):
         raise refusal from None
-    if not value.is_finite() or value == 0:
+    # Range first: a huge exponent must not reach the arithmetic.
+    if not value.is_finite() or value == 0 or value.copy_abs() > Decimal(MAX_FUNDING_FEN) / 100:
         raise refusal
-    fen = value * 100
-    if fen != fen.to_integral_value() or abs(fen) > MAX_FUNDING_FEN:
+    if value != value.quantize(Decimal("0.01")):
         raise refusal
-    return int(fen)
+    return int(value * 100)
 
 
 def fundable_units(actor: User) -> list[OrgUnit]:

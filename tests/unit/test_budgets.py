@@ -253,7 +253,8 @@ def test_who_may_record_funding(street):
 
 
 @pytest.mark.parametrize("text", ["0", "-0", "0.00", "abc", "", "1.234", "nan", "inf", "-inf", "1e12",
-                                  "10000000.01", "-10000000.01", "1,000"])
+                                  "10000000.01", "-10000000.01", "1,000",
+                                  "1e999999999999999999", "1e-999999999", "0.001"])
 def test_amounts_that_make_no_sense_are_refused(app, text):
     with pytest.raises(InvalidInput) as exc:
         budgets.fen_from_yuan(text)

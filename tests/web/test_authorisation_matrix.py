@@ -166,6 +166,10 @@ ROUTES: dict[str, Row] = {
     "merchant.lookup": Row(post=only(CASHIER, ok=REACHED)),
     "merchant.confirm": Row(post=only(CASHIER, ok=REACHED)),
     "merchant.today": Row(get=only(CASHIER)),
+    # budgets and the liability view: admins, over their own street or community
+    "budgets.index": Row(get=only(*ADMINS)),
+    "budgets.funding": Row(post=only(*ADMINS, ok=REACHED)),
+    "budgets.download": Row(get=only(*ADMINS)),
 }
 
 # --- the JSON API ---------------------------------------------------------------------------
