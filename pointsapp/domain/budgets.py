@@ -33,6 +33,7 @@ Liability
     merchants for their redemptions (each merchant's payments retire its oldest unreversed
     captures first, as in settlement) and paid; in points and in yuan at the current rate.
     issued = redeemed + held + expired + deducted, and redeemed = paid + owed, per subtree.
+    Volunteers count where they belong now (their whole history moves with them).
 """
 from __future__ import annotations
 
@@ -75,10 +76,11 @@ from .errors import AlreadyRecorded, BudgetExhausted, Forbidden, InvalidInput, N
 
 budget_t = Budget.__table__
 
-# Transfer kinds that take points from a volunteer for good and so give budget back.
-FREEING_KINDS: tuple[str, ...] = ()  # with expiry lots: ("expiry", "deduction")
 TRANSFER_EXPIRY = "expiry"
 TRANSFER_DEDUCTION = "deduction"
+# Transfer kinds that take points from a volunteer for good and so give budget back; once those
+# kinds exist in the ledger this line reads: FREEING_KINDS = (TRANSFER_EXPIRY, TRANSFER_DEDUCTION)
+FREEING_KINDS: tuple[str, ...] = ()
 FIRST_FUNDING_DAY = date(2000, 1, 1)
 
 

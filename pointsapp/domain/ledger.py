@@ -57,7 +57,8 @@ Concurrency
     commits; on SQLite every write transaction starts with ``BEGIN IMMEDIATE`` and so runs alone.
     Rows are locked in one global order (``lock_accounts``): the activity or voucher row first,
     then people's and merchants' accounts by id, then the street's issuance account, then the
-    reward's stock row. No path takes them in another order, so no two writers deadlock.
+    budget row a credit draws on (``pointsapp.domain.budgets``), then the reward's stock row. No
+    path takes them in another order, so no two writers deadlock.
 
 Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard the first two)
     * no volunteer or merchant balance below zero; ``0 <= held <= balance``;

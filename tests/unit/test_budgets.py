@@ -139,7 +139,7 @@ def test_points_that_leave_for_good_free_budget_but_never_more_than_was_used(app
     fund(street, street.street, 100)
     award(street, street.vol_a, 10)
     issued = vouchers.issue_voucher(street.vol_a, street.rice.id)  # 10 points leave vol_a
-    vouchers.confirm_redemption(street.cashier, issued.code)
+    first = vouchers.confirm_redemption(street.cashier, issued.code)
     db.session.commit()
     assert state_of(street.street).used == 0
     issued = vouchers.issue_voucher(street.vol_a, street.rice.id)
@@ -147,6 +147,12 @@ def test_points_that_leave_for_good_free_budget_but_never_more_than_was_used(app
     db.session.commit()
     assert state_of(street.street).used == 0  # nothing more to give back
     assert db.session.scalar(select(func.sum(BudgetCharge.points))) == 0
+    # Undoing the first (an expiry or deduction undone) draws on the budget again.
+    capture = db.session.scalar(select(Transfer).where(Transfer.voucher_id == first.id, Transfer.kind == "capture"))
+    claims.reverse_transfer(street.street_admin, capture.id, "误操作")
+    db.session.commit()
+    assert state_of(street.street).used == 10
+    assert budgets.check_budgets() == []
 
 
 # -- which budget -----------------------------------------------------------------------------------
