@@ -361,9 +361,15 @@ def record_attendance(
 def _batch_over_budget(exc: BudgetExhausted, acts: list[Activity], done: int) -> BudgetExhausted:
     """Restate a refused credit for the whole batch: what it needs from that budget, what was left."""
     budget_id = exc.params["budget_id"]
-    mine = [i for i, a in enumerate(acts) if getattr(budgets.budget_of_unit(a.volunteer.org_unit), "id", None) == budget_id]
-    charged = sum(acts[i].points_credited for i in mine if i < done)
-    needed = charged + sum(acts[i].points_credited if i == done else acts[i].points_requested for i in mine if i >= done)
+    charged = needed = 0
+    for i, act in enumerate(acts):
+        budget = budgets.budget_of_unit(act.volunteer.org_unit)
+        if budget is None or budget.id != budget_id:
+            continue
+        if i < done:  # credited before the refusal, within this transaction
+            charged += act.points_credited
+        # acts after the refused one were not capped yet: count what they ask for
+        needed += act.points_credited if i <= done else act.points_requested
     return BudgetExhausted(
         _l(
             "The points budget of %(unit)s cannot cover this attendance: it needs %(needed)s points and only "
