@@ -39,7 +39,7 @@ CATALOGUE  := pointsapp/translations
 ERROR_KEYWORDS := PointsError InvalidInput NotFound Forbidden AccountInactive InsufficientPoints \
 	OutOfStock LimitReached RewardUnavailable RuleNotApplicable AlreadyDecided AlreadyRecorded \
 	VoucherNotFound WrongMerchant VoucherAlreadyRedeemed VoucherExpired VoucherCancelled CannotReverse \
-	PeriodNotEnded PeriodClosed PaymentExceedsOwed VolunteerInactive NothingToDeduct \
+	PeriodNotEnded PeriodClosed PaymentExceedsOwed VolunteerInactive NothingToDeduct BudgetExhausted \
 	ApiError
 
 # The Chinese catalogue's directory is named as Babel names the zh_CN locale (zh_Hans_CN):

@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import event, func, select
 
-from .domain import claims, ledger, people, rules, vouchers
+from .domain import budgets, claims, ledger, people, rules, vouchers
 from .domain.clock import local_today, local_zone, now_utc
 from .domain.org import add_unit, ensure_levels
 from .domain.uploads import store_photo
@@ -391,12 +391,27 @@ class _Builder:
         self.build_tree(street)
         self.build_rules(street)
         self.build_merchants(street)
+        self.build_budgets(street)
         self.plan_history()
         while self.heap:
             when, _, fn, args = heapq.heappop(self.heap)
             self.clock.now = when
             fn(*args)
         self.clock.now = self.end
+
+    def build_budgets(self, street: OrgUnit) -> None:
+        """The street funds its points with ¥350,000 (as Jinyuan street raised for its grid
+        leaders); a partner organisation funds one community, and one mistyped record is corrected."""
+        day = self.clock.now.date()
+        community = self.community_admins[0].org_unit
+        for unit, actor, yuan, source, note in (
+            (street, self.admin, 300_000, "street_grant", "街道年度积分经费"),
+            (street, self.admin, 50_000, "donation", "辖区企业捐赠"),
+            (community, self.community_admins[0], 30_000, "partner", "共建单位支持微网格长激励"),
+            (community, self.community_admins[0], -3_000, "partner", "更正：重复录入"),
+        ):
+            budgets.record_funding(actor, unit, fen=yuan * 100, source=source, funded_on=day, note=note,
+                                   key=f"demo-funding-{unit.id}-{yuan}", now=self.clock.now)
 
     def build_tree(self, street: OrgUnit) -> None:
         self.community_admins: list[User] = []

@@ -340,3 +340,15 @@ class RateForm(FlaskForm):
 class ImportForm(FlaskForm):
     file = FileField(_l("Spreadsheet (XLSX or CSV)"))
     dry_run = BooleanField(_l("Check only (dry run)"), default=True)
+
+
+class FundingForm(FlaskForm):
+    """Money recorded for the points of a street or community (negative: a correction)."""
+
+    org_unit_id = SelectField(_l("For"), coerce=int, validate_choice=False)
+    amount = StringField(_l("Amount in yuan"), validators=[DataRequired(), Length(max=20)],
+                         render_kw={"inputmode": "decimal"})
+    source = SelectField(_l("Source"), validate_choice=False)
+    funded_on = DateField(_l("Date"), validators=[InputRequired(message=_l("Enter the date the money was provided."))])
+    note = TextAreaField(_l("Note (required for a correction)"), validators=[Optional(), Length(max=500)])
+    key = HiddenField()

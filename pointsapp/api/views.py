@@ -11,7 +11,9 @@ from marshmallow import ValidationError
 from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased, selectinload
 
-from ..domain import claims, deductions, exports, ledger, people, reports, rules, settlement, statements, tokens, uploads, vouchers
+from ..domain import (
+    budgets, claims, deductions, exports, ledger, people, reports, rules, settlement, statements, tokens, uploads, vouchers,
+)
 from ..domain.access import (
     managed_merchants_query,
     require_admin_of,
@@ -81,6 +83,9 @@ from ..schemas import (
     RatesOut,
     RedemptionOut,
     ReportArgs,
+    FundingIn,
+    FundingOut,
+    LiabilityOut,
     ReportsOut,
     StatementOut,
     YearArgs,
@@ -966,3 +971,47 @@ def deduction_apply():
     data = load_body(DeductionIn)
     done = deductions.apply_deduction(actor(), submission_key=derived_key("api"), **data)
     return respond(DeductionOut().dump(done), 201)
+
+
+# --- budgets and the liability view -----------------------------------------------------------
+
+
+def _liability_out(r: budgets.Liability) -> dict:
+    points = {"issued": r.issued, "redeemed": r.redeemed, "expired": r.expired, "deducted": r.deducted,
+              "held": r.held, "owed": r.owed, "outstanding": r.outstanding, "paid": r.paid}
+    b = r.budget
+    return {
+        "org_unit_id": r.unit.id, "name": r.unit.name, "fen_per_point": r.fen_per_point, "points": points,
+        "fen": {k: r.fen(v) for k, v in points.items()},
+        "budget": None if b is None else {"funded_fen": b.funded_fen, "fen_per_point": b.fen_per_point,
+                                          "capacity": b.capacity, "used": b.used, "remaining": b.remaining},
+    }
+
+
+@bp.get("/budgets")
+@doc("Liability and budgets of my street or community", tag="budgets", response=LiabilityOut(many=True),
+     roles=ADMIN_ROLES)
+def budget_liability():
+    """Per street and per funded community in the admin's subtrees: points issued, redeemed, expired,
+    deducted, held by volunteers, owed to and paid to merchants (points and fen at today's rate), and
+    the budget: funded fen, capacity in points, used and remaining."""
+    return respond(LiabilityOut(many=True).dump([_liability_out(r) for r in budgets.liabilities(_admin())]))
+
+
+@bp.post("/budgets/funding")
+@idempotent
+@doc("Record funding for a street's or community's points", tag="budgets", body=FundingIn, response=FundingOut,
+     status=201, roles=ADMIN_ROLES, idempotent=True)
+def budget_funding():
+    """Record money for the points of a street or community the admin is over (negative: a correction,
+    with the reason in ``note``). Records are never edited."""
+    who = _admin()
+    data = load_body(FundingIn)
+    record = budgets.record_funding(
+        who, _unit(data["org_unit_id"]), fen=budgets.fen_from_yuan(data["amount"]), source=data["source"],
+        funded_on=data["funded_on"], note=data["note"], key=derived_key("api"),
+    )
+    return respond(FundingOut().dump({
+        "id": record.id, "org_unit_id": data["org_unit_id"], "fen": record.fen, "source": record.source,
+        "funded_on": record.funded_on, "note": record.note,
+    }), 201)

@@ -60,6 +60,7 @@ RATE_SET = "settlement.rate_set"
 PERIOD_CLOSED = "settlement.period_closed"
 PAYMENT_RECORDED = "settlement.payment_recorded"
 DEDUCTION_APPLIED = "deduction.applied"
+BUDGET_FUNDED = "budget.funded"
 
 
 def canonical_json(data) -> str:

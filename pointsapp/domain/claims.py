@@ -26,13 +26,14 @@ from ..models.rules import (
     UNIT_HOUR,
 )
 from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, STAFF_ROLES
-from . import audit, ledger
+from . import audit, budgets, ledger
 from .access import ancestor_paths, in_scope, require_in_scope, require_merchant_admin, subtree_filter
 from .clock import local_today, now_utc
 from .errors import (
     AccountInactive,
     AlreadyDecided,
     AlreadyRecorded,
+    BudgetExhausted,
     CannotReverse,
     Forbidden,
     InvalidInput,
@@ -345,8 +346,13 @@ def record_attendance(
     # Lock every attendee's account (ascending id) before the first credit touches the street's
     # issuance account, keeping the global lock order of pointsapp.domain.ledger.
     ledger.lock_accounts([ledger.account_for_volunteer(v).id for v in volunteers])
-    for act in acts:
-        _credit(act, actor)
+    done = 0
+    try:
+        for act in acts:
+            _credit(act, actor)
+            done += 1
+    except BudgetExhausted as exc:
+        raise _batch_over_budget(exc, acts, done) from exc
     audit.record(
         actor, audit.ATTENDANCE_RECORDED, "activity_batch", None,
         {"batch_key": batch_key, "rule_id": rule.id, "rule_version": version.version,
@@ -355,6 +361,29 @@ def record_attendance(
         org_path=audit.common_path([v.org_unit.path for v in volunteers]), now=now,
     )
     return acts
+
+
+def _batch_over_budget(exc: BudgetExhausted, acts: list[Activity], done: int) -> BudgetExhausted:
+    """Restate a refused credit for the whole batch: what it needs from that budget, what was left."""
+    budget_id = exc.params["budget_id"]
+    charged = needed = 0
+    for i, act in enumerate(acts):
+        budget = budgets.budget_of_unit(act.volunteer.org_unit)
+        if budget is None or budget.id != budget_id:
+            continue
+        if i < done:  # credited before the refusal, within this transaction
+            charged += act.points_credited
+        # acts after the refused one were not capped yet: count what they ask for
+        needed += act.points_credited if i <= done else act.points_requested
+    return BudgetExhausted(
+        _l(
+            "The points budget of %(unit)s cannot cover this attendance: it needs %(needed)s points and only "
+            "%(left)s are left (%(used)s issued of a budget of %(capacity)s); nothing was recorded. Record "
+            "fewer volunteers, or ask the street admin to record more funding."
+        ),
+        needed=needed, left=exc.params["left"] + charged, used=exc.params["used"] - charged,
+        capacity=exc.params["capacity"], unit=exc.params["unit"], budget_id=budget_id,
+    )
 
 
 def pending_claims_query(actor: User):

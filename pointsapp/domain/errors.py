@@ -157,3 +157,12 @@ class PaymentExceedsOwed(PointsError):
 class NothingToDeduct(PointsError):
     code = "nothing_to_deduct"
     template = _l("%(name)s has no available points, so nothing was deducted. Points held for vouchers cannot be deducted.")
+class BudgetExhausted(PointsError):
+    """Crediting would take a street's or community's budget beyond the money funded for it."""
+
+    code = "budget_exhausted"
+    template = _l(
+        "The points budget of %(unit)s is used up: %(used)s points issued of a budget of %(capacity)s, "
+        "so %(needed)s more cannot be credited; nothing was recorded. Ask the street admin to record "
+        "more funding."
+    )

@@ -94,7 +94,9 @@ Concurrency
     commits; on SQLite every write transaction starts with ``BEGIN IMMEDIATE`` and so runs alone.
     Rows are locked in one global order (``lock_accounts``): the activity or voucher row first,
     then people's and merchants' accounts by id (with a volunteer's lots), then the street's
-    issuance account, then its expiry account, then the reward's stock row. No path takes them in another order, so no two writers deadlock.
+    issuance account, then its expiry account, then the budget row the points draw on
+    (``pointsapp.domain.budgets``), then the reward's stock row. No path takes them in another
+    order, so no two writers deadlock.
 
 Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard the first two)
     * no volunteer or merchant balance below zero; ``0 <= held <= balance``;
@@ -141,6 +143,7 @@ from ..models.ledger import (
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.rules import Activity
 from .clock import local_today
+from . import budgets
 from .errors import CannotReverse, InsufficientPoints, NotFound
 
 account_t = Account.__table__
@@ -408,6 +411,7 @@ def _transfer(
             _new_lot(to_id, t.id, amount, earned_on=earned_on or _today(), expires_on=expires_on)
         else:
             _give_back_to_lots(to_id, t.id, reverses_id, amount)
+    budgets.on_transfer(t)  # charge or give back the budget behind the points, after the accounts' locks
     return t
 
 
@@ -925,6 +929,7 @@ def _check_lots() -> list[str]:
     ):
         if (kind, src_kind, dst_kind) != (TRANSFER_EXPIRY, ACCOUNT_VOLUNTEER, ACCOUNT_EXPIRY):
             problems.append(f"transfer {tid} ({kind}): goes from {src_kind} to {dst_kind}; only expiries reach expiry accounts")
+    problems.extend(budgets.check_budgets())
     return problems
 
 

@@ -710,3 +710,41 @@ class DeductionOut(Schema):
     requested = fields.Integer(required=True, metadata={"description": "The rule's points."})
     deducted = fields.Integer(required=True, metadata={"description": "At most the volunteer's available points."})
     shortfall = fields.Integer(required=True, metadata={"description": "requested - deducted."})
+# --- budgets and the liability view ---------------------------------------------------------
+
+
+class FundingIn(In):
+    org_unit_id = Id(required=True, metadata={"description": "The street or community funded."})
+    amount = Text(required=True, validate=validate.Length(1, 20), metadata={
+        "description": "Yuan as a decimal string, e.g. \"350000\"; negative for a correction (needs a note)."})
+    source = fields.String(required=True, validate=validate.OneOf(["street_grant", "donation", "partner", "other"]))
+    funded_on = fields.Date(required=True, validate=validate.Range(FIRST_DAY, LAST_DAY))
+    note = Text(load_default=None, allow_none=True, validate=validate.Length(0, 500))
+
+
+class FundingOut(Schema):
+    id = fields.Integer(required=True)
+    org_unit_id = fields.Integer(required=True)
+    fen = fields.Integer(required=True)
+    source = fields.String(required=True)
+    funded_on = fields.Date(required=True)
+    note = fields.String(allow_none=True)
+
+
+class BudgetOut(Schema):
+    funded_fen = fields.Integer(required=True)
+    fen_per_point = fields.Integer(required=True)
+    capacity = fields.Integer(required=True, metadata={"description": "Budget in points: funded fen // fen per point."})
+    used = fields.Integer(required=True)
+    remaining = fields.Integer(required=True, metadata={"description": "Below zero when overdrawn by a correction or a rate change."})
+
+
+class LiabilityOut(Schema):
+    org_unit_id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    fen_per_point = fields.Integer(required=True)
+    points = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True, metadata={
+        "description": "issued, redeemed, expired, deducted, held, owed, outstanding, paid."})
+    fen = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True, metadata={
+        "description": "The same figures in fen at the current rate."})
+    budget = fields.Nested(BudgetOut, allow_none=True, required=True)

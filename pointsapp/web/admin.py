@@ -78,6 +78,7 @@ AUDIT_ACTIONS = {
     audit.PERIOD_CLOSED: _l("Settlement period closed"),
     audit.PAYMENT_RECORDED: _l("Payment to a merchant recorded"),
     audit.DEDUCTION_APPLIED: _l("Points deducted"),
+    audit.BUDGET_FUNDED: _l("Budget funding recorded"),
 }
 
 

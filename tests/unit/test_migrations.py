@@ -15,6 +15,7 @@ TABLES = {
     "points_rate", "settlement_period", "settlement_line", "settlement_payment",
     "api_token", "idempotency_key",
     "point_lot", "lot_use",
+    "budget", "budget_funding", "budget_charge",
 }
 
 

@@ -168,6 +168,10 @@ ROUTES: dict[str, Row] = {
     "merchant.today": Row(get=only(CASHIER)),
     # deductions: the same staff who record attendance
     "staff.deduction": Row(get=only(*STAFF), post=only(*STAFF, ok=REACHED)),
+    # budgets and the liability view: admins, over their own street or community
+    "budgets.index": Row(get=only(*ADMINS)),
+    "budgets.funding": Row(post=only(*ADMINS, ok=REACHED)),
+    "budgets.download": Row(get=only(*ADMINS)),
 }
 
 # --- the JSON API ---------------------------------------------------------------------------

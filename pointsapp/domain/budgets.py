@@ -1,0 +1,528 @@
+"""Budgets: the money behind the points, and the liability the points are.
+
+Funding
+    A street or a community records the money it set aside for its points (``BudgetFunding``:
+    yuan stored as fen, a source, a date, a note). Records are never edited: a correction is a
+    negative record with a reason. The first record of a unit creates its ``Budget`` row.
+
+Capacity
+    A budget's capacity in points is ``funded_fen // fen_per_point`` at the street's current
+    rate (``PointsRate``, the rate the settlement pages set), so a rate change changes it.
+
+Which budget a credit draws on
+    The nearest unit at or above the volunteer's unit that has a budget (any funding record);
+    none: crediting is unlimited (budgets are optional). A community's budget running out does
+    not fall back to the street's.
+
+Charging (the hook in ``ledger._transfer``: ``on_transfer``)
+    * a credit charges its volunteer's budget with one conditional UPDATE of the budget row,
+      ``used + n <= funded_fen // rate`` computed in SQL, and a ``BudgetCharge`` row records
+      which budget paid; when no row comes back, ``BudgetExhausted`` is raised (the caller rolls
+      back: nothing is written);
+    * a reversal undoes exactly the charge of the transfer it reverses, on the same budget;
+    * points leaving a volunteer for good (``FREEING_KINDS``: expiry, deductions) give budget
+      back to the volunteer's budget, never more than it has used.
+    The budget row is locked after the accounts of the transfer (people's, then the street's
+    issuance account), as the global lock order of ``pointsapp.domain.ledger`` says for
+    street-level rows. Invariants (``check_budgets``, part of ``check_ledger``): a budget's
+    ``funded_fen`` is the sum of its funding records and ``used`` the sum of its charges.
+
+Liability
+    ``liability(unit)`` gives, for the volunteers of a subtree: points issued (credits less their
+    reversals), redeemed (captures less theirs), expired, deducted, held by volunteers, owed to
+    merchants for their redemptions (each merchant's payments retire its oldest unreversed
+    captures first, as in settlement) and paid; in points and in yuan at the current rate.
+    issued = redeemed + held + expired + deducted, and redeemed = paid + owed, per subtree.
+    Volunteers count where they belong now (their whole history moves with them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from ..extensions import db
+from ..models import (
+    Account,
+    Budget,
+    BudgetCharge,
+    BudgetFunding,
+    Entry,
+    OrgLevel,
+    OrgUnit,
+    PointsRate,
+    Transfer,
+    User,
+)
+from ..models.budgets import FUNDING_SOURCES, MAX_FUNDING_FEN
+from ..models.ledger import (
+    ACCOUNT_MERCHANT,
+    ACCOUNT_VOLUNTEER,
+    TRANSFER_CAPTURE,
+    TRANSFER_CREDIT,
+    TRANSFER_DEDUCTION,
+    TRANSFER_EXPIRY,
+    TRANSFER_REVERSAL,
+    TRANSFER_SETTLEMENT,
+)
+from ..models.settlement import DEFAULT_FEN_PER_POINT
+from ..models.user import ADMIN_ROLES
+from . import audit
+from .access import ancestor_paths, require_in_scope, scope_paths
+from .clock import local_today
+from .errors import AlreadyRecorded, BudgetExhausted, Forbidden, InvalidInput, NotFound
+
+budget_t = Budget.__table__
+
+# Transfer kinds that take points from a volunteer for good and so give budget back.
+FREEING_KINDS: tuple[str, ...] = (TRANSFER_EXPIRY, TRANSFER_DEDUCTION)
+FIRST_FUNDING_DAY = date(2000, 1, 1)
+
+
+# -- which budget ---------------------------------------------------------------------------------
+
+def budget_of_unit(unit: OrgUnit) -> Budget | None:
+    """Return the budget a volunteer placed at ``unit`` draws on: the nearest funded unit at or above."""
+    ids = [int(p.strip("/").split("/")[-1]) for p in ancestor_paths(unit)]
+    return db.session.scalar(
+        select(Budget)
+        .join(OrgUnit, OrgUnit.id == Budget.org_unit_id)
+        .where(Budget.org_unit_id.in_(ids))
+        .order_by(func.length(OrgUnit.path).desc())
+        .limit(1)
+    )
+
+
+def current_rate(street_id: int, today: date | None = None) -> int:
+    """Return the fen one point is worth today in the street."""
+    return db.session.scalar(_rate_select(street_id, today or local_today())) or DEFAULT_FEN_PER_POINT
+
+
+def _rate_select(street_id: int, today: date):
+    return (
+        select(PointsRate.fen_per_point)
+        .where(PointsRate.org_unit_id == street_id, PointsRate.effective_from <= today)
+        .order_by(PointsRate.effective_from.desc())
+        .limit(1)
+    )
+
+
+def _capacity_sql(street_id: int, today: date):
+    """SQL: the budget row's capacity in points at the street's rate of ``today``."""
+    return budget_t.c.funded_fen // func.coalesce(_rate_select(street_id, today).scalar_subquery(), DEFAULT_FEN_PER_POINT)
+
+
+# -- the hook in the ledger -------------------------------------------------------------------------
+
+def on_transfer(t: Transfer) -> None:
+    """Charge or give back budget for a transfer just written (called by ``ledger._transfer``).
+
+    Raise ``BudgetExhausted`` when a credit does not fit; the caller must roll back."""
+    if t.kind == TRANSFER_CREDIT:
+        volunteer = _volunteer_unit(t.to_account_id)
+        budget = budget_of_unit(volunteer) if volunteer is not None else None
+        if budget is not None:
+            _charge(budget, t.amount, t.id)
+    elif t.kind == TRANSFER_REVERSAL:
+        charged = db.session.scalar(select(BudgetCharge).where(BudgetCharge.transfer_id == t.reverses_id))
+        if charged is None:
+            return
+        budget = db.session.get(Budget, charged.budget_id)
+        if charged.points > 0:
+            _give_back(budget, charged.points, t.id, exact=True)
+        else:  # undoing an expiry or a deduction draws on the budget again
+            _charge(budget, -charged.points, t.id)
+    elif t.kind in FREEING_KINDS:
+        volunteer = _volunteer_unit(t.from_account_id)
+        budget = budget_of_unit(volunteer) if volunteer is not None else None
+        if budget is not None:
+            _give_back(budget, t.amount, t.id, exact=False)
+
+
+def _volunteer_unit(account_id: int) -> OrgUnit | None:
+    return db.session.scalar(
+        select(OrgUnit)
+        .join(User, User.org_unit_id == OrgUnit.id)
+        .join(Account, Account.user_id == User.id)
+        .where(Account.id == account_id, Account.kind == ACCOUNT_VOLUNTEER)
+    )
+
+
+def _expire(budget: Budget) -> None:
+    db.session.expire(budget)
+
+
+def _charge(budget: Budget, points: int, transfer_id: int) -> None:
+    unit = budget.org_unit
+    today = local_today()
+    used = db.session.execute(
+        update(budget_t)
+        .where(budget_t.c.id == budget.id, budget_t.c.used + points <= _capacity_sql(unit.root_id, today))
+        .values(used=budget_t.c.used + points)
+        .returning(budget_t.c.used)
+    ).scalar()
+    _expire(budget)
+    if used is None:
+        state = status(budget, today)
+        raise BudgetExhausted(unit=unit.name, used=state.used, capacity=state.capacity, needed=points,
+                              left=max(0, state.remaining), budget_id=budget.id)
+    db.session.add(BudgetCharge(transfer_id=transfer_id, budget_id=budget.id, points=points))
+    db.session.flush()
+
+
+def _give_back(budget: Budget, points: int, transfer_id: int, *, exact: bool) -> None:
+    """Lower ``used`` by ``points`` (``exact``), or by as much of it as was used."""
+    if not exact:
+        # Under the row's lock: never free more than is used (points credited before the budget
+        # existed were never charged to it).
+        used = db.session.execute(
+            select(budget_t.c.used).where(budget_t.c.id == budget.id).with_for_update()
+        ).scalar()
+        points = min(points, used)
+        if points <= 0:
+            return
+    left = db.session.execute(
+        update(budget_t)
+        .where(budget_t.c.id == budget.id, budget_t.c.used >= points)
+        .values(used=budget_t.c.used - points)
+        .returning(budget_t.c.used)
+    ).scalar()
+    _expire(budget)
+    if left is None:
+        # A charge to give back that the budget does not hold means the books are already wrong.
+        raise RuntimeError(f"budget {budget.id} has used less than {points}")
+    db.session.add(BudgetCharge(transfer_id=transfer_id, budget_id=budget.id, points=-points))
+    db.session.flush()
+
+
+# -- state ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget_id: int
+    funded_fen: int
+    fen_per_point: int
+    used: int
+
+    @property
+    def capacity(self) -> int:
+        return self.funded_fen // self.fen_per_point
+
+    @property
+    def remaining(self) -> int:
+        """Points still creditable; below zero when a correction or a rate change overtook ``used``."""
+        return self.capacity - self.used
+
+
+def status(budget: Budget, today: date | None = None) -> BudgetStatus:
+    """Return the budget's funding, capacity and use, read fresh from the database."""
+    funded, used = db.session.execute(
+        select(budget_t.c.funded_fen, budget_t.c.used).where(budget_t.c.id == budget.id)
+    ).one()
+    return BudgetStatus(budget.id, int(funded), current_rate(budget.org_unit.root_id, today), int(used))
+
+
+def fundings(budget: Budget) -> list[BudgetFunding]:
+    """Return the budget's funding records, newest first."""
+    return list(db.session.scalars(
+        select(BudgetFunding).where(BudgetFunding.budget_id == budget.id).order_by(BudgetFunding.id.desc())
+    ))
+
+
+# -- recording funding ------------------------------------------------------------------------------
+
+def fen_from_yuan(text) -> int:
+    """Parse an amount in yuan ("350000", "-1200.50") into fen, or raise ``InvalidInput``."""
+    refusal = InvalidInput(
+        "Enter the amount in yuan, not zero, with at most two decimals and at most 10,000,000 either way "
+        "(a correction is negative, such as -500).",
+        field="amount",
+    )
+    try:
+        value = Decimal(str(text if text is not None else "").strip())
+    except (InvalidOperation, ValueError):
+        raise refusal from None
+    # Range first: a huge exponent must not reach the arithmetic.
+    if not value.is_finite() or value == 0 or value.copy_abs() > Decimal(MAX_FUNDING_FEN) / 100:
+        raise refusal
+    if value != value.quantize(Decimal("0.01")):
+        raise refusal
+    return int(value * 100)
+
+
+def fundable_units(actor: User) -> list[OrgUnit]:
+    """Return the streets and communities the actor may record funding for, in tree order."""
+    paths = scope_paths(actor, ADMIN_ROLES)
+    if not paths:
+        return []
+    units = db.session.scalars(
+        select(OrgUnit).join(OrgLevel, OrgLevel.id == OrgUnit.level_id)
+        .where(OrgLevel.rank <= 1, or_(*[_subtree(OrgUnit.path, p) for p in paths]))
+    ).all()
+    return sorted(units, key=lambda u: [int(p) for p in u.path.strip("/").split("/")])
+
+
+def record_funding(
+    actor: User,
+    unit: OrgUnit | None,
+    *,
+    fen: int,
+    source: str,
+    funded_on: date,
+    note: str | None,
+    key: str,
+    now: datetime | None = None,
+) -> BudgetFunding:
+    """Record money for the points of a street or community (negative: a correction, with a reason).
+
+    Only an admin over the unit may; the unit must be a street or a community. ``key`` is the
+    form's one-time key: a double click or a retry records nothing twice."""
+    if not actor.has_role(*ADMIN_ROLES):
+        raise Forbidden()
+    if unit is None:
+        raise NotFound()
+    require_in_scope(actor, unit, ADMIN_ROLES)
+    if unit.depth > 1:
+        raise InvalidInput("Funding is recorded for a street or a community.", field="org_unit_id")
+    if not isinstance(fen, int) or isinstance(fen, bool) or fen == 0 or abs(fen) > MAX_FUNDING_FEN:
+        raise InvalidInput("Enter an amount other than zero, at most 10,000,000 yuan either way.", field="amount")
+    if source not in FUNDING_SOURCES:
+        raise InvalidInput("Choose where the money came from.", field="source")
+    if not isinstance(funded_on, date) or funded_on > local_today(now) or funded_on < FIRST_FUNDING_DAY:
+        raise InvalidInput("Enter the date the money was provided: not in the future, not before 2000.",
+                           field="funded_on")
+    note = (note or "").strip() or None
+    if note is not None and len(note) > 500:
+        raise InvalidInput("Keep the note to 500 characters.", field="note")
+    if fen < 0 and (note is None or len(note) < 2):
+        raise InvalidInput("A correction needs a reason in the note.", field="note")
+    key = (key or "").strip()
+    if not key or len(key) > 64:
+        raise InvalidInput("The form has expired; open it again.")
+    if db.session.scalar(select(BudgetFunding.id).where(BudgetFunding.key == key)):
+        raise AlreadyRecorded()
+    budget = _budget_for_funding(unit)
+    funded = db.session.execute(
+        update(budget_t)
+        .where(budget_t.c.id == budget.id, budget_t.c.funded_fen + fen >= 0)
+        .values(funded_fen=budget_t.c.funded_fen + fen)
+        .returning(budget_t.c.funded_fen)
+    ).scalar()
+    _expire(budget)
+    if funded is None:
+        raise InvalidInput(
+            "A correction cannot take away more than was funded (%(yuan)s yuan).", field="amount",
+            yuan=_yuan(db.session.get(Budget, budget.id).funded_fen),
+        )
+    record = BudgetFunding(
+        budget_id=budget.id, fen=fen, source=source, funded_on=funded_on, note=note, key=key,
+        created_by_id=actor.id,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(record)
+    except IntegrityError:
+        raise AlreadyRecorded() from None
+    audit.record(
+        actor, audit.BUDGET_FUNDED, "budget_funding", record.id,
+        {"org_unit_id": unit.id, "fen": fen, "source": source, "funded_on": funded_on.isoformat(),
+         "note": note, "funded_fen_after": int(funded)},
+        org_path=unit.path, now=now,
+    )
+    return record
+
+
+def _yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def _budget_for_funding(unit: OrgUnit) -> Budget:
+    """Return the unit's budget row, creating it on the first funding (two at once: one wins)."""
+    budget = db.session.scalar(select(Budget).where(Budget.org_unit_id == unit.id))
+    if budget is None:
+        try:
+            with db.session.begin_nested():
+                budget = Budget(org_unit_id=unit.id, funded_fen=0, used=0)
+                db.session.add(budget)
+        except IntegrityError:
+            budget = db.session.scalar(select(Budget).where(Budget.org_unit_id == unit.id))
+    return budget
+
+
+# -- the liability view -----------------------------------------------------------------------------
+
+@dataclass
+class Liability:
+    unit: OrgUnit
+    fen_per_point: int
+    issued: int  # credits less their reversals
+    redeemed: int  # captures less their reversals
+    expired: int
+    deducted: int
+    held: int  # volunteers' balances
+    owed: int  # redeemed, not yet paid to merchants
+    budget: BudgetStatus | None
+
+    @property
+    def paid(self) -> int:
+        return self.redeemed - self.owed
+
+    @property
+    def outstanding(self) -> int:
+        return self.held + self.owed
+
+    def fen(self, points: int) -> int:
+        return points * self.fen_per_point
+
+
+def _subtree(path_col, unit_or_path):
+    path = unit_or_path if isinstance(unit_or_path, str) else unit_or_path.path
+    return path_col.startswith(path, autoescape=True)
+
+
+def liability(unit: OrgUnit, today: date | None = None) -> Liability:
+    """Return the figures of the volunteers of ``unit``'s subtree (see the module's docstring)."""
+    s = db.session
+    original = aliased(Transfer)
+    kind = func.coalesce(original.kind, Transfer.kind)
+    by_kind = {
+        k: int(v)
+        for k, v in s.execute(
+            select(kind, func.coalesce(func.sum(Entry.amount), 0))
+            .select_from(Entry)
+            .join(Transfer, Transfer.id == Entry.transfer_id)
+            .outerjoin(original, original.id == Transfer.reverses_id)
+            .join(Account, Account.id == Entry.account_id)
+            .join(User, User.id == Account.user_id)
+            .join(OrgUnit, OrgUnit.id == User.org_unit_id)
+            .where(Account.kind == ACCOUNT_VOLUNTEER, _subtree(OrgUnit.path, unit))
+            .group_by(kind)
+        )
+    }
+    held = s.scalar(
+        select(func.coalesce(func.sum(Account.balance), 0))
+        .join(User, User.id == Account.user_id)
+        .join(OrgUnit, OrgUnit.id == User.org_unit_id)
+        .where(Account.kind == ACCOUNT_VOLUNTEER, _subtree(OrgUnit.path, unit))
+    )
+    budget = s.scalar(select(Budget).where(Budget.org_unit_id == unit.id))
+    return Liability(
+        unit=unit,
+        fen_per_point=current_rate(unit.root_id, today),
+        issued=by_kind.get(TRANSFER_CREDIT, 0),
+        redeemed=-by_kind.get(TRANSFER_CAPTURE, 0),
+        expired=-by_kind.get(TRANSFER_EXPIRY, 0),
+        deducted=-by_kind.get(TRANSFER_DEDUCTION, 0),
+        held=int(held),
+        owed=_owed_for(unit),
+        budget=status(budget, today) if budget is not None else None,
+    )
+
+
+def _owed_for(unit: OrgUnit) -> int:
+    """Points the subtree's volunteers redeemed that the street has not yet paid merchants for.
+
+    Each merchant's payments retire its oldest unreversed captures first (ledger order), as in
+    ``pointsapp.domain.settlement``; a capture's unpaid part is what its merchant's payments have
+    not reached."""
+    reversed_ids = select(Transfer.reverses_id).where(Transfer.reverses_id.is_not(None))
+    captures = (
+        select(
+            Transfer.amount.label("amount"),
+            Transfer.from_account_id.label("from_id"),
+            Transfer.to_account_id.label("to_id"),
+            func.sum(Transfer.amount).over(partition_by=Transfer.to_account_id, order_by=Transfer.id).label("upto"),
+        )
+        .where(Transfer.kind == TRANSFER_CAPTURE, Transfer.id.not_in(reversed_ids))
+        .subquery()
+    )
+    paid = (
+        select(Transfer.from_account_id.label("acc"), func.sum(Transfer.amount).label("points"))
+        .where(Transfer.kind == TRANSFER_SETTLEMENT)
+        .group_by(Transfer.from_account_id)
+        .subquery()
+    )
+    p = func.coalesce(paid.c.points, 0)
+    unpaid = case(
+        (captures.c.upto <= p, 0),
+        (captures.c.upto - captures.c.amount >= p, captures.c.amount),
+        else_=captures.c.upto - p,
+    )
+    return int(db.session.scalar(
+        select(func.coalesce(func.sum(unpaid), 0))
+        .select_from(captures)
+        .outerjoin(paid, paid.c.acc == captures.c.to_id)
+        .join(Account, Account.id == captures.c.from_id)
+        .join(User, User.id == Account.user_id)
+        .join(OrgUnit, OrgUnit.id == User.org_unit_id)
+        .where(_subtree(OrgUnit.path, unit))
+    ))
+
+
+def liability_units(actor: User) -> list[OrgUnit]:
+    """Return the units of the liability view: the actor's streets and communities, and every
+    funded unit in the actor's subtrees, in tree order."""
+    paths = scope_paths(actor, ADMIN_ROLES)
+    if not paths:
+        return []
+    funded = set(db.session.scalars(select(Budget.org_unit_id)))
+    return [u for u in fundable_units(actor)
+            if u.id in funded or any(u.path == p for p in paths) or u.depth == 0]
+
+
+def liabilities(actor: User, today: date | None = None) -> list[Liability]:
+    """Return the liability view's rows for the actor (an admin)."""
+    if not actor.has_role(*ADMIN_ROLES):
+        raise Forbidden()
+    return [liability(u, today) for u in liability_units(actor)]
+
+
+def merchant_balances(street: OrgUnit) -> int:
+    """Return the points the street's merchants are owed, from their accounts (a cross-check)."""
+    from ..models import Merchant
+
+    return int(db.session.scalar(
+        select(func.coalesce(func.sum(Account.balance), 0))
+        .join(Merchant, Merchant.id == Account.merchant_id)
+        .join(OrgUnit, OrgUnit.id == Merchant.org_unit_id)
+        .where(Account.kind == ACCOUNT_MERCHANT, _subtree(OrgUnit.path, street))
+    ))
+
+
+# -- invariants -------------------------------------------------------------------------------------
+
+def check_budgets() -> list[str]:
+    """Each budget's funding equals its records and its use its charges; one charge per transfer
+    at most, credits charge, reversals undo their original's charge on the same budget."""
+    problems: list[str] = []
+    s = db.session
+    funded = dict(s.execute(
+        select(BudgetFunding.budget_id, func.sum(BudgetFunding.fen)).group_by(BudgetFunding.budget_id)
+    ).all())
+    charged = dict(s.execute(
+        select(BudgetCharge.budget_id, func.sum(BudgetCharge.points)).group_by(BudgetCharge.budget_id)
+    ).all())
+    for b in s.scalars(select(Budget).order_by(Budget.id)):
+        if b.funded_fen != int(funded.get(b.id, 0)):
+            problems.append(f"budget {b.id}: funded {b.funded_fen} fen but its records sum to {funded.get(b.id, 0)}")
+        if b.used != int(charged.get(b.id, 0)):
+            problems.append(f"budget {b.id}: used {b.used} but its charges sum to {charged.get(b.id, 0)}")
+    original = aliased(BudgetCharge)
+    for tid, kind, amount, points, budget_id, orig_points, orig_budget in s.execute(
+        select(Transfer.id, Transfer.kind, Transfer.amount, BudgetCharge.points, BudgetCharge.budget_id,
+               original.points, original.budget_id)
+        .join(BudgetCharge, BudgetCharge.transfer_id == Transfer.id)
+        .outerjoin(original, original.transfer_id == Transfer.reverses_id)
+    ):
+        if kind == TRANSFER_CREDIT and points != amount:
+            problems.append(f"transfer {tid}: a credit charged {points}, not its amount")
+        elif kind == TRANSFER_REVERSAL and (orig_points != -points or orig_budget != budget_id):
+            problems.append(f"transfer {tid}: a reversal's charge {points} does not undo its original's")
+        elif kind not in (TRANSFER_CREDIT, TRANSFER_REVERSAL, *FREEING_KINDS):
+            problems.append(f"transfer {tid}: a {kind} transfer charged a budget")
+    return problems

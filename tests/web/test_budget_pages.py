@@ -1,0 +1,75 @@
+"""Budget pages: the liability view, recording funding, refusals shown at the field, CSV."""
+from __future__ import annotations
+
+import csv
+import io
+
+from sqlalchemy import func, select
+
+from pointsapp.extensions import db
+from pointsapp.models import Budget, BudgetFunding
+from tests.unit.helpers import award
+from tests.web.conftest import errors_at, field_errors, hidden_inputs, page_text
+
+
+def _form(client, **values):
+    page = client.get("/budgets/")
+    assert page.status_code == 200
+    data = {**hidden_inputs(page), "source": "street_grant", "funded_on": "2026-01-05", "note": "", **values}
+    return client.post("/budgets/funding", data=data)
+
+
+def test_the_street_admin_records_funding_and_the_page_shows_the_budget(client, street, login):
+    login("street_admin")
+    resp = _form(client, org_unit_id=street.street.id, amount="350000", note="年度积分经费")
+    assert resp.status_code == 302
+    award(street, street.vol_a, 120)
+    text = page_text(client.get("/budgets/"))
+    assert "友谊街道" in text and "350000.00" in text
+    assert "350000" in text and "120" in text and "349880" in text  # budget points, used, left
+    assert "年度积分经费" in text
+
+
+def test_bad_funding_input_is_refused_with_a_message_and_nothing_written(client, street, login):
+    login("street_admin")
+    for amount in ("0", "-0.001", "abc", "99999999999"):
+        resp = _form(client, org_unit_id=street.street.id, amount=amount)
+        assert resp.status_code == 422, amount
+        assert errors_at(resp, "amount"), amount
+    resp = _form(client, org_unit_id=street.street.id, amount="100", funded_on="2999-01-01")
+    assert resp.status_code == 422 and errors_at(resp, "funded_on")
+    resp = _form(client, org_unit_id=street.street.id, amount="100", funded_on="not a date")
+    assert resp.status_code == 422 and errors_at(resp, "funded_on")
+    resp = _form(client, org_unit_id=street.street.id, amount="-100", note="")
+    assert resp.status_code == 422 and field_errors(resp)
+    assert db.session.scalar(select(func.count()).select_from(BudgetFunding)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Budget)) == 0
+
+
+def test_a_community_admin_funds_their_community_only(client, street, login):
+    login("admin_a")
+    page = client.get("/budgets/")
+    assert "友谊社区" not in page_text(page)
+    resp = _form(client, org_unit_id=street.community_b.id, amount="100", source="partner")
+    assert resp.status_code == 404
+    resp = _form(client, org_unit_id=street.street.id, amount="100", source="partner")
+    assert resp.status_code == 404
+    resp = _form(client, org_unit_id=street.community_a.id, amount="100", source="partner")
+    assert resp.status_code == 302
+    assert db.session.scalar(select(Budget.org_unit_id)) == street.community_a.id
+
+
+def test_the_liability_view_downloads_as_csv(client, street, login):
+    login("street_admin")
+    _form(client, org_unit_id=street.street.id, amount="500")
+    award(street, street.vol_a, 30)
+    resp = client.get("/budgets/liability.csv")
+    assert resp.status_code == 200
+    rows = list(csv.reader(io.StringIO(resp.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[1][0] == "友谊街道"
+    assert rows[1][2] == "30"  # points issued
+    assert rows[0][0] == "单位" and rows[0][-1] == "预算剩余"
+    # issued 30 (¥30), held by volunteers 30, outstanding 30; funded ¥500 = 500 points, 30 used, 470 left
+    assert rows[1][2:4] == ["30", "30"] and rows[1][10:12] == ["30", "30"] and rows[1][14:16] == ["30", "30"]
+    assert rows[1][-4:] == ["500", "500", "30", "470"]
+    assert client.get("/budgets/liability.pdf").status_code == 404
