@@ -59,6 +59,9 @@ PASSWORD_RESET = "person.password_reset"
 RATE_SET = "settlement.rate_set"
 PERIOD_CLOSED = "settlement.period_closed"
 PAYMENT_RECORDED = "settlement.payment_recorded"
+EVENT_CREATED = "checkin.event_created"
+EVENT_ATTENDEE_ADDED = "checkin.attendee_added"
+EVENT_CLOSED = "checkin.event_closed"
 
 
 def canonical_json(data) -> str:

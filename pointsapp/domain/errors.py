@@ -152,3 +152,27 @@ class PeriodClosed(PointsError):
 class PaymentExceedsOwed(PointsError):
     code = "payment_exceeds_owed"
     template = _l("A payment of %(points)s points is more than the %(owed)s points owed to this merchant; nothing was recorded.")
+
+
+class CheckinCodeExpired(PointsError):
+    """The scanned check-in code is older than a minute (a photo of it, or a stale page)."""
+
+    code = "checkin_code_expired"
+    status = 410
+    template = _l("This QR code has expired. Scan the QR code at the event again.")
+
+
+class CheckinNotOpen(PointsError):
+    code = "checkin_not_open"
+    template = _l("Signing in is not possible now: %(why)s")
+
+
+class CheckinNotForYou(PointsError):
+    code = "checkin_not_for_you"
+    status = 403
+    template = _l("This event is not for you: %(why)s Ask the staff at the event.")
+
+
+class EventClosed(PointsError):
+    code = "event_closed"
+    template = _l("This event has been closed; its attendance is final.")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
 
@@ -13,6 +14,9 @@ from ..models.user import ADMIN_ROLES, TITLES
 from . import audit
 from .access import ancestor_paths, require_admin_of, subtree_filter
 from .errors import InvalidInput, NotFound
+
+# Check-in hours are rounded down to one of these steps (each divides an hour).
+ROUNDING_MINUTES = (1, 5, 10, 15, 20, 30, 60)
 
 
 @dataclass
@@ -31,6 +35,9 @@ class RuleTerms:
     active_to: date | None = None
     titles: list[str] = field(default_factory=list)
     is_active: bool = True
+    checkin_hours_cap: Decimal | None = None
+    hours_rounding_minutes: int = 30
+    backfill_earns_points: bool = True
 
     def validate(self) -> None:
         if not (self.name_zh or "").strip():
@@ -54,6 +61,21 @@ class RuleTerms:
         unknown = [t for t in self.titles if t not in TITLES]
         if unknown:
             raise InvalidInput("Unknown title.", field="titles")
+        if self.checkin_hours_cap is not None:
+            try:
+                cap = Decimal(str(self.checkin_hours_cap))
+            except (InvalidOperation, ValueError):
+                cap = Decimal(-1)
+            if not cap.is_finite() or not 0 < cap <= 24 or (cap * 2) % 1 != 0:
+                raise InvalidInput(
+                    "The hours cap per event must be from 0.5 to 24, in steps of half an hour, or empty for none.",
+                    field="checkin_hours_cap",
+                )
+            self.checkin_hours_cap = cap
+        if self.hours_rounding_minutes not in ROUNDING_MINUTES:
+            raise InvalidInput(
+                "Round check-in hours to 1, 5, 10, 15, 20, 30 or 60 minutes.", field="hours_rounding_minutes"
+            )
 
 
 def create_rule(actor: User, unit: OrgUnit, terms: RuleTerms) -> PointRule:

@@ -7,3 +7,4 @@ from .user import RoleGrant, User  # noqa: F401
 from .audit import AuditChainHead, AuditRecord  # noqa: F401
 from .settlement import PointsRate, SettlementLine, SettlementPayment, SettlementPeriod  # noqa: F401
 from .api import ApiToken, IdempotencyKey  # noqa: F401
+from .checkin import CheckinAttendance, CheckinEvent  # noqa: F401

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -80,6 +81,8 @@ class PointRuleVersion(db.Model):
             "active_to IS NULL OR active_from IS NULL OR active_to >= active_from",
             name="active_range",
         ),
+        CheckConstraint("checkin_hours_cap IS NULL OR checkin_hours_cap > 0", name="checkin_hours_cap_positive"),
+        CheckConstraint("hours_rounding_minutes BETWEEN 1 AND 60", name="hours_rounding_minutes_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -102,6 +105,11 @@ class PointRuleVersion(db.Model):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))
+    # Check-in events (pointsapp.domain.checkin): hours are rounded down to this many minutes,
+    # capped per event, and back-filled attendance earns points or counts hours only.
+    checkin_hours_cap: Mapped[Optional[Decimal]] = mapped_column(Numeric(5, 2))
+    hours_rounding_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    backfill_earns_points: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
 
     rule = relationship("PointRule", foreign_keys=[rule_id], back_populates="versions")
 
@@ -130,7 +138,7 @@ class Activity(db.Model):
         CheckConstraint(
             "status IN ('pending', 'approved', 'rejected', 'reversed')", name="status_known"
         ),
-        CheckConstraint("source IN ('claim', 'recorded')", name="source_known"),
+        CheckConstraint("source IN ('claim', 'recorded', 'checkin')", name="source_known"),
         CheckConstraint("hours IS NULL OR hours > 0", name="hours_positive"),
         CheckConstraint("points_credited >= 0", name="points_credited_not_negative"),
         CheckConstraint(

@@ -77,6 +77,9 @@ AUDIT_ACTIONS = {
     audit.RATE_SET: _l("Points rate set"),
     audit.PERIOD_CLOSED: _l("Settlement period closed"),
     audit.PAYMENT_RECORDED: _l("Payment to a merchant recorded"),
+    audit.EVENT_CREATED: _l("Check-in event created"),
+    audit.EVENT_ATTENDEE_ADDED: _l("Attendee added to an event"),
+    audit.EVENT_CLOSED: _l("Check-in event closed"),
 }
 
 
@@ -153,6 +156,9 @@ def _rule_terms(form: RuleForm) -> rules.RuleTerms:
         active_to=form.active_to.data,
         titles=list(form.titles.data or []),
         is_active=form.is_active.data,
+        checkin_hours_cap=form.checkin_hours_cap.data,
+        hours_rounding_minutes=form.hours_rounding_minutes.data,
+        backfill_earns_points=form.backfill_earns_points.data,
     )
 
 
