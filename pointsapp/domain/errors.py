@@ -158,7 +158,6 @@ class CheckinCodeExpired(PointsError):
     """The scanned check-in code is older than a minute (a photo of it, or a stale page)."""
 
     code = "checkin_code_expired"
-    status = 410
     template = _l("This QR code has expired. Scan the QR code at the event again.")
 
 

@@ -188,7 +188,7 @@ class RuleOut(Schema):
     active_to = fields.Date(allow_none=True)
     titles = fields.List(fields.String(), required=True)
     is_active = fields.Boolean(required=True)
-    checkin_hours_cap = fields.Decimal(as_string=True, allow_none=True)
+    checkin_hours_cap = fields.Float(allow_none=True)
     hours_rounding_minutes = fields.Integer(required=True)
     backfill_earns_points = fields.Boolean(required=True)
 
@@ -208,7 +208,7 @@ class RuleTermsIn(In):
     active_to = fields.Date(load_default=None, allow_none=True)
     titles = fields.List(fields.String(validate=validate.OneOf(list(TITLES))), load_default=list)
     is_active = fields.Boolean(load_default=True)
-    checkin_hours_cap = fields.Decimal(
+    checkin_hours_cap = fields.Float(
         load_default=None, allow_none=True, allow_nan=False, validate=validate.Range(0.5, 24),
         metadata={"description": "Most hours counted per check-in event, in steps of 0.5; null: no cap."},
     )
