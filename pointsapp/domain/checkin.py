@@ -88,8 +88,8 @@ def current_token(event_id: int, now: datetime | None = None) -> str:
 def token_is_valid(event_id: int, token: str, now: datetime | None = None) -> bool:
     """Say whether ``token`` belongs to the current or the previous slot of this event."""
     slot = slot_of(now or now_utc())
-    token = (token or "")[:64]
-    return any(hmac.compare_digest(token_for(event_id, s), token) for s in (slot, slot - 1))
+    given = (token or "")[:64].encode("utf-8", "replace")
+    return any(hmac.compare_digest(token_for(event_id, s).encode(), given) for s in (slot, slot - 1))
 
 
 def seconds_left(now: datetime | None = None) -> int:

@@ -72,6 +72,7 @@ def test_a_tampered_token_or_another_events_token_is_refused(app):
     assert not checkin.token_is_valid(8, token, T0)
     assert not checkin.token_is_valid(7, "", T0)
     assert not checkin.token_is_valid(7, token + "x", T0)
+    assert not checkin.token_is_valid(7, "二维码" + token, T0)
 
 
 def test_a_scan_pass_is_for_its_event_only(app):
