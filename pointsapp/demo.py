@@ -232,6 +232,7 @@ class DemoStreet:
     claims: int = 0
     recorded: int = 0
     vouchers: int = 0
+    checkin_event: object = None
 
 
 class _Clock:
@@ -398,6 +399,28 @@ class _Builder:
             self.clock.now = when
             fn(*args)
         self.clock.now = self.end
+        self.open_checkin_event(street)
+
+    def open_checkin_event(self, street: OrgUnit) -> None:
+        """An event under way in the first grid: its page shows the rotating check-in QR code."""
+        from decimal import Decimal
+
+        from .domain import checkin
+
+        rule = rules.create_rule(self.admin, street, rules.RuleTerms(
+            name_zh="社区志愿服务活动", name_en="Community volunteering event", category="helping", unit=UNIT_HOUR,
+            points=2, needs_approval=False, checkin_hours_cap=Decimal("2"), hours_rounding_minutes=30,
+            backfill_earns_points=False,
+        ))
+        start = self.end - timedelta(minutes=30)
+        event = checkin.create_event(
+            self.grid_staff[0], title="楼道清洁日", rule_id=rule.id, org_unit_id=self.demo.grids[0].id,
+            place="1号楼下小广场", starts_at=start, ends_at=start + timedelta(hours=3), now=start,
+        )
+        first_grid = [v.user for v in self.volunteers if v.grid == 0][:3]
+        for i, user in enumerate(first_grid):
+            checkin.sign_in(user, event.id, now=start + timedelta(minutes=5 * i))
+        self.demo.checkin_event = event
 
     def build_budgets(self, street: OrgUnit) -> None:
         """The street funds its points with ¥350,000 (as Jinyuan street raised for its grid

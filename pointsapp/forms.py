@@ -13,6 +13,8 @@ from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
     DateField,
+    DateTimeLocalField,
+    DecimalField,
     HiddenField,
     IntegerField,
     PasswordField,
@@ -210,6 +212,19 @@ class RuleForm(FlaskForm):
         default=RULE_EARN,
         validators=[Optional()],
     )
+    checkin_hours_cap = DecimalField(
+        _l("Check-in events: most hours counted per event (empty: no cap)"),
+        places=None, validators=[Optional(), NumberRange(min=0.5, max=24)], render_kw={"inputmode": "decimal"},
+    )
+    hours_rounding_minutes = SelectField(
+        _l("Check-in events: round hours down to"),
+        coerce=int,
+        choices=[SelectChoice(m, _l("%(n)s minutes", n=m)) for m in (1, 5, 10, 15, 20, 30, 60)],
+        default=30,
+    )
+    backfill_earns_points = BooleanField(
+        _l("Attendees added by staff (no phone) earn points; unticked: hours only"), default=True
+    )
 
 
 class MerchantForm(FlaskForm):
@@ -352,3 +367,31 @@ class FundingForm(FlaskForm):
     funded_on = DateField(_l("Date"), validators=[InputRequired(message=_l("Enter the date the money was provided."))])
     note = TextAreaField(_l("Note (required for a correction)"), validators=[Optional(), Length(max=500)])
     key = HiddenField()
+# --- check-in events ------------------------------------------------------------------------
+
+
+class EventForm(FlaskForm):
+    title = StringField(_l("Title"), validators=[DataRequired(), Length(max=100)])
+    rule_id = SelectField(_l("Activity"), coerce=int, validators=[InputRequired()])
+    org_unit_id = SelectField(_l("For the volunteers of"), coerce=int, validators=[InputRequired()])
+    place = StringField(_l("Place"), validators=[DataRequired(), Length(max=200)])
+    starts_at = DateTimeLocalField(
+        _l("Starts"), format="%Y-%m-%dT%H:%M", validators=[InputRequired(message=_l("Enter the start time."))]
+    )
+    ends_at = DateTimeLocalField(
+        _l("Ends"), format="%Y-%m-%dT%H:%M", validators=[InputRequired(message=_l("Enter the end time."))]
+    )
+
+
+class AttendeeForm(FlaskForm):
+    volunteer_id = SelectField(_l("Volunteer without a phone"), coerce=int, validators=[InputRequired()])
+    hours = StringField(
+        _l("Hours (empty: the whole event)"), validators=[Optional(), Length(max=8)], render_kw={"inputmode": "decimal"}
+    )
+
+
+class CheckinForm(FlaskForm):
+    """The volunteer's confirm button: sign in or out, with the pass of the scan."""
+
+    action = HiddenField()
+    scan_pass = HiddenField()

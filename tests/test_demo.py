@@ -162,3 +162,22 @@ def test_seed_demo_flushes_but_leaves_the_commit_to_the_caller(app, check_ledger
     db.session.rollback()
     assert count(User) == 0 and count(Transfer) == 0
     check_ledger()
+
+
+def test_the_demo_has_an_open_check_in_event_with_volunteers_signed_in(app, client):
+    from pointsapp.domain import checkin
+    from pointsapp.models import CheckinEvent
+
+    demo = seed_demo(months=1)
+    db.session.commit()
+    event = db.session.get(CheckinEvent, demo.checkin_event.id)
+    assert event.status == "open" and event.org_unit_id == demo.grids[0].id
+    assert checkin.attendee_count(event.id) == (3, 3)
+    assert event.starts_at <= now_utc() < event.ends_at
+    page = client.get("/login")
+    from tests.conftest import csrf_from
+
+    client.post("/login", data={"username": "wangge1", "password": DEMO_PASSWORD,
+                                "csrf_token": csrf_from(page.get_data(as_text=True))})
+    body = client.get(f"/staff/events/{event.id}").get_data(as_text=True)
+    assert "楼道清洁日" in body and "data:image/svg+xml" in body

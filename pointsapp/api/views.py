@@ -1015,3 +1015,82 @@ def budget_funding():
         "id": record.id, "org_unit_id": data["org_unit_id"], "fen": record.fen, "source": record.source,
         "funded_on": record.funded_on, "note": record.note,
     }), 201)
+
+
+# --- check-in events ------------------------------------------------------------------------
+
+from ..domain import checkin as checkin_events  # noqa: E402  (kept beside its endpoints)
+from ..schemas import (  # noqa: E402
+    AttendeeIn,
+    AttendeeOut,
+    CheckinIn,
+    CheckinOut,
+    EventClosedOut,
+    EventIn,
+    EventOut,
+)
+
+
+@bp.get("/events")
+@doc("Check-in events in my part of the tree", tag="staff", args=PageArgs, response=page_of(EventOut, "EventPage"),
+     roles=STAFF_ROLES)
+def event_list():
+    """Check-in events whose node lies in the actor's staff subtrees, newest first."""
+    require_role(*STAFF_ROLES)
+    args = load_args(PageArgs)
+    from ..models import CheckinEvent
+
+    query = checkin_events.events_query(actor()).order_by(None)
+    return paginate(query, CheckinEvent.id, CheckinEvent.id, args, EventOut(many=True).dump)
+
+
+@bp.post("/events")
+@idempotent
+@doc("Create a check-in event", tag="staff", body=EventIn, response=EventOut, status=201, roles=STAFF_ROLES,
+     idempotent=True)
+def event_create():
+    """Create an open event (activity type, time window, place, node) for volunteers to sign in to."""
+    require_role(*STAFF_ROLES)
+    data = load_body(EventIn)
+    return respond(EventOut().dump(checkin_events.create_event(actor(), **data)), 201)
+
+
+@bp.post("/events/<int:event_id>/attendees")
+@idempotent
+@doc("Add an attendee without a phone to an event", tag="staff", body=AttendeeIn, response=AttendeeOut, status=201,
+     roles=STAFF_ROLES, idempotent=True)
+def event_add_attendee(event_id: int):
+    """Back-fill a volunteer who was at the event; ``hours`` null counts the whole event."""
+    require_role(*STAFF_ROLES)
+    data = load_body(AttendeeIn)
+    row = checkin_events.add_attendee(actor(), event_id, data["volunteer_id"], data["hours"])
+    return respond(AttendeeOut().dump(row), 201)
+
+
+@bp.post("/events/<int:event_id>/close")
+@idempotent
+@doc("Close an event and credit its attendees", tag="staff", response=EventClosedOut, roles=STAFF_ROLES,
+     idempotent=True)
+def event_close(event_id: int):
+    """Close the event: one activity per attendee, credited or pending approval. Closing again changes nothing."""
+    require_role(*STAFF_ROLES)
+    done = checkin_events.close_event(actor(), event_id)
+    return respond(EventClosedOut().dump({"event": done.event, "closed_now": done.changed, "items": done.activities}))
+
+
+@bp.post("/events/<int:event_id>/checkin")
+@doc("Sign in to or out of an event with the token of its QR code", tag="volunteer", body=CheckinIn,
+     response=CheckinOut, roles=("volunteer",))
+def event_checkin(event_id: int):
+    """Sign in (``in``) or out (``out``); doing it again changes nothing (``changed`` false)."""
+    require_role(ROLE_VOLUNTEER)
+    data = load_body(CheckinIn)
+    checkin_events.require_fresh(event_id, data["token"])
+    who = actor()
+    if data["action"] == "in":
+        done = checkin_events.sign_in(who, event_id)
+    else:
+        done = checkin_events.sign_out(who, event_id)
+    row = done.attendance
+    return respond(CheckinOut().dump({"event_id": event_id, "signed_in_at": row.signed_in_at,
+                                      "signed_out_at": row.signed_out_at, "changed": done.changed}))

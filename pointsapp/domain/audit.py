@@ -61,6 +61,9 @@ PERIOD_CLOSED = "settlement.period_closed"
 PAYMENT_RECORDED = "settlement.payment_recorded"
 DEDUCTION_APPLIED = "deduction.applied"
 BUDGET_FUNDED = "budget.funded"
+EVENT_CREATED = "checkin.event_created"
+EVENT_ATTENDEE_ADDED = "checkin.attendee_added"
+EVENT_CLOSED = "checkin.event_closed"
 
 
 def canonical_json(data) -> str:

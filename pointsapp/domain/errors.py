@@ -157,6 +157,8 @@ class PaymentExceedsOwed(PointsError):
 class NothingToDeduct(PointsError):
     code = "nothing_to_deduct"
     template = _l("%(name)s has no available points, so nothing was deducted. Points held for vouchers cannot be deducted.")
+
+
 class BudgetExhausted(PointsError):
     """Crediting would take a street's or community's budget beyond the money funded for it."""
 
@@ -166,3 +168,26 @@ class BudgetExhausted(PointsError):
         "so %(needed)s more cannot be credited; nothing was recorded. Ask the street admin to record "
         "more funding."
     )
+
+
+class CheckinCodeExpired(PointsError):
+    """The scanned check-in code is older than a minute (a photo of it, or a stale page)."""
+
+    code = "checkin_code_expired"
+    template = _l("This QR code has expired. Scan the QR code at the event again.")
+
+
+class CheckinNotOpen(PointsError):
+    code = "checkin_not_open"
+    template = _l("Signing in is not possible now: %(why)s")
+
+
+class CheckinNotForYou(PointsError):
+    code = "checkin_not_for_you"
+    status = 403
+    template = _l("This event is not for you: %(why)s Ask the staff at the event.")
+
+
+class EventClosed(PointsError):
+    code = "event_closed"
+    template = _l("This event has been closed; its attendance is final.")

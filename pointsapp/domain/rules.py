@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
 
@@ -22,6 +23,9 @@ from ..models.user import ADMIN_ROLES, TITLES
 from . import audit
 from .access import ancestor_paths, require_admin_of, subtree_filter
 from .errors import InvalidInput, NotFound
+
+# Check-in hours are rounded down to one of these steps (each divides an hour).
+ROUNDING_MINUTES = (1, 5, 10, 15, 20, 30, 60)
 
 
 @dataclass
@@ -43,6 +47,9 @@ class RuleTerms:
     expiry_policy: str = EXPIRY_NEVER
     expiry_months: int | None = None
     kind: str = RULE_EARN
+    checkin_hours_cap: Decimal | None = None
+    hours_rounding_minutes: int = 30
+    backfill_earns_points: bool = True
 
     def validate(self) -> None:
         if not (self.name_zh or "").strip():
@@ -75,6 +82,21 @@ class RuleTerms:
             self.expiry_months = None  # only the "months" policy counts months
         if self.kind not in (RULE_EARN, RULE_DEDUCT):
             raise InvalidInput("A rule gives points or deducts them.", field="kind")
+        if self.checkin_hours_cap is not None:
+            try:
+                cap = Decimal(str(self.checkin_hours_cap))
+            except (InvalidOperation, ValueError):
+                cap = Decimal(-1)
+            if not cap.is_finite() or not 0 < cap <= 24 or (cap * 2) % 1 != 0:
+                raise InvalidInput(
+                    "The hours cap per event must be from 0.5 to 24, in steps of half an hour, or empty for none.",
+                    field="checkin_hours_cap",
+                )
+            self.checkin_hours_cap = cap
+        if self.hours_rounding_minutes not in ROUNDING_MINUTES:
+            raise InvalidInput(
+                "Round check-in hours to 1, 5, 10, 15, 20, 30 or 60 minutes.", field="hours_rounding_minutes"
+            )
 
 
 def create_rule(actor: User, unit: OrgUnit, terms: RuleTerms) -> PointRule:

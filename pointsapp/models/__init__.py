@@ -8,3 +8,4 @@ from .audit import AuditChainHead, AuditRecord  # noqa: F401
 from .settlement import PointsRate, SettlementLine, SettlementPayment, SettlementPeriod  # noqa: F401
 from .api import ApiToken, IdempotencyKey  # noqa: F401
 from .budgets import Budget, BudgetCharge, BudgetFunding  # noqa: F401
+from .checkin import CheckinAttendance, CheckinEvent  # noqa: F401

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -94,6 +95,8 @@ class PointRuleVersion(db.Model):
             name="expiry_months_with_policy",
         ),
         CheckConstraint("kind IN ('earn', 'deduct')", name="kind_known"),
+        CheckConstraint("checkin_hours_cap IS NULL OR checkin_hours_cap > 0", name="checkin_hours_cap_positive"),
+        CheckConstraint("hours_rounding_minutes BETWEEN 1 AND 60", name="hours_rounding_minutes_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -116,6 +119,11 @@ class PointRuleVersion(db.Model):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))
+    # Check-in events (pointsapp.domain.checkin): hours are rounded down to this many minutes,
+    # capped per event, and back-filled attendance earns points or counts hours only.
+    checkin_hours_cap: Mapped[Optional[Decimal]] = mapped_column(Numeric(5, 2))
+    hours_rounding_minutes: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    backfill_earns_points: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
 
     # When the points of a credit expire (see ``expires_on``), and whether the rule gives points
     # ('earn') or takes them away ('deduct', applied by staff with a reason).
@@ -172,7 +180,7 @@ class Activity(db.Model):
         CheckConstraint(
             "status IN ('pending', 'approved', 'rejected', 'reversed')", name="status_known"
         ),
-        CheckConstraint("source IN ('claim', 'recorded')", name="source_known"),
+        CheckConstraint("source IN ('claim', 'recorded', 'checkin')", name="source_known"),
         CheckConstraint("hours IS NULL OR hours > 0", name="hours_positive"),
         CheckConstraint("points_credited >= 0", name="points_credited_not_negative"),
         CheckConstraint(

@@ -191,6 +191,9 @@ class RuleOut(Schema):
     expiry_policy = fields.String(required=True, validate=validate.OneOf(["never", "months", "next_year_end"]))
     expiry_months = fields.Integer(allow_none=True)
     kind = fields.String(required=True, validate=validate.OneOf(["earn", "deduct"]))
+    checkin_hours_cap = fields.Float(allow_none=True)
+    hours_rounding_minutes = fields.Integer(required=True)
+    backfill_earns_points = fields.Boolean(required=True)
 
 
 class RuleTermsIn(In):
@@ -211,6 +214,17 @@ class RuleTermsIn(In):
     expiry_policy = fields.String(load_default="never", validate=validate.OneOf(["never", "months", "next_year_end"]))
     expiry_months = Count(1, 120, load_default=None, allow_none=True)
     kind = fields.String(load_default="earn", validate=validate.OneOf(["earn", "deduct"]))
+    checkin_hours_cap = fields.Float(
+        load_default=None, allow_none=True, allow_nan=False, validate=validate.Range(0.5, 24),
+        metadata={"description": "Most hours counted per check-in event, in steps of 0.5; null: no cap."},
+    )
+    hours_rounding_minutes = fields.Integer(
+        strict=True, load_default=30, validate=validate.OneOf([1, 5, 10, 15, 20, 30, 60]),
+        metadata={"description": "Check-in hours are rounded down to this many minutes."},
+    )
+    backfill_earns_points = fields.Boolean(
+        load_default=True, metadata={"description": "Whether attendees added by staff earn points or hours only."}
+    )
 
 
 class RuleCreateIn(RuleTermsIn):
@@ -228,7 +242,7 @@ class ClaimOut(Schema):
     activity_date = fields.Date(required=True)
     hours = fields.Decimal(as_string=True, allow_none=True)
     note = fields.String(allow_none=True)
-    source = fields.String(required=True, validate=validate.OneOf(["claim", "recorded"]))
+    source = fields.String(required=True, validate=validate.OneOf(["claim", "recorded", "checkin"]))
     status = fields.String(required=True, validate=validate.OneOf(["pending", "approved", "rejected", "reversed"]))
     points_requested = fields.Integer(required=True)
     points_credited = fields.Integer(required=True)
@@ -710,6 +724,8 @@ class DeductionOut(Schema):
     requested = fields.Integer(required=True, metadata={"description": "The rule's points."})
     deducted = fields.Integer(required=True, metadata={"description": "At most the volunteer's available points."})
     shortfall = fields.Integer(required=True, metadata={"description": "requested - deducted."})
+
+
 # --- budgets and the liability view ---------------------------------------------------------
 
 
@@ -748,3 +764,70 @@ class LiabilityOut(Schema):
     fen = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True, metadata={
         "description": "The same figures in fen at the current rate."})
     budget = fields.Nested(BudgetOut, allow_none=True, required=True)
+
+
+# --- check-in events ------------------------------------------------------------------------
+
+
+class EventIn(In):
+    title = Text(required=True, validate=validate.Length(1, 100))
+    rule_id = Id(required=True)
+    org_unit_id = Id(required=True)
+    place = Text(required=True, validate=validate.Length(1, 200))
+    starts_at = fields.AwareDateTime(required=True, metadata={"description": "With its time zone offset."})
+    ends_at = fields.AwareDateTime(required=True, metadata={"description": "With its time zone offset."})
+
+    @validates_schema
+    def _window(self, data, **kwargs):
+        for name in ("starts_at", "ends_at"):
+            if not FIRST_DAY.year <= data[name].year <= LAST_DAY.year:
+                raise ValidationError("Out of range.", name)
+
+
+class EventOut(Schema):
+    id = fields.Integer(required=True)
+    title = fields.String(required=True)
+    rule_id = fields.Integer(required=True)
+    org_unit_id = fields.Integer(required=True)
+    place = fields.String(required=True)
+    starts_at = fields.DateTime(required=True)
+    ends_at = fields.DateTime(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["open", "closed"]))
+    closed_at = fields.DateTime(allow_none=True)
+    attendee_count = fields.Integer(required=True, attribute="attendee_count")
+
+
+class AttendeeIn(In):
+    volunteer_id = Id(required=True)
+    hours = fields.Float(load_default=None, allow_none=True, allow_nan=False,
+                         validate=validate.Range(0.5, 24), metadata={"description": "In steps of 0.5; null: the whole event."})
+
+
+class AttendeeOut(Schema):
+    id = fields.Integer(required=True)
+    event_id = fields.Integer(required=True)
+    volunteer_id = fields.Integer(required=True)
+    volunteer_name = fields.String(required=True, attribute="volunteer.full_name")
+    signed_in_at = fields.DateTime(allow_none=True)
+    signed_out_at = fields.DateTime(allow_none=True)
+    backfilled = fields.Boolean(required=True)
+    hours = fields.Decimal(as_string=True, allow_none=True)
+    activity_id = fields.Integer(allow_none=True)
+
+
+class EventClosedOut(Schema):
+    event = fields.Nested(EventOut, required=True)
+    closed_now = fields.Boolean(required=True, metadata={"description": "False: it was closed already."})
+    items = fields.List(fields.Nested(StaffClaimOut), required=True)
+
+
+class CheckinIn(In):
+    token = Text(required=True, validate=validate.Length(1, 64), metadata={"description": "From the event's QR code."})
+    action = fields.String(required=True, validate=validate.OneOf(["in", "out"]))
+
+
+class CheckinOut(Schema):
+    event_id = fields.Integer(required=True)
+    signed_in_at = fields.DateTime(allow_none=True)
+    signed_out_at = fields.DateTime(allow_none=True)
+    changed = fields.Boolean(required=True, metadata={"description": "False: it was already so."})

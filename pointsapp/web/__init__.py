@@ -47,6 +47,9 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(sheets.bp)
     app.register_blueprint(report_pages.bp)
     app.register_blueprint(budget_pages.bp)
+    from . import checkin as checkin_pages
+
+    app.register_blueprint(checkin_pages.bp)
     template_helpers.register(app)
     security.init_security(app)
 

@@ -79,6 +79,9 @@ AUDIT_ACTIONS = {
     audit.PAYMENT_RECORDED: _l("Payment to a merchant recorded"),
     audit.DEDUCTION_APPLIED: _l("Points deducted"),
     audit.BUDGET_FUNDED: _l("Budget funding recorded"),
+    audit.EVENT_CREATED: _l("Check-in event created"),
+    audit.EVENT_ATTENDEE_ADDED: _l("Attendee added to an event"),
+    audit.EVENT_CLOSED: _l("Check-in event closed"),
 }
 
 
@@ -158,6 +161,9 @@ def _rule_terms(form: RuleForm) -> rules.RuleTerms:
         expiry_policy=form.expiry_policy.data or "never",
         expiry_months=form.expiry_months.data,
         kind=form.kind.data or "earn",
+        checkin_hours_cap=form.checkin_hours_cap.data,
+        hours_rounding_minutes=form.hours_rounding_minutes.data,
+        backfill_earns_points=form.backfill_earns_points.data,
     )
 
 

@@ -16,6 +16,7 @@ TABLES = {
     "api_token", "idempotency_key",
     "point_lot", "lot_use",
     "budget", "budget_funding", "budget_charge",
+    "checkin_event", "checkin_attendance",
 }
 
 

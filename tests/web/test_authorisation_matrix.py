@@ -21,8 +21,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from pointsapp.domain import claims, people, tokens, uploads, vouchers
-from pointsapp.domain.clock import local_today
+from datetime import timedelta
+
+from pointsapp.domain import checkin, claims, people, tokens, uploads, vouchers
+from pointsapp.domain.clock import local_today, now_utc
 from pointsapp.extensions import db
 from pointsapp.models import AuditRecord, Transfer
 from pointsapp.web.security import CONTENT_SECURITY_POLICY
@@ -172,6 +174,15 @@ ROUTES: dict[str, Row] = {
     "budgets.index": Row(get=only(*ADMINS)),
     "budgets.funding": Row(post=only(*ADMINS, ok=REACHED)),
     "budgets.download": Row(get=only(*ADMINS)),
+    # check-in events: staff of the event's subtree (community A's first grid); the QR code's
+    # URL is for volunteers, and a logged-out scanner with a fresh code is sent to log in
+    "events.index": Row(get=only(*STAFF)),
+    "events.new": Row(get=only(*STAFF), post=only(*STAFF, ok=REACHED)),
+    "events.show": Row(get=only(*STAFF)),
+    "events.code": Row(get=only(*STAFF)),
+    "events.add_attendee": Row(post=only(*STAFF, ok=REACHED)),
+    "events.close": Row(post=only(*STAFF, ok=GO)),
+    "events.checkin": Row(get=only(VOL), post=only(VOL, ok=REACHED)),
 }
 
 # --- the JSON API ---------------------------------------------------------------------------
@@ -231,6 +242,8 @@ def url_args(w) -> dict:
         "fmt": "xlsx",
         "what": "people",
         "key": "points_by_month",
+        "event_id": w.event.id,
+        "token": checkin.current_token(w.event.id),
     }
 
 
@@ -241,7 +254,7 @@ def jpeg_bytes() -> bytes:
 
 
 @pytest.fixture
-def world(street):
+def world(street, monkeypatch):
     """The street, plus a claim with a photo, a voucher, a credit and a recorded batch of vol_a."""
     w = SimpleNamespace(street=street)
     give_points(street, street.vol_a, 50)
@@ -256,6 +269,13 @@ def world(street):
     claims.record_attendance(
         street.staff_a, rule_id=street.meeting.id, activity_date=local_today(),
         volunteer_ids=[street.vol_a.id], batch_key=w.batch_key,
+    )
+    # A check-in event now; its code stays the same for the whole walk (an hour per slot).
+    monkeypatch.setattr(checkin, "SLOT_SECONDS", 3600)
+    start = now_utc() - timedelta(minutes=5)
+    w.event = checkin.create_event(
+        street.staff_a, title="楼道清洁", rule_id=street.meeting.id, org_unit_id=street.grid_a.id,
+        place="1号楼", starts_at=start, ends_at=start + timedelta(hours=2),
     )
     db.session.commit()
     return w

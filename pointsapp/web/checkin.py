@@ -1,0 +1,244 @@
+"""Check-in events: staff pages (events, the QR page, closing) and the volunteer's scan page."""
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import qrcode
+import qrcode.image.svg
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy.orm import selectinload
+
+from ..domain import checkin
+from ..domain.clock import local_zone, now_utc, to_local
+from ..domain.errors import AlreadyRecorded, EventClosed, PointsError
+from ..domain.org import subtree_units
+from ..extensions import db
+from ..forms import AttendeeForm, CheckinForm, EventForm, rule_choices, show_domain_error
+from ..models import CheckinAttendance, CheckinEvent, User
+from ..models.checkin import EVENT_OPEN
+from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
+from .admin import unit_choices
+from .guards import role_required
+from .staff import volunteers_in_scope
+from .template_helpers import page_is_zh
+
+bp = Blueprint("events", __name__)
+
+LIST_SIZE = 100
+
+
+def _me() -> User:
+    return current_user._get_current_object()
+
+
+def _units(actor: User):
+    found = {}
+    for grant in actor.grants(*STAFF_ROLES):
+        for unit in subtree_units(grant.org_unit):
+            found[unit.id] = unit
+    return sorted(found.values(), key=lambda u: [int(p) for p in u.path.strip("/").split("/")])
+
+
+def checkin_url(event_id: int) -> str:
+    """The absolute URL the event's QR code shows now."""
+    return url_for("events.checkin", event_id=event_id, token=checkin.current_token(event_id), _external=True)
+
+
+def qr_data_url(text: str) -> str:
+    """Return ``text`` as an SVG QR code in a data: URL (an <img> under the strict CSP)."""
+    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, border=4)
+    return "data:image/svg+xml;base64," + base64.b64encode(image.to_string()).decode()
+
+
+# --- staff: events --------------------------------------------------------------------------
+
+
+@bp.route("/staff/events")
+@role_required(*STAFF_ROLES)
+def index():
+    """List the events in the staff member's subtrees, newest first."""
+    events = list(
+        db.session.scalars(checkin.events_query(_me()).options(selectinload(CheckinEvent.rule)).limit(LIST_SIZE))
+    )
+    return render_template("checkin/events.html", events=events)
+
+
+@bp.route("/staff/events/new", methods=["GET", "POST"])
+@role_required(*STAFF_ROLES)
+def new():
+    """Create an event: title, activity type, time window, place and the volunteers it is for."""
+    actor = _me()
+    form = EventForm()
+    form.rule_id.choices = rule_choices([r.current for r in checkin.usable_rules(actor)], page_is_zh())
+    form.org_unit_id.choices = unit_choices(_units(actor))
+    if request.method == "GET":
+        start = to_local(now_utc()).replace(second=0, microsecond=0, tzinfo=None)
+        form.starts_at.data = start
+        form.ends_at.data = start + timedelta(hours=2)
+    if form.validate_on_submit():
+        zone = local_zone()
+        try:
+            event = checkin.create_event(
+                actor,
+                title=form.title.data,
+                rule_id=form.rule_id.data,
+                org_unit_id=form.org_unit_id.data,
+                place=form.place.data,
+                starts_at=form.starts_at.data.replace(tzinfo=zone),
+                ends_at=form.ends_at.data.replace(tzinfo=zone),
+            )
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            if exc.status == 404:
+                raise
+            status = show_domain_error(form, exc)
+            return render_template("checkin/event_form.html", form=form), status
+        flash(_("The event %(title)s was created. Show this page at the event.", title=event.title), "ok")
+        return redirect(url_for(".show", event_id=event.id))
+    return render_template("checkin/event_form.html", form=form), (422 if form.errors else 200)
+
+
+def _event_page(event: CheckinEvent, form: AttendeeForm | None = None, status: int = 200):
+    actor = _me()
+    if form is None:
+        form = AttendeeForm(formdata=None)
+    listed = {a.volunteer_id for a in event.attendances}
+    form.volunteer_id.choices = [
+        (p.id, f"{p.full_name} · {p.org_unit.name}")
+        for p in volunteers_in_scope(actor)
+        if p.id not in listed and p.id != actor.id and p.org_unit.path.startswith(event.org_unit.path)
+    ]
+    present, total = checkin.attendee_count(event.id)
+    return render_template(
+        "checkin/event.html",
+        event=event,
+        form=form,
+        present=present,
+        total=total,
+        is_open=event.status == EVENT_OPEN,
+        url=checkin_url(event.id) if event.status == EVENT_OPEN else None,
+        qr=qr_data_url(checkin_url(event.id)) if event.status == EVENT_OPEN else None,
+    ), status
+
+
+@bp.route("/staff/events/<int:event_id>")
+@role_required(*STAFF_ROLES)
+def show(event_id: int):
+    """The event page: the rotating QR code, the live count, attendees, back-filling and closing."""
+    return _event_page(checkin.scoped_event(_me(), event_id))
+
+
+@bp.route("/staff/events/<int:event_id>/code.json")
+@role_required(*STAFF_ROLES)
+def code(event_id: int):
+    """The current code as JSON, for the event page's script: URL, QR image, count, seconds left."""
+    event = checkin.scoped_event(_me(), event_id)
+    present, total = checkin.attendee_count(event.id)
+    body = {"open": event.status == EVENT_OPEN, "present": present, "total": total,
+            "refresh_in": checkin.seconds_left()}
+    if event.status == EVENT_OPEN:
+        url = checkin_url(event.id)
+        body.update(url=url, qr=qr_data_url(url))
+    resp = jsonify(body)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.route("/staff/events/<int:event_id>/attendees", methods=["POST"])
+@role_required(*STAFF_ROLES)
+def add_attendee(event_id: int):
+    """Add a volunteer who was there without a phone."""
+    event = checkin.scoped_event(_me(), event_id)
+    form = AttendeeForm()
+    form.volunteer_id.choices = [(p.id, p.full_name) for p in volunteers_in_scope(_me())]
+    if form.validate_on_submit():
+        try:
+            row = checkin.add_attendee(_me(), event.id, form.volunteer_id.data, form.hours.data)
+            db.session.commit()
+        except AlreadyRecorded as exc:
+            db.session.rollback()
+            flash(exc.message, "info")
+            return redirect(url_for(".show", event_id=event.id))
+        except PointsError as exc:
+            db.session.rollback()
+            if exc.status == 404:
+                raise
+            status = show_domain_error(form, exc, "volunteer_id")
+            return _event_page(checkin.scoped_event(_me(), event_id), form, status)
+        flash(_("%(name)s was added to the list.", name=row.volunteer.full_name), "ok")
+        return redirect(url_for(".show", event_id=event.id))
+    return _event_page(event, form, 422)
+
+
+@bp.route("/staff/events/<int:event_id>/close", methods=["POST"])
+@role_required(*STAFF_ROLES)
+def close(event_id: int):
+    """Close the event: credit (or queue for approval) each attendee's activity, once."""
+    done = checkin.close_event(_me(), event_id)
+    db.session.commit()
+    if done.changed:
+        flash(
+            _("The event was closed: %(n)s activities, %(points)s points credited.",
+              n=len(done.activities), points=sum(a.points_credited for a in done.activities)),
+            "ok",
+        )
+    else:
+        flash(_("The event was already closed; nothing was changed."), "info")
+    return redirect(url_for(".show", event_id=event_id))
+
+
+# --- volunteers: the scanned URL -------------------------------------------------------------
+
+
+def _refused(exc: PointsError):
+    db.session.rollback()
+    return render_template("checkin/refused.html", message=exc.message, code=exc.code), exc.status
+
+
+@bp.route("/checkin/<int:event_id>/<token>", methods=["GET", "POST"], endpoint="checkin")
+def checkin_page(event_id: int, token: str):
+    """What the event's QR code opens: sign in (or out) after a tap on the confirm button.
+
+    GET changes nothing. A logged-out scanner with a fresh code goes to the login page and comes
+    back with a pass for this event (ten minutes), so the login does not make the code expire.
+    """
+    form = CheckinForm()
+    scan_pass = form.scan_pass.data or request.args.get("pass")
+    try:
+        checkin.require_fresh(event_id, token, scan_pass)
+    except PointsError as exc:
+        return _refused(exc)
+    if not checkin.pass_is_valid(event_id, scan_pass):
+        scan_pass = checkin.pass_for(event_id)
+    if not current_user.is_authenticated:
+        back = url_for(".checkin", event_id=event_id, token=token, **{"pass": scan_pass})
+        return redirect(url_for("auth.login", next=back))
+    if not current_user.has_role(ROLE_VOLUNTEER):
+        abort(403)
+    me = _me()
+    try:
+        event = checkin.event_for_volunteer(me, event_id)
+        if request.method == "POST":
+            if not form.validate_on_submit() or form.action.data not in ("in", "out"):
+                return _refused(PointsError(_("The form was incomplete. Scan the QR code again.")))
+            if form.action.data == "in":
+                result = checkin.sign_in(me, event.id)
+                message = _("You are signed in.") if result.changed else _("You were already signed in.")
+            else:
+                result = checkin.sign_out(me, event.id)
+                message = _("You are signed out.") if result.changed else _("You were already signed out.")
+            db.session.commit()
+            flash(message, "ok")
+            return redirect(url_for(".checkin", event_id=event.id, token=token, **{"pass": scan_pass}))
+        if event.status != EVENT_OPEN:
+            raise EventClosed()
+    except PointsError as exc:
+        return _refused(exc)
+    row: CheckinAttendance | None = checkin.attendance_of(event.id, me.id)
+    form.scan_pass.data = scan_pass
+    return render_template("checkin/scan.html", event=event, row=row, form=form, token=token)
+

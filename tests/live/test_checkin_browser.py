@@ -1,0 +1,101 @@
+"""Check-in in a real browser (Debian's Chromium), under the strict Content-Security-Policy.
+
+The staff's event page renews its QR code by itself (the code is made to turn every 2 seconds
+here) and counts who signs in; a volunteer's phone opens the code's URL, is sent to log in, comes
+back and signs in with one tap.
+"""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from pointsapp.domain import checkin
+from pointsapp.domain.clock import now_utc
+from pointsapp.extensions import db
+from pointsapp.models import CheckinAttendance
+
+from .browser import CspWatch, launch, phone, snap
+from .test_phone_journey import WORDS, log_in, pw, strict_csp  # noqa: F401  (fixtures)
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test requirement: make test installs it")
+expect = sync_api.expect
+
+
+def _event(street):
+    start = now_utc() - timedelta(minutes=5)
+    event = checkin.create_event(
+        street.staff_a, title="楼道清洁", rule_id=street.patrol.id, org_unit_id=street.grid_a.id,
+        place="1号楼下", starts_at=start, ends_at=start + timedelta(hours=2),
+    )
+    db.session.commit()
+    event_id = event.id
+    db.session.rollback()  # hold no transaction while the server works (SQLite locks)
+    return event_id
+
+
+@pytest.mark.slow
+def test_the_event_page_renews_its_qr_code_and_counts_sign_ins(street, app, strict_csp, live_server, pw, monkeypatch):
+    monkeypatch.setattr(checkin, "SLOT_SECONDS", 2)
+    event_id = _event(street)
+    csp = CspWatch()
+    browser = launch(pw)
+    try:
+        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
+        csp.attach(page)
+        log_in(page, WORDS["zh"], "staff_a")
+        page.goto(f"/staff/events/{event_id}")
+        link = page.locator("#checkin-url")
+        first = link.get_attribute("href")
+        first_image = page.locator("#checkin-qr").get_attribute("src")
+        assert re.match(rf"^{re.escape(live_server)}/checkin/{event_id}/[A-Za-z0-9_-]+$", first)
+        expect(link).not_to_have_attribute("href", first, timeout=15_000)
+        assert page.locator("#checkin-qr").get_attribute("src") != first_image
+        snap(page, "checkin-1-event-qr")
+        # A volunteer signs in meanwhile: the count on the page follows.
+        checkin.sign_in(street.vol_a, event_id)
+        db.session.commit()
+        db.session.rollback()
+        expect(page.locator("#present")).to_have_text("1", timeout=15_000)
+        assert csp.violations == []
+    finally:
+        browser.close()
+
+
+@pytest.mark.slow
+def test_a_phone_opens_the_code_logs_in_and_signs_in(street, app, strict_csp, live_server, pw, monkeypatch):
+    monkeypatch.setattr(checkin, "SLOT_SECONDS", 3600)  # the code stays valid however slow the run
+    event_id = _event(street)
+    with app.test_request_context(base_url=live_server):
+        from pointsapp.web.checkin import checkin_url
+
+        url = checkin_url(event_id)
+    csp = CspWatch()
+    browser = launch(pw)
+    try:
+        vol = phone(browser, locale="zh-CN", base_url=live_server).new_page()
+        csp.attach(vol)
+        vol.goto(url)  # what the phone camera opens
+        expect(vol).to_have_url(re.compile(r"/login\?next="))
+        vol.get_by_label("用户名").fill("vol_a")
+        vol.get_by_label("密码").fill("correct-horse-1")
+        vol.get_by_role("button", name="登录", exact=True).click()
+        expect(vol).to_have_url(re.compile(rf"/checkin/{event_id}/"))
+        expect(vol.locator("h1")).to_contain_text("楼道清洁")
+        snap(vol, "checkin-2-confirm")
+        db.session.rollback()
+        assert db.session.scalar(db.select(db.func.count()).select_from(CheckinAttendance)) == 0  # GET wrote nothing
+        db.session.rollback()  # and the test holds no lock while the server writes
+        vol.get_by_role("button", name="签到").click()
+        expect(vol.locator(".flash")).to_contain_text("签到成功")
+        expect(vol.get_by_role("button", name="签退")).to_be_visible()
+        overflow = vol.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0
+        snap(vol, "checkin-3-signed-in")
+        assert csp.violations == []
+    finally:
+        browser.close()
+    db.session.rollback()
+    row = db.session.scalar(db.select(CheckinAttendance))
+    assert row.volunteer_id == street.vol_a.id and row.signed_in_at is not None

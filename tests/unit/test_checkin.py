@@ -1,0 +1,323 @@
+"""Check-in events: the rotating code, the window, sign in and out, hours, closing, back-filling."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from pointsapp.domain import checkin, claims, rules
+from pointsapp.domain.clock import now_utc
+from pointsapp.domain.errors import (
+    AlreadyRecorded,
+    CheckinCodeExpired,
+    CheckinNotForYou,
+    CheckinNotOpen,
+    EventClosed,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+)
+from pointsapp.extensions import db
+from pointsapp.models import Activity, AuditRecord, CheckinAttendance, Transfer
+from tests.factories import balance, rule_terms
+
+T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)  # 14:00 in Shanghai
+
+
+def hour_rule(s, **terms):
+    """A per-hour rule without approval: 10 points an hour, rounded to 30 min, capped at 2 h."""
+    base = dict(name_zh="社区服务", name_en="Community service", category="helping", unit="hour", points=10,
+                needs_approval=False, checkin_hours_cap=Decimal("2"), hours_rounding_minutes=30)
+    base.update(terms)
+    rule = rules.create_rule(s.street_admin, s.street, rule_terms(**base))
+    db.session.commit()
+    return rule
+
+
+def make_event(s, rule, start=None, hours=3, unit=None, actor=None):
+    start = start or now_utc() - timedelta(minutes=10)
+    event = checkin.create_event(
+        actor or s.staff_a, title="楼道清洁", rule_id=rule.id, org_unit_id=(unit or s.grid_a).id,
+        place="1号楼下", starts_at=start, ends_at=start + timedelta(hours=hours), now=start - timedelta(hours=1),
+    )
+    db.session.commit()
+    return event
+
+
+# --- the rotating code ----------------------------------------------------------------------
+
+
+def test_the_token_of_this_slot_and_the_last_are_accepted_and_older_ones_refused(app):
+    now = T0 + timedelta(seconds=95)
+    slot = checkin.slot_of(now)
+    assert checkin.token_is_valid(7, checkin.token_for(7, slot), now)
+    assert checkin.token_is_valid(7, checkin.token_for(7, slot - 1), now)
+    assert not checkin.token_is_valid(7, checkin.token_for(7, slot - 2), now)
+    assert not checkin.token_is_valid(7, checkin.token_for(7, slot + 5), now)
+    # A photo of the code taken now stops working within a minute.
+    shown = checkin.current_token(7, now)
+    assert checkin.token_is_valid(7, shown, now + timedelta(seconds=29))
+    assert not checkin.token_is_valid(7, shown, now + timedelta(seconds=60))
+    with pytest.raises(CheckinCodeExpired):
+        checkin.require_fresh(7, shown, None, now + timedelta(seconds=61))
+
+
+def test_a_tampered_token_or_another_events_token_is_refused(app):
+    token = checkin.current_token(7, T0)
+    assert len(token) == checkin.TOKEN_CHARS
+    tampered = ("A" if token[0] != "A" else "B") + token[1:]
+    assert not checkin.token_is_valid(7, tampered, T0)
+    assert not checkin.token_is_valid(8, token, T0)
+    assert not checkin.token_is_valid(7, "", T0)
+    assert not checkin.token_is_valid(7, token + "x", T0)
+    assert not checkin.token_is_valid(7, "二维码" + token, T0)
+
+
+def test_a_scan_pass_is_for_its_event_only(app):
+    good = checkin.pass_for(7)
+    assert checkin.pass_is_valid(7, good)
+    assert not checkin.pass_is_valid(8, good)
+    assert not checkin.pass_is_valid(7, good[:-2] + "xx")
+    checkin.require_fresh(7, "stale", good)  # an expired code with a fresh pass: accepted
+
+
+# --- creating events ------------------------------------------------------------------------
+
+
+def test_staff_create_events_only_in_their_subtree_with_a_rule_that_applies(app, street):
+    rule = hour_rule(street)
+    start = now_utc() + timedelta(hours=1)
+    with pytest.raises(NotFound):
+        checkin.create_event(street.staff_a, title="x", rule_id=rule.id, org_unit_id=street.community_b.id,
+                             place="p", starts_at=start, ends_at=start + timedelta(hours=1))
+    with pytest.raises(Forbidden):
+        checkin.create_event(street.vol_a, title="x", rule_id=rule.id, org_unit_id=street.grid_a.id,
+                             place="p", starts_at=start, ends_at=start + timedelta(hours=1))
+    with pytest.raises(InvalidInput) as exc:
+        checkin.create_event(street.staff_a, title="x", rule_id=rule.id, org_unit_id=street.grid_a.id,
+                             place="p", starts_at=start, ends_at=start)
+    assert exc.value.field == "ends_at"
+    with pytest.raises(InvalidInput):
+        checkin.create_event(street.staff_a, title="x", rule_id=rule.id, org_unit_id=street.grid_a.id,
+                             place="p", starts_at=start, ends_at=start + timedelta(hours=25))
+    with pytest.raises(InvalidInput) as exc:
+        checkin.create_event(street.staff_a, title=" ", rule_id=rule.id, org_unit_id=street.grid_a.id,
+                             place="p", starts_at=start, ends_at=start + timedelta(hours=1))
+    assert exc.value.field == "title"
+    event = checkin.create_event(street.staff_a, title="巡逻", rule_id=rule.id, org_unit_id=street.grid_a.id,
+                                 place="北门", starts_at=start, ends_at=start + timedelta(hours=1))
+    db.session.commit()
+    assert event.status == "open"
+    assert db.session.scalar(select(AuditRecord.action).order_by(AuditRecord.id.desc())) == "checkin.event_created"
+    assert [e.id for e in db.session.scalars(checkin.events_query(street.staff_a))] == [event.id]
+    assert list(db.session.scalars(checkin.events_query(street.staff_b))) == []
+
+
+def test_rule_terms_for_check_in_are_validated(app, street):
+    for bad in (dict(hours_rounding_minutes=7), dict(hours_rounding_minutes=0), dict(checkin_hours_cap=Decimal("0")),
+                dict(checkin_hours_cap=Decimal("1.25")), dict(checkin_hours_cap=Decimal("25"))):
+        with pytest.raises(InvalidInput):
+            rules.create_rule(street.street_admin, street.street, rule_terms(**bad))
+        db.session.rollback()
+    rule = rules.create_rule(street.street_admin, street.street,
+                             rule_terms(checkin_hours_cap=Decimal("1.5"), hours_rounding_minutes=15,
+                                        backfill_earns_points=False))
+    db.session.commit()
+    v = rule.current
+    assert (v.checkin_hours_cap, v.hours_rounding_minutes, v.backfill_earns_points) == (Decimal("1.5"), 15, False)
+    assert street.meeting.current.hours_rounding_minutes == 30 and street.meeting.current.backfill_earns_points
+
+
+# --- signing in and out ---------------------------------------------------------------------
+
+
+def test_sign_in_opens_thirty_minutes_early_and_closes_at_the_end(app, street):
+    rule = hour_rule(street)
+    start = now_utc() + timedelta(hours=2)
+    event = make_event(street, rule, start=start)
+    with pytest.raises(CheckinNotOpen):
+        checkin.sign_in(street.vol_a, event.id, now=start - timedelta(minutes=31))
+    db.session.rollback()
+    with pytest.raises(CheckinNotOpen):
+        checkin.sign_in(street.vol_a, event.id, now=start + timedelta(hours=3, seconds=1))
+    db.session.rollback()
+    assert checkin.sign_in(street.vol_a, event.id, now=start - timedelta(minutes=29)).changed
+    db.session.commit()
+    assert checkin.attendee_count(event.id) == (1, 1)
+
+
+def test_sign_in_twice_is_one_row_and_sign_out_once(app, street):
+    event = make_event(street, hour_rule(street))
+    first = checkin.sign_in(street.vol_a, event.id)
+    db.session.commit()
+    again = checkin.sign_in(street.vol_a, event.id)
+    db.session.commit()
+    assert first.changed and not again.changed and again.attendance.id == first.attendance.id
+    out = checkin.sign_out(street.vol_a, event.id)
+    db.session.commit()
+    assert out.changed and out.attendance.signed_out_at is not None
+    assert not checkin.sign_out(street.vol_a, event.id).changed
+    db.session.commit()
+    assert checkin.attendee_count(event.id) == (0, 1)
+    assert db.session.scalar(select(func.count()).select_from(CheckinAttendance)) == 1
+    with pytest.raises(CheckinNotOpen):
+        checkin.sign_out(street.vol_a2, event.id)
+
+
+def test_only_volunteers_of_the_events_subtree_and_the_rules_titles_sign_in(app, street):
+    rule = hour_rule(street, titles=["unit_leader"])
+    event = make_event(street, rule, unit=street.grid_a)
+    with pytest.raises(CheckinNotForYou):
+        checkin.sign_in(street.vol_b, event.id)  # community B
+    with pytest.raises(CheckinNotForYou):
+        checkin.sign_in(street.vol_a2, event.id)  # a building leader: not this rule's title
+    with pytest.raises(CheckinNotForYou):
+        checkin.sign_in(street.staff_a, event.id)  # staff are not volunteers
+    assert checkin.sign_in(street.vol_a, event.id).changed
+
+
+# --- closing: hours, credits, approval ------------------------------------------------------
+
+
+def _signed(s, event, volunteer, minutes_in, minutes_out=None):
+    checkin.sign_in(volunteer, event.id, now=event.starts_at + timedelta(minutes=minutes_in))
+    if minutes_out is not None:
+        checkin.sign_out(volunteer, event.id, now=event.starts_at + timedelta(minutes=minutes_out))
+    db.session.commit()
+
+
+def test_hours_are_rounded_down_and_capped_and_credited_once_on_closing(app, street, check_ledger):
+    event = make_event(street, hour_rule(street), start=now_utc() - timedelta(hours=4))
+    _signed(street, event, street.vol_a, -20, 100)  # early: counted from the start; 100 min -> 1.5 h
+    _signed(street, event, street.vol_a2, 10)  # never signed out: to the end, 170 min -> 2.5 h -> cap 2 h
+    done = checkin.close_event(street.staff_a, event.id)
+    db.session.commit()
+    assert done.changed
+    by_volunteer = {a.volunteer_id: a for a in done.activities}
+    a, a2 = by_volunteer[street.vol_a.id], by_volunteer[street.vol_a2.id]
+    assert (a.hours, a.points_credited, a.source, a.status) == (Decimal("1.5"), 15, "checkin", "approved")
+    assert (a2.hours, a2.points_credited) == (Decimal("2"), 20)
+    assert balance(street.vol_a).available == 15 and balance(street.vol_a2).available == 20
+    again = checkin.close_event(street.staff_a, event.id)
+    db.session.commit()
+    assert not again.changed
+    assert db.session.scalar(select(func.count()).select_from(Activity).where(Activity.source == "checkin")) == 2
+    assert balance(street.vol_a).available == 15
+    with pytest.raises(EventClosed):
+        checkin.sign_out(street.vol_a2, event.id)  # after closing, the hours are final
+    db.session.rollback()
+    assert db.session.scalar(select(AuditRecord.action).order_by(AuditRecord.id.desc())) == "checkin.event_closed"
+    check_ledger()
+
+
+def test_daily_caps_apply_to_check_in_credits(app, street, check_ledger):
+    rule = hour_rule(street, daily_cap=12)
+    event = make_event(street, rule, start=now_utc() - timedelta(hours=4))
+    _signed(street, event, street.vol_a, 0, 120)
+    act = checkin.close_event(street.staff_a, event.id).activities[0]
+    db.session.commit()
+    assert (act.points_requested, act.points_credited) == (20, 12) and "daily cap" in act.cap_note
+    check_ledger()
+
+
+def test_an_hour_rule_gives_nothing_for_less_than_one_rounding_step(app, street, check_ledger):
+    event = make_event(street, hour_rule(street), start=now_utc() - timedelta(hours=4))
+    _signed(street, event, street.vol_a, 0, 20)  # 20 minutes: rounded down to 0
+    done = checkin.close_event(street.staff_a, event.id)
+    db.session.commit()
+    assert done.activities == []
+    assert db.session.scalar(select(CheckinAttendance.hours)) == Decimal("0")
+    check_ledger()
+
+
+def test_rules_that_need_approval_leave_check_ins_pending_in_the_queue(app, street, check_ledger):
+    event = make_event(street, hour_rule(street, needs_approval=True), start=now_utc() - timedelta(hours=4))
+    _signed(street, event, street.vol_a, 0, 60)
+    act = checkin.close_event(street.staff_a, event.id).activities[0]
+    db.session.commit()
+    assert (act.status, act.points_requested, act.points_credited) == ("pending", 10, 0)
+    assert act.id in [x.id for x in db.session.scalars(claims.pending_claims_query(street.admin_a))]
+    claims.approve_claim(street.admin_a, act.id)
+    db.session.commit()
+    assert balance(street.vol_a).available == 10
+    check_ledger()
+
+
+def test_occurrence_rules_credit_their_points_and_keep_the_hours(app, street, check_ledger):
+    rule = hour_rule(street, unit="occurrence", points=5)
+    event = make_event(street, rule, start=now_utc() - timedelta(hours=4))
+    _signed(street, event, street.vol_a, 0, 65)
+    act = checkin.close_event(street.staff_a, event.id).activities[0]
+    db.session.commit()
+    assert (act.hours, act.points_credited) == (Decimal("1"), 5)
+    check_ledger()
+
+
+def test_closing_is_for_staff_of_the_events_subtree_after_it_started(app, street):
+    event = make_event(street, hour_rule(street), start=now_utc() + timedelta(hours=1))
+    with pytest.raises(NotFound):
+        checkin.close_event(street.staff_b, event.id)
+    with pytest.raises(CheckinNotOpen):
+        checkin.close_event(street.staff_a, event.id)
+    assert checkin.close_event(street.admin_a, event.id, now=event.starts_at + timedelta(minutes=1)).changed
+
+
+# --- back-filled attendance -----------------------------------------------------------------
+
+
+def test_backfilled_attendance_earns_points_when_the_rule_says_so(app, street, check_ledger):
+    event = make_event(street, hour_rule(street, checkin_hours_cap=None), start=now_utc() - timedelta(hours=4))
+    checkin.add_attendee(street.staff_a, event.id, street.vol_a.id, hours="1.5")
+    checkin.add_attendee(street.staff_a, event.id, street.vol_a2.id)  # the whole event: 3 h
+    db.session.commit()
+    with pytest.raises(AlreadyRecorded):
+        checkin.add_attendee(street.staff_a, event.id, street.vol_a.id)
+    db.session.rollback()
+    with pytest.raises(NotFound):
+        checkin.add_attendee(street.staff_a, event.id, street.vol_b.id)
+    db.session.rollback()
+    acts = {a.volunteer_id: a for a in checkin.close_event(street.staff_a, event.id).activities}
+    db.session.commit()
+    assert (acts[street.vol_a.id].hours, acts[street.vol_a.id].points_credited) == (Decimal("1.5"), 15)
+    assert (acts[street.vol_a2.id].hours, acts[street.vol_a2.id].points_credited) == (Decimal("3"), 30)
+    check_ledger()
+
+
+def test_backfilled_attendance_counts_hours_only_when_the_rule_says_so(app, street, check_ledger):
+    event = make_event(street, hour_rule(street, backfill_earns_points=False), start=now_utc() - timedelta(hours=4))
+    _signed(street, event, street.vol_a, 0, 60)
+    checkin.add_attendee(street.staff_a, event.id, street.vol_a2.id, hours="2")
+    db.session.commit()
+    transfers_before = db.session.scalar(select(func.count()).select_from(Transfer))
+    acts = {a.volunteer_id: a for a in checkin.close_event(street.staff_a, event.id).activities}
+    db.session.commit()
+    hours_only = acts[street.vol_a2.id]
+    assert (hours_only.status, hours_only.hours, hours_only.points_requested, hours_only.points_credited) == (
+        "approved", Decimal("2"), 0, 0)
+    assert acts[street.vol_a.id].points_credited == 10
+    assert db.session.scalar(select(func.count()).select_from(Transfer)) == transfers_before + 1
+    assert balance(street.vol_a2).earned == 0
+    check_ledger()
+
+
+def test_backfilled_hours_only_stays_out_of_the_approval_queue_even_when_the_rule_needs_approval(app, street, check_ledger):
+    event = make_event(street, hour_rule(street, backfill_earns_points=False, needs_approval=True),
+                       start=now_utc() - timedelta(hours=4))
+    checkin.add_attendee(street.staff_a, event.id, street.vol_a.id)
+    act = checkin.close_event(street.staff_a, event.id).activities[0]
+    db.session.commit()
+    assert (act.status, act.hours, act.points_credited) == ("approved", Decimal("2"), 0)
+    check_ledger()
+
+
+def test_staff_cannot_backfill_themselves_or_after_closing(app, street):
+    event = make_event(street, hour_rule(street), start=now_utc() - timedelta(hours=4))
+    with pytest.raises(NotFound):
+        checkin.add_attendee(street.staff_a, event.id, street.staff_b.id)
+    db.session.rollback()
+    checkin.close_event(street.staff_a, event.id)
+    db.session.commit()
+    with pytest.raises(EventClosed):
+        checkin.add_attendee(street.staff_a, event.id, street.vol_a.id)

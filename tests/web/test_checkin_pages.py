@@ -1,0 +1,178 @@
+"""Check-in pages: the staff's event pages and QR code, and the volunteer's scanned URL."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
+
+from sqlalchemy import func, select
+
+from pointsapp.domain import checkin, rules
+from pointsapp.domain.clock import now_utc, to_local
+from pointsapp.extensions import db
+from pointsapp.models import Activity, CheckinAttendance, CheckinEvent
+from tests.factories import balance, rule_terms
+from tests.web.conftest import hidden_inputs, page_text, use_english
+
+
+def _rule(s, **terms):
+    base = dict(name_zh="社区服务", name_en="Community service", category="helping", unit="hour", points=10,
+                needs_approval=False, checkin_hours_cap=Decimal("2"))
+    rule = rules.create_rule(s.street_admin, s.street, rule_terms(**{**base, **terms}))
+    db.session.commit()
+    return rule
+
+
+def _event(s, start=None, **terms):
+    start = start or now_utc() - timedelta(minutes=5)
+    event = checkin.create_event(s.staff_a, title="楼道清洁", rule_id=_rule(s, **terms).id, org_unit_id=s.grid_a.id,
+                                 place="1号楼下", starts_at=start, ends_at=start + timedelta(hours=2),
+                                 now=start - timedelta(hours=1))
+    db.session.commit()
+    return event
+
+
+def test_staff_create_an_event_and_its_page_shows_a_qr_code_of_an_absolute_check_in_url(street, client, login):
+    use_english(client)
+    rule = _rule(street)
+    auth = login("staff_a")
+    resp = client.get("/staff/events/new")
+    assert resp.status_code == 200
+    start = to_local(now_utc()).replace(tzinfo=None, second=0, microsecond=0)
+    resp = auth.post("/staff/events/new", {
+        "title": "楼道清洁", "rule_id": rule.id, "org_unit_id": street.grid_a.id, "place": "1号楼下",
+        "starts_at": start.strftime("%Y-%m-%dT%H:%M"),
+        "ends_at": (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
+    }, token_from="/staff/events/new")
+    assert resp.status_code == 302
+    event = db.session.scalar(select(CheckinEvent))
+    assert resp.headers["Location"].endswith(f"/staff/events/{event.id}")
+    page = client.get(f"/staff/events/{event.id}")
+    body = page.get_data(as_text=True)
+    assert 'src="data:image/svg+xml;base64,' in body and "js/checkin.js" in body
+    url = re.search(r'id="checkin-url" href="([^"]+)"', body).group(1)
+    assert url.startswith("http://localhost/checkin/") and checkin.token_is_valid(event.id, url.rsplit("/", 1)[1])
+    code = client.get(f"/staff/events/{event.id}/code.json").get_json()
+    assert code["open"] and code["url"] == url and code["qr"].startswith("data:image/svg+xml")
+    assert (code["present"], code["total"]) == (0, 0) and 1 <= code["refresh_in"] <= 30
+    assert "楼道清洁" in page_text(client.get("/staff/events"))
+
+
+def test_event_pages_are_hidden_from_staff_of_another_subtree(street, client, login):
+    event = _event(street)
+    auth = login("staff_b")
+    assert client.get(f"/staff/events/{event.id}").status_code == 404
+    assert client.get(f"/staff/events/{event.id}/code.json").status_code == 404
+    assert auth.post(f"/staff/events/{event.id}/close").status_code == 404
+    assert "楼道清洁" not in page_text(client.get("/staff/events"))
+
+
+def test_a_logged_out_scan_goes_to_login_and_comes_back_to_sign_in(street, client, auth, check_ledger):
+    event = _event(street)
+    token = checkin.current_token(event.id)
+    resp = client.get(f"/checkin/{event.id}/{token}")
+    assert resp.status_code == 302 and "/login" in resp.headers["Location"]
+    back = parse_qs(urlsplit(resp.headers["Location"]).query)["next"][0]
+    assert back.startswith(f"/checkin/{event.id}/{token}?pass=")
+    auth.login("vol_a")
+    page = client.get(back)
+    assert page.status_code == 200 and "签到" in page_text(page)
+    assert db.session.scalar(select(func.count()).select_from(CheckinAttendance)) == 0  # GET changes nothing
+    hidden = hidden_inputs(page)
+    assert hidden["action"] == "in"
+    resp = client.post(back, data=hidden)
+    assert resp.status_code == 302
+    page = client.get(resp.headers["Location"])
+    assert "签到成功" in page_text(page) and "签退" in page_text(page)
+    # A double tap of the same sign-in button: still one row, nothing else changes.
+    assert client.post(back, data=hidden).status_code == 302
+    assert db.session.scalar(select(func.count()).select_from(CheckinAttendance)) == 1
+    out = hidden_inputs(page)
+    assert out["action"] == "out"
+    client.post(back, data=out)
+    db.session.expire_all()
+    row = db.session.scalar(select(CheckinAttendance))
+    assert row.signed_in_at is not None and row.signed_out_at is not None
+
+
+def test_an_expired_code_is_refused_with_a_clear_page(street, client, login):
+    event = _event(street)
+    login("vol_a")
+    old = checkin.token_for(event.id, checkin.slot_of(now_utc()) - 2)
+    resp = client.get(f"/checkin/{event.id}/{old}")
+    assert resp.status_code == 409
+    assert "二维码已过期，请重新扫描现场二维码" in page_text(resp)
+    resp = client.get(f"/checkin/{event.id}/{old}")  # also for a logged-out friend at home
+    client.get("/login")
+    assert db.session.scalar(select(func.count()).select_from(CheckinAttendance)) == 0
+
+
+def test_the_scan_refuses_volunteers_of_another_subtree_and_closed_events(street, client, login, auth):
+    event = _event(street)
+    token = checkin.current_token(event.id)
+    login("vol_b")
+    resp = client.get(f"/checkin/{event.id}/{token}")
+    assert resp.status_code == 403 and "第一网格" in page_text(resp)
+    checkin.close_event(street.staff_a, event.id)
+    db.session.commit()
+    client.post("/logout", data={"csrf_token": auth.csrf("/volunteer/")})
+    login("vol_a")
+    resp = client.get(f"/checkin/{event.id}/{token}")
+    assert resp.status_code == 409 and "本次活动已结束" in page_text(resp)
+
+
+def test_staff_backfill_and_close_from_the_event_page(street, client, login, check_ledger):
+    event = _event(street, start=now_utc() - timedelta(hours=3))
+    checkin.sign_in(street.vol_a, event.id, now=event.starts_at)
+    db.session.commit()
+    auth = login("staff_a")
+    page = client.get(f"/staff/events/{event.id}")
+    assert 'value="%d"' % street.vol_a2.id in page.get_data(as_text=True)
+    resp = auth.post(f"/staff/events/{event.id}/attendees", {"volunteer_id": street.vol_a2.id, "hours": "1"},
+                     token_from=f"/staff/events/{event.id}")
+    assert resp.status_code == 302
+    resp = auth.post(f"/staff/events/{event.id}/close", token_from=f"/staff/events/{event.id}")
+    assert resp.status_code == 302
+    assert auth.post(f"/staff/events/{event.id}/close", token_from=f"/staff/events/{event.id}").status_code == 302
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(Activity).where(Activity.source == "checkin")) == 2
+    assert balance(street.vol_a).available == 20 and balance(street.vol_a2).available == 10
+    assert "已结束" in page_text(client.get(f"/staff/events/{event.id}"))
+    check_ledger()
+
+
+def test_the_api_creates_lists_checks_in_and_closes(street, client, login, auth, check_ledger):
+    rule = _rule(street)
+    login("staff_a")
+    token = auth.csrf("/staff/events")
+    start = now_utc() - timedelta(minutes=5)
+    headers = {"X-CSRFToken": token, "Idempotency-Key": "event-1"}
+    resp = client.post("/api/v1/events", json={
+        "title": "巡逻", "rule_id": rule.id, "org_unit_id": street.grid_a.id, "place": "北门",
+        "starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=1)).isoformat()}, headers=headers)
+    assert resp.status_code == 201, resp.get_json()
+    event_id = resp.get_json()["id"]
+    assert [e["id"] for e in client.get("/api/v1/events").get_json()["items"]] == [event_id]
+    resp = client.post(f"/api/v1/events/{event_id}/attendees", json={"volunteer_id": street.vol_a2.id, "hours": 1},
+                       headers={"X-CSRFToken": token, "Idempotency-Key": "att-1"})
+    assert resp.status_code == 201 and resp.get_json()["backfilled"] is True
+    client.post("/logout", data={"csrf_token": token})
+    login("vol_a")
+    token = auth.csrf("/volunteer/")
+    expired = checkin.token_for(event_id, checkin.slot_of(now_utc()) - 2)
+    resp = client.post(f"/api/v1/events/{event_id}/checkin", json={"token": expired, "action": "in"},
+                       headers={"X-CSRFToken": token})
+    assert resp.status_code == 409 and resp.get_json()["code"] == "checkin_code_expired"
+    resp = client.post(f"/api/v1/events/{event_id}/checkin",
+                       json={"token": checkin.current_token(event_id), "action": "in"}, headers={"X-CSRFToken": token})
+    assert resp.status_code == 200 and resp.get_json()["changed"] is True
+    client.post("/logout", data={"csrf_token": token})
+    login("staff_a")
+    token = auth.csrf("/staff/events")
+    resp = client.post(f"/api/v1/events/{event_id}/close", headers={"X-CSRFToken": token, "Idempotency-Key": "close-1"})
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["closed_now"] is True and len(body["items"]) == 2
+    resp = client.post(f"/api/v1/events/{event_id}/close", headers={"X-CSRFToken": token, "Idempotency-Key": "close-2"})
+    assert resp.get_json()["closed_now"] is False
+    check_ledger()
