@@ -59,6 +59,13 @@ PASSWORD_RESET = "person.password_reset"
 RATE_SET = "settlement.rate_set"
 PERIOD_CLOSED = "settlement.period_closed"
 PAYMENT_RECORDED = "settlement.payment_recorded"
+CLAIM_VOTED = "claim.voted"
+NOTICE_POSTED = "notice.posted"
+NOTICE_SETTING_CHANGED = "notice.setting_changed"
+OBJECTION_FILED = "notice.objection_filed"
+OBJECTION_UPHELD = "notice.objection_upheld"
+OBJECTION_DISMISSED = "notice.objection_dismissed"
+NOTICE_CREDITED = "notice.credited"
 
 
 def canonical_json(data) -> str:

@@ -152,3 +152,18 @@ class PeriodClosed(PointsError):
 class PaymentExceedsOwed(PointsError):
     code = "payment_exceeds_owed"
     template = _l("A payment of %(points)s points is more than the %(owed)s points owed to this merchant; nothing was recorded.")
+
+
+class AlreadyVoted(PointsError):
+    code = "already_voted"
+    template = _l("You already voted on this claim (%(decision)s, %(when)s); another verifier must decide it. Nothing was changed.")
+
+
+class NotOnNotice(PointsError):
+    code = "not_on_notice"
+    template = _l("This activity is no longer on public notice; objections are closed.")
+
+
+class ObjectionResolved(PointsError):
+    code = "objection_resolved"
+    template = _l("This objection was already resolved; nothing was changed.")

@@ -69,7 +69,8 @@ Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard t
     * each account's ``held`` equals the points of its issued vouchers (none but volunteers' hold);
     * each account's ``earned`` equals credits received less credits reversed (0 but volunteers');
     * each redeemed voucher has exactly one capture, each credited activity exactly one credit;
-    * an activity is ``reversed`` exactly when its credit has been reversed.
+    * an activity is ``reversed`` exactly when its credit has been reversed;
+    * activities ``on_notice`` (public notice) or ``withheld`` have no credit and credit nothing.
 
 The functions here ``flush()`` and never ``commit()``. A raised ``PointsError`` means the
 caller must roll back: an earlier statement of the same transaction may already have run.
@@ -573,6 +574,13 @@ def check_ledger() -> list[str]:
         st = credited_states.get(aid)
         if st not in ("approved", "reversed"):
             problems.append(f"activity {aid} ({st}): has a credit transfer but is not approved")
+    # Activities on public notice are not credited yet; withheld ones never are.
+    for aid, status, pts in s.execute(
+        select(Activity.id, Activity.status, Activity.points_credited).where(
+            Activity.status.in_(("on_notice", "withheld")), Activity.points_credited != 0
+        )
+    ):
+        problems.append(f"activity {aid} ({status}): shows {pts} points credited but is not credited")
     problems.extend(_check_settlement())
     return problems
 

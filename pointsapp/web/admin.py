@@ -77,6 +77,13 @@ AUDIT_ACTIONS = {
     audit.RATE_SET: _l("Points rate set"),
     audit.PERIOD_CLOSED: _l("Settlement period closed"),
     audit.PAYMENT_RECORDED: _l("Payment to a merchant recorded"),
+    audit.CLAIM_VOTED: _l("Vote on a claim"),
+    audit.NOTICE_POSTED: _l("Posted for public notice"),
+    audit.NOTICE_SETTING_CHANGED: _l("Public notice setting changed"),
+    audit.OBJECTION_FILED: _l("Objection filed"),
+    audit.OBJECTION_UPHELD: _l("Objection upheld"),
+    audit.OBJECTION_DISMISSED: _l("Objection dismissed"),
+    audit.NOTICE_CREDITED: _l("Credited after public notice"),
 }
 
 

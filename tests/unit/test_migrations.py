@@ -14,6 +14,7 @@ TABLES = {
     "audit_record", "audit_chain_head",
     "points_rate", "settlement_period", "settlement_line", "settlement_payment",
     "api_token", "idempotency_key",
+    "approval_vote", "notice_objection",
 }
 
 
