@@ -172,6 +172,10 @@ class RuleForm(FlaskForm):
     active_to = DateField(_l("Active to (empty: no end)"), validators=[Optional()])
     titles = MultiCheckboxField(_l("Only for these titles (none ticked: every title)"))
     is_active = BooleanField(_l("Active"), default=True)
+    approvals_required = IntegerField(
+        _l("Approvals needed (verifiers who must approve a claim)"), default=1,
+        validators=[InputRequired(), NumberRange(min=1, max=5)],
+    )
 
 
 class MerchantForm(FlaskForm):

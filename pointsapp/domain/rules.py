@@ -31,6 +31,7 @@ class RuleTerms:
     active_to: date | None = None
     titles: list[str] = field(default_factory=list)
     is_active: bool = True
+    approvals_required: int = 1
 
     def validate(self) -> None:
         if not (self.name_zh or "").strip():
@@ -51,6 +52,8 @@ class RuleTerms:
             raise InvalidInput("The daily cap cannot exceed the monthly cap.", field="daily_cap")
         if self.active_from and self.active_to and self.active_to < self.active_from:
             raise InvalidInput("The end date is before the start date.", field="active_to")
+        if not isinstance(self.approvals_required, int) or not 1 <= self.approvals_required <= 5:
+            raise InvalidInput("A claim needs 1 to 5 approvals.", field="approvals_required")
         unknown = [t for t in self.titles if t not in TITLES]
         if unknown:
             raise InvalidInput("Unknown title.", field="titles")

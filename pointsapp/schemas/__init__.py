@@ -188,6 +188,7 @@ class RuleOut(Schema):
     active_to = fields.Date(allow_none=True)
     titles = fields.List(fields.String(), required=True)
     is_active = fields.Boolean(required=True)
+    approvals_required = fields.Integer(required=True, metadata={"description": "Verifiers who must approve a claim."})
 
 
 class RuleTermsIn(In):
@@ -205,6 +206,7 @@ class RuleTermsIn(In):
     active_to = fields.Date(load_default=None, allow_none=True)
     titles = fields.List(fields.String(validate=validate.OneOf(list(TITLES))), load_default=list)
     is_active = fields.Boolean(load_default=True)
+    approvals_required = Count(1, 5, load_default=1)
 
 
 class RuleCreateIn(RuleTermsIn):
@@ -223,13 +225,15 @@ class ClaimOut(Schema):
     hours = fields.Decimal(as_string=True, allow_none=True)
     note = fields.String(allow_none=True)
     source = fields.String(required=True, validate=validate.OneOf(["claim", "recorded"]))
-    status = fields.String(required=True, validate=validate.OneOf(["pending", "approved", "rejected", "reversed"]))
+    status = fields.String(required=True, validate=validate.OneOf(
+        ["pending", "approved", "rejected", "reversed", "on_notice", "withheld"]))
     points_requested = fields.Integer(required=True)
     points_credited = fields.Integer(required=True)
     cap_note = fields.String(allow_none=True)
     reject_reason = fields.String(allow_none=True)
     created_at = fields.DateTime(required=True)
     decided_at = fields.DateTime(allow_none=True)
+    notice_until = fields.DateTime(allow_none=True, metadata={"description": "End of the public notice (on_notice)."})
 
 
 class StaffClaimOut(ClaimOut):
@@ -681,3 +685,51 @@ class AuditOut(Schema):
     org_path = fields.String(allow_none=True)
     summary = fields.String(required=True)
     hash = fields.String(required=True, metadata={"description": "Chains each record to the one before."})
+
+
+# --- approval votes and public notice ------------------------------------------------------
+
+
+class VoteOut(Schema):
+    id = fields.Integer(required=True)
+    activity_id = fields.Integer(required=True)
+    voter_id = fields.Integer(required=True)
+    voter_name = fields.String(required=True, attribute="voter.full_name")
+    decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject"]))
+    comment = fields.String(allow_none=True)
+    created_at = fields.DateTime(required=True)
+
+
+class VotesOut(Schema):
+    activity_id = fields.Integer(required=True)
+    status = fields.String(required=True)
+    approvals = fields.Integer(required=True)
+    approvals_required = fields.Integer(required=True)
+    votes = fields.List(fields.Nested(VoteOut), required=True)
+
+
+class ObjectionOut(Schema):
+    id = fields.Integer(required=True)
+    activity_id = fields.Integer(required=True)
+    reason = fields.String(required=True)
+    contact = fields.String(allow_none=True)
+    filed_by_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["open", "upheld", "dismissed"]))
+    resolved_by_id = fields.Integer(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    resolution_note = fields.String(allow_none=True)
+
+
+class NoticeOut(StaffClaimOut):
+    objections = fields.List(fields.Nested(ObjectionOut), required=True)
+
+
+class ObjectionIn(In):
+    reason = Text(required=True, validate=validate.Length(1, 2000))
+    contact = Text(load_default=None, allow_none=True, validate=validate.Length(0, 100))
+
+
+class ResolveIn(In):
+    decision = fields.String(required=True, validate=validate.OneOf(["uphold", "dismiss"]))
+    note = Text(load_default=None, allow_none=True, validate=validate.Length(0, 1000))
