@@ -178,6 +178,29 @@ class RuleForm(FlaskForm):
     )
 
 
+class ObjectionForm(FlaskForm):
+    reason = TextAreaField(
+        _l("What is wrong with this entry?"),
+        validators=[DataRequired(message=_l("Say what is wrong with this entry: a reason is required.")), Length(max=2000)],
+    )
+    contact = StringField(_l("Your phone or name, if we may contact you (optional)"), validators=[Optional(), Length(max=100)])
+
+
+class ResolveObjectionForm(FlaskForm):
+    decision = RadioField(
+        _l("Decision"),
+        choices=[SelectChoice("dismiss", _l("Dismiss: the entry stands")), SelectChoice("uphold", _l("Uphold: withhold the points"))],
+        validators=[InputRequired(message=_l("Choose uphold or dismiss."))],
+    )
+    note = StringField(_l("Note (the volunteer sees it when upheld)"), validators=[Optional(), Length(max=1000)])
+
+
+class NoticeSettingForm(FlaskForm):
+    notice_days = IntegerField(
+        _l("Public notice days (0: off)"), validators=[InputRequired(), NumberRange(min=0, max=15)]
+    )
+
+
 class MerchantForm(FlaskForm):
     org_unit_id = SelectField(_l("Serves volunteers under"), coerce=int, validators=[InputRequired()])
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=100)])

@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased, selectinload
 
-from ..domain import claims, exports, people, reports, rules, settlement, statements, tokens, uploads, vouchers
+from ..domain import claims, exports, notice, people, reports, rules, settlement, statements, tokens, uploads, vouchers
 from ..domain.access import (
     managed_merchants_query,
     require_admin_of,
@@ -84,6 +84,11 @@ from ..schemas import (
     YearArgs,
     YearStatementOut,
     page_of,
+    NoticeOut,
+    ObjectionIn,
+    ObjectionOut,
+    ResolveIn,
+    VotesOut,
 )
 from . import bp
 from .core import (
@@ -944,3 +949,54 @@ def audit_list():
     query = select(AuditRecord).where(subtree_filter(AuditRecord.org_path, who, ADMIN_ROLES),
                                       *_between(AuditRecord.created_at, args))
     return paginate(query, AuditRecord.id, AuditRecord.id, args, AuditOut(many=True).dump)
+
+
+# --- approval votes and public notice ------------------------------------------------------
+
+
+@bp.get("/claims/<int:activity_id>/votes")
+@doc("The votes on a claim", tag="staff", response=VotesOut, roles=STAFF_ROLES)
+def claim_votes(activity_id: int):
+    """Who has voted on a claim so far, and how many approvals its rule needs."""
+    require_role(*STAFF_ROLES)
+    act = claims.scoped_activity(actor(), activity_id)
+    votes = claims.votes_for([act.id])[act.id]
+    return respond(VotesOut().dump({
+        "activity_id": act.id, "status": act.status, "votes": votes,
+        "approvals": sum(1 for v in votes if v.decision == "approve"),
+        "approvals_required": act.rule_version.approvals_required,
+    }))
+
+
+@bp.get("/notices")
+@doc("Activities on public notice in my part of the tree", tag="staff", response=NoticeOut(many=True), roles=STAFF_ROLES)
+def notice_list():
+    """Activities on public notice (approved, not yet credited) with their objections."""
+    require_role(*STAFF_ROLES)
+    acts = notice.notices_in_scope(actor())
+    objections = notice.objections_for([a.id for a in acts])
+    for a in acts:
+        a.notice_objections = objections[a.id]  # not a column: read by NoticeOut only
+    return respond(NoticeOut(many=True).dump(acts))
+
+
+@bp.post("/notices/<int:activity_id>/objections")
+@idempotent
+@doc("Object to an activity on public notice", tag="staff", body=ObjectionIn, response=ObjectionOut, status=201,
+     roles=STAFF_ROLES, idempotent=True)
+def objection_file(activity_id: int):
+    """File an objection, with a reason, to an activity on notice (residents use the public page)."""
+    require_role(*STAFF_ROLES)
+    data = load_body(ObjectionIn)
+    objection = notice.file_objection(activity_id, data["reason"], data["contact"], filed_by=actor())
+    return respond(ObjectionOut().dump(objection), 201)
+
+
+@bp.post("/objections/<int:objection_id>/resolve")
+@doc("Uphold or dismiss an objection", tag="staff", body=ResolveIn, response=ObjectionOut, roles=STAFF_ROLES)
+def objection_resolve(objection_id: int):
+    """Uphold (the activity is withheld, never credited) or dismiss (it proceeds) an objection."""
+    require_role(*STAFF_ROLES)
+    data = load_body(ResolveIn)
+    objection = notice.resolve_objection(actor(), objection_id, data["decision"] == "uphold", data["note"])
+    return respond(ObjectionOut().dump(objection))

@@ -722,7 +722,7 @@ class ObjectionOut(Schema):
 
 
 class NoticeOut(StaffClaimOut):
-    objections = fields.List(fields.Nested(ObjectionOut), required=True)
+    objections = fields.List(fields.Nested(ObjectionOut), required=True, attribute="notice_objections")
 
 
 class ObjectionIn(In):

@@ -23,6 +23,7 @@ def register_web(app: Flask) -> None:
     from . import settlement as settlement_pages
     from . import reports as report_pages
     from . import sheets
+    from . import notice as notice_pages
     from . import volunteer_statement  # noqa: F401  (adds the statement routes to the volunteer blueprint)
 
     login_manager.login_view = "auth.login"
@@ -45,6 +46,7 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(settlement_pages.bp)
     app.register_blueprint(sheets.bp)
     app.register_blueprint(report_pages.bp)
+    app.register_blueprint(notice_pages.bp)
     template_helpers.register(app)
     security.init_security(app)
 

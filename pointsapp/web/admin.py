@@ -654,3 +654,30 @@ def org():
         flash(_("%(name)s was added under %(parent)s.", name=unit.name, parent=parent.name), "ok")
         return redirect(url_for(".org"))
     return render_template("admin/org.html", units=units, form=form), (422 if form.errors else 200)
+
+
+@bp.route("/org/<int:unit_id>/notice", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def notice_setting(unit_id: int):
+    """Turn public notice (公示) on or off for a community, with its number of days."""
+    from ..domain import notice
+    from ..forms import NoticeSettingForm
+
+    unit = _unit(unit_id)
+    require_admin_of(_me(), unit)
+    form = NoticeSettingForm()
+    if form.validate_on_submit():
+        try:
+            notice.set_notice_days(_me(), unit, form.notice_days.data)
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return redirect(url_for(".org"))
+        if unit.notice_days:
+            flash(_("%(name)s: public notice of %(n)s days is on.", name=unit.name, n=unit.notice_days), "ok")
+        else:
+            flash(_("%(name)s: public notice is off.", name=unit.name), "ok")
+        return redirect(url_for(".org"))
+    flash(_("Public notice lasts 0 (off) to 15 days."), "error")
+    return redirect(url_for(".org"))

@@ -166,6 +166,13 @@ ROUTES: dict[str, Row] = {
     "merchant.lookup": Row(post=only(CASHIER, ok=REACHED)),
     "merchant.confirm": Row(post=only(CASHIER, ok=REACHED)),
     "merchant.today": Row(get=only(CASHIER)),
+    # public notice: the board and the objection form need no login (the matrix's claim is not
+    # on notice, so its objection page is not found for anyone); staff resolve objections
+    "notice.index": Row(get=everyone()),
+    "notice.object_to": Row(get=everyone(HIDDEN), post=everyone(REACHED)),
+    "staff.notices": Row(get=only(*STAFF)),
+    "staff.resolve_objection": Row(post=only(*STAFF, ok=REACHED)),
+    "admin.notice_setting": Row(post=only(*ADMINS, ok=REACHED)),
 }
 
 # --- the JSON API ---------------------------------------------------------------------------
@@ -225,6 +232,8 @@ def url_args(w) -> dict:
         "fmt": "xlsx",
         "what": "people",
         "key": "points_by_month",
+        "objection_id": 1,
+        "unit_id": w.street.community_a.id,
     }
 
 
