@@ -439,7 +439,10 @@ def claim_photo(activity_id: int):
 @idempotent
 @doc("Approve a claim", tag="staff", response=StaffClaimOut, roles=STAFF_ROLES, idempotent=True)
 def claim_approve(activity_id: int):
-    """Approve a pending claim and credit its points (up to the rule's caps)."""
+    """Vote to approve a pending claim. When the rule's approvals are reached it is approved and
+    credited (up to the rule's caps), or posted for public notice (status ``on_notice``) where
+    the volunteer's community has notice on; before that it stays ``pending``. A verifier votes
+    once (409 ``already_voted``)."""
     require_role(*STAFF_ROLES)
     return respond(StaffClaimOut().dump(claims.approve_claim(actor(), activity_id)))
 
@@ -447,7 +450,7 @@ def claim_approve(activity_id: int):
 @bp.post("/claims/<int:activity_id>/reject")
 @doc("Reject a claim", tag="staff", body=RejectIn, response=StaffClaimOut, roles=STAFF_ROLES)
 def claim_reject(activity_id: int):
-    """Reject a pending claim with a reason the volunteer will see."""
+    """Reject a pending claim with a reason the volunteer will see (one rejection vote is enough)."""
     require_role(*STAFF_ROLES)
     data = load_body(RejectIn)
     return respond(StaffClaimOut().dump(claims.reject_claim(actor(), activity_id, data["reason"])))
