@@ -71,6 +71,7 @@ def publish_notices_cmd(now_text):
     """Credit activities whose public notice has ended with no open objection (run daily or hourly)."""
     from datetime import datetime, timezone
 
+    from .domain.errors import PointsError
     from .domain.notice import due_notice_ids, publish_one
 
     now = None
@@ -86,7 +87,10 @@ def publish_notices_cmd(now_text):
         for activity_id in ids:
             seen.add(activity_id)
             # One transaction per activity: its row is locked before the accounts (lock order).
-            total += bool(_commit_or_fail(lambda: publish_one(activity_id, now)))
+            try:
+                total += bool(_commit_or_fail(lambda: publish_one(activity_id, now)))
+            except PointsError as exc:  # a refusal of the credit path: the activity stays on notice
+                click.echo(f"activity {activity_id} not credited: {exc.message}", err=True)
     click.echo(f"credited {total} activit{'y' if total == 1 else 'ies'} after public notice")
 
 

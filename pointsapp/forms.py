@@ -174,7 +174,7 @@ class RuleForm(FlaskForm):
     is_active = BooleanField(_l("Active"), default=True)
     approvals_required = IntegerField(
         _l("Approvals needed (verifiers who must approve a claim)"), default=1,
-        validators=[InputRequired(), NumberRange(min=1, max=5)],
+        validators=[Optional(), NumberRange(min=1, max=5)],
     )
 
 

@@ -160,7 +160,7 @@ def _rule_terms(form: RuleForm) -> rules.RuleTerms:
         active_to=form.active_to.data,
         titles=list(form.titles.data or []),
         is_active=form.is_active.data,
-        approvals_required=form.approvals_required.data,
+        approvals_required=form.approvals_required.data or 1,
     )
 
 
