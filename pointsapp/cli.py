@@ -95,6 +95,35 @@ def expire_points(day):
     return done
 
 
+@points_cli.command("publish-notices")
+@click.option("--now", "now_text", default=None, help="Treat this ISO time (UTC unless it says) as now.")
+def publish_notices_cmd(now_text):
+    """Credit activities whose public notice has ended with no open objection (run daily or hourly)."""
+    from datetime import datetime, timezone
+
+    from .domain.errors import PointsError
+    from .domain.notice import due_notice_ids, publish_one
+
+    now = None
+    if now_text:
+        now = datetime.fromisoformat(now_text)
+        now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    total, seen = 0, set()
+    while True:
+        ids = [i for i in due_notice_ids(now) if i not in seen]
+        db.session.rollback()
+        if not ids:
+            break
+        for activity_id in ids:
+            seen.add(activity_id)
+            # One transaction per activity: its row is locked before the accounts (lock order).
+            try:
+                total += bool(_commit_or_fail(lambda: publish_one(activity_id, now)))
+            except PointsError as exc:  # a refusal of the credit path: the activity stays on notice
+                click.echo(f"activity {activity_id} not credited: {exc.message}", err=True)
+    click.echo(f"credited {total} activit{'y' if total == 1 else 'ies'} after public notice")
+
+
 @points_cli.command("create-admin")
 @click.option("--username", required=True)
 @click.option("--name", "full_name", required=True, help="The person's full name.")

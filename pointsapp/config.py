@@ -72,6 +72,8 @@ class Config:
     LOGIN_LIMIT = os.environ.get("POINTS_LOGIN_LIMIT", "10 per minute")
     # Failed logins per account (any address): slows password guessing spread over many addresses.
     LOGIN_ACCOUNT_LIMIT = os.environ.get("POINTS_LOGIN_ACCOUNT_LIMIT", "5 per minute")
+    # Objections filed on the public notice page, per address (no login there).
+    OBJECTION_LIMIT = os.environ.get("POINTS_OBJECTION_LIMIT", "5 per minute;30 per day")
     # A logged-in session with no request for this long is ended.
     IDLE_TIMEOUT = timedelta(minutes=int(os.environ.get("POINTS_IDLE_MINUTES", "30")))
     BABEL_DEFAULT_LOCALE = "zh_CN"

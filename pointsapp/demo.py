@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import event, func, select
 
-from .domain import budgets, claims, ledger, people, rules, vouchers
+from .domain import budgets, claims, ledger, notice, people, rules, vouchers
 from .domain.clock import local_today, local_zone, now_utc
 from .domain.org import add_unit, ensure_levels
 from .domain.uploads import store_photo
@@ -605,6 +605,10 @@ class _Builder:
                           ("redeem_at", self.end - timedelta(minutes=minutes)))
         # A correction: a credit reversed by the community admin, with a reason.
         self.schedule(self.end - timedelta(days=4), self.reverse_one)
+        # Brave deeds now need two verifiers; the fourth community posts approvals for public notice.
+        self.schedule(self.end - timedelta(days=3), self.showcase_approval_and_notice)
+        self.schedule(self.end - timedelta(days=1), self.showcase_two_votes, louzhang)
+        self.schedule(self.end - timedelta(days=2), self.showcase_notice_meeting)
 
     # --- events -----------------------------------------------------------------------------
 
@@ -725,6 +729,34 @@ class _Builder:
 
     def _redeem_by(self, cashier: User, issued: vouchers.IssuedVoucher, merchant_id: int) -> None:
         vouchers.confirm_redemption(cashier, issued.token, merchant_id, now=self.clock.now)
+
+    def showcase_approval_and_notice(self) -> None:
+        terms = dict(self.rule_specs["brave"].terms, approvals_required=2)
+        rules.update_rule(self.admin, self.rules["brave"].id, rules.RuleTerms(**terms))
+        notice.set_notice_days(self.community_admins[3], self.demo.communities[3], 7)
+
+    def showcase_two_votes(self, v: _Volunteer) -> None:
+        """A brave deed with one vote of two: the first grid worker's queue shows "1/2"."""
+        act = claims.submit_claim(
+            v.user, rule_id=self.rules["brave"].id, activity_date=local_today(self.clock.now) - timedelta(days=1),
+            note=self.rule_specs["brave"].notes[0], now=self.clock.now,
+        )
+        self.demo.claims += 1
+        self.schedule(self.clock.now + timedelta(hours=3), self.decide, self.community_admins[v.community], act.id, False)
+
+    def showcase_notice_meeting(self) -> None:
+        """A residents' council of the fourth community, on public notice, with one objection."""
+        members = [v.user.id for v in self.volunteers if v.community == 3 and v.title == "building_leader"][:6]
+        if not members:
+            return
+        acts = claims.record_attendance(
+            self.community_admins[3], rule_id=self.rules["meeting"].id,
+            activity_date=local_today(self.clock.now) - timedelta(days=1), volunteer_ids=members,
+            note="社区居民议事会", batch_key="demo-notice-council", now=self.clock.now,
+        )
+        self.demo.recorded += len(acts)
+        notice.file_objection(acts[0].id, "议事会那天我在现场，没有看到这位楼长。", contact="同楼居民 王女士",
+                              now=self.clock.now + timedelta(hours=5))
 
     def reverse_one(self) -> None:
         """Reverse one duty-shift credit that was claimed as well as recorded by the grid worker."""

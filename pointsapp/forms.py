@@ -225,6 +225,33 @@ class RuleForm(FlaskForm):
     backfill_earns_points = BooleanField(
         _l("Attendees added by staff (no phone) earn points; unticked: hours only"), default=True
     )
+    approvals_required = IntegerField(
+        _l("Approvals needed (verifiers who must approve a claim)"), default=1,
+        validators=[Optional(), NumberRange(min=1, max=5)],
+    )
+
+
+class ObjectionForm(FlaskForm):
+    reason = TextAreaField(
+        _l("What is wrong with this entry?"),
+        validators=[DataRequired(message=_l("Say what is wrong with this entry: a reason is required.")), Length(max=2000)],
+    )
+    contact = StringField(_l("Your phone or name, if we may contact you (optional)"), validators=[Optional(), Length(max=100)])
+
+
+class ResolveObjectionForm(FlaskForm):
+    decision = RadioField(
+        _l("Decision"),
+        choices=[SelectChoice("dismiss", _l("Dismiss: the entry stands")), SelectChoice("uphold", _l("Uphold: withhold the points"))],
+        validators=[InputRequired(message=_l("Choose uphold or dismiss."))],
+    )
+    note = StringField(_l("Note (the volunteer sees it when upheld)"), validators=[Optional(), Length(max=1000)])
+
+
+class NoticeSettingForm(FlaskForm):
+    notice_days = IntegerField(
+        _l("Public notice days (0: off)"), validators=[InputRequired(), NumberRange(min=0, max=15)]
+    )
 
 
 class MerchantForm(FlaskForm):

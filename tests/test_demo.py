@@ -100,6 +100,15 @@ def test_seed_demo_builds_youyi_street_once_with_history_and_balanced_books(runn
     from pointsapp.domain.claims import pending_claims_query
 
     assert db.session.scalars(pending_claims_query(wangge1)).first() is not None
+    # Public notice in one community (with an objection), and a claim waiting for its second vote.
+    from pointsapp.models import ApprovalVote, NoticeObjection
+
+    assert statuses.get("on_notice", 0) > 0 and count(NoticeObjection) >= 1
+    half_voted = db.session.scalar(
+        select(Activity.id).join(ApprovalVote, ApprovalVote.activity_id == Activity.id)
+        .where(Activity.status == "pending").limit(1)
+    )
+    assert half_voted is not None
     biggest_meeting = db.session.scalar(
         select(func.count())
         .select_from(Activity)

@@ -12,7 +12,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased, selectinload
 
 from ..domain import (
-    budgets, claims, deductions, exports, ledger, people, reports, rules, settlement, statements, tokens, uploads, vouchers,
+    budgets, claims, deductions, exports, ledger, notice, people, reports, rules, settlement, statements, tokens, uploads, vouchers,
 )
 from ..domain.access import (
     managed_merchants_query,
@@ -91,6 +91,11 @@ from ..schemas import (
     YearArgs,
     YearStatementOut,
     page_of,
+    NoticeOut,
+    ObjectionIn,
+    ObjectionOut,
+    ResolveIn,
+    VotesOut,
 )
 from . import bp
 from .core import (
@@ -449,7 +454,10 @@ def claim_photo(activity_id: int):
 @idempotent
 @doc("Approve a claim", tag="staff", response=StaffClaimOut, roles=STAFF_ROLES, idempotent=True)
 def claim_approve(activity_id: int):
-    """Approve a pending claim and credit its points (up to the rule's caps)."""
+    """Vote to approve a pending claim. When the rule's approvals are reached it is approved and
+    credited (up to the rule's caps), or posted for public notice (status ``on_notice``) where
+    the volunteer's community has notice on; before that it stays ``pending``. A verifier votes
+    once (409 ``already_voted``)."""
     require_role(*STAFF_ROLES)
     return respond(StaffClaimOut().dump(claims.approve_claim(actor(), activity_id)))
 
@@ -457,7 +465,7 @@ def claim_approve(activity_id: int):
 @bp.post("/claims/<int:activity_id>/reject")
 @doc("Reject a claim", tag="staff", body=RejectIn, response=StaffClaimOut, roles=STAFF_ROLES)
 def claim_reject(activity_id: int):
-    """Reject a pending claim with a reason the volunteer will see."""
+    """Reject a pending claim with a reason the volunteer will see (one rejection vote is enough)."""
     require_role(*STAFF_ROLES)
     data = load_body(RejectIn)
     return respond(StaffClaimOut().dump(claims.reject_claim(actor(), activity_id, data["reason"])))
@@ -1094,3 +1102,54 @@ def event_checkin(event_id: int):
     row = done.attendance
     return respond(CheckinOut().dump({"event_id": event_id, "signed_in_at": row.signed_in_at,
                                       "signed_out_at": row.signed_out_at, "changed": done.changed}))
+
+
+# --- approval votes and public notice ------------------------------------------------------
+
+
+@bp.get("/claims/<int:activity_id>/votes")
+@doc("The votes on a claim", tag="staff", response=VotesOut, roles=STAFF_ROLES)
+def claim_votes(activity_id: int):
+    """Who has voted on a claim so far, and how many approvals its rule needs."""
+    require_role(*STAFF_ROLES)
+    act = claims.scoped_activity(actor(), activity_id)
+    votes = claims.votes_for([act.id])[act.id]
+    return respond(VotesOut().dump({
+        "activity_id": act.id, "status": act.status, "votes": votes,
+        "approvals": sum(1 for v in votes if v.decision == "approve"),
+        "approvals_required": act.rule_version.approvals_required,
+    }))
+
+
+@bp.get("/notices")
+@doc("Activities on public notice in my part of the tree", tag="staff", response=NoticeOut(many=True), roles=STAFF_ROLES)
+def notice_list():
+    """Activities on public notice (approved, not yet credited) with their objections."""
+    require_role(*STAFF_ROLES)
+    acts = notice.notices_in_scope(actor())
+    objections = notice.objections_for([a.id for a in acts])
+    for a in acts:
+        a.notice_objections = objections[a.id]  # not a column: read by NoticeOut only
+    return respond(NoticeOut(many=True).dump(acts))
+
+
+@bp.post("/notices/<int:activity_id>/objections")
+@idempotent
+@doc("Object to an activity on public notice", tag="staff", body=ObjectionIn, response=ObjectionOut, status=201,
+     roles=STAFF_ROLES, idempotent=True)
+def objection_file(activity_id: int):
+    """File an objection, with a reason, to an activity on notice (residents use the public page)."""
+    require_role(*STAFF_ROLES)
+    data = load_body(ObjectionIn)
+    objection = notice.file_objection(activity_id, data["reason"], data["contact"], filed_by=actor())
+    return respond(ObjectionOut().dump(objection), 201)
+
+
+@bp.post("/objections/<int:objection_id>/resolve")
+@doc("Uphold or dismiss an objection", tag="staff", body=ResolveIn, response=ObjectionOut, roles=STAFF_ROLES)
+def objection_resolve(objection_id: int):
+    """Uphold (the activity is withheld, never credited) or dismiss (it proceeds) an objection."""
+    require_role(*STAFF_ROLES)
+    data = load_body(ResolveIn)
+    objection = notice.resolve_objection(actor(), objection_id, data["decision"] == "uphold", data["note"])
+    return respond(ObjectionOut().dump(objection))

@@ -64,6 +64,13 @@ BUDGET_FUNDED = "budget.funded"
 EVENT_CREATED = "checkin.event_created"
 EVENT_ATTENDEE_ADDED = "checkin.attendee_added"
 EVENT_CLOSED = "checkin.event_closed"
+CLAIM_VOTED = "claim.voted"
+NOTICE_POSTED = "notice.posted"
+NOTICE_SETTING_CHANGED = "notice.setting_changed"
+OBJECTION_FILED = "notice.objection_filed"
+OBJECTION_UPHELD = "notice.objection_upheld"
+OBJECTION_DISMISSED = "notice.objection_dismissed"
+NOTICE_CREDITED = "notice.credited"
 
 
 def canonical_json(data) -> str:

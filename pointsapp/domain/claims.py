@@ -15,23 +15,28 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Activity, OrgUnit, PointRule, PointRuleVersion, Transfer, User
+from ..models import Activity, ApprovalVote, OrgUnit, PointRule, PointRuleVersion, Transfer, User
 from ..models.ledger import ACCOUNT_VOLUNTEER, TRANSFER_CREDIT
 from ..models.rules import (
     STATUS_APPROVED,
+    STATUS_ON_NOTICE,
     STATUS_PENDING,
     STATUS_REJECTED,
     STATUS_REVERSED,
     RULE_EARN,
+    STATUS_WITHHELD,
     UNIT_HOUR,
+    VOTE_APPROVE,
+    VOTE_REJECT,
 )
 from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, STAFF_ROLES
-from . import audit, budgets, ledger
+from . import audit, budgets, ledger, notice
 from .access import ancestor_paths, in_scope, require_in_scope, require_merchant_admin, subtree_filter
 from .clock import local_today, now_utc
 from .errors import (
     AccountInactive,
     AlreadyDecided,
+    AlreadyVoted,
     AlreadyRecorded,
     BudgetExhausted,
     CannotReverse,
@@ -47,7 +52,10 @@ STATUS_LABELS = {
     STATUS_APPROVED: _l("approved"),
     STATUS_REJECTED: _l("rejected"),
     STATUS_REVERSED: _l("reversed"),
+    STATUS_ON_NOTICE: _l("approved and posted for public notice"),
+    STATUS_WITHHELD: _l("withheld after an objection"),
 }
+VOTE_LABELS = {VOTE_APPROVE: _l("approved"), VOTE_REJECT: _l("rejected")}
 MAX_HOURS = Decimal("24")
 APPROVER_ROLES = STAFF_ROLES  # grid staff and admins approve in their subtree
 
@@ -149,8 +157,7 @@ def submit_claim(
     db.session.add(act)
     _flush_unique(AlreadyRecorded)
     if not version.needs_approval:
-        _decide(act.id, STATUS_APPROVED, volunteer, now)
-        _credit(act, volunteer)
+        _approve(act, volunteer, now)
     return act
 
 
@@ -170,10 +177,13 @@ def scoped_activity(actor: User, activity_id: int, roles=APPROVER_ROLES) -> Acti
     return act
 
 
-def _decide(activity_id: int, status: str, actor: User, now: datetime, reason: str | None = None) -> None:
+def _decide(activity_id: int, status: str, actor: User, now: datetime, reason: str | None = None,
+            notice_until: datetime | None = None) -> None:
     values = {"status": status, "decided_at": now, "decided_by_id": actor.id}
     if reason is not None:
         values["reject_reason"] = reason
+    if notice_until is not None:
+        values["notice_until"] = notice_until
     result = db.session.execute(
         update(Activity.__table__)
         .where(Activity.__table__.c.id == activity_id, Activity.__table__.c.status == STATUS_PENDING)
@@ -185,8 +195,78 @@ def _decide(activity_id: int, status: str, actor: User, now: datetime, reason: s
         raise AlreadyDecided(status=STATUS_LABELS.get(obj.status, obj.status))
 
 
-def approve_claim(actor: User, activity_id: int, now: datetime | None = None) -> Activity:
-    """Approve a pending claim and credit its points (up to the rule's caps)."""
+def _approve(act: Activity, actor: User, now: datetime) -> None:
+    """Decide a pending activity approved: credit it now, or post it for public notice first."""
+    days = notice.notice_days_for(act.org_unit)
+    if days:
+        _decide(act.id, STATUS_ON_NOTICE, actor, now, notice_until=notice.notice_end(now, days))
+    else:
+        _decide(act.id, STATUS_APPROVED, actor, now)
+        _credit(act, actor)
+
+
+def _lock_pending(act: Activity) -> None:
+    """Lock the activity row (first, as every decision does) while it is pending, else refuse.
+
+    A no-op conditional UPDATE takes the row lock on PostgreSQL; a second verifier voting at the
+    same moment waits here, then finds the claim decided (or sees the first one's vote).
+    """
+    result = db.session.execute(
+        update(Activity.__table__)
+        .where(Activity.__table__.c.id == act.id, Activity.__table__.c.status == STATUS_PENDING)
+        .values(status=Activity.__table__.c.status)
+    )
+    db.session.refresh(act)
+    if result.rowcount != 1:
+        raise AlreadyDecided(status=STATUS_LABELS.get(act.status, act.status))
+
+
+def _vote(act: Activity, actor: User, decision: str, comment: str | None, now: datetime) -> ApprovalVote:
+    """Record one verifier's vote on the locked claim; a verifier votes once."""
+    mine = db.session.scalar(
+        select(ApprovalVote).where(ApprovalVote.activity_id == act.id, ApprovalVote.voter_id == actor.id)
+    )
+    if mine is not None:
+        raise AlreadyVoted(decision=VOTE_LABELS[mine.decision], when=mine.created_at.isoformat(timespec="minutes"))
+    vote = ApprovalVote(activity_id=act.id, voter_id=actor.id, decision=decision, comment=comment, created_at=now)
+    db.session.add(vote)
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError as exc:
+        raise AlreadyVoted(decision="", when="") from exc
+    return vote
+
+
+def approvals_of(activity_id: int) -> int:
+    """Return how many verifiers have approved the claim so far."""
+    return db.session.scalar(
+        select(func.count(ApprovalVote.id)).where(
+            ApprovalVote.activity_id == activity_id, ApprovalVote.decision == VOTE_APPROVE
+        )
+    )
+
+
+def votes_for(activity_ids: list[int]) -> dict[int, list[ApprovalVote]]:
+    """Return the votes on each of the claims, oldest first, with their voters loaded."""
+    from sqlalchemy.orm import selectinload
+
+    out: dict[int, list[ApprovalVote]] = {i: [] for i in activity_ids}
+    if activity_ids:
+        for v in db.session.scalars(
+            select(ApprovalVote).where(ApprovalVote.activity_id.in_(activity_ids))
+            .options(selectinload(ApprovalVote.voter)).order_by(ApprovalVote.id)
+        ):
+            out[v.activity_id].append(v)
+    return out
+
+
+def approve_claim(actor: User, activity_id: int, now: datetime | None = None, comment: str | None = None) -> Activity:
+    """Vote to approve a pending claim; when the rule's approvals are reached, approve and credit it.
+
+    Any verifier over the volunteer may vote, once. With public notice on in the volunteer's
+    community, the approved claim goes on notice and is credited after the objection window.
+    """
     now = now or now_utc()
     act = scoped_activity(actor, activity_id)
     if act.volunteer_id == actor.id:
@@ -195,19 +275,38 @@ def approve_claim(actor: User, activity_id: int, now: datetime | None = None) ->
         # As for recorded attendance: no new points for a deactivated account.
         raise VolunteerInactive()
     db.session.flush()
-    _decide(act.id, STATUS_APPROVED, actor, now)
-    _credit(act, actor)
+    _lock_pending(act)
+    comment = (comment or "").strip()[:1000] or None
+    _vote(act, actor, VOTE_APPROVE, comment, now)
+    approvals = approvals_of(act.id)
+    required = act.rule_version.approvals_required or 1
+    if approvals < required:
+        audit.record(
+            actor, audit.CLAIM_VOTED, "activity", act.id,
+            {"volunteer_id": act.volunteer_id, "decision": VOTE_APPROVE, "approvals": approvals,
+             "required": required, "comment": comment},
+            org_path=act.org_unit.path, now=now,
+        )
+        return act
+    _approve(act, actor, now)
     audit.record(
         actor, audit.CLAIM_APPROVED, "activity", act.id,
         {"volunteer_id": act.volunteer_id, "points_requested": act.points_requested,
-         "points_credited": act.points_credited, "cap_note": act.cap_note},
+         "points_credited": act.points_credited, "cap_note": act.cap_note,
+         "approvals": approvals, "required": required, "status": act.status,
+         "notice_until": act.notice_until.isoformat() if act.notice_until else None},
         org_path=act.org_unit.path, now=now,
     )
     return act
 
 
 def reject_claim(actor: User, activity_id: int, reason: str, now: datetime | None = None) -> Activity:
-    """Reject a pending claim with a reason the volunteer will see."""
+    """Reject a pending claim with a reason the volunteer will see.
+
+    One rejection vote with a reason rejects the claim, even when its rule needs several
+    approvals: approval by several verifiers is asked for where confidence matters, so one
+    verifier's reasoned doubt is enough to stop it (the volunteer can claim again with more).
+    """
     now = now or now_utc()
     reason = (reason or "").strip()
     if len(reason) < 2:
@@ -216,6 +315,8 @@ def reject_claim(actor: User, activity_id: int, reason: str, now: datetime | Non
     if act.volunteer_id == actor.id:
         raise Forbidden("You cannot decide your own claim; another staff member must.")
     db.session.flush()
+    _lock_pending(act)
+    _vote(act, actor, VOTE_REJECT, reason[:1000], now)
     _decide(act.id, STATUS_REJECTED, actor, now, reason=reason[:1000])
     audit.record(
         actor, audit.CLAIM_REJECTED, "activity", act.id,
@@ -311,6 +412,7 @@ def record_attendance(
     if len(volunteers) != len(ids):
         raise NotFound()
     acts = []
+    notice_days = {v.id: notice.notice_days_for(v.org_unit) for v in volunteers if v.org_unit is not None}
     for v in volunteers:
         if not in_scope(actor, v.org_unit, STAFF_ROLES) or not v.has_role(ROLE_VOLUNTEER):
             raise NotFound()
@@ -331,7 +433,8 @@ def record_attendance(
             hours=parsed_hours,
             note=(note or "").strip() or None,
             source="recorded",
-            status=STATUS_APPROVED,
+            status=STATUS_ON_NOTICE if notice_days.get(v.id) else STATUS_APPROVED,
+            notice_until=notice.notice_end(now, notice_days[v.id]) if notice_days.get(v.id) else None,
             points_requested=points_for(version, parsed_hours),
             points_credited=0,
             batch_key=batch_key,
@@ -345,19 +448,21 @@ def record_attendance(
     _flush_unique(AlreadyRecorded)
     # Lock every attendee's account (ascending id) before the first credit touches the street's
     # issuance account, keeping the global lock order of pointsapp.domain.ledger.
-    ledger.lock_accounts([ledger.account_for_volunteer(v).id for v in volunteers])
+    to_credit = [a for a in acts if a.status == STATUS_APPROVED]
+    ledger.lock_accounts(sorted(ledger.account_for_volunteer(a.volunteer).id for a in to_credit))
     done = 0
     try:
-        for act in acts:
+        for act in to_credit:
             _credit(act, actor)
             done += 1
     except BudgetExhausted as exc:
-        raise _batch_over_budget(exc, acts, done) from exc
+        raise _batch_over_budget(exc, to_credit, done) from exc
     audit.record(
         actor, audit.ATTENDANCE_RECORDED, "activity_batch", None,
         {"batch_key": batch_key, "rule_id": rule.id, "rule_version": version.version,
          "activity_date": activity_date.isoformat(), "hours": str(parsed_hours) if parsed_hours else None,
-         "credited": {str(a.volunteer_id): a.points_credited for a in acts}},
+         "credited": {str(a.volunteer_id): a.points_credited for a in to_credit},
+         "on_notice": [a.volunteer_id for a in acts if a.status == STATUS_ON_NOTICE]},
         org_path=audit.common_path([v.org_unit.path for v in volunteers]), now=now,
     )
     return acts

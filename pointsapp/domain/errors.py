@@ -191,3 +191,16 @@ class CheckinNotForYou(PointsError):
 class EventClosed(PointsError):
     code = "event_closed"
     template = _l("This event has been closed; its attendance is final.")
+class AlreadyVoted(PointsError):
+    code = "already_voted"
+    template = _l("You already voted on this claim (%(decision)s, %(when)s); another verifier must decide it. Nothing was changed.")
+
+
+class NotOnNotice(PointsError):
+    code = "not_on_notice"
+    template = _l("This activity is no longer on public notice; objections are closed.")
+
+
+class ObjectionResolved(PointsError):
+    code = "objection_resolved"
+    template = _l("This objection was already resolved; nothing was changed.")

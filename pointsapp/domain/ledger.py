@@ -112,6 +112,7 @@ Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard t
     * each volunteer's lots hold its balance; each lot's ``remaining`` is within 0..amount and
       equals its amount less what transfers took (``LotUse``); each credit made its lot;
     * only ``expiry`` transfers, from a volunteer, reach an expiry account.
+    * activities ``on_notice`` (public notice) or ``withheld`` have no credit and credit nothing.
 
 The functions here ``flush()`` and never ``commit()``. A raised ``PointsError`` means the
 caller must roll back: an earlier statement of the same transaction may already have run.
@@ -876,6 +877,13 @@ def check_ledger() -> list[str]:
         st = credited_states.get(aid)
         if st not in ("approved", "reversed"):
             problems.append(f"activity {aid} ({st}): has a credit transfer but is not approved")
+    # Activities on public notice are not credited yet; withheld ones never are.
+    for aid, status, pts in s.execute(
+        select(Activity.id, Activity.status, Activity.points_credited).where(
+            Activity.status.in_(("on_notice", "withheld")), Activity.points_credited != 0
+        )
+    ):
+        problems.append(f"activity {aid} ({status}): shows {pts} points credited but is not credited")
     problems.extend(_check_settlement())
     problems.extend(_check_lots())
     return problems

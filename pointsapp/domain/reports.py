@@ -261,7 +261,7 @@ def claims(r: Range) -> ReportTable:
         .where(
             _in_subtree(OrgUnit.path, r),
             Activity.source == "claim",
-            Activity.status.in_((STATUS_APPROVED, STATUS_REJECTED, "reversed")),
+            Activity.status.in_((STATUS_APPROVED, STATUS_REJECTED, "reversed", "on_notice", "withheld")),
             Activity.decided_at >= utc_start_of(r.start),
             Activity.decided_at < utc_start_of(r.end),
         )

@@ -50,6 +50,7 @@ class RuleTerms:
     checkin_hours_cap: Decimal | None = None
     hours_rounding_minutes: int = 30
     backfill_earns_points: bool = True
+    approvals_required: int = 1
 
     def validate(self) -> None:
         if not (self.name_zh or "").strip():
@@ -70,6 +71,8 @@ class RuleTerms:
             raise InvalidInput("The daily cap cannot exceed the monthly cap.", field="daily_cap")
         if self.active_from and self.active_to and self.active_to < self.active_from:
             raise InvalidInput("The end date is before the start date.", field="active_to")
+        if not isinstance(self.approvals_required, int) or not 1 <= self.approvals_required <= 5:
+            raise InvalidInput("A claim needs 1 to 5 approvals.", field="approvals_required")
         unknown = [t for t in self.titles if t not in TITLES]
         if unknown:
             raise InvalidInput("Unknown title.", field="titles")

@@ -26,13 +26,19 @@ class OrgUnit(db.Model):
     """A node of the tree. ``path`` is the materialised path ``/1/5/23/`` used for subtree scoping."""
 
     __tablename__ = "org_unit"
-    __table_args__ = (UniqueConstraint("parent_id", "name", name="uq_org_unit_parent_name"),)
+    __table_args__ = (
+        UniqueConstraint("parent_id", "name", name="uq_org_unit_parent_name"),
+        CheckConstraint("notice_days IS NULL OR notice_days BETWEEN 1 AND 15", name="notice_days_range"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("org_unit.id"), index=True)
     level_id: Mapped[int] = mapped_column(ForeignKey("org_level.id"))
     name: Mapped[str] = mapped_column(String(100))
     path: Mapped[str] = mapped_column(String(255), default="", index=True)
+    # Public notice (公示), set on a community: approved activities of its volunteers are posted
+    # for objections this many days before they are credited. NULL: off.
+    notice_days: Mapped[Optional[int]] = mapped_column(Integer)
 
     level: Mapped[OrgLevel] = relationship(lazy="joined")
     parent: Mapped[Optional["OrgUnit"]] = relationship(remote_side=[id], back_populates="children")

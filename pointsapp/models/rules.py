@@ -97,6 +97,7 @@ class PointRuleVersion(db.Model):
         CheckConstraint("kind IN ('earn', 'deduct')", name="kind_known"),
         CheckConstraint("checkin_hours_cap IS NULL OR checkin_hours_cap > 0", name="checkin_hours_cap_positive"),
         CheckConstraint("hours_rounding_minutes BETWEEN 1 AND 60", name="hours_rounding_minutes_range"),
+        CheckConstraint("approvals_required BETWEEN 1 AND 5", name="approvals_required_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -130,6 +131,8 @@ class PointRuleVersion(db.Model):
     expiry_policy: Mapped[str] = mapped_column(String(16), default=EXPIRY_NEVER, server_default=EXPIRY_NEVER)
     expiry_months: Mapped[Optional[int]] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16), default=RULE_EARN, server_default=RULE_EARN)
+    # How many verifiers must approve a claim (e.g. 2 of a community's 3 staff for a brave deed).
+    approvals_required: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     rule = relationship("PointRule", foreign_keys=[rule_id], back_populates="versions")
 
@@ -170,6 +173,16 @@ STATUS_PENDING = "pending"
 STATUS_APPROVED = "approved"
 STATUS_REJECTED = "rejected"
 STATUS_REVERSED = "reversed"
+# Approved by staff, posted for public objections (公示), credited when the window has passed.
+STATUS_ON_NOTICE = "on_notice"
+# An objection was upheld: never credited; ``reject_reason`` says why.
+STATUS_WITHHELD = "withheld"
+
+VOTE_APPROVE = "approve"
+VOTE_REJECT = "reject"
+OBJECTION_OPEN = "open"
+OBJECTION_UPHELD = "upheld"
+OBJECTION_DISMISSED = "dismissed"
 
 
 class Activity(db.Model):
@@ -178,7 +191,8 @@ class Activity(db.Model):
     __tablename__ = "activity"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending', 'approved', 'rejected', 'reversed')", name="status_known"
+            "status IN ('pending', 'approved', 'rejected', 'reversed', 'on_notice', 'withheld')",
+            name="status_known",
         ),
         CheckConstraint("source IN ('claim', 'recorded', 'checkin')", name="source_known"),
         CheckConstraint("hours IS NULL OR hours > 0", name="hours_positive"),
@@ -186,6 +200,7 @@ class Activity(db.Model):
         CheckConstraint(
             "status <> 'rejected' OR reject_reason IS NOT NULL", name="rejection_has_reason"
         ),
+        CheckConstraint("status <> 'on_notice' OR notice_until IS NOT NULL", name="notice_has_end"),
         # One submission of a form (its hidden key) creates at most one activity per volunteer.
         UniqueConstraint("volunteer_id", "batch_key", name="uq_activity_volunteer_id_batch_key"),
         Index("ix_activity_volunteer_id_rule_id_activity_date", "volunteer_id", "rule_id", "activity_date"),
@@ -212,9 +227,56 @@ class Activity(db.Model):
     created_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     decided_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     decided_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))
+    # The end of the public-notice window (status on_notice); credited once it has passed.
+    notice_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     volunteer = relationship("User", foreign_keys=[volunteer_id])
     created_by = relationship("User", foreign_keys=[created_by_id])
     decided_by = relationship("User", foreign_keys=[decided_by_id])
     rule_version = relationship("PointRuleVersion")
     org_unit = relationship("OrgUnit")
+
+
+class ApprovalVote(db.Model):
+    """One verifier's vote on a claim; a claim is approved when its rule's approvals are reached."""
+
+    __tablename__ = "approval_vote"
+    __table_args__ = (
+        UniqueConstraint("activity_id", "voter_id", name="uq_approval_vote_activity_id_voter_id"),
+        CheckConstraint("decision IN ('approve', 'reject')", name="decision_known"),
+        CheckConstraint("decision <> 'reject' OR comment IS NOT NULL", name="rejection_has_reason"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id"), index=True)
+    voter_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    voter = relationship("User")
+
+
+class NoticeObjection(db.Model):
+    """An objection to an activity on public notice, by a resident (no login) or by staff."""
+
+    __tablename__ = "notice_objection"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'upheld', 'dismissed')", name="status_known"),
+        CheckConstraint("status = 'open' OR resolved_by_id IS NOT NULL", name="resolution_has_resolver"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    contact: Mapped[Optional[str]] = mapped_column(String(100))
+    filed_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default=OBJECTION_OPEN)
+    resolved_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    resolution_note: Mapped[Optional[str]] = mapped_column(Text)
+
+    activity = relationship("Activity")
+    filed_by = relationship("User", foreign_keys=[filed_by_id])
+    resolved_by = relationship("User", foreign_keys=[resolved_by_id])

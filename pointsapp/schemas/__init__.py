@@ -194,6 +194,7 @@ class RuleOut(Schema):
     checkin_hours_cap = fields.Float(allow_none=True)
     hours_rounding_minutes = fields.Integer(required=True)
     backfill_earns_points = fields.Boolean(required=True)
+    approvals_required = fields.Integer(required=True, metadata={"description": "Verifiers who must approve a claim."})
 
 
 class RuleTermsIn(In):
@@ -225,6 +226,7 @@ class RuleTermsIn(In):
     backfill_earns_points = fields.Boolean(
         load_default=True, metadata={"description": "Whether attendees added by staff earn points or hours only."}
     )
+    approvals_required = Count(1, 5, load_default=1)
 
 
 class RuleCreateIn(RuleTermsIn):
@@ -243,13 +245,15 @@ class ClaimOut(Schema):
     hours = fields.Decimal(as_string=True, allow_none=True)
     note = fields.String(allow_none=True)
     source = fields.String(required=True, validate=validate.OneOf(["claim", "recorded", "checkin"]))
-    status = fields.String(required=True, validate=validate.OneOf(["pending", "approved", "rejected", "reversed"]))
+    status = fields.String(required=True, validate=validate.OneOf(
+        ["pending", "approved", "rejected", "reversed", "on_notice", "withheld"]))
     points_requested = fields.Integer(required=True)
     points_credited = fields.Integer(required=True)
     cap_note = fields.String(allow_none=True)
     reject_reason = fields.String(allow_none=True)
     created_at = fields.DateTime(required=True)
     decided_at = fields.DateTime(allow_none=True)
+    notice_until = fields.DateTime(allow_none=True, metadata={"description": "End of the public notice (on_notice)."})
 
 
 class StaffClaimOut(ClaimOut):
@@ -831,3 +835,51 @@ class CheckinOut(Schema):
     signed_in_at = fields.DateTime(allow_none=True)
     signed_out_at = fields.DateTime(allow_none=True)
     changed = fields.Boolean(required=True, metadata={"description": "False: it was already so."})
+
+
+# --- approval votes and public notice ------------------------------------------------------
+
+
+class VoteOut(Schema):
+    id = fields.Integer(required=True)
+    activity_id = fields.Integer(required=True)
+    voter_id = fields.Integer(required=True)
+    voter_name = fields.String(required=True, attribute="voter.full_name")
+    decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject"]))
+    comment = fields.String(allow_none=True)
+    created_at = fields.DateTime(required=True)
+
+
+class VotesOut(Schema):
+    activity_id = fields.Integer(required=True)
+    status = fields.String(required=True)
+    approvals = fields.Integer(required=True)
+    approvals_required = fields.Integer(required=True)
+    votes = fields.List(fields.Nested(VoteOut), required=True)
+
+
+class ObjectionOut(Schema):
+    id = fields.Integer(required=True)
+    activity_id = fields.Integer(required=True)
+    reason = fields.String(required=True)
+    contact = fields.String(allow_none=True)
+    filed_by_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["open", "upheld", "dismissed"]))
+    resolved_by_id = fields.Integer(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    resolution_note = fields.String(allow_none=True)
+
+
+class NoticeOut(StaffClaimOut):
+    objections = fields.List(fields.Nested(ObjectionOut), required=True, attribute="notice_objections")
+
+
+class ObjectionIn(In):
+    reason = Text(required=True, validate=validate.Length(1, 2000))
+    contact = Text(load_default=None, allow_none=True, validate=validate.Length(0, 100))
+
+
+class ResolveIn(In):
+    decision = fields.String(required=True, validate=validate.OneOf(["uphold", "dismiss"]))
+    note = Text(load_default=None, allow_none=True, validate=validate.Length(0, 1000))

@@ -24,6 +24,7 @@ def register_web(app: Flask) -> None:
     from . import reports as report_pages
     from . import sheets
     from . import budgets as budget_pages
+    from . import notice as notice_pages
     from . import volunteer_statement  # noqa: F401  (adds the statement routes to the volunteer blueprint)
 
     login_manager.login_view = "auth.login"
@@ -50,6 +51,7 @@ def register_web(app: Flask) -> None:
     from . import checkin as checkin_pages
 
     app.register_blueprint(checkin_pages.bp)
+    app.register_blueprint(notice_pages.bp)
     template_helpers.register(app)
     security.init_security(app)
 

@@ -82,6 +82,13 @@ AUDIT_ACTIONS = {
     audit.EVENT_CREATED: _l("Check-in event created"),
     audit.EVENT_ATTENDEE_ADDED: _l("Attendee added to an event"),
     audit.EVENT_CLOSED: _l("Check-in event closed"),
+    audit.CLAIM_VOTED: _l("Vote on a claim"),
+    audit.NOTICE_POSTED: _l("Posted for public notice"),
+    audit.NOTICE_SETTING_CHANGED: _l("Public notice setting changed"),
+    audit.OBJECTION_FILED: _l("Objection filed"),
+    audit.OBJECTION_UPHELD: _l("Objection upheld"),
+    audit.OBJECTION_DISMISSED: _l("Objection dismissed"),
+    audit.NOTICE_CREDITED: _l("Credited after public notice"),
 }
 
 
@@ -164,6 +171,7 @@ def _rule_terms(form: RuleForm) -> rules.RuleTerms:
         checkin_hours_cap=form.checkin_hours_cap.data,
         hours_rounding_minutes=form.hours_rounding_minutes.data,
         backfill_earns_points=form.backfill_earns_points.data,
+        approvals_required=form.approvals_required.data or 1,
     )
 
 
@@ -657,3 +665,30 @@ def org():
         flash(_("%(name)s was added under %(parent)s.", name=unit.name, parent=parent.name), "ok")
         return redirect(url_for(".org"))
     return render_template("admin/org.html", units=units, form=form), (422 if form.errors else 200)
+
+
+@bp.route("/org/<int:unit_id>/notice", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def notice_setting(unit_id: int):
+    """Turn public notice (公示) on or off for a community, with its number of days."""
+    from ..domain import notice
+    from ..forms import NoticeSettingForm
+
+    unit = _unit(unit_id)
+    require_admin_of(_me(), unit)
+    form = NoticeSettingForm()
+    if form.validate_on_submit():
+        try:
+            notice.set_notice_days(_me(), unit, form.notice_days.data)
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+            return redirect(url_for(".org"))
+        if unit.notice_days:
+            flash(_("%(name)s: public notice of %(n)s days is on.", name=unit.name, n=unit.notice_days), "ok")
+        else:
+            flash(_("%(name)s: public notice is off.", name=unit.name), "ok")
+        return redirect(url_for(".org"))
+    flash(_("Public notice lasts 0 (off) to 15 days."), "error")
+    return redirect(url_for(".org"))

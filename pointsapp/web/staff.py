@@ -10,17 +10,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
-from ..domain import claims, deductions, rules
+from ..domain import claims, deductions, notice, rules
 from ..domain.access import scope_paths, subtree_filter
 from ..domain.clock import local_today
 from ..domain.errors import (
     AlreadyDecided,
     AlreadyRecorded,
+    AlreadyVoted,
     PointsError,
     RuleNotApplicable,
 )
 from ..extensions import db
-from ..forms import AttendanceForm, DeductionForm, RejectForm, rule_choices, show_domain_error
+from ..forms import AttendanceForm, DeductionForm, RejectForm, ResolveObjectionForm, rule_choices, show_domain_error
 from ..models import Activity, OrgUnit, PointRule, RoleGrant, User
 from ..models.rules import RULE_DEDUCT, RULE_EARN
 from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
@@ -47,7 +48,8 @@ def _queue_page(rejecting: tuple[int, RejectForm] | None = None, status: int = 2
     )
     pending = list(db.session.scalars(query.limit(QUEUE_SIZE)))
     return render_template(
-        "staff/queue.html", pending=pending, rejecting=rejecting, more=len(pending) == QUEUE_SIZE
+        "staff/queue.html", pending=pending, rejecting=rejecting, more=len(pending) == QUEUE_SIZE,
+        votes=claims.votes_for([a.id for a in pending]), me=_me(),
     ), status
 
 
@@ -65,9 +67,21 @@ def approve(activity_id: int):
     try:
         act = claims.approve_claim(_me(), activity_id)
         db.session.commit()
-    except AlreadyDecided as exc:
+    except (AlreadyDecided, AlreadyVoted) as exc:
         db.session.rollback()
         flash(exc.message, "error")
+        return redirect(url_for(".queue"))
+    if act.status == "pending":
+        flash(_(
+            "Your approval was recorded (%(n)s of %(m)s); another verifier must approve too.",
+            n=claims.approvals_of(act.id), m=act.rule_version.approvals_required,
+        ), "ok")
+        return redirect(url_for(".queue"))
+    if act.status == "on_notice":
+        flash(_(
+            "Approved: posted for public notice until %(when)s; the points are credited after it.",
+            when=act.notice_until.date().isoformat(),
+        ), "ok")
         return redirect(url_for(".queue"))
     message = _(
         "Approved: %(points)s points for %(name)s.", points=act.points_credited, name=act.volunteer.full_name
@@ -87,7 +101,7 @@ def reject(activity_id: int):
         try:
             act = claims.reject_claim(_me(), activity_id, form.reason.data)
             db.session.commit()
-        except AlreadyDecided as exc:
+        except (AlreadyDecided, AlreadyVoted) as exc:
             db.session.rollback()
             flash(exc.message, "error")
             return redirect(url_for(".queue"))
@@ -108,6 +122,46 @@ def reject(activity_id: int):
 def claim_photo(activity_id: int):
     """Send the evidence photo of a claim in the staff member's subtrees."""
     return send_photo(claims.scoped_activity(_me(), activity_id))
+
+
+# --- public notice: objections ---------------------------------------------------------------
+
+
+def _notices_page(resolving: tuple[int, ResolveObjectionForm] | None = None, status: int = 200):
+    acts = notice.notices_in_scope(_me())
+    return render_template(
+        "staff/notices.html", activities=acts, objections=notice.objections_for([a.id for a in acts]),
+        resolving=resolving,
+    ), status
+
+
+@bp.route("/notice")
+@role_required(*STAFF_ROLES)
+def notices():
+    """Activities on public notice in the staff member's subtrees, with their objections."""
+    return _notices_page()
+
+
+@bp.route("/objections/<int:objection_id>/resolve", methods=["POST"])
+@role_required(*STAFF_ROLES)
+def resolve_objection(objection_id: int):
+    """Uphold (withhold the points) or dismiss an objection."""
+    notice.staff_objection(_me(), objection_id)  # outside the subtree: 404, not a form error
+    form = ResolveObjectionForm()
+    if form.validate_on_submit():
+        try:
+            notice.resolve_objection(_me(), objection_id, form.decision.data == "uphold", form.note.data)
+            db.session.commit()
+        except PointsError as exc:
+            db.session.rollback()
+            if exc.status == 404:
+                raise
+            status = show_domain_error(form, exc, "note")
+            return _notices_page((objection_id, form), status)
+        flash(_("The objection was upheld; the points are withheld.") if form.decision.data == "uphold"
+              else _("The objection was dismissed."), "ok")
+        return redirect(url_for(".notices"))
+    return _notices_page((objection_id, form), 422)
 
 
 # --- recording attendance -------------------------------------------------------------------

@@ -17,6 +17,7 @@ TABLES = {
     "point_lot", "lot_use",
     "budget", "budget_funding", "budget_charge",
     "checkin_event", "checkin_attendance",
+    "approval_vote", "notice_objection",
 }
 
 

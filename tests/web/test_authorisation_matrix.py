@@ -183,6 +183,13 @@ ROUTES: dict[str, Row] = {
     "events.add_attendee": Row(post=only(*STAFF, ok=REACHED)),
     "events.close": Row(post=only(*STAFF, ok=GO)),
     "events.checkin": Row(get=only(VOL), post=only(VOL, ok=REACHED)),
+    # public notice: the board and the objection form need no login (the matrix's claim is not
+    # on notice, so its objection page is not found for anyone); staff resolve objections
+    "notice.index": Row(get=everyone()),
+    "notice.object_to": Row(get=everyone(HIDDEN), post=everyone(REACHED)),
+    "staff.notices": Row(get=only(*STAFF)),
+    "staff.resolve_objection": Row(post=only(*STAFF, ok=REACHED)),
+    "admin.notice_setting": Row(post=only(*ADMINS, ok=REACHED)),
 }
 
 # --- the JSON API ---------------------------------------------------------------------------
@@ -244,6 +251,8 @@ def url_args(w) -> dict:
         "key": "points_by_month",
         "event_id": w.event.id,
         "token": checkin.current_token(w.event.id),
+        "objection_id": 1,
+        "unit_id": w.street.community_a.id,
     }
 
 
