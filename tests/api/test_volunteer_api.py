@@ -9,7 +9,8 @@ def test_volunteer_sees_balance_and_history_of_their_own_account(api_as, street,
     v = api_as("vol_a")
     resp = v.get("/me/balance")
     assert resp.status_code == 200
-    assert resp.json == {"balance": 50, "held": 0, "available": 50, "earned": 50}
+    assert resp.json == {"balance": 50, "held": 0, "available": 50, "earned": 50, "expiring_soon": 0,
+                         "expiring_first_date": None}
     history = v.get("/me/history")
     assert history.status_code == 200
     assert [(e["amount"], e["balance_after"], e["kind"]) for e in history.json["items"]] == [(50, 50, "credit")]
@@ -66,7 +67,8 @@ def test_volunteer_redeems_a_reward_and_cancels_the_voucher(api_as, street, chec
     assert issued.status_code == 201
     assert issued.json["status"] == "issued" and issued.json["points"] == 10
     assert issued.json["token"].startswith("PV1-") and len(issued.json["code"]) == 9
-    assert v.get("/me/balance").json == {"balance": 50, "held": 10, "available": 40, "earned": 50}
+    assert v.get("/me/balance").json == {"balance": 50, "held": 10, "available": 40, "earned": 50, "expiring_soon": 0,
+                                         "expiring_first_date": None}
     shown = v.get(f"/vouchers/{issued.json['id']}")
     assert shown.json["code"] == issued.json["code"]
     cancelled = v.post(f"/vouchers/{issued.json['id']}/cancel")
