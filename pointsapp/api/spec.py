@@ -28,6 +28,7 @@ TAGS = [
     {"name": "admin", "description": "The tree, people, rules, merchants, rewards and reversals, for admins."},
     {"name": "settlement", "description": "What the street owes merchants: statements, periods, payments, rates."},
     {"name": "reports", "description": "The report tables of a subtree and a range of months, for admins."},
+    {"name": "honours", "description": "Honour rolls of grids, communities and the street, by points and by hours."},
 ]
 
 

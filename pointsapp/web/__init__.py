@@ -24,6 +24,7 @@ def register_web(app: Flask) -> None:
     from . import reports as report_pages
     from . import sheets
     from . import volunteer_statement  # noqa: F401  (adds the statement routes to the volunteer blueprint)
+    from . import honours as honour_pages
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
@@ -45,6 +46,7 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(settlement_pages.bp)
     app.register_blueprint(sheets.bp)
     app.register_blueprint(report_pages.bp)
+    app.register_blueprint(honour_pages.bp)
     template_helpers.register(app)
     security.init_security(app)
 

@@ -23,7 +23,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..domain import claims, rules, uploads, vouchers
+from ..domain import claims, honours, rules, uploads, vouchers
 from ..domain.clock import local_today
 from ..domain.errors import AlreadyRecorded, PointsError, RuleNotApplicable
 from ..extensions import db
@@ -108,10 +108,12 @@ def send_photo(activity: Activity):
 @bp.route("/")
 @role_required(ROLE_VOLUNTEER)
 def home():
-    """Show the balance (available first), the latest entries and one-tap links."""
+    """Show the balance (available first), lifetime and this year's points and hours, the latest
+    entries and one-tap links."""
     account = _account()
     return render_template(
-        "volunteer/home.html", account=account, entries=_entries(account, None, RECENT_ENTRIES)
+        "volunteer/home.html", account=account, entries=_entries(account, None, RECENT_ENTRIES),
+        totals=honours.volunteer_totals(_me()),
     )
 
 
