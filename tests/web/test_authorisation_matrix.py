@@ -166,6 +166,11 @@ ROUTES: dict[str, Row] = {
     "merchant.lookup": Row(post=only(CASHIER, ok=REACHED)),
     "merchant.confirm": Row(post=only(CASHIER, ok=REACHED)),
     "merchant.today": Row(get=only(CASHIER)),
+    # honour rolls: volunteers (their own grid, community, street) and staff (their subtrees)
+    "honours.index": Row(get=only(VOL, *STAFF)),
+    "honours.print_roll": Row(get=only(VOL, *STAFF)),
+    "honours.download": Row(get=only(VOL, *STAFF)),
+    "honours.display": Row(post=only(VOL, ok=REACHED)),
 }
 
 # --- the JSON API ---------------------------------------------------------------------------
