@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import event, func, select
 
-from .domain import claims, ledger, people, rules, vouchers
+from .domain import claims, honours, ledger, people, rules, vouchers
 from .domain.clock import local_today, local_zone, now_utc
 from .domain.org import add_unit, ensure_levels
 from .domain.uploads import store_photo
@@ -359,6 +359,9 @@ class _Builder:
 
     # --- the street -------------------------------------------------------------------------
 
+    def user_named(self, username: str) -> User:
+        return next(v.user for v in self.volunteers if v.user.username == username)
+
     def name(self) -> str:
         while True:
             if self.rng.random() < 0.04:
@@ -397,6 +400,8 @@ class _Builder:
             self.clock.now = when
             fn(*args)
         self.clock.now = self.end
+        # One volunteer asked the honour rolls to show them by surname only (王**).
+        honours.set_honour_display(self.user_named("danyuan1"), "initials")
 
     def build_tree(self, street: OrgUnit) -> None:
         self.community_admins: list[User] = []

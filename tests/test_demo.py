@@ -156,3 +156,20 @@ def test_seed_demo_flushes_but_leaves_the_commit_to_the_caller(app, check_ledger
     db.session.rollback()
     assert count(User) == 0 and count(Transfer) == 0
     check_ledger()
+
+
+def test_the_demo_honour_rolls_show_ranks_and_one_volunteer_by_surname_only(app):
+    from pointsapp.domain import honours
+
+    seed_demo(months=1)
+    louzhang = db.session.scalar(select(User).where(User.username == "louzhang1"))
+    danyuan = db.session.scalar(select(User).where(User.username == "danyuan1"))
+    grid = honours.roll_unit(louzhang, None)
+    # A month with at least a fortnight of the month-long history in it.
+    month = (local_today() - timedelta(days=15)).strftime("%Y-%m")
+    roll = honours.roll(louzhang, grid, honours.parse_period(month))
+    assert len(roll.by_points) >= 3 and roll.by_points[0].place == 1
+    assert danyuan.honour_display == "initials"
+    shown = {p.volunteer_id: p.name for p in roll.by_points + roll.by_hours}
+    assert shown.get(danyuan.id) == danyuan.full_name[0] + "**"
+    db.session.rollback()
