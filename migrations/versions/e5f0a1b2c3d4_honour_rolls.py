@@ -1,4 +1,4 @@
-"""honour rolls: how a person is shown on them, and an index for a subtree's activities by date
+"""honour rolls: how a person is shown on them, and an index for a subtree's approved activities by date
 
 Revision ID: e5f0a1b2c3d4
 Revises: a4c1e2f3a4b5
@@ -30,11 +30,11 @@ def upgrade():
             "user_account", sa.Column("honour_display", sa.String(length=16), server_default="name", nullable=False)
         )
         op.create_check_constraint(op.f(CHECK_NAME), "user_account", CHECK)
-    op.create_index("ix_activity_org_unit_id_activity_date", "activity", ["org_unit_id", "activity_date"])
+    op.create_index("ix_activity_org_unit_id_status_activity_date", "activity", ["org_unit_id", "status", "activity_date"])
 
 
 def downgrade():
-    op.drop_index("ix_activity_org_unit_id_activity_date", table_name="activity")
+    op.drop_index("ix_activity_org_unit_id_status_activity_date", table_name="activity")
     if op.get_bind().dialect.name == "sqlite":
         # SQLite (3.35+) drops the column with its column constraint in place.
         op.execute("ALTER TABLE user_account DROP COLUMN honour_display")

@@ -183,9 +183,9 @@ def _earned_in(path: str, period: Period):
             func.sum(Activity.points_credited).label("points"),
             func.coalesce(func.sum(cast(func.round(Activity.hours * 100), Integer)), 0).label("centihours"),
         )
-        .join(OrgUnit, OrgUnit.id == Activity.org_unit_id)
         .where(
-            OrgUnit.path.startswith(path, autoescape=True),
+            # The subtree's nodes first, then their activities by (org_unit_id, activity_date).
+            Activity.org_unit_id.in_(select(OrgUnit.id).where(OrgUnit.path.startswith(path, autoescape=True))),
             Activity.status == STATUS_APPROVED,
             Activity.activity_date >= period.start,
             Activity.activity_date < period.end,
