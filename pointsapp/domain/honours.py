@@ -145,8 +145,7 @@ def roll_unit(viewer, unit_id: int | None) -> OrgUnit:
             raise NotFound()
         grants = [g.org_unit for g in viewer.grants(*STAFF_ROLES) if g.org_unit is not None]
         own = [u for u in units if u.path in _own_paths(viewer)]
-        preferred = grants[0] if grants and may_see(viewer, grants[0]) else (own[-1] if own else units[0])
-        return preferred
+        return grants[0] if grants and may_see(viewer, grants[0]) else (own[-1] if own else units[0])
     unit = db.session.get(OrgUnit, unit_id)
     if not may_see(viewer, unit):
         raise NotFound()
