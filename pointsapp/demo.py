@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import event, func, select
 
-from .domain import budgets, claims, ledger, notice, people, rules, vouchers
+from .domain import budgets, claims, honours, ledger, notice, people, rules, vouchers
 from .domain.clock import local_today, local_zone, now_utc
 from .domain.org import add_unit, ensure_levels
 from .domain.uploads import store_photo
@@ -360,6 +360,9 @@ class _Builder:
 
     # --- the street -------------------------------------------------------------------------
 
+    def user_named(self, username: str) -> User:
+        return next(v.user for v in self.volunteers if v.user.username == username)
+
     def name(self) -> str:
         while True:
             if self.rng.random() < 0.04:
@@ -400,6 +403,8 @@ class _Builder:
             fn(*args)
         self.clock.now = self.end
         self.open_checkin_event(street)
+        # One volunteer asked the honour rolls to show them by surname only (王**).
+        honours.set_honour_display(self.user_named("danyuan1"), "initials")
 
     def open_checkin_event(self, street: OrgUnit) -> None:
         """An event under way in the first grid: its page shows the rotating check-in QR code."""

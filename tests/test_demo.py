@@ -190,3 +190,18 @@ def test_the_demo_has_an_open_check_in_event_with_volunteers_signed_in(app, clie
                                 "csrf_token": csrf_from(page.get_data(as_text=True))})
     body = client.get(f"/staff/events/{event.id}").get_data(as_text=True)
     assert "楼道清洁日" in body and "data:image/svg+xml" in body
+def test_the_demo_honour_rolls_show_ranks_and_one_volunteer_by_surname_only(app):
+    from pointsapp.domain import honours
+
+    seed_demo(months=1)
+    louzhang = db.session.scalar(select(User).where(User.username == "louzhang1"))
+    danyuan = db.session.scalar(select(User).where(User.username == "danyuan1"))
+    grid = honours.roll_unit(louzhang, None)
+    # A month with at least a fortnight of the month-long history in it.
+    month = (local_today() - timedelta(days=15)).strftime("%Y-%m")
+    roll = honours.roll(louzhang, grid, honours.parse_period(month))
+    assert len(roll.by_points) >= 3 and roll.by_points[0].place == 1
+    assert danyuan.honour_display == "initials"
+    shown = {p.volunteer_id: p.name for p in roll.by_points + roll.by_hours}
+    assert shown.get(danyuan.id) == danyuan.full_name[0] + "**"
+    db.session.rollback()

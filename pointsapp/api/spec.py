@@ -29,6 +29,7 @@ TAGS = [
     {"name": "settlement", "description": "What the street owes merchants: statements, periods, payments, rates."},
     {"name": "reports", "description": "The report tables of a subtree and a range of months, for admins."},
     {"name": "budgets", "description": "Funding for points, budgets and the points liability, for admins."},
+    {"name": "honours", "description": "Honour rolls of grids, communities and the street, by points and by hours."},
 ]
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased, selectinload
 
 from ..domain import (
-    budgets, claims, deductions, exports, ledger, notice, people, reports, rules, settlement, statements, tokens, uploads, vouchers,
+    budgets, claims, deductions, exports, honours, ledger, notice, people, reports, rules, settlement, statements, tokens, uploads, vouchers,
 )
 from ..domain.access import (
     managed_merchants_query,
@@ -28,7 +28,7 @@ from ..domain.org import add_unit
 from ..extensions import db
 from ..models import Account, Activity, AuditRecord, Entry, Merchant, OrgUnit, Reward, Transfer, User, Voucher
 from ..models.rewards import VOUCHER_ISSUED
-from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF, ROLE_STREET_ADMIN, ROLE_VOLUNTEER, STAFF_ROLES
+from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF, ROLE_STREET_ADMIN, ROLE_VOLUNTEER, STAFF_ROLES, initials_name
 from ..schemas import (
     ActiveIn,
     AdminEntryOut,
@@ -96,6 +96,11 @@ from ..schemas import (
     ObjectionOut,
     ResolveIn,
     VotesOut,
+    MyBalanceOut,
+    HonourArgs,
+    HonourRollOut,
+    HonourDisplayIn,
+    HonourDisplayOut,
 )
 from . import bp
 from .core import (
@@ -205,10 +210,16 @@ def _my_account() -> Account:
 
 
 @bp.get("/me/balance")
-@doc("My balance", tag="volunteer", response=BalanceOut, roles=("volunteer",))
+@doc("My balance", tag="volunteer", response=MyBalanceOut, roles=("volunteer",))
 def my_balance():
-    """The volunteer's balance, the part held by open vouchers, what is available, and lifetime earned."""
-    return respond(BalanceOut().dump(_balance_with_expiry(_my_account().id)))
+    """The volunteer's balance, the part held by open vouchers, what is available, what expires in the
+    next 30 days; lifetime points earned and hours (never reduced by spending or expiry), and this year's."""
+    t = honours.volunteer_totals(actor())
+    return respond(MyBalanceOut().dump({
+        **_balance_with_expiry(_my_account().id),
+        "lifetime_hours": _hours(t.hours), "year": t.year, "year_earned": t.year_earned,
+        "year_hours": _hours(t.year_hours),
+    }))
 
 
 def _balance_with_expiry(account_id: int) -> dict:
@@ -1153,3 +1164,58 @@ def objection_resolve(objection_id: int):
     data = load_body(ResolveIn)
     objection = notice.resolve_objection(actor(), objection_id, data["decision"] == "uphold", data["note"])
     return respond(ObjectionOut().dump(objection))
+
+
+# --- honour rolls and how they show me --------------------------------------------------------
+
+
+def _hours(value: Decimal) -> str:
+    return f"{value.normalize():f}" if value else "0"
+
+
+def _place_out(p: honours.Place) -> dict:
+    return {"place": p.place, "name": p.name, "points": p.points, "hours": _hours(p.hours), "is_me": p.is_me}
+
+
+@bp.get("/honours")
+@doc("The honour roll of a grid, community or street", tag="honours", args=HonourArgs, response=HonourRollOut,
+     roles=honours.ROLL_ROLES)
+def honour_roll():
+    """The top volunteers of a node by points earned and by hours served in a month or a year
+    (approved activities by their date, less deductions); equal scores share a place. Volunteers
+    see their own grid, community and street; staff and admins their subtrees. A volunteer who chose
+    it is shown by surname only (王**) to everyone but themselves."""
+    require_role(*honours.ROLL_ROLES)
+    args = load_args(HonourArgs)
+    who = actor()
+    unit = honours.roll_unit(who, args["org_unit_id"])
+    r = honours.roll(who, unit, honours.parse_period(args["period"]), args["top"])
+    return respond(HonourRollOut().dump({
+        "org_unit_id": unit.id, "org_unit_name": unit.name, "period": r.period.label, "top": r.top,
+        "by_points": [_place_out(p) for p in r.by_points], "by_hours": [_place_out(p) for p in r.by_hours],
+    }))
+
+
+def _display_out(who) -> dict:
+    shown = who.full_name if who.honour_display != "initials" else initials_name(who.full_name)
+    return {"honour_display": who.honour_display, "shown_as": shown}
+
+
+@bp.get("/me/honour-display")
+@doc("How honour rolls show me", tag="volunteer", response=HonourDisplayOut, roles=("volunteer",))
+def my_honour_display():
+    """Whether honour rolls show me to others by full name or by surname only."""
+    require_role(ROLE_VOLUNTEER)
+    return respond(HonourDisplayOut().dump(_display_out(actor().user)))
+
+
+@bp.put("/me/honour-display")
+@idempotent
+@doc("Choose how honour rolls show me", tag="volunteer", body=HonourDisplayIn, response=HonourDisplayOut,
+     roles=("volunteer",), idempotent=True)
+def my_honour_display_set():
+    """Show me on honour rolls by full name (``name``) or by surname only (``initials``, 王**).
+    I always see my own full name."""
+    require_role(ROLE_VOLUNTEER)
+    data = load_body(HonourDisplayIn)
+    return respond(HonourDisplayOut().dump(_display_out(honours.set_honour_display(actor(), data["honour_display"]))))

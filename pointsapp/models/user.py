@@ -40,12 +40,22 @@ def mask_name(full_name: str | None) -> str:
         return name[0] + "*"
     return name[0] + "*" * (len(name) - 2) + name[-1]
 
+
+HONOUR_DISPLAYS = ("name", "initials")
+
+
+def initials_name(full_name: str | None) -> str:
+    """Return a name as an honour roll shows it to others when its owner asks: 王**."""
+    name = (full_name or "").strip()
+    return (name[:1] or "*") + "**"
+
 class User(UserMixin, db.Model):
     __tablename__ = "user_account"
     __table_args__ = (
         CheckConstraint(
             "title IS NULL OR title IN ('" + "','".join(TITLES) + "')", name="title_known"
         ),
+        CheckConstraint("honour_display IN ('name', 'initials')", name="honour_display_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -64,6 +74,8 @@ class User(UserMixin, db.Model):
     # Set by an admin's password reset: every page leads to the change-password page until done.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     password_changed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # How honour rolls show the person to everyone else: full name, or surname only (王**).
+    honour_display: Mapped[str] = mapped_column(String(16), default="name", server_default="name")
 
     org_unit = relationship("OrgUnit")
     roles: Mapped[list["RoleGrant"]] = relationship(

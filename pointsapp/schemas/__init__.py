@@ -883,3 +883,49 @@ class ObjectionIn(In):
 class ResolveIn(In):
     decision = fields.String(required=True, validate=validate.OneOf(["uphold", "dismiss"]))
     note = Text(load_default=None, allow_none=True, validate=validate.Length(0, 1000))
+# --- honour rolls and lifetime figures --------------------------------------------------------
+
+
+class MyBalanceOut(BalanceOut):
+    lifetime_hours = fields.String(required=True, metadata={
+        "description": "Hours of approved activities ever, a decimal, e.g. \"12.5\"; never reduced."})
+    year = fields.Integer(required=True, metadata={"description": "This year (the street's calendar)."})
+    year_earned = fields.Integer(required=True, metadata={
+        "description": "Points of approved activities dated this year, less this year's deductions."})
+    year_hours = fields.String(required=True, metadata={"description": "Hours of approved activities dated this year."})
+
+
+class HonourArgs(In):
+    org_unit_id = fields.Integer(load_default=None, validate=validate.Range(1, DB_INT_MAX), metadata={
+        "description": "A grid, community or street; default: a volunteer's own grid, a staff member's node."})
+    period = Text(load_default=None, validate=validate.Length(1, 20),
+                  metadata={"description": "A year (2026) or a month (2026-09); default: this year."})
+    top = fields.Integer(load_default=20, validate=validate.Range(1, 100), metadata={"description": "Places shown."})
+
+
+class HonourPlaceOut(Schema):
+    place = fields.Integer(required=True, metadata={"description": "Equal scores share a place: 1, 1, 3."})
+    name = fields.String(required=True, metadata={
+        "description": "Full name, or surname only (王**) when the volunteer chose so and is not the caller."})
+    points = fields.Integer(required=True)
+    hours = fields.String(required=True, metadata={"description": "A decimal, e.g. \"2.5\"."})
+    is_me = fields.Boolean(required=True)
+
+
+class HonourRollOut(Schema):
+    org_unit_id = fields.Integer(required=True)
+    org_unit_name = fields.String(required=True)
+    period = fields.String(required=True)
+    top = fields.Integer(required=True)
+    by_points = fields.List(fields.Nested(HonourPlaceOut), required=True)
+    by_hours = fields.List(fields.Nested(HonourPlaceOut), required=True)
+
+
+class HonourDisplayIn(In):
+    honour_display = fields.String(required=True, validate=validate.OneOf(["name", "initials"]), metadata={
+        "description": "How honour rolls show me to others: full name, or surname only (王**)."})
+
+
+class HonourDisplayOut(Schema):
+    honour_display = fields.String(required=True)
+    shown_as = fields.String(required=True, metadata={"description": "My name as others see it on a roll."})

@@ -26,6 +26,7 @@ def register_web(app: Flask) -> None:
     from . import budgets as budget_pages
     from . import notice as notice_pages
     from . import volunteer_statement  # noqa: F401  (adds the statement routes to the volunteer blueprint)
+    from . import honours as honour_pages
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
@@ -52,6 +53,7 @@ def register_web(app: Flask) -> None:
 
     app.register_blueprint(checkin_pages.bp)
     app.register_blueprint(notice_pages.bp)
+    app.register_blueprint(honour_pages.bp)
     template_helpers.register(app)
     security.init_security(app)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from flask import Flask
 from flask_babel import format_datetime, format_decimal, get_locale
@@ -11,6 +12,7 @@ from ..domain.clock import now_utc, to_local
 from ..models import LotUse, PointLot, Transfer, Voucher
 from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_CREDIT, TRANSFER_DEDUCTION, TRANSFER_EXPIRY, TRANSFER_REVERSAL
 from ..models.rewards import VOUCHER_ISSUED
+from ..models.user import initials_name
 
 def page_is_zh() -> bool:
     """Say whether the page is shown in Chinese."""
@@ -90,9 +92,16 @@ def voucher_state(voucher: Voucher) -> str:
     return voucher.status
 
 
+def hours_text(hours) -> str:
+    """Return hours as plain decimals: 12, 1.5 (never 1.2E+1)."""
+    return f"{Decimal(hours).normalize():f}" if hours else "0"
+
+
 def register(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
     app.add_template_filter(when, "when")
     app.add_template_filter(number, "number")
     for fn in (bilingual, transfer_reason, voucher_state, rule_terms_label):
         app.add_template_global(fn)
+    app.add_template_global(initials_name, "initials")
+    app.add_template_filter(hours_text, "hours")

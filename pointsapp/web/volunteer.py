@@ -23,7 +23,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..domain import claims, ledger, rules, uploads, vouchers
+from ..domain import claims, honours, ledger, rules, uploads, vouchers
 from ..domain.clock import local_today
 from ..domain.errors import AlreadyRecorded, PointsError, RuleNotApplicable
 from ..extensions import db
@@ -108,11 +108,13 @@ def send_photo(activity: Activity):
 @bp.route("/")
 @role_required(ROLE_VOLUNTEER)
 def home():
-    """Show the balance (available first), the latest entries and one-tap links."""
+    """Show the balance (available first), lifetime and this year's points and hours, the latest
+    entries and one-tap links."""
     account = _account()
     expiring = ledger.expiring_soon(account.id) if account else None
     return render_template(
-        "volunteer/home.html", account=account, entries=_entries(account, None, RECENT_ENTRIES), expiring=expiring
+        "volunteer/home.html", account=account, entries=_entries(account, None, RECENT_ENTRIES), expiring=expiring,
+        totals=honours.volunteer_totals(_me()),
     )
 
 

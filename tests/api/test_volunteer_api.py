@@ -1,4 +1,5 @@
 """A volunteer's API: balance, history, claims, rewards and vouchers."""
+from pointsapp.domain.clock import local_today
 from pointsapp.extensions import db
 from pointsapp.models import Activity
 from tests.factories import balance, give_points, yesterday
@@ -10,7 +11,8 @@ def test_volunteer_sees_balance_and_history_of_their_own_account(api_as, street,
     resp = v.get("/me/balance")
     assert resp.status_code == 200
     assert resp.json == {"balance": 50, "held": 0, "available": 50, "earned": 50, "expiring_soon": 0,
-                         "expiring_first_date": None}
+                         "expiring_first_date": None, "lifetime_hours": "0",
+                         "year": local_today().year, "year_earned": 50, "year_hours": "0"}
     history = v.get("/me/history")
     assert history.status_code == 200
     assert [(e["amount"], e["balance_after"], e["kind"]) for e in history.json["items"]] == [(50, 50, "credit")]

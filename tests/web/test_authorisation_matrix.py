@@ -190,6 +190,11 @@ ROUTES: dict[str, Row] = {
     "staff.notices": Row(get=only(*STAFF)),
     "staff.resolve_objection": Row(post=only(*STAFF, ok=REACHED)),
     "admin.notice_setting": Row(post=only(*ADMINS, ok=REACHED)),
+    # honour rolls: volunteers (their own grid, community, street) and staff (their subtrees)
+    "honours.index": Row(get=only(VOL, *STAFF)),
+    "honours.print_roll": Row(get=only(VOL, *STAFF)),
+    "honours.download": Row(get=only(VOL, *STAFF)),
+    "honours.display": Row(post=only(VOL, ok=REACHED)),
 }
 
 # --- the JSON API ---------------------------------------------------------------------------
