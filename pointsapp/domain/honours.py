@@ -39,6 +39,8 @@ _reversal = aliased(Transfer)
 def _not_reversed():
     """A deduction an admin reversed gives its points back, so it no longer counts."""
     return ~exists().where(_reversal.reverses_id == Transfer.id)
+
+
 DEFAULT_TOP, MAX_TOP = 20, 100
 # Places are cut at ``top``; everyone tied at the last place stays, up to this many rows.
 MAX_ROWS = 2 * MAX_TOP
