@@ -41,9 +41,9 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import Activity, CheckinAttendance, CheckinEvent, OrgUnit, PointRule, User
 from ..models.checkin import EVENT_CLOSED, EVENT_OPEN
-from ..models.rules import STATUS_APPROVED, STATUS_PENDING, UNIT_HOUR
+from ..models.rules import RULE_EARN, STATUS_APPROVED, STATUS_ON_NOTICE, STATUS_PENDING, UNIT_HOUR
 from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
-from . import audit, claims, ledger
+from . import audit, claims, ledger, notice
 from .access import ancestor_paths, in_scope, require_in_scope, subtree_filter
 from .clock import local_today, now_utc, to_local
 from .errors import (
@@ -136,7 +136,10 @@ def usable_rules(actor: User) -> list[PointRule]:
     for rule in db.session.scalars(query.where(subtree_filter(OrgUnit.path, actor, STAFF_ROLES))):
         found[rule.id] = rule
     today = local_today()
-    return [r for _id, r in sorted(found.items()) if r.current and r.current.applies_on(today)]
+    return [
+        r for _id, r in sorted(found.items())
+        if r.current and r.current.kind == RULE_EARN and r.current.applies_on(today)
+    ]
 
 
 def scoped_event(actor: User, event_id: int) -> CheckinEvent:
@@ -421,18 +424,21 @@ def close_event(actor: User, event_id: int, now: datetime | None = None) -> Clos
         hours_only = row.backfilled and not version.backfill_earns_points
         points = 0 if hours_only else claims.points_for(version, hours if version.unit == UNIT_HOUR else None)
         pending = version.needs_approval and not hours_only
+        # A community on public notice posts the attendance for objections before crediting it.
+        days = 0 if pending or points == 0 else notice.notice_days_for(volunteer.org_unit)
         act = Activity(
             volunteer_id=volunteer.id, org_unit_id=volunteer.org_unit_id, rule_id=rule.id,
             rule_version_id=version.id, activity_date=day, hours=hours if hours > ZERO else None,
             note=f"{event.title} · {event.place}"[:1000], source="checkin",
-            status=STATUS_PENDING if pending else STATUS_APPROVED,
+            status=STATUS_PENDING if pending else STATUS_ON_NOTICE if days else STATUS_APPROVED,
+            notice_until=notice.notice_end(now, days) if days else None,
             points_requested=points, points_credited=0, batch_key=f"checkin:{event.id}",
             created_by_id=actor.id, created_at=now,
             decided_at=None if pending else now, decided_by_id=None if pending else actor.id,
         )
         db.session.add(act)
         made.append(act)
-        if not pending and points > 0:
+        if not pending and not days and points > 0:
             to_credit.append(act)
         row.activity = act
     try:

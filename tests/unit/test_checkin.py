@@ -321,3 +321,37 @@ def test_staff_cannot_backfill_themselves_or_after_closing(app, street):
     db.session.commit()
     with pytest.raises(EventClosed):
         checkin.add_attendee(street.staff_a, event.id, street.vol_a.id)
+
+
+# --- with the other earning terms -----------------------------------------------------------
+
+def test_a_community_on_public_notice_posts_check_in_credits_before_crediting_them(app, street, check_ledger):
+    from pointsapp.domain import notice
+
+    notice.set_notice_days(street.street_admin, street.community_a, 3)
+    db.session.commit()
+    event = make_event(street, hour_rule(street), start=now_utc() - timedelta(hours=4))
+    _signed(street, event, street.vol_a, 0, 60)
+    done = checkin.close_event(street.staff_a, event.id)
+    db.session.commit()
+    (act,) = done.activities
+    assert (act.status, act.points_requested, act.points_credited) == ("on_notice", 10, 0)
+    assert act.notice_until is not None and balance(street.vol_a).balance == 0
+    assert not db.session.scalar(select(func.count()).select_from(Transfer).where(Transfer.activity_id == act.id))
+    check_ledger()
+    # After the window, with no objection, the publishing run credits it once.
+    assert notice.publish_one(act.id, act.notice_until + timedelta(seconds=1))
+    db.session.commit()
+    assert balance(street.vol_a).balance == 10
+    assert not notice.publish_one(act.id, act.notice_until + timedelta(seconds=2))
+    db.session.commit()
+    assert balance(street.vol_a).balance == 10
+    check_ledger()
+
+
+def test_deduction_rules_cannot_be_used_for_events(app, street):
+    deduct = hour_rule(street, kind="deduct", unit="occurrence", checkin_hours_cap=None)
+    assert deduct.id not in {r.id for r in checkin.usable_rules(street.staff_a)}
+    with pytest.raises((NotFound, InvalidInput)):
+        make_event(street, deduct)
+    db.session.rollback()
