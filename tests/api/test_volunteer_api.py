@@ -69,8 +69,8 @@ def test_volunteer_redeems_a_reward_and_cancels_the_voucher(api_as, street, chec
     assert issued.status_code == 201
     assert issued.json["status"] == "issued" and issued.json["points"] == 10
     assert issued.json["token"].startswith("PV1-") and len(issued.json["code"]) == 9
-    assert v.get("/me/balance").json == {"balance": 50, "held": 10, "available": 40, "earned": 50, "expiring_soon": 0,
-                                         "expiring_first_date": None}
+    assert v.get("/me/balance").json.items() >= {"balance": 50, "held": 10, "available": 40, "earned": 50,
+                                                 "expiring_soon": 0, "expiring_first_date": None}.items()
     shown = v.get(f"/vouchers/{issued.json['id']}")
     assert shown.json["code"] == issued.json["code"]
     cancelled = v.post(f"/vouchers/{issued.json['id']}/cancel")
