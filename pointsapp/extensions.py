@@ -60,10 +60,16 @@ class _LazyDbGroup(click.Group):
     """``flask db ...``: Flask-Migrate's command group, imported when the command line asks for it."""
 
     @staticmethod
-    def _real():
+    def _real() -> click.Group:
         from flask_migrate.cli import db as db_group
 
         return db_group
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return self._real().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        return self._real().invoke(ctx)
 
     def list_commands(self, ctx):
         return self._real().list_commands(ctx)
