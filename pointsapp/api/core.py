@@ -118,11 +118,21 @@ def respond(payload, status: int = 200) -> Response:
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     row_id = g.get("idempotency_row_id")
     if row_id is not None:
-        db.session.execute(
+        marked = db.session.execute(
             update(IdempotencyKey)
             .where(IdempotencyKey.id == row_id)
             .values(state=IDEMPOTENCY_DONE, status_code=status, response_body=text)
-        )
+        ).rowcount
+        if marked == 0:
+            # The view rolled the request's transaction back (and the key row with it) and then
+            # did its work again: take the key now, with the answer. Should another request have
+            # taken it meanwhile, this insert fails and the work is not committed (at most once).
+            user_id, key, method_path, body_hash = g.idempotency_request
+            row = IdempotencyKey(user_id=user_id, key=key, method_path=method_path, body_hash=body_hash,
+                                 state=IDEMPOTENCY_DONE, status_code=status, response_body=text, created_at=now_utc())
+            db.session.add(row)
+            db.session.flush()
+            g.idempotency_row_id = row.id
     db.session.commit()
     return Response(text, status, mimetype="application/json")
 
@@ -224,7 +234,9 @@ def idempotent(view):
         if not KEY_RE.match(key):
             raise ApiError(_("Send an Idempotency-Key header (1 to 255 visible ASCII characters) with this request."), "idempotency_key_required", 400)
         method_path = f"{request.method} {request.path}"[:300]
-        replay = _claim_key(actor().id, key, method_path, _body_hash())
+        body_hash = _body_hash()
+        g.idempotency_request = (actor().id, key, method_path, body_hash)
+        replay = _claim_key(actor().id, key, method_path, body_hash)
         if replay is not None:
             return replay
         g.idempotency_key = key
