@@ -33,3 +33,20 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # Behind nginx on the same machine: trust its X-Forwarded-* headers only from there.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Load the app once in the master and fork the workers from it: the code and the imported
+# libraries are shared copy-on-write (a worker's PSS, what it really costs, falls), and workers
+# start at once. The master opens no database connection (create_app makes the engine, which
+# connects only when asked); ``post_fork`` still drops any pooled connection a child inherited,
+# so that no two processes ever share one. A code change needs a restart, not a HUP.
+preload_app = os.environ.get("GUNICORN_PRELOAD", "1") != "0"
+
+
+def post_fork(server, worker):
+    app = getattr(server.app, "callable", None)  # the preloaded app (None without preload_app)
+    if app is None or not hasattr(app, "app_context"):
+        return
+    from pointsapp.extensions import db
+
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose(close=False)  # forget the parent's connections without closing them

@@ -1,7 +1,9 @@
-"""Profile one API path in-process with pyinstrument: ``python bench/profile.py --url URL approve|history``.
+"""Profile one path in-process with pyinstrument: ``python bench/profile.py --url URL approve|redeem|history|home|attendance|reports``.
 
 Prints pyinstrument's call tree of ``--n`` requests made through Flask's test client, so the time
-spent in the app (not in HTTP or gunicorn) shows, with the database it would run against.
+spent in the app (not in HTTP or gunicorn) shows, with the database it would run against, and
+the SQL statements and transactions (commits and rollbacks that ended one) per request, counted
+with SQLAlchemy events. ``--no-profile`` times the requests without pyinstrument's overhead.
 """
 from __future__ import annotations
 
@@ -10,10 +12,32 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from datetime import date, timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import Fixtures  # noqa: E402
+
+
+class SqlCounter:
+    """Count statements and finished transactions on every connection of an engine."""
+
+    def __init__(self, engine):
+        from sqlalchemy import event
+
+        self.statements = 0
+        self.transactions = 0
+        self.kinds: Counter = Counter()
+        event.listen(engine, "before_cursor_execute", self._stmt)
+        event.listen(engine, "commit", self._tx)
+        event.listen(engine, "rollback", self._tx)
+
+    def _stmt(self, conn, cursor, statement, params, context, executemany):
+        self.statements += 1
+        self.kinds[" ".join(statement.split()[:4])[:60]] += 1
+
+    def _tx(self, conn):
+        self.transactions += 1
 
 
 def main(argv=None) -> int:
@@ -21,7 +45,9 @@ def main(argv=None) -> int:
     p.add_argument("--url", required=True)
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--offset", type=int, default=90000)
-    p.add_argument("path", choices=("approve", "history", "attendance"))
+    p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--statements", action="store_true", help="list the statements of the timed requests")
+    p.add_argument("path", choices=("approve", "redeem", "history", "home", "attendance", "reports"))
     args = p.parse_args(argv)
     from pyinstrument import Profiler
 
@@ -33,6 +59,17 @@ def main(argv=None) -> int:
         token = fx.token("jiedao")
         calls = [("POST", f"/api/v1/claims/{i}/approve", {"Authorization": f"Bearer {token}",
                                                           "Idempotency-Key": str(uuid.uuid4())}) for i in ids]
+    elif args.path == "redeem":
+        vols = fx.volunteers(args.n, offset=1000, busiest=True)
+        codes, merchant_id = fx.vouchers([v for v, _ in vols])
+        token = fx.token("chaoshi1")
+        calls = []
+        for code in codes:
+            calls.append(("POST", "/api/v1/redemptions/lookup", {"Authorization": f"Bearer {token}"},
+                          {"code": code, "merchant_id": merchant_id}))
+            calls.append(("POST", "/api/v1/redemptions", {"Authorization": f"Bearer {token}",
+                                                         "Idempotency-Key": str(uuid.uuid4())},
+                          {"code": code, "merchant_id": merchant_id}))
     elif args.path == "attendance":
         from sqlalchemy import select
 
@@ -47,19 +84,56 @@ def main(argv=None) -> int:
                 "volunteer_ids": vols, "note": "profile"}
         calls = [("POST", "/api/v1/attendance", {"Authorization": f"Bearer {token}",
                                                  "Idempotency-Key": str(uuid.uuid4())}, body)]
+    elif args.path in ("home", "reports"):
+        from sqlalchemy import select
+
+        from pointsapp.demo import DEMO_PASSWORD
+        from pointsapp.extensions import db
+        from pointsapp.models import OrgUnit
+
+        if args.path == "home":
+            (vid, username), = fx.volunteers(1, busiest=True)
+            path = "/volunteer/"
+        else:
+            username = "jiedao"
+            with fx.ctx():
+                street = db.session.scalar(select(OrgUnit.id).where(OrgUnit.parent_id.is_(None)))
+            month = (date.today().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+            path = f"/reports/?unit={street}&first={month}&last={month}"
+        fx.app.config["WTF_CSRF_ENABLED"] = False
+        resp = client.post("/login", data={"username": username, "password": DEMO_PASSWORD})
+        assert resp.status_code == 302, resp.status_code
+        calls = [("GET", path, {})] * args.n
     else:
         (vid, username), = fx.volunteers(1, busiest=True)
         token = fx.token(username)
         calls = [("GET", "/api/v1/me/history?limit=20", {"Authorization": f"Bearer {token}"})] * args.n
+    # One untimed request first: the first of a process loads templates and fills caches.
+    warm, calls = calls[:1 if args.path != "redeem" else 2], calls[1 if args.path != "redeem" else 2:]
+    for method, path, headers, *body in warm:
+        client.open(path, method=method, headers=headers, json=body[0] if body else None)
+    with fx.ctx():
+        from pointsapp.extensions import db
+
+        counter = SqlCounter(db.engine)
     profiler = Profiler(interval=0.0005)
     t0 = time.perf_counter()
-    with profiler:
-        for method, path, headers, *body in calls:
-            resp = client.open(path, method=method, headers=headers, json=body[0] if body else None)
-            assert resp.status_code < 300, (resp.status_code, resp.data[:300])
+    if not args.no_profile:
+        profiler.start()
+    for method, path, headers, *body in calls:
+        resp = client.open(path, method=method, headers=headers, json=body[0] if body else None)
+        assert resp.status_code < 300, (resp.status_code, resp.data[:300])
+    if not args.no_profile:
+        profiler.stop()
     elapsed = time.perf_counter() - t0
-    print(f"{len(calls)} requests in {elapsed:.2f} s: {elapsed / len(calls) * 1000:.1f} ms each")
-    print(profiler.output_text(unicode=True, color=False, show_all=False))
+    n = len(calls)
+    print(f"{n} requests in {elapsed:.2f} s: {elapsed / n * 1000:.1f} ms each; "
+          f"{counter.statements / n:.1f} statements and {counter.transactions / n:.1f} transactions per request")
+    if args.statements:
+        for stmt, k in counter.kinds.most_common():
+            print(f"  {k / n:5.1f}  {stmt}")
+    if not args.no_profile:
+        print(profiler.output_text(unicode=True, color=False, show_all=False))
     return 0
 
 

@@ -234,6 +234,10 @@ def import_people_cmd(file, dry_run, as_user):
         return
     db.session.commit()
     click.echo(f"imported {summary}")
+    if result.codes:
+        click.echo("activation codes (hand each person theirs; valid 14 days, shown only now):")
+        for username, full_name, code in result.codes:
+            click.echo(f"  {username}\t{full_name}\t{code}")
 
 
 @points_cli.command("purge-idempotency-keys")

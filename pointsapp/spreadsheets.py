@@ -9,9 +9,9 @@ from datetime import date, datetime
 from urllib.parse import quote
 
 from flask import Response
-from openpyxl import Workbook, load_workbook
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
+
+# openpyxl (about 9 MB per process) is imported where a workbook is written or read: only the
+# exports and imports need it, so a worker that serves neither never loads it.
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_MIME = "text/csv; charset=utf-8"
@@ -32,6 +32,10 @@ def _cell(value):
 
 def xlsx_bytes(sheets: list[Sheet]) -> bytes:
     """Return an XLSX workbook with one worksheet per sheet: a bold header row, then the rows."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
     wb = Workbook()
     wb.remove(wb.active)
     for sheet in sheets:
@@ -94,6 +98,8 @@ def read_rows(data: bytes, filename: str) -> list[list[str]]:
     """Return the rows of an uploaded XLSX (first sheet) or CSV as lists of stripped strings."""
     name = (filename or "").lower()
     if name.endswith(".xlsx") or data[:2] == b"PK":
+        from openpyxl import load_workbook
+
         try:
             wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         except Exception as exc:  # openpyxl raises many kinds for a damaged file

@@ -14,7 +14,7 @@ from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
 
 from ..domain.errors import InvalidInput, PointsError
-from ..domain.tokens import ScopedActor, actor_for_secret, touch_token
+from ..domain.tokens import ScopedActor, actor_for_secret, token_use_due, touch_token, touch_token_in_session
 from ..extensions import csrf, db
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -41,9 +41,15 @@ def _authenticate():
         found = actor_for_secret(secret.strip())
         if found is None:
             return _unauthorised()
-        token_id, last_used_at = found.token.id, found.token.last_used_at
-        db.session.rollback()  # end the look-up's transaction before the token's own short write
-        touch_token(token_id, last_used_at)
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            # A read stays a read: the (at most once a minute) write goes on its own connection.
+            token_id, last_used_at = found.token.id, found.token.last_used_at
+            if token_use_due(last_used_at):
+                db.session.rollback()
+                touch_token(token_id, last_used_at)
+        else:
+            # A write request's transaction records it with its work (no commit of its own).
+            touch_token_in_session(found.token)
         g.api_actor = found
         return None
     if current_user.is_authenticated and current_user.is_active:

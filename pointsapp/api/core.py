@@ -9,11 +9,12 @@ import re
 from datetime import date, datetime, time, timedelta, timezone
 from functools import wraps
 
-from flask import Response, g, request
+from flask import Response, g, has_app_context, request
 from flask_babel import gettext as _
 from marshmallow import Schema, ValidationError
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, event, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as OrmSession
 
 from ..domain.clock import local_zone, now_utc
 from ..domain.errors import PointsError
@@ -117,11 +118,21 @@ def respond(payload, status: int = 200) -> Response:
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     row_id = g.get("idempotency_row_id")
     if row_id is not None:
-        db.session.execute(
+        marked = db.session.execute(
             update(IdempotencyKey)
             .where(IdempotencyKey.id == row_id)
             .values(state=IDEMPOTENCY_DONE, status_code=status, response_body=text)
-        )
+        ).rowcount
+        if marked == 0:
+            # The view rolled the request's transaction back (and the key row with it) and then
+            # did its work again: take the key now, with the answer. Should another request have
+            # taken it meanwhile, this insert fails and the work is not committed (at most once).
+            user_id, key, method_path, body_hash = g.idempotency_request
+            row = IdempotencyKey(user_id=user_id, key=key, method_path=method_path, body_hash=body_hash,
+                                 state=IDEMPOTENCY_DONE, status_code=status, response_body=text, created_at=now_utc())
+            db.session.add(row)
+            db.session.flush()
+            g.idempotency_row_id = row.id
     db.session.commit()
     return Response(text, status, mimetype="application/json")
 
@@ -152,19 +163,25 @@ def _body_hash() -> str:
 
 
 def _claim_key(user_id: int, key: str, method_path: str, body_hash: str) -> Response | None:
-    """Insert the key as 'running' in its own committed transaction; or answer for the earlier request."""
-    db.session.commit()  # whatever authentication wrote is its own business
-    db.session.add(IdempotencyKey(user_id=user_id, key=key, method_path=method_path, body_hash=body_hash,
-                                  state=IDEMPOTENCY_RUNNING, created_at=now_utc()))
+    """Take the key for this request in the request's own transaction; or answer for the earlier one.
+
+    The key row is inserted as 'running' first thing in the transaction that does the work and is
+    marked 'done' (with the response) in the same commit, so a key is spent exactly when the work
+    is. A second request with the same key meanwhile waits on the first's uncommitted row (its
+    unique index on PostgreSQL, the write lock on SQLite) and then replays the committed answer, or
+    runs itself if the first changed nothing. A key can only be seen 'running' when a view
+    committed part of its work before it failed, or its process died in between.
+    """
+    row = IdempotencyKey(user_id=user_id, key=key, method_path=method_path, body_hash=body_hash,
+                         state=IDEMPOTENCY_RUNNING, created_at=now_utc())
+    db.session.add(row)
     try:
-        db.session.commit()
+        # The first write of the request's transaction, before any lock of the work (lock order).
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
     else:
-        g.idempotency_row_id = db.session.scalar(
-            select(IdempotencyKey.id).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-        )
-        db.session.commit()
+        g.idempotency_row_id = row.id
         return None
     row = db.session.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
     if row is None:  # purged between our insert and this read: extremely unlikely; ask for a retry
@@ -183,18 +200,27 @@ def _claim_key(user_id: int, key: str, method_path: str, body_hash: str) -> Resp
                IdempotencyKey.created_at < now - ABANDONED_AFTER)
         .values(created_at=now)
     ).rowcount
-    db.session.commit()
     if taken == 1:
+        # Taken over in this transaction: it is ours once the work commits (or the view's first commit).
         g.idempotency_row_id = row.id
+        g.idempotency_committed = True
         return None
+    db.session.rollback()
     raise ApiError(_("A request with this Idempotency-Key is still running. Retry in a moment."), "idempotency_in_flight", 409)
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _note_commit(session) -> None:
+    """Remember that the key row of this request was committed (by a view that commits in steps)."""
+    if has_app_context() and g.get("idempotency_row_id") is not None:
+        g.idempotency_committed = True
 
 
 def _release_key() -> None:
     """Forget the key of a request that changed nothing, so that it can be retried."""
     row_id = g.pop("idempotency_row_id", None)
-    db.session.rollback()
-    if row_id is not None:
+    db.session.rollback()  # an uncommitted key row goes with the rest of the work
+    if row_id is not None and g.pop("idempotency_committed", False):
         db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == row_id, IdempotencyKey.state == IDEMPOTENCY_RUNNING))
         db.session.commit()
 
@@ -208,7 +234,9 @@ def idempotent(view):
         if not KEY_RE.match(key):
             raise ApiError(_("Send an Idempotency-Key header (1 to 255 visible ASCII characters) with this request."), "idempotency_key_required", 400)
         method_path = f"{request.method} {request.path}"[:300]
-        replay = _claim_key(actor().id, key, method_path, _body_hash())
+        body_hash = _body_hash()
+        g.idempotency_request = (actor().id, key, method_path, body_hash)
+        replay = _claim_key(actor().id, key, method_path, body_hash)
         if replay is not None:
             return replay
         g.idempotency_key = key

@@ -8,12 +8,16 @@ session of the person (``end_sessions``).
 from __future__ import annotations
 
 import gzip
+import hashlib
+import hmac
 import re
 import secrets
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from argon2 import PasswordHasher
+from flask import current_app
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 
@@ -46,6 +50,12 @@ TEMP_PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,64}$")
 # A hash to verify against when the username is unknown, so both cases take the same time.
 _DUMMY_HASH = _hasher.hash("pointsapp-dummy-password")
+# The stored "password" of a person who has none yet (imported: they activate with a code). It is
+# no argon2 hash, so no password matches it.
+NO_PASSWORD = "!no-password"
+# An activation code: 4 groups of 4 (about 79 bits), read out or printed like a temporary
+# password, valid this long and only until the person sets a password of their own.
+ACTIVATION_VALID = timedelta(days=14)
 
 
 def hash_password(password: str) -> str:
@@ -77,15 +87,58 @@ def check_password_strength(password: str, username: str | None = None, field: s
 def authenticate(username: str, password: str) -> User | None:
     """Return the active user with these credentials, or None."""
     user = db.session.scalar(select(User).where(func.lower(User.username) == (username or "").strip().lower()))
-    try:
-        ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password or "")
-    except (VerificationError, InvalidHashError):
-        ok = False
+    if user is not None and activation_matches(user, password):
+        # First login of an imported person: every page leads to setting a password, where the
+        # code is asked again as the current password (and then forgotten).
+        if not user.is_active:
+            return None
+        user.must_change_password = True
+        return user
+    ok = _verify_password(user, password)
     if not ok or user is None or not user.is_active:
         return None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     return user
+
+
+def _verify_password(user: User | None, password: str) -> bool:
+    """Check ``password`` against the person's argon2id hash (a dummy one, as slow, when there is none)."""
+    stored = user.password_hash if user is not None and user.password_hash != NO_PASSWORD else _DUMMY_HASH
+    try:
+        ok = _hasher.verify(stored, password or "")
+    except (VerificationError, InvalidHashError):
+        ok = False
+    return ok and stored is not _DUMMY_HASH
+
+
+def activation_hash(code: str) -> str:
+    """Return the stored form of an activation code: SHA-256 keyed with the app's secret key.
+
+    The code has about 79 bits of entropy, so a fast hash is enough (as for API tokens); the key
+    means a copy of the database alone does not even allow checking guesses.
+    """
+    key = hashlib.sha256(b"pointsapp-activation:" + current_app.config["SECRET_KEY"].encode()).digest()
+    normalised = (code or "").strip().lower().replace(" ", "")
+    return hmac.new(key, normalised.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def issue_activation_code(user: User, now: datetime | None = None) -> str:
+    """Give ``user`` a new one-time activation code (the previous one stops working); return it."""
+    code = "-".join("".join(secrets.choice(TEMP_PASSWORD_ALPHABET) for _ in range(4)) for _ in range(4))
+    user.activation_hash = activation_hash(code)
+    user.activation_expires_at = (now or now_utc()) + ACTIVATION_VALID
+    user.must_change_password = True
+    return code
+
+
+def activation_matches(user: User, code: str, now: datetime | None = None) -> bool:
+    """Say whether ``code`` is the person's pending activation code, not yet expired."""
+    if user.activation_hash is None or not code or len(code) > 64:
+        return False
+    if user.activation_expires_at is None or user.activation_expires_at <= (now or now_utc()):
+        return False
+    return hmac.compare_digest(user.activation_hash, activation_hash(code))
 
 
 def _check_username(username: str) -> str:
@@ -181,19 +234,24 @@ def create_person(
     *,
     username: str,
     full_name: str,
-    password: str,
+    password: str | None,
     org_unit: OrgUnit | None,
     phone: str | None = None,
     title: str | None = None,
     roles: tuple[str, ...] = (ROLE_VOLUNTEER,),
     merchant: Merchant | None = None,
 ) -> User:
-    """Create a person with the given roles; volunteers get an account in the ledger."""
+    """Create a person with the given roles; volunteers get an account in the ledger.
+
+    ``password=None`` creates a person without a password (an import): give them an activation
+    code with ``issue_activation_code``.
+    """
     username = _check_username(username)
     full_name = (full_name or "").strip()
     if not full_name:
         raise InvalidInput("A name is required.", field="full_name")
-    check_password_strength(password, username)
+    if password is not None:
+        check_password_strength(password, username)
     if title is not None and title not in TITLES:
         raise InvalidInput("Unknown title.", field="title")
     if ROLE_VOLUNTEER in roles and org_unit is None:
@@ -201,7 +259,7 @@ def create_person(
     user = User(
         username=username,
         full_name=full_name,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password) if password is not None else NO_PASSWORD,
         phone=(phone or "").strip() or None,
         org_unit=org_unit,
         title=title,
@@ -281,16 +339,14 @@ def set_password(user: User, password: str) -> None:
     user.password_hash = hash_password(password)
     user.must_change_password = False
     user.password_changed_at = now_utc()
+    user.activation_hash = user.activation_expires_at = None
     end_sessions(user)
 
 
 def change_password(user: User, current: str, new: str) -> None:
     """Change one's own password: the current one is asked again; every session ends."""
-    try:
-        ok = _hasher.verify(user.password_hash, current or "")
-    except (VerificationError, InvalidHashError):
-        ok = False
-    if not ok:
+    # A person who activated with a code gives the code as their current password.
+    if not (activation_matches(user, current) or _verify_password(user, current)):
         raise InvalidInput("The current password is wrong.", field="current_password")
     if new == current:
         raise InvalidInput("Choose a password different from the current one.", field="new_password")
@@ -317,6 +373,7 @@ def reset_password(actor: User, user_id: int) -> tuple[User, str]:
         raise Forbidden()
     temporary = generate_temporary_password()
     user.password_hash = hash_password(temporary)
+    user.activation_hash = user.activation_expires_at = None
     user.must_change_password = True
     user.password_changed_at = now_utc()
     end_sessions(user)

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import case, distinct, func, select
+from sqlalchemy import case, distinct, func, select, union_all
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..models import (
     Account,
     Activity,
-    Entry,
     Merchant,
     OrgLevel,
     OrgUnit,
@@ -127,36 +126,51 @@ def _community_join(node):
     return community, (community.level_id == rank1) & node.path.startswith(community.path)
 
 
-def _volunteer_entries(r: Range, *columns):
-    """A select over ledger entries on volunteer accounts in the subtree, within the range."""
+def _volunteer_legs(r: Range):
+    """The month range's transfers as ledger legs: one row per side, as the entries would be.
+
+    Every transfer has exactly two entries, ``-amount`` on ``from_account_id`` and ``+amount``
+    on ``to_account_id`` (``ledger.check_ledger`` verifies it), so the legs are read from
+    ``transfer`` alone, found by ``ix_transfer_created_at``: the query grows with the range, not
+    with the ledger (joining ``entry``, which has no time of its own, scanned all of it).
+    """
+    start, end = utc_start_of(r.start), utc_start_of(r.end)
+    side = lambda account_col, amount: (  # noqa: E731
+        select(Transfer.kind.label("kind"), Transfer.created_at.label("created_at"),
+               account_col.label("account_id"), amount.label("amount"))
+        .where(Transfer.created_at >= start, Transfer.created_at < end)
+    )
+    return union_all(side(Transfer.to_account_id, Transfer.amount),
+                     side(Transfer.from_account_id, -Transfer.amount)).subquery("leg")
+
+
+def _volunteer_entries(r: Range, leg, *columns):
+    """A select over the ledger legs (``leg``) on volunteer accounts in the subtree, within the range."""
     return (
         select(*columns)
-        .select_from(Entry)
-        .join(Transfer, Transfer.id == Entry.transfer_id)
-        .join(Account, Account.id == Entry.account_id)
+        .select_from(leg)
+        .join(Account, Account.id == leg.c.account_id)
         .join(User, User.id == Account.user_id)
         .join(OrgUnit, OrgUnit.id == User.org_unit_id)
-        .where(
-            _in_subtree(OrgUnit.path, r),
-            Transfer.created_at >= utc_start_of(r.start),
-            Transfer.created_at < utc_start_of(r.end),
-        )
+        .where(_in_subtree(OrgUnit.path, r))
     )
 
 
-def _kind_sum(kind: str, sign: int = 1):
-    return func.coalesce(func.sum(case((Transfer.kind == kind, Entry.amount * sign), else_=0)), 0)
+def _kind_sum(leg, kind: str, sign: int = 1):
+    return func.coalesce(func.sum(case((leg.c.kind == kind, leg.c.amount * sign), else_=0)), 0)
 
 
 # -- the reports --------------------------------------------------------------------------------
 
 def points_by_month(r: Range) -> ReportTable:
-    month = month_of_timestamp(Transfer.created_at, r.start)
+    leg = _volunteer_legs(r)
+    month = month_of_timestamp(leg.c.created_at, r.start)
     found = {
         m: (int(i), int(red), int(cor))
         for m, i, red, cor in db.session.execute(
             _volunteer_entries(
-                r, month, _kind_sum(TRANSFER_CREDIT), _kind_sum(TRANSFER_CAPTURE, -1), _kind_sum(TRANSFER_REVERSAL)
+                r, leg, month, _kind_sum(leg, TRANSFER_CREDIT), _kind_sum(leg, TRANSFER_CAPTURE, -1),
+                _kind_sum(leg, TRANSFER_REVERSAL),
             ).group_by(month)
         )
     }
@@ -170,8 +184,9 @@ def points_by_month(r: Range) -> ReportTable:
 
 def points_by_community(r: Range) -> ReportTable:
     community, joined = _community_join(OrgUnit)
+    leg = _volunteer_legs(r)
     rows = db.session.execute(
-        _volunteer_entries(r, community.name, _kind_sum(TRANSFER_CREDIT), _kind_sum(TRANSFER_CAPTURE, -1))
+        _volunteer_entries(r, leg, community.name, _kind_sum(leg, TRANSFER_CREDIT), _kind_sum(leg, TRANSFER_CAPTURE, -1))
         .outerjoin(community, joined)
         .group_by(community.name)
         .order_by(community.name)

@@ -14,7 +14,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from flask import g, has_request_context
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import ApiToken, IdempotencyKey, Merchant, OrgUnit, User
@@ -184,13 +186,53 @@ def tokens_of(owner: User) -> list[ApiToken]:
 
 
 def actor_for_secret(secret: str) -> ScopedActor | None:
-    """Return the acting user of a live token of an active owner, or None."""
+    """Return the acting user of a live token of an active owner, or None.
+
+    One statement: the token with its owner and the owner's role grants (and their nodes and
+    merchants). Within a request the answer is kept, so a rate limit that needs the actor before
+    the API's authentication does not look the token up twice.
+    """
     if not secret or not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
-    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret)))
+    cache_key = hash_secret(secret)
+    cached = g.get("_actor_for_secret") if has_request_context() else None
+    if cached is not None and cached[0] == cache_key:
+        return cached[1]
+    token = db.session.scalars(
+        select(ApiToken)
+        .where(ApiToken.token_hash == cache_key)
+        .options(joinedload(ApiToken.user).joinedload(User.roles))
+    ).unique().first()
     if token is None or token.is_revoked or not token.user.is_active:
-        return None
-    return ScopedActor(token.user, token)
+        found = None
+    else:
+        found = ScopedActor(token.user, token)
+    if has_request_context():
+        g._actor_for_secret = (cache_key, found)
+    return found
+
+
+def token_use_due(last_used_at: datetime | None, now: datetime | None = None) -> bool:
+    """Say whether a token's ``last_used_at`` is older than its precision (a minute) and so is written."""
+    return last_used_at is None or (now or now_utc()) - last_used_at >= LAST_USED_PRECISION
+
+
+def touch_token_in_session(token: ApiToken, now: datetime | None = None) -> bool:
+    """Record in the caller's (write) transaction that ``token`` was used now, at most once a minute.
+
+    A conditional UPDATE, so that concurrent requests with one token write it once; it commits or
+    rolls back with the request's work. Say whether it was due.
+    """
+    now = now or now_utc()
+    if not token_use_due(token.last_used_at, now):
+        return False
+    t = ApiToken.__table__
+    db.session.execute(
+        update(t)
+        .where(t.c.id == token.id, or_(t.c.last_used_at.is_(None), t.c.last_used_at < now - LAST_USED_PRECISION))
+        .values(last_used_at=now)
+    )
+    return True
 
 
 def touch_token(token_id: int, last_used_at: datetime | None, now: datetime | None = None) -> bool:
@@ -206,7 +248,7 @@ def touch_token(token_id: int, last_used_at: datetime | None, now: datetime | No
     from ..database import sqlite_begin_mode
 
     now = now or now_utc()
-    if last_used_at is not None and now - last_used_at < LAST_USED_PRECISION:
+    if not token_use_due(last_used_at, now):
         return False
     mode = sqlite_begin_mode.set("IMMEDIATE")
     try:

@@ -7,7 +7,6 @@ import secrets
 from pathlib import Path
 
 from flask import current_app
-from PIL import Image, UnidentifiedImageError
 
 from .errors import InvalidInput
 
@@ -29,6 +28,8 @@ def _reencode(data: bytes, max_side: int) -> bytes:
         raise InvalidInput("The photo is empty.", field="photo")
     if len(data) > limit:
         raise InvalidInput("The photo is larger than %(mb)s MB.", field="photo", mb=limit // (1024 * 1024))
+    from PIL import Image, UnidentifiedImageError  # only claims with photos need Pillow
+
     try:
         with Image.open(io.BytesIO(data)) as probe:
             fmt = probe.format

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Optional
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint, false
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, false, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -56,6 +56,9 @@ class User(UserMixin, db.Model):
             "title IS NULL OR title IN ('" + "','".join(TITLES) + "')", name="title_known"
         ),
         CheckConstraint("honour_display IN ('name', 'initials')", name="honour_display_known"),
+        # Usernames are looked up case-insensitively (login, imports, new people): without this
+        # index each look-up reads every person.
+        Index("ix_user_account_username_lower", func.lower(text("username"))),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -76,6 +79,10 @@ class User(UserMixin, db.Model):
     password_changed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     # How honour rolls show the person to everyone else: full name, or surname only (王**).
     honour_display: Mapped[str] = mapped_column(String(16), default="name", server_default="name")
+    # A person imported without a password logs in the first time with a one-time activation
+    # code (its keyed SHA-256 here, until it expires or the person sets a password).
+    activation_hash: Mapped[Optional[str]] = mapped_column(String(64))
+    activation_expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
     org_unit = relationship("OrgUnit")
     roles: Mapped[list["RoleGrant"]] = relationship(

@@ -9,7 +9,9 @@ no login, no translation.
 """
 from __future__ import annotations
 
+import ast
 from functools import lru_cache
+from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
@@ -21,13 +23,26 @@ bp = Blueprint("health", __name__)
 
 @lru_cache(maxsize=4)
 def migration_heads(directory: str) -> tuple[str, ...]:
-    """Return the head revision(s) of the migration scripts in ``directory``."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
+    """Return the head revision(s) of the migration scripts in ``directory``.
 
-    cfg = Config()
-    cfg.set_main_option("script_location", directory)
-    return tuple(sorted(ScriptDirectory.from_config(cfg).get_heads()))
+    Read from each script's ``revision`` and ``down_revision`` (what Alembic reads too) without
+    importing Alembic, which a web worker otherwise never needs: the revisions that no other
+    script names as its ``down_revision``.
+    """
+    revisions, parents = set(), set()
+    for script in sorted(Path(directory, "versions").glob("*.py")):
+        found = {}
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            target = node.target if isinstance(node, ast.AnnAssign) else (
+                node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and node.value is not None:
+                found[target.id] = ast.literal_eval(node.value)
+        if "revision" not in found:
+            continue
+        revisions.add(found["revision"])
+        down = found.get("down_revision")
+        parents.update(down if isinstance(down, (tuple, list)) else [down] if down else [])
+    return tuple(sorted(revisions - parents))
 
 
 def readiness() -> tuple[bool, dict]:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import secrets
 
-import qrcode
-import qrcode.image.svg
 from flask import (
     Blueprint,
     abort,
@@ -85,6 +83,9 @@ def _own_voucher(voucher_id: int) -> Voucher:
 
 def qr_svg(text: str) -> Markup:
     """Return ``text`` as an inline SVG QR code."""
+    import qrcode  # only the voucher page draws a code: loaded on first use
+    import qrcode.image.svg
+
     image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, border=4)
     return Markup(image.to_string(encoding="unicode"))
 

@@ -174,3 +174,23 @@ def test_ten_approvals_of_one_claim_at_once_credit_it_once(live_server, street, 
     db.session.rollback()
     assert balance(street.vol_a).balance == 10
     check_ledger()
+
+
+def test_a_view_that_rolls_back_and_redoes_its_work_still_stores_its_answer(app, api_as, street, issued_voucher, check_ledger, monkeypatch):
+    from pointsapp.domain import vouchers
+
+    confirm = vouchers.confirm_redemption
+
+    def rolled_back_then_done(*args, **kwargs):
+        db.session.rollback()  # the key row, inserted in this transaction, goes too
+        return confirm(*args, **kwargs)
+
+    monkeypatch.setattr(vouchers, "confirm_redemption", rolled_back_then_done)
+    c = api_as("cashier")
+    first = c.post("/redemptions", {"code": issued_voucher.code}, key="redo")
+    assert first.status_code == 201
+    again = c.post("/redemptions", {"code": issued_voucher.code}, key="redo")
+    assert (again.status_code, again.json, again.headers.get("Idempotent-Replayed")) == (201, first.json, "true")
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Transfer).where(Transfer.kind == "capture")) == 1
+    check_ledger()

@@ -174,3 +174,29 @@ def test_a_narrowed_token_cannot_mint_a_wider_token_or_revoke_others(app, street
     db.session.expire_all()
     assert other.revoked_at is None
     assert db.session.query(ApiToken).filter_by(user_id=street.admin_a.id).count() == 2
+
+
+def test_a_write_records_last_use_in_its_own_transaction_at_most_once_a_minute(app, api_as, street, issued_voucher):
+    from sqlalchemy import event
+
+    c = api_as("cashier")
+    token = db.session.scalar(select(ApiToken).where(ApiToken.user_id == street.cashier.id))
+    db.session.rollback()
+    commits = []
+    listener = lambda conn: commits.append(1)  # noqa: E731
+    event.listen(db.engine, "commit", listener)
+    try:
+        first = c.post("/redemptions", {"code": issued_voucher.code}, key="sale-1")
+    finally:
+        event.remove(db.engine, "commit", listener)
+    assert first.status_code == 201
+    assert len(commits) == 1  # token, idempotency key, redemption and stored answer: one commit
+    db.session.expire_all()
+    used = db.session.get(ApiToken, token.id).last_used_at
+    assert now_utc() - used < timedelta(minutes=1)
+    db.session.rollback()
+    assert c.post("/redemptions", {"code": issued_voucher.code}, key="sale-1").status_code == 201  # replayed
+    db.session.expire_all()
+    assert db.session.get(ApiToken, token.id).last_used_at == used  # not again within the minute
+    assert tokens.token_use_due(used, now=used + timedelta(minutes=1))
+    assert not tokens.token_use_due(used, now=used + timedelta(seconds=59))

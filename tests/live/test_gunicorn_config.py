@@ -33,6 +33,24 @@ def test_config_reads_its_settings_from_the_environment(monkeypatch):
     assert (conf["bind"], conf["workers"], conf["threads"]) == ("127.0.0.1:9123", 3, 2)
 
 
+def test_config_preloads_the_app_and_drops_inherited_connections_after_the_fork(app, monkeypatch):
+    monkeypatch.delenv("GUNICORN_PRELOAD", raising=False)
+    conf = runpy.run_path(str(CONFIG))
+    assert conf["preload_app"] is True
+    with app.app_context():
+        engine = db.engine
+        with engine.connect():
+            pass
+        assert engine.pool.checkedin() == 1  # a pooled connection, as a parent could leave behind
+
+    class Server:
+        class app:
+            callable = app
+
+    conf["post_fork"](Server, None)
+    assert engine.pool.checkedin() == 0  # the child starts with an empty pool of its own
+
+
 def _children(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
