@@ -403,8 +403,20 @@ class _Builder:
             fn(*args)
         self.clock.now = self.end
         self.open_checkin_event(street)
-        # One volunteer asked the honour rolls to show them by surname only (王**).
-        honours.set_honour_display(self.user_named("danyuan1"), "initials")
+        # One volunteer with credited work in the first grid asked the honour rolls to show them
+        # by surname only (王**).
+        grid = self.demo.grids[0]
+        shy = db.session.scalar(
+            select(User)
+            .join(Activity, Activity.volunteer_id == User.id)
+            .join(OrgUnit, OrgUnit.id == Activity.org_unit_id)
+            .where(Activity.status == "approved", Activity.points_credited > 0,
+                   OrgUnit.path.startswith(grid.path), User.username != "louzhang1")
+            .order_by(User.id)
+            .limit(1)
+        )
+        if shy is not None:
+            honours.set_honour_display(shy, "initials")
 
     def open_checkin_event(self, street: OrgUnit) -> None:
         """An event under way in the first grid: its page shows the rotating check-in QR code."""

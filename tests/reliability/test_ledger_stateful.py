@@ -51,8 +51,8 @@ from pointsapp.models.user import ROLE_GRID_STAFF, ROLE_MERCHANT_STAFF, ROLE_STR
 from tests.factories import person, rule_terms
 from tests.reliability.support import reset_database
 
-EXAMPLES = int(os.environ.get("POINTS_STATEFUL_EXAMPLES", "200"))
-STEPS = int(os.environ.get("POINTS_STATEFUL_STEPS", "50"))
+EXAMPLES = int(os.environ.get("POINTS_STATEFUL_EXAMPLES", "100"))
+STEPS = int(os.environ.get("POINTS_STATEFUL_STEPS", "30"))
 
 # 10:00 in Shanghai, three days before a new month: advancing the clock crosses days and months.
 START = datetime(2026, 1, 29, 2, 0, tzinfo=timezone.utc)
