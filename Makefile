@@ -12,6 +12,8 @@ PORT ?= 5000
 TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_POSTGRES_URL
 PYTEST_ARGS ?=
+# Tests run in this many processes (pytest-xdist; each has its own database); 0 runs them in one.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test test-sqlite test-postgresql test-long install translations messages clean bench bench-data
 
@@ -77,11 +79,11 @@ test: $(VENV)/.installed-test translations
 
 test-sqlite: $(VENV)/.installed-test
 	@echo "=== test suite on SQLite ==="
-	TEST_DATABASE=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+	TEST_DATABASE=sqlite $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-postgresql: $(VENV)/.installed-test
 	@echo "=== test suite on PostgreSQL ==="
-	TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PYTEST_ARGS)
+	TEST_DATABASE=postgresql $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The long reliability run: the stateful ledger test with 2,000 examples of up to 100 steps, and
 # a longer crash-under-load run, on SQLite and on PostgreSQL.
@@ -89,7 +91,7 @@ LONG_TESTS := tests/reliability/test_ledger_stateful.py tests/live/test_crash_un
 test-long: $(VENV)/.installed-test translations
 	POINTS_STATEFUL_EXAMPLES=$${POINTS_STATEFUL_EXAMPLES:-2000} POINTS_STATEFUL_STEPS=$${POINTS_STATEFUL_STEPS:-100} \
 	POINTS_CRASH_LOAD_SECONDS=$${POINTS_CRASH_LOAD_SECONDS:-60} \
-		$(MAKE) --no-print-directory test PYTEST_ARGS="-s $(LONG_TESTS) $(PYTEST_ARGS)"
+		$(MAKE) --no-print-directory test PYTEST_WORKERS=0 PYTEST_ARGS="-s $(LONG_TESTS) $(PYTEST_ARGS)"
 
 # The benchmark suite (docs/PERFORMANCE.md): builds its databases, then measures the app under
 # gunicorn against pgbench on the same PostgreSQL. Not part of `make test`; takes a few minutes.

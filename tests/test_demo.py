@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from pointsapp.demo import DEMO_LOGINS, DEMO_PASSWORD, seed_demo
@@ -39,6 +40,7 @@ def count(model) -> int:
     return db.session.scalar(select(func.count()).select_from(model))
 
 
+@pytest.mark.slow
 def test_seed_demo_builds_youyi_street_once_with_history_and_balanced_books(runner):
     started = now_utc()
     result = runner.invoke(args=["points", "seed-demo"])
@@ -173,27 +175,21 @@ def test_seed_demo_flushes_but_leaves_the_commit_to_the_caller(app, check_ledger
     check_ledger()
 
 
-def test_the_demo_has_an_open_check_in_event_with_volunteers_signed_in(app, client):
-    from pointsapp.domain import checkin
+def test_the_demo_has_an_open_check_in_event_and_honour_rolls_with_one_volunteer_by_surname_only(app, client):
+    from pointsapp.domain import checkin, honours
     from pointsapp.models import CheckinEvent
 
     demo = seed_demo(months=1)
     db.session.commit()
+
+    # An open check-in event in the first grid, with volunteers signed in, its page showing the QR.
     event = db.session.get(CheckinEvent, demo.checkin_event.id)
     assert event.status == "open" and event.org_unit_id == demo.grids[0].id
     assert checkin.attendee_count(event.id) == (3, 3)
     assert event.starts_at <= now_utc() < event.ends_at
-    page = client.get("/login")
-    from tests.conftest import csrf_from
 
-    client.post("/login", data={"username": "wangge1", "password": DEMO_PASSWORD,
-                                "csrf_token": csrf_from(page.get_data(as_text=True))})
-    body = client.get(f"/staff/events/{event.id}").get_data(as_text=True)
-    assert "楼道清洁日" in body and "data:image/svg+xml" in body
-def test_the_demo_honour_rolls_show_ranks_and_one_volunteer_by_surname_only(app):
-    from pointsapp.domain import honours
-
-    seed_demo(months=1)
+    # Honour rolls with places, and one volunteer shown by surname only. Read before any request,
+    # whose end removes this session.
     louzhang = db.session.scalar(select(User).where(User.username == "louzhang1"))
     (shy,) = db.session.scalars(select(User).where(User.honour_display == "initials")).all()
     grid = honours.roll_unit(louzhang, None)
@@ -208,4 +204,12 @@ def test_the_demo_honour_rolls_show_ranks_and_one_volunteer_by_surname_only(app)
     assert len(roll.by_points) >= 3 and roll.by_points[0].place == 1
     shown = {p.volunteer_id: p.name for p in roll.by_points + roll.by_hours}
     assert shown[shy.id] == shy.full_name[0] + "**" != shy.full_name
-    db.session.rollback()
+
+    event_id = event.id
+    page = client.get("/login")
+    from tests.conftest import csrf_from
+
+    client.post("/login", data={"username": "wangge1", "password": DEMO_PASSWORD,
+                                "csrf_token": csrf_from(page.get_data(as_text=True))})
+    body = client.get(f"/staff/events/{event_id}").get_data(as_text=True)
+    assert "楼道清洁日" in body and "data:image/svg+xml" in body

@@ -13,15 +13,15 @@ from pointsapp.extensions import db
 def reset_database(database_template: dict) -> None:
     """Empty the test's database again without creating a new one (many examples per test).
 
-    PostgreSQL: TRUNCATE every table (a TRUNCATE does not fire the ledger's row triggers, which
-    refuse DELETE). SQLite: copy the migrated template file over the database file again.
+    PostgreSQL: empty every table as each test's set-up does (``tests.conftest.empty_postgresql``).
+    SQLite: copy the migrated template file over the database file again.
     """
     db.session.remove()
     if database_template["kind"] == "postgresql":
+        from tests.conftest import empty_postgresql
+
         with db.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "TRUNCATE " + ", ".join(f'"{t}"' for t in database_template["tables"]) + " RESTART IDENTITY CASCADE"
-            )
+            empty_postgresql(conn, database_template)
         return
     db.engine.dispose()
     target = Path(db.engine.url.database)
@@ -45,7 +45,7 @@ def snapshot(session=None) -> dict[str, list[tuple]]:
 def alembic_version_set_to(*revisions: str):
     """Pretend the database is at other revisions (none: never migrated); put the real one back after.
 
-    On PostgreSQL the run's database is shared by every test (they TRUNCATE the data tables), so
+    On PostgreSQL the run's database is shared by every test (each empties the data tables), so
     the real revision must come back even when the test fails.
     """
     with db.engine.begin() as conn:

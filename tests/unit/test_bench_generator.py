@@ -5,6 +5,7 @@ import importlib.util
 import secrets
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from pointsapp import create_app
@@ -36,6 +37,7 @@ def _scratch_url(tmp_path) -> tuple[str, callable]:
     return url, drop
 
 
+@pytest.mark.slow
 def test_generated_city_has_the_asked_volunteers_and_entries_and_a_sound_ledger(tmp_path):
     url, drop = _scratch_url(tmp_path)
     try:
