@@ -78,12 +78,14 @@ def main(argv=None) -> int:
 
         with fx.ctx():
             rule_id = db.session.scalar(select(PointRuleVersion.rule_id).where(PointRuleVersion.category == "meeting"))
-        vols = [v for v, _ in fx.volunteers(500, offset=args.offset)]
         token = fx.token("jiedao")
-        body = {"rule_id": rule_id, "activity_date": (date.today() - timedelta(days=3)).isoformat(),
-                "volunteer_ids": vols, "note": "profile"}
-        calls = [("POST", "/api/v1/attendance", {"Authorization": f"Bearer {token}",
-                                                 "Idempotency-Key": str(uuid.uuid4())}, body)]
+        calls = []
+        for i in range(args.n + 1):  # the first one warms up; each meeting has other attendees
+            vols = [v for v, _ in fx.volunteers(500, offset=args.offset + 500 * i)]
+            body = {"rule_id": rule_id, "activity_date": (date.today() - timedelta(days=3)).isoformat(),
+                    "volunteer_ids": vols, "note": "profile"}
+            calls.append(("POST", "/api/v1/attendance", {"Authorization": f"Bearer {token}",
+                                                         "Idempotency-Key": str(uuid.uuid4())}, body))
     elif args.path in ("home", "reports"):
         from sqlalchemy import select
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -87,14 +87,15 @@ FIRST_FUNDING_DAY = date(2000, 1, 1)
 
 def budget_of_unit(unit: OrgUnit) -> Budget | None:
     """Return the budget a volunteer placed at ``unit`` draws on: the nearest funded unit at or above."""
-    ids = [int(p.strip("/").split("/")[-1]) for p in ancestor_paths(unit)]
-    return db.session.scalar(
-        select(Budget)
-        .join(OrgUnit, OrgUnit.id == Budget.org_unit_id)
-        .where(Budget.org_unit_id.in_(ids))
-        .order_by(func.length(OrgUnit.path).desc())
-        .limit(1)
-    )
+    return budgets_of_units([unit])[unit.id]
+
+
+def budgets_of_units(units) -> dict[int, Budget | None]:
+    """``budget_of_unit`` for many units in one query: unit id -> its budget (or None)."""
+    chains = {u.id: [int(p.strip("/").split("/")[-1]) for p in reversed(ancestor_paths(u))] for u in units}
+    above = {i for chain in chains.values() for i in chain}
+    found = {b.org_unit_id: b for b in db.session.scalars(select(Budget).where(Budget.org_unit_id.in_(above)))} if above else {}
+    return {uid: next((found[i] for i in chain if i in found), None) for uid, chain in chains.items()}
 
 
 def current_rate(street_id: int, today: date | None = None) -> int:
@@ -157,8 +158,14 @@ def _expire(budget: Budget) -> None:
 
 
 def _charge(budget: Budget, points: int, transfer_id: int) -> None:
+    _draw(budget, points, local_today())
+    db.session.add(BudgetCharge(transfer_id=transfer_id, budget_id=budget.id, points=points))
+    db.session.flush()
+
+
+def _draw(budget: Budget, points: int, today: date) -> None:
+    """Raise the budget's ``used`` by ``points`` in one conditional UPDATE, or raise ``BudgetExhausted``."""
     unit = budget.org_unit
-    today = local_today()
     used = db.session.execute(
         update(budget_t)
         .where(budget_t.c.id == budget.id, budget_t.c.used + points <= _capacity_sql(unit.root_id, today))
@@ -170,8 +177,38 @@ def _charge(budget: Budget, points: int, transfer_id: int) -> None:
         state = status(budget, today)
         raise BudgetExhausted(unit=unit.name, used=state.used, capacity=state.capacity, needed=points,
                               left=max(0, state.remaining), budget_id=budget.id)
-    db.session.add(BudgetCharge(transfer_id=transfer_id, budget_id=budget.id, points=points))
-    db.session.flush()
+
+
+def charge_credits(charges: list[tuple[int, int, int]]) -> None:
+    """Charge the budgets behind many credits just written by ``ledger.credit_many``, given as
+    (transfer id, volunteer account id, points): one conditional UPDATE per budget for its whole
+    share, budgets in id order (after the accounts' locks, as ``on_transfer``). ``BudgetExhausted``
+    names the first budget that cannot cover its share, with that share as ``needed``; the caller
+    rolls back, so nothing is charged."""
+    if not charges:
+        return
+    unit_of = dict(
+        db.session.execute(
+            select(Account.id, User.org_unit_id)
+            .join(User, User.id == Account.user_id)
+            .where(Account.id.in_({acc for _, acc, _ in charges}))
+        ).all()
+    )
+    units = db.session.scalars(select(OrgUnit).where(OrgUnit.id.in_({u for u in unit_of.values() if u is not None})))
+    budget_at = budgets_of_units(units)
+    shares: dict[int, list[tuple[int, int]]] = {}
+    by_id: dict[int, Budget] = {}
+    for tid, acc, points in charges:
+        budget = budget_at.get(unit_of.get(acc))
+        if budget is not None:
+            by_id[budget.id] = budget
+            shares.setdefault(budget.id, []).append((tid, points))
+    today = local_today()
+    for budget_id in sorted(shares):
+        _draw(by_id[budget_id], sum(points for _, points in shares[budget_id]), today)
+    rows = [{"transfer_id": tid, "budget_id": bid, "points": p} for bid in sorted(shares) for tid, p in shares[bid]]
+    if rows:
+        db.session.execute(insert(BudgetCharge.__table__), rows)
 
 
 def _give_back(budget: Budget, points: int, transfer_id: int, *, exact: bool) -> None:

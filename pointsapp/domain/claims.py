@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import Activity, ApprovalVote, OrgUnit, PointRule, PointRuleVersion, Transfer, User
+from ..models import Account, Activity, ApprovalVote, OrgUnit, PointRule, PointRuleVersion, Transfer, User
 from ..models.ledger import ACCOUNT_VOLUNTEER, TRANSFER_CREDIT
 from ..models.rules import (
     STATUS_APPROVED,
@@ -30,7 +30,7 @@ from ..models.rules import (
     VOTE_REJECT,
 )
 from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, STAFF_ROLES
-from . import audit, budgets, ledger, notice
+from . import audit, ledger, notice
 from .access import ancestor_paths, in_scope, require_in_scope, require_merchant_admin, subtree_filter
 from .clock import local_today, now_utc
 from .errors import (
@@ -412,7 +412,8 @@ def record_attendance(
     if len(volunteers) != len(ids):
         raise NotFound()
     acts = []
-    notice_days = {v.id: notice.notice_days_for(v.org_unit) for v in volunteers if v.org_unit is not None}
+    days_at = notice.notice_days_for_units({v.org_unit for v in volunteers if v.org_unit is not None})
+    notice_days = {v.id: days_at[v.org_unit_id] for v in volunteers if v.org_unit is not None}
     for v in volunteers:
         if not in_scope(actor, v.org_unit, STAFF_ROLES) or not v.has_role(ROLE_VOLUNTEER):
             raise NotFound()
@@ -446,17 +447,11 @@ def record_attendance(
         db.session.add(act)
         acts.append(act)
     _flush_unique(AlreadyRecorded)
-    # Lock every attendee's account (ascending id) before the first credit touches the street's
-    # issuance account, keeping the global lock order of pointsapp.domain.ledger.
     to_credit = [a for a in acts if a.status == STATUS_APPROVED]
-    ledger.lock_accounts(sorted(ledger.account_for_volunteer(a.volunteer).id for a in to_credit))
-    done = 0
     try:
-        for act in to_credit:
-            _credit(act, actor)
-            done += 1
+        _credit_batch(to_credit, version, actor)
     except BudgetExhausted as exc:
-        raise _batch_over_budget(exc, to_credit, done) from exc
+        raise _batch_over_budget(exc) from exc
     audit.record(
         actor, audit.ATTENDANCE_RECORDED, "activity_batch", None,
         {"batch_key": batch_key, "rule_id": rule.id, "rule_version": version.version,
@@ -468,26 +463,81 @@ def record_attendance(
     return acts
 
 
-def _batch_over_budget(exc: BudgetExhausted, acts: list[Activity], done: int) -> BudgetExhausted:
-    """Restate a refused credit for the whole batch: what it needs from that budget, what was left."""
-    budget_id = exc.params["budget_id"]
-    charged = needed = 0
-    for i, act in enumerate(acts):
-        budget = budgets.budget_of_unit(act.volunteer.org_unit)
-        if budget is None or budget.id != budget_id:
-            continue
-        if i < done:  # credited before the refusal, within this transaction
-            charged += act.points_credited
-        # acts after the refused one were not capped yet: count what they ask for
-        needed += act.points_credited if i <= done else act.points_requested
+def _credit_batch(acts: list[Activity], version: PointRuleVersion, actor: User) -> None:
+    """Credit the approved activities of one batch (one per volunteer, one rule version) as
+    ``_credit`` credits one, capped alike, but set-based: one query per cap for every volunteer,
+    then ``ledger.credit_many`` per street. Every attendee's account is locked (ascending id)
+    before the street's issuance account, keeping the global lock order of
+    pointsapp.domain.ledger; the caps are read under those locks."""
+    if not acts:
+        return
+    vol_ids = [a.volunteer_id for a in acts]
+    accounts = dict(
+        db.session.execute(select(Account.user_id, Account.id).where(Account.user_id.in_(vol_ids))).all()
+    )
+    for act in acts:
+        if act.volunteer_id not in accounts:  # a first credit: the account is created on first use
+            accounts[act.volunteer_id] = ledger.account_for_volunteer(act.volunteer).id
+    ledger.lock_accounts(accounts.values())
+
+    def used(since: date, until: date) -> dict[int, int]:
+        return dict(
+            db.session.execute(
+                select(Activity.volunteer_id, func.coalesce(func.sum(Activity.points_credited), 0))
+                .where(
+                    Activity.volunteer_id.in_(vol_ids),
+                    Activity.rule_id == version.rule_id,
+                    Activity.status == STATUS_APPROVED,
+                    Activity.id.not_in([a.id for a in acts]),
+                    Activity.activity_date >= since,
+                    Activity.activity_date < until,
+                )
+                .group_by(Activity.volunteer_id)
+            ).all()
+        )
+
+    day = acts[0].activity_date
+    daily = used(day, day + timedelta(days=1)) if version.daily_cap else {}
+    monthly = used(*_month_bounds(day)) if version.monthly_cap else {}
+    by_street: dict[int, list[ledger.Credit]] = {}
+    issuance: dict[int, int] = {}
+    for act in acts:
+        grant, notes = act.points_requested, []
+        if version.daily_cap and grant > max(0, version.daily_cap - daily.get(act.volunteer_id, 0)):
+            grant = max(0, version.daily_cap - daily.get(act.volunteer_id, 0))
+            notes.append(f"daily cap {version.daily_cap}")
+        if version.monthly_cap and grant > max(0, version.monthly_cap - monthly.get(act.volunteer_id, 0)):
+            grant = max(0, version.monthly_cap - monthly.get(act.volunteer_id, 0))
+            notes.append(f"monthly cap {version.monthly_cap}")
+        act.points_credited = grant
+        act.cap_note = f"capped: {grant} of {act.points_requested} credited ({', '.join(notes)})" if notes else None
+        if grant > 0:
+            root = act.volunteer.org_unit.root_id
+            if root not in issuance:
+                issuance[root] = ledger.issuance_account(act.volunteer.org_unit).id
+            by_street.setdefault(root, []).append(
+                ledger.Credit(
+                    account_id=accounts[act.volunteer_id], amount=grant,
+                    reason=f"{version.name_zh} {act.activity_date.isoformat()}", cause_key=f"activity:{act.id}",
+                    activity_id=act.id, created_by_id=actor.id, earned_on=act.activity_date,
+                    expires_on=version.expires_on(act.activity_date),
+                )
+            )
+    db.session.flush()
+    for root in sorted(by_street):
+        ledger.credit_many(issuance[root], by_street[root])
+
+
+def _batch_over_budget(exc: BudgetExhausted) -> BudgetExhausted:
+    """Restate a refused batch for the person recording it: what it needs from that budget, what is left."""
     return BudgetExhausted(
         _l(
             "The points budget of %(unit)s cannot cover this attendance: it needs %(needed)s points and only "
             "%(left)s are left (%(used)s issued of a budget of %(capacity)s); nothing was recorded. Record "
             "fewer volunteers, or ask the street admin to record more funding."
         ),
-        needed=needed, left=exc.params["left"] + charged, used=exc.params["used"] - charged,
-        capacity=exc.params["capacity"], unit=exc.params["unit"], budget_id=budget_id,
+        needed=exc.params["needed"], left=exc.params["left"], used=exc.params["used"],
+        capacity=exc.params["capacity"], unit=exc.params["unit"], budget_id=exc.params["budget_id"],
     )
 
 

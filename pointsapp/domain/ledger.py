@@ -445,6 +445,93 @@ def credit(
     )
 
 
+@dataclass(frozen=True)
+class Credit:
+    """One credit of ``credit_many``: ``amount`` new points to a volunteer's account, as one lot."""
+
+    account_id: int
+    amount: int
+    reason: str
+    cause_key: str
+    activity_id: int | None = None
+    created_by_id: int | None = None
+    earned_on: date | None = None
+    expires_on: date | None = None
+
+
+def credit_many(issuance_id: int, credits: list[Credit]) -> list[int]:
+    """Issue many credits from one street's issuance account in a few statements; return the
+    transfer ids, in the order of ``credits``.
+
+    The rows written are those ``credit`` writes once per credit (a transfer, its two entries, a
+    lot, the budget's charge), but set-based: one lock of every account, one INSERT per table for
+    the whole batch, one UPDATE of the volunteers' accounts and one of the issuance account, one
+    conditional UPDATE per budget (``budgets.charge_credits``). One meeting of 1,000 attendees is
+    a handful of statements instead of thousands. A volunteer appears at most once.
+    """
+    credits = [c for c in credits if c.amount > 0]
+    if not credits:
+        return []
+    ids = [c.account_id for c in credits]
+    if len(set(ids)) != len(ids):
+        raise ValueError("credit_many credits each account at most once")
+    db.session.flush()
+    lock_accounts(ids + [issuance_id])
+    # Under the locks the balances cannot move: each entry's balance after is computed here.
+    rows = {
+        acc_id: (balance, kind)
+        for acc_id, balance, kind in db.session.execute(
+            select(account_t.c.id, account_t.c.balance, account_t.c.kind).where(account_t.c.id.in_(ids + [issuance_id]))
+        )
+    }
+    if any(rows[i][1] != ACCOUNT_VOLUNTEER for i in ids) or rows[issuance_id][1] != ACCOUNT_ISSUANCE:
+        raise ValueError("credit_many credits volunteers' accounts from an issuance account")
+    db.session.execute(
+        update(account_t)
+        .where(account_t.c.id == bindparam("aid"))
+        .values(balance=account_t.c.balance + bindparam("amt"), earned=account_t.c.earned + bindparam("amt")),
+        [{"aid": c.account_id, "amt": c.amount} for c in credits],
+    )
+    total = sum(c.amount for c in credits)
+    db.session.execute(update(account_t).where(account_t.c.id == issuance_id).values(balance=account_t.c.balance - total))
+    for acc_id in ids + [issuance_id]:
+        _expire_loaded(acc_id)
+    transfer_t = Transfer.__table__
+    transfer_ids = list(
+        db.session.execute(
+            insert(transfer_t).returning(transfer_t.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "kind": TRANSFER_CREDIT, "amount": c.amount, "from_account_id": issuance_id,
+                    "to_account_id": c.account_id, "reason": c.reason, "cause_key": c.cause_key,
+                    "activity_id": c.activity_id, "voucher_id": None, "reverses_id": None,
+                    "created_by_id": c.created_by_id,
+                }
+                for c in credits
+            ],
+        ).scalars()
+    )
+    entries = []
+    issuance_after = rows[issuance_id][0]
+    for tid, c in zip(transfer_ids, credits):
+        issuance_after -= c.amount
+        entries.append({"transfer_id": tid, "account_id": issuance_id, "amount": -c.amount, "balance_after": issuance_after})
+        entries.append({"transfer_id": tid, "account_id": c.account_id, "amount": c.amount,
+                        "balance_after": rows[c.account_id][0] + c.amount})
+    db.session.execute(insert(Entry.__table__), entries)
+    today = _today()
+    db.session.execute(
+        insert(lot_t),
+        [
+            {"account_id": c.account_id, "transfer_id": tid, "amount": c.amount, "remaining": c.amount,
+             "earned_on": c.earned_on or today, "expires_on": c.expires_on}
+            for tid, c in zip(transfer_ids, credits)
+        ],
+    )
+    budgets.charge_credits([(tid, c.account_id, c.amount) for tid, c in zip(transfer_ids, credits)])
+    return transfer_ids
+
+
 def hold(account_id: int, amount: int) -> None:
     """Reserve ``amount`` of a volunteer's available points, or raise ``InsufficientPoints``."""
     held = db.session.execute(

@@ -52,12 +52,19 @@ def notice_days_for(unit: OrgUnit | None) -> int | None:
     """Return the notice days of the community above ``unit`` (the nearest setting), or None."""
     if unit is None:
         return None
-    return db.session.scalar(
-        select(OrgUnit.notice_days)
-        .where(OrgUnit.path.in_(ancestor_paths(unit)), OrgUnit.notice_days.is_not(None))
-        .order_by(func.length(OrgUnit.path).desc())
-        .limit(1)
-    )
+    return notice_days_for_units([unit])[unit.id]
+
+
+def notice_days_for_units(units) -> dict[int, int | None]:
+    """``notice_days_for`` for many units in one query: unit id -> notice days (or None)."""
+    chains = {u.id: list(reversed(ancestor_paths(u))) for u in units}
+    above = {p for chain in chains.values() for p in chain}
+    days = dict(
+        db.session.execute(
+            select(OrgUnit.path, OrgUnit.notice_days).where(OrgUnit.path.in_(above), OrgUnit.notice_days.is_not(None))
+        ).all()
+    ) if above else {}
+    return {uid: next((days[p] for p in chain if p in days), None) for uid, chain in chains.items()}
 
 
 def set_notice_days(actor: User, unit: OrgUnit, days: int | None) -> OrgUnit:
