@@ -414,6 +414,7 @@ def record_attendance(
     acts = []
     days_at = notice.notice_days_for_units({v.org_unit for v in volunteers if v.org_unit is not None})
     notice_days = {v.id: days_at[v.org_unit_id] for v in volunteers if v.org_unit is not None}
+    requested = points_for(version, parsed_hours)
     for v in volunteers:
         if not in_scope(actor, v.org_unit, STAFF_ROLES) or not v.has_role(ROLE_VOLUNTEER):
             raise NotFound()
@@ -425,6 +426,12 @@ def record_attendance(
             _check_rule_applies(version, rule, v, activity_date)
         except RuleNotApplicable as exc:
             raise InvalidInput("%(name)s: %(why)s", field="volunteer_ids", name=v.full_name, why=exc.message)
+    # Those not on public notice are credited now: their accounts are locked and their caps read
+    # before the activities are written, so each activity is written once with what it credits.
+    accounts, grants = _capped_grants([v for v in volunteers if not notice_days.get(v.id)], version,
+                                      activity_date, requested)
+    for v in volunteers:
+        grant, cap_note = grants.get(v.id, (0, None))
         act = Activity(
             volunteer_id=v.id,
             org_unit_id=v.org_unit_id,
@@ -436,8 +443,9 @@ def record_attendance(
             source="recorded",
             status=STATUS_ON_NOTICE if notice_days.get(v.id) else STATUS_APPROVED,
             notice_until=notice.notice_end(now, notice_days[v.id]) if notice_days.get(v.id) else None,
-            points_requested=points_for(version, parsed_hours),
-            points_credited=0,
+            points_requested=requested,
+            points_credited=grant,
+            cap_note=cap_note,
             batch_key=batch_key,
             created_by_id=actor.id,
             created_at=now,
@@ -449,7 +457,7 @@ def record_attendance(
     _flush_unique(AlreadyRecorded)
     to_credit = [a for a in acts if a.status == STATUS_APPROVED]
     try:
-        _credit_batch(to_credit, version, actor)
+        _credit_batch(to_credit, accounts, version, actor)
     except BudgetExhausted as exc:
         raise _batch_over_budget(exc) from exc
     audit.record(
@@ -463,21 +471,24 @@ def record_attendance(
     return acts
 
 
-def _credit_batch(acts: list[Activity], version: PointRuleVersion, actor: User) -> None:
-    """Credit the approved activities of one batch (one per volunteer, one rule version) as
-    ``_credit`` credits one, capped alike, but set-based: one query per cap for every volunteer,
-    then ``ledger.credit_many`` per street. Every attendee's account is locked (ascending id)
-    before the street's issuance account, keeping the global lock order of
-    pointsapp.domain.ledger; the caps are read under those locks."""
-    if not acts:
-        return
-    vol_ids = [a.volunteer_id for a in acts]
+def _capped_grants(volunteers: list[User], version: PointRuleVersion, day: date,
+                   requested: int) -> tuple[dict[int, int], dict[int, tuple[int, str | None]]]:
+    """Lock the accounts of volunteers about to be credited for one activity of ``version`` on
+    ``day``, and cap what each is granted as ``_credit`` does, with one query per cap for all of
+    them. Return their account ids and (points granted, cap note), by volunteer id.
+
+    Every attendee's account is locked (ascending id) before anything touches the street's
+    issuance account, keeping the global lock order of pointsapp.domain.ledger; the caps are read
+    under those locks, so no other credit of theirs can interleave."""
+    if not volunteers:
+        return {}, {}
+    vol_ids = [v.id for v in volunteers]
     accounts = dict(
         db.session.execute(select(Account.user_id, Account.id).where(Account.user_id.in_(vol_ids))).all()
     )
-    for act in acts:
-        if act.volunteer_id not in accounts:  # a first credit: the account is created on first use
-            accounts[act.volunteer_id] = ledger.account_for_volunteer(act.volunteer).id
+    for v in volunteers:
+        if v.id not in accounts:  # a first credit: the account is created on first use
+            accounts[v.id] = ledger.account_for_volunteer(v).id
     ledger.lock_accounts(accounts.values())
 
     def used(since: date, until: date) -> dict[int, int]:
@@ -488,7 +499,6 @@ def _credit_batch(acts: list[Activity], version: PointRuleVersion, actor: User) 
                     Activity.volunteer_id.in_(vol_ids),
                     Activity.rule_id == version.rule_id,
                     Activity.status == STATUS_APPROVED,
-                    Activity.id.not_in([a.id for a in acts]),
                     Activity.activity_date >= since,
                     Activity.activity_date < until,
                 )
@@ -496,34 +506,40 @@ def _credit_batch(acts: list[Activity], version: PointRuleVersion, actor: User) 
             ).all()
         )
 
-    day = acts[0].activity_date
     daily = used(day, day + timedelta(days=1)) if version.daily_cap else {}
     monthly = used(*_month_bounds(day)) if version.monthly_cap else {}
+    grants = {}
+    for vid in vol_ids:
+        grant, notes = requested, []
+        if version.daily_cap and grant > max(0, version.daily_cap - daily.get(vid, 0)):
+            grant = max(0, version.daily_cap - daily.get(vid, 0))
+            notes.append(f"daily cap {version.daily_cap}")
+        if version.monthly_cap and grant > max(0, version.monthly_cap - monthly.get(vid, 0)):
+            grant = max(0, version.monthly_cap - monthly.get(vid, 0))
+            notes.append(f"monthly cap {version.monthly_cap}")
+        grants[vid] = (grant, f"capped: {grant} of {requested} credited ({', '.join(notes)})" if notes else None)
+    return accounts, grants
+
+
+def _credit_batch(acts: list[Activity], accounts: dict[int, int], version: PointRuleVersion, actor: User) -> None:
+    """Credit the written, capped activities of one batch (one per volunteer, accounts locked by
+    ``_capped_grants``) with ``ledger.credit_many``, once per street."""
     by_street: dict[int, list[ledger.Credit]] = {}
     issuance: dict[int, int] = {}
     for act in acts:
-        grant, notes = act.points_requested, []
-        if version.daily_cap and grant > max(0, version.daily_cap - daily.get(act.volunteer_id, 0)):
-            grant = max(0, version.daily_cap - daily.get(act.volunteer_id, 0))
-            notes.append(f"daily cap {version.daily_cap}")
-        if version.monthly_cap and grant > max(0, version.monthly_cap - monthly.get(act.volunteer_id, 0)):
-            grant = max(0, version.monthly_cap - monthly.get(act.volunteer_id, 0))
-            notes.append(f"monthly cap {version.monthly_cap}")
-        act.points_credited = grant
-        act.cap_note = f"capped: {grant} of {act.points_requested} credited ({', '.join(notes)})" if notes else None
-        if grant > 0:
-            root = act.volunteer.org_unit.root_id
-            if root not in issuance:
-                issuance[root] = ledger.issuance_account(act.volunteer.org_unit).id
-            by_street.setdefault(root, []).append(
-                ledger.Credit(
-                    account_id=accounts[act.volunteer_id], amount=grant,
-                    reason=f"{version.name_zh} {act.activity_date.isoformat()}", cause_key=f"activity:{act.id}",
-                    activity_id=act.id, created_by_id=actor.id, earned_on=act.activity_date,
-                    expires_on=version.expires_on(act.activity_date),
-                )
+        if act.points_credited <= 0:
+            continue
+        unit = act.volunteer.org_unit
+        if unit.root_id not in issuance:
+            issuance[unit.root_id] = ledger.issuance_account(unit).id
+        by_street.setdefault(unit.root_id, []).append(
+            ledger.Credit(
+                account_id=accounts[act.volunteer_id], amount=act.points_credited,
+                reason=f"{version.name_zh} {act.activity_date.isoformat()}", cause_key=f"activity:{act.id}",
+                activity_id=act.id, created_by_id=actor.id, earned_on=act.activity_date,
+                expires_on=version.expires_on(act.activity_date),
             )
-    db.session.flush()
+        )
     for root in sorted(by_street):
         ledger.credit_many(issuance[root], by_street[root])
 

@@ -123,7 +123,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, case, column, func, insert, or_, select, update, values
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.util import identity_key
 
@@ -486,12 +486,23 @@ def credit_many(issuance_id: int, credits: list[Credit]) -> list[int]:
     }
     if any(rows[i][1] != ACCOUNT_VOLUNTEER for i in ids) or rows[issuance_id][1] != ACCOUNT_ISSUANCE:
         raise ValueError("credit_many credits volunteers' accounts from an issuance account")
-    db.session.execute(
-        update(account_t)
-        .where(account_t.c.id == bindparam("aid"))
-        .values(balance=account_t.c.balance + bindparam("amt"), earned=account_t.c.earned + bindparam("amt")),
-        [{"aid": c.account_id, "amt": c.amount} for c in credits],
-    )
+    if db.session.get_bind().dialect.name == "postgresql":
+        # One UPDATE ... FROM (VALUES ...) for every volunteer's account.
+        amounts = values(column("aid", Integer), column("amt", Integer), name="amounts").data(
+            [(c.account_id, c.amount) for c in credits]
+        )
+        db.session.execute(
+            update(account_t)
+            .where(account_t.c.id == amounts.c.aid)
+            .values(balance=account_t.c.balance + amounts.c.amt, earned=account_t.c.earned + amounts.c.amt)
+        )
+    else:  # SQLite runs the statement once per account, in process
+        db.session.execute(
+            update(account_t)
+            .where(account_t.c.id == bindparam("aid"))
+            .values(balance=account_t.c.balance + bindparam("amt"), earned=account_t.c.earned + bindparam("amt")),
+            [{"aid": c.account_id, "amt": c.amount} for c in credits],
+        )
     total = sum(c.amount for c in credits)
     db.session.execute(update(account_t).where(account_t.c.id == issuance_id).values(balance=account_t.c.balance - total))
     for acc_id in ids + [issuance_id]:

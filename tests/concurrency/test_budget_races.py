@@ -5,6 +5,7 @@ the write lock (BEGIN IMMEDIATE) runs them one at a time, which must give the sa
 """
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from pointsapp.domain import budgets, claims, rules
@@ -15,11 +16,24 @@ from tests.concurrency.test_races import race, tally, unexpected
 from tests.factories import person, rule_terms
 
 
-def test_twenty_credits_racing_for_the_last_budget_points_use_exactly_the_budget(app, street, check_ledger):
-    budgets.record_funding(street.street_admin, street.community_a, fen=10_000, source="partner",
+@pytest.mark.parametrize(
+    "funded_unit, grid, points, racers, expected",
+    [
+        # 6 x 15 = 90 fit in a community's 100; a seventh would need 105.
+        ("community_a", "grid_a", 15, 20, {"ok": 6, "BudgetExhausted": 14}),
+        # 10 x 10 fit the street's 100 exactly: all of it is used, nothing more.
+        ("street", "grid_b", 10, 16, {"ok": 10, "BudgetExhausted": 6}),
+    ],
+    ids=["last points of a community budget", "a street budget used exactly"],
+)
+def test_credits_racing_for_a_budget_use_exactly_what_fits(app, street, check_ledger, funded_unit, grid, points,
+                                                           racers, expected):
+    unit = getattr(street, funded_unit)
+    budgets.record_funding(street.street_admin, unit, fen=10_000, source="partner",
                            funded_on=local_today(), note=None, key="race-fund")  # 100 points
-    rule = rules.create_rule(street.street_admin, street.street, rule_terms(name_zh="奖励15", name_en="Award 15", points=15))
-    volunteers = [person(f"racer{i}", street.grid_a) for i in range(20)]
+    rule = rules.create_rule(street.street_admin, street.street,
+                             rule_terms(name_zh=f"奖励{points}", name_en=f"Award {points}", points=points))
+    volunteers = [person(f"racer{i}", getattr(street, grid)) for i in range(racers)]
     db.session.commit()
     ids, rule_id, staff_id = [v.id for v in volunteers], rule.id, street.street_admin.id
 
@@ -28,34 +42,14 @@ def test_twenty_credits_racing_for_the_last_budget_points_use_exactly_the_budget
                                  volunteer_ids=[ids[i]], batch_key=f"race-{i}")
         db.session.commit()
 
-    results = race(app, 20, credit)
-    # 6 x 15 = 90 fit in 100; a seventh would need 105.
-    assert tally(results) == {"ok": 6, "BudgetExhausted": 14}, unexpected(results, "BudgetExhausted")
-    budget = db.session.scalar(select(Budget).where(Budget.org_unit_id == street.community_a.id))
-    assert budgets.status(budget).used == 90
-    assert db.session.scalar(select(func.sum(Transfer.amount)).where(Transfer.kind == "credit")) == 90
-    check_ledger()
-
-
-def test_credits_racing_for_a_budget_that_fits_them_exactly_use_all_of_it(app, street, check_ledger):
-    budgets.record_funding(street.street_admin, street.street, fen=10_000, source="street_grant",
-                           funded_on=local_today(), note=None, key="race-fund")  # 100 points
-    rule = rules.create_rule(street.street_admin, street.street, rule_terms(name_zh="奖励10", name_en="Award 10", points=10))
-    volunteers = [person(f"racer{i}", street.grid_b) for i in range(16)]
-    db.session.commit()
-    ids, rule_id, staff_id = [v.id for v in volunteers], rule.id, street.street_admin.id
-
-    def credit(i):
-        claims.record_attendance(db.session.get(User, staff_id), rule_id=rule_id, activity_date=local_today(),
-                                 volunteer_ids=[ids[i]], batch_key=f"race-{i}")
-        db.session.commit()
-
-    results = race(app, 16, credit)
-    assert tally(results) == {"ok": 10, "BudgetExhausted": 6}, unexpected(results, "BudgetExhausted")
-    budget = db.session.scalar(select(Budget).where(Budget.org_unit_id == street.street.id))
+    results = race(app, racers, credit)
+    assert tally(results) == expected, unexpected(results, "BudgetExhausted")
+    used = expected["ok"] * points
+    budget = db.session.scalar(select(Budget).where(Budget.org_unit_id == unit.id))
     state = budgets.status(budget)
-    assert (state.used, state.capacity, state.remaining) == (100, 100, 0)
-    assert db.session.scalar(select(func.sum(BudgetCharge.points))) == 100
+    assert (state.used, state.capacity, state.remaining) == (used, 100, 100 - used)
+    assert db.session.scalar(select(func.sum(Transfer.amount)).where(Transfer.kind == "credit")) == used
+    assert db.session.scalar(select(func.sum(BudgetCharge.points))) == used
     check_ledger()
 
 

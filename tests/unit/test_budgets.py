@@ -192,6 +192,25 @@ def test_a_batch_over_budget_records_nothing_and_says_how_many_points_are_left(s
     check_ledger()
 
 
+def test_a_batch_across_two_budgets_charges_each_its_share_or_writes_nothing(street, check_ledger):
+    fund(street, street.street, 100)
+    fund(street, street.community_a, 25, actor=street.admin_a, source="partner")
+    award_many(street, [street.vol_a, street.vol_a2, street.vol_b], 10)  # A: 20 of 25; street: 10 of 100
+    assert (state_of(street.community_a).used, state_of(street.street).used) == (20, 10)
+    # Community A has 5 left, so a batch of 10 each refuses as a whole, though the street could pay.
+    before = ledger_state()
+    with pytest.raises(BudgetExhausted) as exc:
+        award_many(street, [street.vol_a, street.vol_b], 10)
+    db.session.rollback()
+    assert ledger_state() == before
+    assert exc.value.params["unit"] == "青山社区" and (exc.value.params["needed"], exc.value.params["left"]) == (10, 5)
+    assert (state_of(street.community_a).used, state_of(street.street).used) == (20, 10)
+    charges = dict(db.session.execute(
+        select(Budget.org_unit_id, func.sum(BudgetCharge.points)).join(Budget).group_by(Budget.org_unit_id)).all())
+    assert charges == {street.community_a.id: 20, street.street.id: 10}
+    check_ledger()
+
+
 # -- funding ----------------------------------------------------------------------------------------
 
 def test_a_negative_correction_lowers_the_budget_and_needs_a_reason(street, check_ledger):

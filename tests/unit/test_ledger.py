@@ -1,15 +1,15 @@
 """The ledger as an accountant reads it: transfers, holds, captures, releases and reversals."""
 import pytest
 from flask_babel import force_locale
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pointsapp.domain import claims, ledger, vouchers
 from pointsapp.domain.errors import CannotReverse, InsufficientPoints
 from pointsapp.extensions import db
-from pointsapp.models import Account, Activity, Entry, Transfer
+from pointsapp.models import Account, Activity, Entry, PointLot, Transfer
 from tests.factories import balance
-from tests.unit.helpers import award, credit_of, ledger_state
+from tests.unit.helpers import award, award_many, credit_of, ledger_state
 
 
 def entries_of(transfer: Transfer) -> dict[int, tuple[int, int]]:
@@ -42,6 +42,46 @@ def test_entries_carry_the_balance_after_each_movement(street, check_ledger):
     ).all()
     assert [tuple(r) for r in rows] == [(20, 20), (15, 35), (-10, 25)]
     check_ledger()
+
+
+def test_a_meeting_credited_set_based_writes_what_one_credit_at_a_time_would(street, check_ledger):
+    award(street, street.vol_a, 7)  # the volunteer and the street already have balances
+    acts = award_many(street, [street.vol_a, street.vol_a2, street.vol_b], 10)
+    iss = ledger.issuance_account(street.street)
+    rows = db.session.execute(
+        select(Entry.account_id, Entry.amount, Entry.balance_after).join(Transfer).where(
+            Transfer.activity_id.in_([a.id for a in acts])).order_by(Entry.id)
+    ).all()
+    vol = {v.id: ledger.account_for_volunteer(v).id for v in (street.vol_a, street.vol_a2, street.vol_b)}
+    # Volunteers in id order; the issuance account's balance after runs down transfer by transfer.
+    by_vol = sorted(acts, key=lambda a: a.volunteer_id)
+    expected = []
+    after = -7
+    for a in by_vol:
+        after -= 10
+        expected += [(iss.id, -10, after), (vol[a.volunteer_id], 10, 17 if a.volunteer_id == street.vol_a.id else 10)]
+    assert [tuple(r) for r in rows] == expected
+    for a in acts:
+        t = credit_of(a)
+        assert (t.kind, t.amount, t.cause_key, t.from_account_id) == ("credit", 10, f"activity:{a.id}", iss.id)
+        lot = db.session.scalar(select(PointLot).where(PointLot.transfer_id == t.id))
+        assert (lot.account_id, lot.amount, lot.remaining, lot.earned_on) == (vol[a.volunteer_id], 10, 10, a.activity_date)
+    assert (balance(street.vol_a).balance, balance(street.vol_a).earned) == (17, 17)
+    assert ledger.balance_of(iss.id).balance == -37
+    check_ledger()
+
+
+def test_credit_many_refuses_an_account_twice_or_an_account_that_is_not_a_volunteers(street):
+    vol = ledger.account_for_volunteer(street.vol_a).id
+    iss = ledger.issuance_account(street.street).id
+    merchant = ledger.account_for_merchant(street.shop.id).id
+    twice = [ledger.Credit(vol, 5, "x", "x:1"), ledger.Credit(vol, 5, "x", "x:2")]
+    with pytest.raises(ValueError):
+        ledger.credit_many(iss, twice)
+    with pytest.raises(ValueError):
+        ledger.credit_many(iss, [ledger.Credit(merchant, 5, "x", "x:3")])
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Transfer)) == 0
 
 
 def test_the_same_cause_cannot_move_points_twice(street, check_ledger):
