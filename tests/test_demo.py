@@ -138,6 +138,12 @@ def test_seed_demo_builds_youyi_street_once_with_history_and_balanced_books(runn
         assert to_local(act.created_at).date() - act.activity_date <= timedelta(days=CLAIM_MAX_AGE_DAYS)
         assert act.decided_at is None or act.created_at <= act.decided_at <= now
     assert db.session.scalar(select(func.max(Transfer.created_at))) <= now
+    # A recorded meeting's credits carry the moment it was recorded in the history, not today.
+    recorded = db.session.execute(
+        select(Transfer.created_at, Activity.created_at).join(Activity, Activity.id == Transfer.activity_id)
+        .where(Activity.source == "recorded", Transfer.kind == "credit")
+    ).all()
+    assert len(recorded) > 100 and all(t == a for t, a in recorded)
     assert db.session.scalar(select(func.min(Transfer.created_at))) < started - timedelta(days=90)
     assert db.session.scalar(select(func.max(Voucher.issued_at))) <= now
 

@@ -457,7 +457,7 @@ def record_attendance(
     _flush_unique(AlreadyRecorded)
     to_credit = [a for a in acts if a.status == STATUS_APPROVED]
     try:
-        _credit_batch(to_credit, accounts, version, actor)
+        _credit_batch(to_credit, accounts, version, actor, now)
     except BudgetExhausted as exc:
         raise _batch_over_budget(exc) from exc
     audit.record(
@@ -521,9 +521,11 @@ def _capped_grants(volunteers: list[User], version: PointRuleVersion, day: date,
     return accounts, grants
 
 
-def _credit_batch(acts: list[Activity], accounts: dict[int, int], version: PointRuleVersion, actor: User) -> None:
+def _credit_batch(acts: list[Activity], accounts: dict[int, int], version: PointRuleVersion, actor: User,
+                  now: datetime) -> None:
     """Credit the written, capped activities of one batch (one per volunteer, accounts locked by
-    ``_capped_grants``) with ``ledger.credit_many``, once per street."""
+    ``_capped_grants``, all in one street) with ``ledger.credit_many``, the transfers stamped
+    ``now`` as the activities are."""
     by_street: dict[int, list[ledger.Credit]] = {}
     issuance: dict[int, int] = {}
     for act in acts:
@@ -540,8 +542,12 @@ def _credit_batch(acts: list[Activity], accounts: dict[int, int], version: Point
                 expires_on=version.expires_on(act.activity_date),
             )
         )
-    for root in sorted(by_street):
-        ledger.credit_many(issuance[root], by_street[root])
+    if len(by_street) > 1:
+        # The rule's subtree keeps a batch inside one street; two would lock the second street's
+        # issuance account after the first's budget, against the global lock order.
+        raise RuntimeError("an attendance batch spans more than one street")
+    for root, credits in by_street.items():
+        ledger.credit_many(issuance[root], credits, created_at=now)
 
 
 def _batch_over_budget(exc: BudgetExhausted) -> BudgetExhausted:

@@ -92,11 +92,12 @@ Concurrency
     the global lock order below, so two transfers never wait on each other in opposite orders. On
     PostgreSQL the row lock makes the second writer re-check the condition after the first
     commits; on SQLite every write transaction starts with ``BEGIN IMMEDIATE`` and so runs alone.
-    Rows are locked in one global order (``lock_accounts``): the activity or voucher row first,
-    then people's and merchants' accounts by id (with a volunteer's lots), then the street's
-    issuance account, then its expiry account, then the budget row the points draw on
-    (``pointsapp.domain.budgets``), then the reward's stock row. No path takes them in another
-    order, so no two writers deadlock.
+    Rows are locked in one global order (``lock_accounts``): the activity or voucher row first
+    (a batch's new activity rows may be written after the accounts' locks: no one else can hold
+    rows not yet written), then people's and merchants' accounts by id (with a volunteer's
+    lots), then the street's issuance account, then its expiry account, then the budget row the
+    points draw on (``pointsapp.domain.budgets``), then the reward's stock row. No path takes
+    them in another order, so no two writers deadlock.
 
 Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard the first two)
     * no volunteer or merchant balance below zero; ``0 <= held <= balance``;
@@ -120,7 +121,7 @@ caller must roll back: an earlier statement of the same transaction may already 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Integer, and_, bindparam, case, column, func, insert, or_, select, update, values
@@ -142,6 +143,7 @@ from ..models.ledger import (
     TRANSFER_SETTLEMENT,
 )
 from ..models.rewards import VOUCHER_ISSUED
+from ..models.types import utcnow
 from ..models.rules import Activity
 from .clock import local_today
 from . import budgets
@@ -459,7 +461,7 @@ class Credit:
     expires_on: date | None = None
 
 
-def credit_many(issuance_id: int, credits: list[Credit]) -> list[int]:
+def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime | None = None) -> list[int]:
     """Issue many credits from one street's issuance account in a few statements; return the
     transfer ids, in the order of ``credits``.
 
@@ -467,11 +469,13 @@ def credit_many(issuance_id: int, credits: list[Credit]) -> list[int]:
     lot, the budget's charge), but set-based: one lock of every account, one INSERT per table for
     the whole batch, one UPDATE of the volunteers' accounts and one of the issuance account, one
     conditional UPDATE per budget (``budgets.charge_credits``). One meeting of 1,000 attendees is
-    a handful of statements instead of thousands. A volunteer appears at most once.
+    a handful of statements instead of thousands. A volunteer appears at most once; every amount
+    is positive. The transfers are stamped ``created_at`` (default: now).
     """
-    credits = [c for c in credits if c.amount > 0]
     if not credits:
         return []
+    if any(c.amount <= 0 for c in credits):
+        raise ValueError("a transfer moves a positive amount")
     ids = [c.account_id for c in credits]
     if len(set(ids)) != len(ids):
         raise ValueError("credit_many credits each account at most once")
@@ -508,6 +512,7 @@ def credit_many(issuance_id: int, credits: list[Credit]) -> list[int]:
     for acc_id in ids + [issuance_id]:
         _expire_loaded(acc_id)
     transfer_t = Transfer.__table__
+    created_at = created_at or utcnow()
     transfer_ids = list(
         db.session.execute(
             insert(transfer_t).returning(transfer_t.c.id, sort_by_parameter_order=True),
@@ -516,7 +521,7 @@ def credit_many(issuance_id: int, credits: list[Credit]) -> list[int]:
                     "kind": TRANSFER_CREDIT, "amount": c.amount, "from_account_id": issuance_id,
                     "to_account_id": c.account_id, "reason": c.reason, "cause_key": c.cause_key,
                     "activity_id": c.activity_id, "voucher_id": None, "reverses_id": None,
-                    "created_by_id": c.created_by_id,
+                    "created_by_id": c.created_by_id, "created_at": created_at,
                 }
                 for c in credits
             ],

@@ -117,6 +117,37 @@ def test_caps_count_recorded_attendance_and_claims_together(street, check_ledger
     check_ledger()
 
 
+def test_one_patrol_recorded_for_many_caps_each_attendee_by_what_they_already_have(street, check_ledger):
+    from sqlalchemy import func, select
+
+    from pointsapp.models import PointLot, Transfer
+
+    newcomer = person("newcomer", street.unit_a, title="resident")  # no account yet
+    db.session.commit()
+    # For yesterday vol_a has the daily cap's 8 already; vol_a2 has 6 of it.
+    approve(street.staff_a, claim(street.vol_a, street.patrol, hours="4"))
+    approve(street.staff_a, claim(street.vol_a2, street.patrol, hours="3"))
+    acts = claims.record_attendance(
+        street.staff_a, rule_id=street.patrol.id, activity_date=yesterday(), batch_key="patrol-all",
+        volunteer_ids=[street.vol_a.id, street.vol_a2.id, newcomer.id], hours="2",
+    )
+    db.session.commit()
+    got = {a.volunteer_id: (a.points_credited, a.cap_note) for a in acts}
+    assert got == {
+        street.vol_a.id: (0, "capped: 0 of 4 credited (daily cap 8)"),
+        street.vol_a2.id: (2, "capped: 2 of 4 credited (daily cap 8)"),
+        newcomer.id: (4, None),
+    }
+    credited = {a.volunteer_id: a for a in acts}
+    transfers = dict(db.session.execute(
+        select(Transfer.activity_id, Transfer.amount).where(Transfer.activity_id.in_([a.id for a in acts]))).all())
+    assert transfers == {credited[street.vol_a2.id].id: 2, credited[newcomer.id].id: 4}
+    assert db.session.scalar(select(func.count()).select_from(PointLot).where(
+        PointLot.transfer_id.in_(select(Transfer.id).where(Transfer.activity_id == credited[street.vol_a.id].id)))) == 0
+    assert (balance(street.vol_a).balance, balance(street.vol_a2).balance, balance(newcomer).balance) == (8, 8, 4)
+    check_ledger()
+
+
 def test_caps_are_per_volunteer(street, check_ledger):
     a = approve(street.staff_a, claim(street.vol_a, street.patrol, hours="4"))
     a2 = approve(street.staff_a, claim(street.vol_a2, street.patrol, hours="4"))
