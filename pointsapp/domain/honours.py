@@ -315,13 +315,12 @@ def volunteer_totals(volunteer, today: date | None = None) -> Totals:
 
 
 def _deducted_from(account_id: int, period: Period) -> int:
-    """Return the points deducted from one account in a period (its entries, by their index)."""
+    """Return the points deducted from one account in a period: its deduction transfers, read
+    through their partial index (not every entry of the account, which grows with its history)."""
     return int(db.session.scalar(
-        select(func.coalesce(func.sum(-Entry.amount), 0))
-        .join(Transfer, Transfer.id == Entry.transfer_id)
+        select(func.coalesce(func.sum(Transfer.amount), 0))
         .where(
-            Entry.account_id == account_id,
-            Entry.amount < 0,
+            Transfer.from_account_id == account_id,
             Transfer.kind == TRANSFER_DEDUCTION,
             _not_reversed(),
             Transfer.created_at >= utc_start_of(period.start),

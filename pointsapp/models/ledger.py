@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Optional
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -80,6 +80,11 @@ class Transfer(db.Model):
         ),
         CheckConstraint(
             "(kind = 'reversal') = (reverses_id IS NOT NULL)", name="reversal_links_original"
+        ),
+        # A volunteer's deductions in a period (their pages' yearly totals), without their entries.
+        Index(
+            "ix_transfer_deductions_from", "from_account_id", "created_at",
+            postgresql_where=text("kind = 'deduction'"), sqlite_where=text("kind = 'deduction'"),
         ),
     )
 
