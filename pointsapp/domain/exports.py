@@ -44,6 +44,17 @@ def people(actor: User, zh: bool):
     ]
 
 
+# An activity's status in words, as the pages say it (templates/macros.html: claim_status).
+STATUS_NAMES = {
+    "pending": _l("Waiting for approval"),
+    "approved": _l("Approved"),
+    "rejected": _l("Rejected"),
+    "reversed": _l("Reversed"),
+    "on_notice": _l("Approved, on public notice"),
+    "withheld": _l("Withheld after an objection"),
+}
+
+
 def activities(actor: User, zh: bool):
     headers = [_l("Number"), _l("Date"), _l("Volunteer"), _l("Activity"), _l("Category"), _l("Hours"),
                _l("Status"), _l("Points credited"), _l("Recorded at")]
@@ -58,7 +69,8 @@ def activities(actor: User, zh: bool):
         .order_by(Activity.id)
     ).all()
     return headers, [
-        [i, d, v, name, _pair(CATEGORIES, cat, zh), float(h) if h is not None else None, st, pts, _local(at)]
+        [i, d, v, name, _pair(CATEGORIES, cat, zh), float(h) if h is not None else None, str(STATUS_NAMES.get(st, st)),
+         pts, _local(at)]
         for i, d, v, name, cat, h, st, pts, at in rows
     ]
 
@@ -68,6 +80,8 @@ KIND_NAMES = {
     "capture": _l("Redemption"),
     "reversal": _l("Correction"),
     "settlement": _l("Payment to a merchant"),
+    "expiry": _l("Points expired"),
+    "deduction": _l("Points deducted"),
 }
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from pointsapp.extensions import db
 from pointsapp.models import User
 from pointsapp.spreadsheets import csv_bytes
+from tests.factories import yesterday as street_day
 from tests.unit.helpers import award
 from tests.unit.test_imports import GOOD, HEADER
 from tests.web.conftest import hidden_inputs, page_text, use_english
@@ -71,6 +72,27 @@ def test_exports_are_scoped_to_the_admins_subtree_and_carry_chinese_headers(clie
     assert [(r[3], r[4], r[5]) for r in ledger_rows] == [("张秀华", "计入积分", 15)]
     assert client.get("/sheets/export/secrets.xlsx").status_code == 404
     assert client.get("/sheets/export/people.pdf").status_code == 404
+
+
+def test_exports_name_every_activity_status_and_ledger_kind_in_words(client, street, login):
+    from pointsapp.domain import claims, deductions, notice
+    from tests.unit.test_lots import deduct_rule
+
+    award(street, street.vol_a, 15)
+    notice.set_notice_days(street.admin_b, street.community_b, 5)
+    claims.record_attendance(street.staff_b, rule_id=street.meeting.id, activity_date=street_day(),
+                             volunteer_ids=[street.vol_b.id], batch_key="on-notice")
+    rule = deduct_rule(street, points=3)
+    deductions.apply_deduction(street.staff_a, volunteer_id=street.vol_a.id, rule_id=rule.id, reason="违规",
+                               submission_key="x1")
+    db.session.commit()
+    login("street_admin")
+    wb = load_workbook(io.BytesIO(client.get("/sheets/export/activities.xlsx").data))
+    statuses = {r[6] for r in wb.active.iter_rows(min_row=2, values_only=True)}
+    assert statuses == {"已通过", "已通过，公示中"}
+    wb = load_workbook(io.BytesIO(client.get("/sheets/export/ledger.xlsx").data))
+    kinds = [r[4] for r in wb.active.iter_rows(min_row=2, values_only=True)]
+    assert kinds == ["计入积分", "扣分"]
 
 
 def test_exports_speak_english_in_the_english_ui(client, street, login):
