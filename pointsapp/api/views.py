@@ -52,6 +52,7 @@ from ..schemas import (
     MerchantArgs,
     MerchantIn,
     MerchantOut,
+    NoticeSettingIn,
     OrgUnitIn,
     OrgUnitOut,
     PeopleArgs,
@@ -522,6 +523,19 @@ def org_unit_create():
     parent = _unit(data["parent_id"])
     require_admin_of(who, parent)
     return respond(OrgUnitOut().dump(add_unit(data["name"], data["level"], parent)), 201)
+
+
+@bp.put("/org-units/<int:unit_id>/notice")
+@doc("Turn a community's public notice (公示) on or off", tag="admin", body=NoticeSettingIn, response=OrgUnitOut,
+     roles=ADMIN_ROLES)
+def org_unit_notice(unit_id: int):
+    """Set how many days approved work of the community's volunteers stays on public notice before
+    it is credited (1-15), or turn notice off (0 or null). Sending the same value again changes nothing."""
+    who = _admin()
+    data = load_body(NoticeSettingIn)
+    unit = _unit(unit_id)
+    require_admin_of(who, unit)
+    return respond(OrgUnitOut().dump(notice.set_notice_days(who, unit, data["notice_days"])))
 
 
 @bp.get("/people")

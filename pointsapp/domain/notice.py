@@ -76,6 +76,8 @@ def set_notice_days(actor: User, unit: OrgUnit, days: int | None) -> OrgUnit:
         raise InvalidInput("Notice lasts 1 to 15 days; 0 turns it off.", field="notice_days")
     days = days or None
     before = unit.notice_days
+    if before == days:
+        return unit  # the same setting again: nothing changes, nothing to audit
     unit.notice_days = days
     db.session.flush()
     audit.record(

@@ -113,6 +113,17 @@ class OrgUnitOut(Schema):
     level = fields.String(required=True, attribute="level.code")
     parent_id = fields.Integer(allow_none=True)
     path = fields.String(required=True)
+    notice_days = fields.Integer(
+        allow_none=True,
+        metadata={"description": "A community's public notice (公示) in days before crediting; null: off"},
+    )
+
+
+class NoticeSettingIn(In):
+    notice_days = fields.Integer(
+        required=True, allow_none=True, validate=validate.Range(0, 15),
+        metadata={"description": "1 to 15 days of public notice; 0 or null turns it off"},
+    )
 
 
 class OrgUnitIn(In):
