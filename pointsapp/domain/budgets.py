@@ -154,13 +154,14 @@ def _volunteer_unit(account_id: int) -> OrgUnit | None:
 
 
 def _expire(budget: Budget) -> None:
-    db.session.expire(budget)
+    """Forget the loaded ``used`` after a Core UPDATE changed it (only that column changed)."""
+    db.session.expire(budget, ["used"])
 
 
 def _charge(budget: Budget, points: int, transfer_id: int) -> None:
+    budget_id = budget.id  # read before _draw expires the object (reading it after would reload it)
     _draw(budget, points, local_today())
-    db.session.add(BudgetCharge(transfer_id=transfer_id, budget_id=budget.id, points=points))
-    db.session.flush()
+    db.session.execute(insert(BudgetCharge.__table__).values(transfer_id=transfer_id, budget_id=budget_id, points=points))
 
 
 def _draw(budget: Budget, points: int, today: date) -> None:

@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from ..models import Account, Activity, ApprovalVote, OrgUnit, PointRule, PointRuleVersion, Transfer, User
@@ -190,9 +191,13 @@ def _decide(activity_id: int, status: str, actor: User, now: datetime, reason: s
         .values(**values)
     )
     obj = db.session.get(Activity, activity_id)
-    db.session.refresh(obj)
     if result.rowcount != 1:
+        db.session.refresh(obj)
         raise AlreadyDecided(status=STATUS_LABELS.get(obj.status, obj.status))
+    # The row now holds exactly these values: set them on the loaded object instead of reloading
+    # it (a refresh would reload its volunteer, rule version and node too).
+    for key, value in values.items():
+        set_committed_value(obj, key, value)
 
 
 def _approve(act: Activity, actor: User, now: datetime) -> None:
@@ -216,9 +221,11 @@ def _lock_pending(act: Activity) -> None:
         .where(Activity.__table__.c.id == act.id, Activity.__table__.c.status == STATUS_PENDING)
         .values(status=Activity.__table__.c.status)
     )
-    db.session.refresh(act)
     if result.rowcount != 1:
+        db.session.refresh(act)
         raise AlreadyDecided(status=STATUS_LABELS.get(act.status, act.status))
+    # Locked and pending: nothing else of a pending activity changes, so the loaded copy holds.
+    set_committed_value(act, "status", STATUS_PENDING)
 
 
 def _vote(act: Activity, actor: User, decision: str, comment: str | None, now: datetime) -> ApprovalVote:
@@ -278,8 +285,9 @@ def approve_claim(actor: User, activity_id: int, now: datetime | None = None, co
     _lock_pending(act)
     comment = (comment or "").strip()[:1000] or None
     _vote(act, actor, VOTE_APPROVE, comment, now)
-    approvals = approvals_of(act.id)
     required = act.rule_version.approvals_required or 1
+    # One approval needed: this vote is it (an earlier one would have decided the claim already).
+    approvals = approvals_of(act.id) if required > 1 else 1
     if approvals < required:
         audit.record(
             actor, audit.CLAIM_VOTED, "activity", act.id,
