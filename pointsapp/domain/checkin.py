@@ -16,9 +16,9 @@ Design
     hours = sign-out (or the event's end, for those who never signed out) minus sign-in (not
     before the start), rounded down to the rule's ``hours_rounding_minutes`` and capped at its
     ``checkin_hours_cap``. Rules that need approval leave it pending in the approval queue;
-    others are credited at once through ``claims._credit`` (caps apply). Back-filled attendance
-    earns points only when the rule's ``backfill_earns_points`` says so; otherwise it counts
-    hours only (approved, ``points_requested = points_credited = 0``, no transfer).
+    others are credited at once, set-based as a recorded meeting is (caps apply). Back-filled
+    attendance earns points only when the rule's ``backfill_earns_points`` says so; otherwise it
+    counts hours only (approved, ``points_requested = points_credited = 0``, no transfer).
 
 Lock order: the event row (its status UPDATE) first, like an activity row; then the attendees'
 accounts in ascending id (taken before the first credit), then the issuance account.
@@ -43,7 +43,7 @@ from ..models import Activity, CheckinAttendance, CheckinEvent, OrgUnit, PointRu
 from ..models.checkin import EVENT_CLOSED, EVENT_OPEN
 from ..models.rules import RULE_EARN, STATUS_APPROVED, STATUS_ON_NOTICE, STATUS_PENDING, UNIT_HOUR
 from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
-from . import audit, claims, ledger, notice
+from . import audit, claims, notice
 from .access import ancestor_paths, in_scope, require_in_scope, subtree_filter
 from .clock import local_today, now_utc, to_local
 from .errors import (
@@ -445,10 +445,15 @@ def close_event(actor: User, event_id: int, now: datetime | None = None) -> Clos
         db.session.flush()
     except IntegrityError as exc:
         raise AlreadyRecorded() from exc
-    # Every attendee's account (ascending id) before the first credit touches the issuance account.
-    ledger.lock_accounts(sorted(ledger.account_for_volunteer(a.volunteer).id for a in to_credit))
+    # As a recorded meeting is credited: every attendee's account locked (ascending id) and their
+    # caps read in one query each, then one set-based credit for them all.
+    accounts, grants = claims._capped_grants(
+        [a.volunteer for a in to_credit], version, day, {a.volunteer_id: a.points_requested for a in to_credit}
+    )
     for act in to_credit:
-        claims._credit(act, actor)
+        act.points_credited, act.cap_note = grants[act.volunteer_id]
+    db.session.flush()
+    claims._credit_batch(to_credit, accounts, version, actor, now)
     for act in made:
         summary[str(act.volunteer_id)] = {
             "hours": str(act.hours) if act.hours is not None else None, "status": act.status,

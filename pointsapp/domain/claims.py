@@ -480,10 +480,11 @@ def record_attendance(
 
 
 def _capped_grants(volunteers: list[User], version: PointRuleVersion, day: date,
-                   requested: int) -> tuple[dict[int, int], dict[int, tuple[int, str | None]]]:
+                   requested: int | dict[int, int]) -> tuple[dict[int, int], dict[int, tuple[int, str | None]]]:
     """Lock the accounts of volunteers about to be credited for one activity of ``version`` on
-    ``day``, and cap what each is granted as ``_credit`` does, with one query per cap for all of
-    them. Return their account ids and (points granted, cap note), by volunteer id.
+    ``day``, and cap what each is granted (``requested``: the same for all, or by volunteer id) as
+    ``_credit`` does, with one query per cap for all of them. Return their account ids and (points
+    granted, cap note), by volunteer id.
 
     Every attendee's account is locked (ascending id) before anything touches the street's
     issuance account, keeping the global lock order of pointsapp.domain.ledger; the caps are read
@@ -518,14 +519,15 @@ def _capped_grants(volunteers: list[User], version: PointRuleVersion, day: date,
     monthly = used(*_month_bounds(day)) if version.monthly_cap else {}
     grants = {}
     for vid in vol_ids:
-        grant, notes = requested, []
+        asked = requested[vid] if isinstance(requested, dict) else requested
+        grant, notes = asked, []
         if version.daily_cap and grant > max(0, version.daily_cap - daily.get(vid, 0)):
             grant = max(0, version.daily_cap - daily.get(vid, 0))
             notes.append(f"daily cap {version.daily_cap}")
         if version.monthly_cap and grant > max(0, version.monthly_cap - monthly.get(vid, 0)):
             grant = max(0, version.monthly_cap - monthly.get(vid, 0))
             notes.append(f"monthly cap {version.monthly_cap}")
-        grants[vid] = (grant, f"capped: {grant} of {requested} credited ({', '.join(notes)})" if notes else None)
+        grants[vid] = (grant, f"capped: {grant} of {asked} credited ({', '.join(notes)})" if notes else None)
     return accounts, grants
 
 
