@@ -347,8 +347,6 @@ def _credit(act: Activity, actor: User) -> None:
     # Lock the account row first: caps are a read-then-write and must not interleave.
     ledger.lock_accounts([acc.id])
     version = act.rule_version
-    grant = act.points_requested
-    notes = []
 
     def used(since: date, until: date) -> int:
         return db.session.scalar(
@@ -362,20 +360,13 @@ def _credit(act: Activity, actor: User) -> None:
             )
         )
 
-    if version.daily_cap:
-        room = max(0, version.daily_cap - used(act.activity_date, act.activity_date + timedelta(days=1)))
-        if grant > room:
-            grant = room
-            notes.append(f"daily cap {version.daily_cap}")
-    if version.monthly_cap:
-        room = max(0, version.monthly_cap - used(*_month_bounds(act.activity_date)))
-        if grant > room:
-            grant = room
-            notes.append(f"monthly cap {version.monthly_cap}")
-    act.points_credited = grant
-    act.cap_note = (
-        f"capped: {grant} of {act.points_requested} credited ({', '.join(notes)})" if notes else None
+    day = act.activity_date
+    grant, act.cap_note = _capped(
+        version, act.points_requested,
+        used(day, day + timedelta(days=1)) if version.daily_cap else 0,
+        used(*_month_bounds(day)) if version.monthly_cap else 0,
     )
+    act.points_credited = grant
     db.session.flush()
     if grant > 0:
         ledger.credit(
@@ -517,18 +508,26 @@ def _capped_grants(volunteers: list[User], version: PointRuleVersion, day: date,
 
     daily = used(day, day + timedelta(days=1)) if version.daily_cap else {}
     monthly = used(*_month_bounds(day)) if version.monthly_cap else {}
-    grants = {}
-    for vid in vol_ids:
-        asked = requested[vid] if isinstance(requested, dict) else requested
-        grant, notes = asked, []
-        if version.daily_cap and grant > max(0, version.daily_cap - daily.get(vid, 0)):
-            grant = max(0, version.daily_cap - daily.get(vid, 0))
-            notes.append(f"daily cap {version.daily_cap}")
-        if version.monthly_cap and grant > max(0, version.monthly_cap - monthly.get(vid, 0)):
-            grant = max(0, version.monthly_cap - monthly.get(vid, 0))
-            notes.append(f"monthly cap {version.monthly_cap}")
-        grants[vid] = (grant, f"capped: {grant} of {asked} credited ({', '.join(notes)})" if notes else None)
+    grants = {
+        vid: _capped(version, requested[vid] if isinstance(requested, dict) else requested,
+                     daily.get(vid, 0), monthly.get(vid, 0))
+        for vid in vol_ids
+    }
     return accounts, grants
+
+
+def _capped(version: PointRuleVersion, asked: int, used_that_day: int, used_that_month: int) -> tuple[int, str | None]:
+    """Return what a volunteer is granted of ``asked`` under the version's daily and monthly caps,
+    given what the same rule already credited them that day and month, and the cap note (None
+    when no cap bit)."""
+    grant, notes = asked, []
+    if version.daily_cap and grant > max(0, version.daily_cap - used_that_day):
+        grant = max(0, version.daily_cap - used_that_day)
+        notes.append(f"daily cap {version.daily_cap}")
+    if version.monthly_cap and grant > max(0, version.monthly_cap - used_that_month):
+        grant = max(0, version.monthly_cap - used_that_month)
+        notes.append(f"monthly cap {version.monthly_cap}")
+    return grant, (f"capped: {grant} of {asked} credited ({', '.join(notes)})" if notes else None)
 
 
 def _credit_batch(acts: list[Activity], accounts: dict[int, int], version: PointRuleVersion, actor: User,
