@@ -86,7 +86,7 @@ def test_a_verifier_votes_once_and_is_told_so(street, check_ledger):
     with pytest.raises(AlreadyVoted) as exc:
         claims.approve_claim(street.staff_a, act.id)
     db.session.rollback()
-    assert "already voted" in exc.value.message
+    assert "already voted" in exc.value.message and "approved" in exc.value.message  # says what the vote was
     with pytest.raises(AlreadyVoted):
         claims.reject_claim(street.staff_a, act.id, "再想想")
     db.session.rollback()
