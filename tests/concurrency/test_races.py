@@ -402,3 +402,38 @@ def test_two_admins_reversing_the_same_redemption_at_once_reverse_it_once(app, s
     assert count(select(Transfer.id).where(Transfer.reverses_id == capture_id)) == 1
     assert balance(street.vol_a).balance == 20
     check_ledger()
+
+
+def test_overlapping_meetings_recorded_at_once_beside_deductions_credit_each_attendee_once(app, street, check_ledger):
+    """Set-based credits of batches sharing attendees (in opposite orders) racing each other and
+    deductions from the same accounts: no deadlock, every credit and deduction lands once."""
+    from pointsapp.domain import deductions, rules
+    from tests.factories import rule_terms
+
+    group = [person(f"ovl{i}", street.unit_a, title="resident") for i in range(8)]
+    db.session.commit()
+    award_many(street, group, 30)
+    fine = rules.create_rule(street.street_admin, street.street,
+                             rule_terms(name_zh="罚3", name_en="Fine 3", points=3, kind="deduct"))
+    db.session.commit()
+    ids, fine_id = [v.id for v in group], fine.id
+    staff_id, rule_id, day = street.staff_a.id, street.meeting.id, yesterday()
+    batches = [ids[0:6], list(reversed(ids[2:8])), ids[1:7][::2] + ids[1:7][1::2], list(reversed(ids))]
+
+    def work(i):
+        staff = db.session.get(User, staff_id)
+        if i < len(batches):
+            claims.record_attendance(staff, rule_id=rule_id, activity_date=day, volunteer_ids=batches[i],
+                                     batch_key=f"overlap-{i}")
+        else:
+            deductions.apply_deduction(staff, volunteer_id=ids[i - len(batches)], rule_id=fine_id, reason="违规",
+                                       submission_key=f"fine-{i}")
+        db.session.commit()
+
+    results = race(app, len(batches) + len(ids), work)
+    assert tally(results) == {"ok": len(batches) + len(ids)}, unexpected(results)
+    for v in group:
+        meetings = sum(v.id in b for b in batches)
+        b = balance(v)
+        assert (b.balance, b.earned) == (30 + 10 * meetings - 3, 30 + 10 * meetings), v.username
+    check_ledger()
