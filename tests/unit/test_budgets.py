@@ -211,6 +211,20 @@ def test_a_batch_across_two_budgets_charges_each_its_share_or_writes_nothing(str
     check_ledger()
 
 
+def test_a_batch_charges_only_the_attendees_with_a_funded_unit_and_a_reversal_gives_back_its_share(street, check_ledger):
+    fund(street, street.community_a, 100, actor=street.admin_a, source="partner")  # community B: unlimited
+    acts = {a.volunteer_id: a for a in award_many(street, [street.vol_a, street.vol_b], 10)}
+    charged = dict(db.session.execute(select(BudgetCharge.transfer_id, BudgetCharge.points)).all())
+    assert charged == {credit_of(acts[street.vol_a.id]).id: 10}
+    assert state_of(street.community_a).used == 10
+    claims.reverse_transfer(street.street_admin, credit_of(acts[street.vol_a.id]).id, "录入错误")
+    claims.reverse_transfer(street.street_admin, credit_of(acts[street.vol_b.id]).id, "录入错误")
+    db.session.commit()
+    assert state_of(street.community_a).used == 0
+    assert sorted(db.session.scalars(select(BudgetCharge.points))) == [-10, 10]
+    check_ledger()
+
+
 # -- funding ----------------------------------------------------------------------------------------
 
 def test_a_negative_correction_lowers_the_budget_and_needs_a_reason(street, check_ledger):
