@@ -349,16 +349,7 @@ def _credit(act: Activity, actor: User) -> None:
     version = act.rule_version
 
     def used(since: date, until: date) -> int:
-        return db.session.scalar(
-            select(func.coalesce(func.sum(Activity.points_credited), 0)).where(
-                Activity.volunteer_id == volunteer.id,
-                Activity.rule_id == act.rule_id,
-                Activity.status == STATUS_APPROVED,
-                Activity.id != act.id,
-                Activity.activity_date >= since,
-                Activity.activity_date < until,
-            )
-        )
+        return _credited_under_rule([volunteer.id], act.rule_id, since, until, but=act.id).get(volunteer.id, 0)
 
     day = act.activity_date
     grant, act.cap_note = _capped(
@@ -491,29 +482,30 @@ def _capped_grants(volunteers: list[User], version: PointRuleVersion, day: date,
             accounts[v.id] = ledger.account_for_volunteer(v).id
     ledger.lock_accounts(accounts.values())
 
-    def used(since: date, until: date) -> dict[int, int]:
-        return dict(
-            db.session.execute(
-                select(Activity.volunteer_id, func.coalesce(func.sum(Activity.points_credited), 0))
-                .where(
-                    Activity.volunteer_id.in_(vol_ids),
-                    Activity.rule_id == version.rule_id,
-                    Activity.status == STATUS_APPROVED,
-                    Activity.activity_date >= since,
-                    Activity.activity_date < until,
-                )
-                .group_by(Activity.volunteer_id)
-            ).all()
-        )
-
-    daily = used(day, day + timedelta(days=1)) if version.daily_cap else {}
-    monthly = used(*_month_bounds(day)) if version.monthly_cap else {}
+    daily = _credited_under_rule(vol_ids, version.rule_id, day, day + timedelta(days=1)) if version.daily_cap else {}
+    monthly = _credited_under_rule(vol_ids, version.rule_id, *_month_bounds(day)) if version.monthly_cap else {}
     grants = {
         vid: _capped(version, requested[vid] if isinstance(requested, dict) else requested,
                      daily.get(vid, 0), monthly.get(vid, 0))
         for vid in vol_ids
     }
     return accounts, grants
+
+
+def _credited_under_rule(volunteer_ids: list[int], rule_id: int, since: date, until: date,
+                         but: int | None = None) -> dict[int, int]:
+    """Return the points each volunteer was credited under a rule for activities dated in
+    [since, until) (what its caps count), leaving out activity ``but``; volunteers with none are absent."""
+    query = select(Activity.volunteer_id, func.coalesce(func.sum(Activity.points_credited), 0)).where(
+        Activity.volunteer_id.in_(volunteer_ids),
+        Activity.rule_id == rule_id,
+        Activity.status == STATUS_APPROVED,
+        Activity.activity_date >= since,
+        Activity.activity_date < until,
+    )
+    if but is not None:
+        query = query.where(Activity.id != but)
+    return dict(db.session.execute(query.group_by(Activity.volunteer_id)).all())
 
 
 def _capped(version: PointRuleVersion, asked: int, used_that_day: int, used_that_month: int) -> tuple[int, str | None]:
