@@ -292,8 +292,11 @@ class Totals:
     year_hours: Decimal
 
 
-def volunteer_totals(volunteer, today: date | None = None) -> Totals:
-    """Return the volunteer's lifetime points and hours and this year's (indexed by volunteer/account)."""
+def volunteer_totals(volunteer, today: date | None = None, account: Account | None = None) -> Totals:
+    """Return the volunteer's lifetime points and hours and this year's.
+
+    The sums are read from the covering index ``ix_activity_volunteer_totals`` and the deductions
+    index; pass the volunteer's ``account`` when the caller has it loaded, to save reading it again."""
     year = year_period((today or local_today()).year)
     in_year = (Activity.activity_date >= year.start) & (Activity.activity_date < year.end)
     centi = cast(func.round(Activity.hours * 100), Integer)
@@ -304,9 +307,10 @@ def volunteer_totals(volunteer, today: date | None = None) -> Totals:
             func.coalesce(func.sum(case((in_year, centi), else_=0)), 0),
         ).where(Activity.volunteer_id == volunteer.id, Activity.status == STATUS_APPROVED)
     ).one()
-    account = db.session.execute(
-        select(Account.id, Account.earned).where(Account.user_id == volunteer.id)
-    ).one_or_none()
+    if account is None:
+        account = db.session.execute(
+            select(Account.id, Account.earned).where(Account.user_id == volunteer.id)
+        ).one_or_none()
     earned, deducted = (account.earned, _deducted_from(account.id, year)) if account else (0, 0)
     return Totals(
         earned=int(earned), hours=Decimal(int(hours)) / 100, year=year.start.year,

@@ -739,9 +739,10 @@ class Expiring:
     first_date: date | None
 
 
-def expiring_soon(account_id: int, today: date | None = None, days: int = 30) -> Expiring:
+def expiring_soon(account_id: int, today: date | None = None, days: int = 30, held: int | None = None) -> Expiring:
     """Points of a volunteer that expire within ``days`` (past their last day by then), less
-    what open vouchers reserve, and the earliest such last day."""
+    what open vouchers reserve (``held``: read from the account unless the caller has it), and
+    the earliest such last day."""
     today = today or _today()
     horizon = today + timedelta(days=days)
     total, first = db.session.execute(
@@ -749,7 +750,8 @@ def expiring_soon(account_id: int, today: date | None = None, days: int = 30) ->
             lot_t.c.account_id == account_id, lot_t.c.remaining > 0, lot_t.c.expires_on < horizon
         )
     ).one()
-    held = db.session.scalar(select(account_t.c.held).where(account_t.c.id == account_id)) or 0
+    if held is None:
+        held = db.session.scalar(select(account_t.c.held).where(account_t.c.id == account_id)) or 0
     points = max(0, total - held)
     return Expiring(points, first if points else None)
 

@@ -206,10 +206,12 @@ class Activity(db.Model):
         Index("ix_activity_volunteer_id_rule_id_activity_date", "volunteer_id", "rule_id", "activity_date"),
         # Honour rolls and reports: a subtree's approved activities in a period (EXPLAIN on both databases).
         Index("ix_activity_org_unit_id_status_activity_date", "org_unit_id", "status", "activity_date"),
+        # A volunteer's lifetime and yearly totals, read from the index alone (no table rows).
+        Index("ix_activity_volunteer_totals", "volunteer_id", "status", "activity_date", "hours", "points_credited"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    volunteer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))  # indexed above
     # Denormalised at submission so that staff queues can be scoped by subtree cheaply.
     org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"), index=True)
     rule_version_id: Mapped[int] = mapped_column(ForeignKey("point_rule_version.id"))

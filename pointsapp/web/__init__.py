@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import HTTPException
 
 from ..domain.errors import PointsError
@@ -34,7 +35,8 @@ def register_web(app: Flask) -> None:
     @login_manager.user_loader
     def load_user(user_id: str):
         try:
-            user = db.session.get(User, int(user_id))
+            # The person and their role grants in one statement: every page checks a role.
+            user = db.session.get(User, int(user_id), options=[joinedload(User.roles)])
         except (TypeError, ValueError):
             return None
         # A deactivated person, or a session ended by logout or a password change elsewhere,

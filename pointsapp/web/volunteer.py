@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from markupsafe import Markup
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from ..domain import claims, honours, ledger, rules, uploads, vouchers
 from ..domain.clock import local_today
@@ -61,10 +61,12 @@ def _entries(account: Account | None, before: int | None, limit: int) -> list[En
     query = (
         select(Entry)
         .where(Entry.account_id == account.id)
+        # One statement: each entry has one transfer, with at most one activity (and its rule's
+        # name) or one voucher (its reward and merchant), so joining them keeps one row per entry.
         .options(
-            selectinload(Entry.transfer).selectinload(Transfer.activity).selectinload(Activity.rule_version),
-            selectinload(Entry.transfer).selectinload(Transfer.voucher).selectinload(Voucher.reward),
-            selectinload(Entry.transfer).selectinload(Transfer.voucher).selectinload(Voucher.merchant),
+            joinedload(Entry.transfer, innerjoin=True).selectinload(Transfer.activity).joinedload(Activity.rule_version),
+            joinedload(Entry.transfer, innerjoin=True).selectinload(Transfer.voucher).joinedload(Voucher.reward),
+            joinedload(Entry.transfer, innerjoin=True).selectinload(Transfer.voucher).joinedload(Voucher.merchant),
         )
         .order_by(Entry.id.desc())
         .limit(limit)
@@ -112,10 +114,10 @@ def home():
     """Show the balance (available first), lifetime and this year's points and hours, the latest
     entries and one-tap links."""
     account = _account()
-    expiring = ledger.expiring_soon(account.id) if account else None
+    expiring = ledger.expiring_soon(account.id, held=account.held) if account else None
     return render_template(
         "volunteer/home.html", account=account, entries=_entries(account, None, RECENT_ENTRIES), expiring=expiring,
-        totals=honours.volunteer_totals(_me()),
+        totals=honours.volunteer_totals(_me(), account=account),
     )
 
 
