@@ -28,13 +28,24 @@ class SqlCounter:
         self.statements = 0
         self.transactions = 0
         self.kinds: Counter = Counter()
+        self.seconds: Counter = Counter()  # from sending a statement to its result, per kind
+        self._started = 0.0
         event.listen(engine, "before_cursor_execute", self._stmt)
+        event.listen(engine, "after_cursor_execute", self._done)
         event.listen(engine, "commit", self._tx)
         event.listen(engine, "rollback", self._tx)
 
+    @staticmethod
+    def _kind(statement: str) -> str:
+        return " ".join(statement.split()[:4])[:60]
+
     def _stmt(self, conn, cursor, statement, params, context, executemany):
         self.statements += 1
-        self.kinds[" ".join(statement.split()[:4])[:60]] += 1
+        self.kinds[self._kind(statement)] += 1
+        self._started = time.perf_counter()
+
+    def _done(self, conn, cursor, statement, params, context, executemany):
+        self.seconds[self._kind(statement)] += time.perf_counter() - self._started
 
     def _tx(self, conn):
         self.transactions += 1
@@ -47,6 +58,8 @@ def main(argv=None) -> int:
     p.add_argument("--offset", type=int, default=90000)
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--statements", action="store_true", help="list the statements of the timed requests")
+    p.add_argument("--cprofile", action="store_true",
+                   help="cProfile instead of pyinstrument: the functions with the most time of their own")
     p.add_argument("path", choices=("approve", "redeem", "history", "home", "attendance", "reports"))
     args = p.parse_args(argv)
     from pyinstrument import Profiler
@@ -118,7 +131,19 @@ def main(argv=None) -> int:
         from pointsapp.extensions import db
 
         counter = SqlCounter(db.engine)
-    profiler = Profiler(interval=0.0005)
+    if args.cprofile:
+        here = os.path.dirname(os.path.abspath(__file__))  # this file is named profile.py:
+        saved = sys.path[:]  # let cProfile find the standard library's
+        sys.path[:] = [d for d in sys.path if os.path.abspath(d or ".") != here]
+        try:
+            import cProfile
+        finally:
+            sys.path[:] = saved
+
+        profiler = cProfile.Profile()
+        profiler.start, profiler.stop = profiler.enable, profiler.disable
+    else:
+        profiler = Profiler(interval=0.0005)
     t0 = time.perf_counter()
     if not args.no_profile:
         profiler.start()
@@ -132,9 +157,14 @@ def main(argv=None) -> int:
     print(f"{n} requests in {elapsed:.2f} s: {elapsed / n * 1000:.1f} ms each; "
           f"{counter.statements / n:.1f} statements and {counter.transactions / n:.1f} transactions per request")
     if args.statements:
+        print("  per request: count, ms from sending to result, statement")
         for stmt, k in counter.kinds.most_common():
-            print(f"  {k / n:5.1f}  {stmt}")
-    if not args.no_profile:
+            print(f"  {k / n:5.1f}  {counter.seconds[stmt] / n * 1000:6.2f}  {stmt}")
+    if args.cprofile and not args.no_profile:
+        import pstats
+
+        pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_TOP", "40")))
+    elif not args.no_profile:
         print(profiler.output_text(unicode=True, color=False, show_all=False))
     return 0
 
