@@ -6,6 +6,9 @@ closed periods and payments to merchants).
 Design
     ``record()`` is called by the domain function that makes the change, in the same
     transaction, after its last other write: the record exists exactly when the change does.
+    ``record_many()`` appends the records of many changes at once (a bulk import's people), in
+    order, each chained to the one before, under one lock of the head; ``record()`` is its case
+    of one.
 
     Each record carries ``seq`` (1, 2, 3 ... without gaps) and ``hash = sha256(prev_hash +
     canonical record)``, where the canonical record is the JSON of its fields with sorted keys.
@@ -120,26 +123,49 @@ def record(
     *,
     org_path: str | None = None,
     now: datetime | None = None,
-) -> AuditRecord:
+) -> None:
     """Append one audit record, chained to the newest, in the caller's transaction."""
+    record_many(actor, [Entry(action, target_type, target_id, summary, org_path)], now=now)
+
+
+@dataclass
+class Entry:
+    """One record to append with ``record_many``: what was done, to what, where in the tree."""
+
+    action: str
+    target_type: str
+    target_id: int | None
+    summary: dict
+    org_path: str | None = None
+
+
+def record_many(actor: User | None, entries: list[Entry], *, now: datetime | None = None) -> None:
+    """Append ``entries`` in their order, each chained to the one before, in the caller's
+    transaction: one lock of the head and one INSERT for all of them (a bulk import's people)."""
+    if not entries:
+        return
     db.session.flush()  # the change itself is written first, then the head is locked (lock order)
-    last_seq, last_hash = _lock_head()
-    rec = AuditRecord(
-        seq=last_seq + 1,
-        created_at=(now or now_utc()).astimezone(timezone.utc),
-        actor_id=actor.id if actor is not None else None,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        org_path=org_path,
-        summary=canonical_json(summary),
-        prev_hash=last_hash,
-    )
-    rec.hash = record_hash(last_hash, rec)
-    db.session.add(rec)
-    db.session.flush()
-    db.session.execute(update(head_t).where(head_t.c.id == 1).values(seq=rec.seq, hash=rec.hash))
-    return rec
+    seq, prev_hash = _lock_head()
+    created_at = (now or now_utc()).astimezone(timezone.utc)
+    actor_id = actor.id if actor is not None else None
+    rows = []
+    for entry in entries:
+        seq += 1
+        row = dict(
+            seq=seq,
+            created_at=created_at,
+            actor_id=actor_id,
+            action=entry.action,
+            target_type=entry.target_type,
+            target_id=entry.target_id,
+            org_path=entry.org_path,
+            summary=canonical_json(entry.summary),
+            prev_hash=prev_hash,
+        )
+        row["hash"] = prev_hash = record_hash(prev_hash, row)
+        rows.append(row)
+    db.session.execute(insert(audit_t), rows)
+    db.session.execute(update(head_t).where(head_t.c.id == 1).values(seq=seq, hash=prev_hash))
 
 
 def common_path(paths: list[str]) -> str | None:
