@@ -1,7 +1,7 @@
 """Building the organisation tree."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 
 from ..extensions import db
 from ..models import OrgLevel, OrgUnit
@@ -14,6 +14,8 @@ DEFAULT_LEVELS = [
     ("building", "楼栋", "Building"),
     ("unit", "单元", "Unit"),
 ]
+
+unit_t = OrgUnit.__table__
 
 
 def ensure_levels(levels=DEFAULT_LEVELS) -> list[OrgLevel]:
@@ -46,12 +48,32 @@ def add_unit(name: str, level_code: str, parent: OrgUnit | None = None) -> OrgUn
         select(OrgUnit.id).where(OrgUnit.parent_id == parent.id, OrgUnit.name == name)
     ):
         raise InvalidInput("%(parent)s already has a node named %(name)s.", field="name", parent=parent.name, name=name)
-    unit = OrgUnit(name=name, level=level, parent=parent, path="")
-    db.session.add(unit)
+    ((unit_id, _path),) = insert_units([(name, level.id, parent)])
+    if parent is not None:
+        db.session.expire(parent, ["children"])
+    return db.session.get(OrgUnit, unit_id)
+
+
+def insert_units(units: list[tuple[str, int, object | None]]) -> list[tuple[int, str]]:
+    """Write checked nodes, each given as (name, level id, parent): two statements however many.
+
+    A parent needs only an ``id`` and a ``path`` (an import passes the nodes it has just written,
+    level by level). Return each node's (id, path), in order.
+    """
+    if not units:
+        return []
     db.session.flush()
-    unit.path = (parent.path if parent else "/") + f"{unit.id}/"
-    db.session.flush()
-    return unit
+    ids = list(db.session.execute(
+        insert(unit_t).returning(unit_t.c.id, sort_by_parameter_order=True),
+        [{"name": name, "level_id": level_id, "parent_id": parent.id if parent is not None else None, "path": ""}
+         for name, level_id, parent in units],
+    ).scalars())
+    paths = [(parent.path if parent is not None else "/") + f"{unit_id}/" for (_, _, parent), unit_id in zip(units, ids)]
+    db.session.execute(
+        update(unit_t).where(unit_t.c.id == bindparam("unit_id")).values(path=bindparam("unit_path")),
+        [{"unit_id": unit_id, "unit_path": path} for unit_id, path in zip(ids, paths)],
+    )
+    return list(zip(ids, paths))
 
 
 def subtree_units(root: OrgUnit) -> list[OrgUnit]:
