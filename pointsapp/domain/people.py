@@ -12,17 +12,20 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 from argon2 import PasswordHasher
 from flask import current_app
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from ..extensions import db
-from ..models import Merchant, OrgUnit, RoleGrant, User
+from ..models import Account, Merchant, OrgUnit, RoleGrant, User
+from ..models.ledger import ACCOUNT_VOLUNTEER
 from ..models.user import (
     ADMIN_ROLES,
     ROLE_COMMUNITY_ADMIN,
@@ -56,6 +59,10 @@ NO_PASSWORD = "!no-password"
 # An activation code: 4 groups of 4 (about 79 bits), read out or printed like a temporary
 # password, valid this long and only until the person sets a password of their own.
 ACTIVATION_VALID = timedelta(days=14)
+
+user_t = User.__table__
+grant_t = RoleGrant.__table__
+account_t = Account.__table__
 
 
 def hash_password(password: str) -> str:
@@ -123,12 +130,21 @@ def activation_hash(code: str) -> str:
     return hmac.new(key, normalised.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
+def new_activation_code(now: datetime | None = None) -> tuple[str, dict]:
+    """Return a new one-time activation code and the fields of the person that store it."""
+    code = "-".join("".join(secrets.choice(TEMP_PASSWORD_ALPHABET) for _ in range(4)) for _ in range(4))
+    return code, {
+        "activation_hash": activation_hash(code),
+        "activation_expires_at": (now or now_utc()) + ACTIVATION_VALID,
+        "must_change_password": True,
+    }
+
+
 def issue_activation_code(user: User, now: datetime | None = None) -> str:
     """Give ``user`` a new one-time activation code (the previous one stops working); return it."""
-    code = "-".join("".join(secrets.choice(TEMP_PASSWORD_ALPHABET) for _ in range(4)) for _ in range(4))
-    user.activation_hash = activation_hash(code)
-    user.activation_expires_at = (now or now_utc()) + ACTIVATION_VALID
-    user.must_change_password = True
+    code, fields = new_activation_code(now)
+    for name, value in fields.items():
+        setattr(user, name, value)
     return code
 
 
@@ -141,15 +157,8 @@ def activation_matches(user: User, code: str, now: datetime | None = None) -> bo
     return hmac.compare_digest(user.activation_hash, activation_hash(code))
 
 
-def _check_username(username: str) -> str:
-    username = (username or "").strip()
-    if not USERNAME_RE.match(username):
-        raise InvalidInput(
-            "Usernames are 3 to 64 letters, digits, dots, dashes or underscores.", field="username"
-        )
-    if db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
-        raise InvalidInput("The username %(u)s is taken.", field="username", u=username)
-    return username
+def _username_taken(username: str) -> bool:
+    return db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower())) is not None
 
 
 def can_grant(actor: User | None, role: str, unit: OrgUnit | None, merchant: Merchant | None) -> bool:
@@ -186,6 +195,24 @@ def grant_role(
 def _grant(
     actor: User | None, user: User, role: str, *, unit: OrgUnit | None = None, merchant: Merchant | None = None
 ) -> RoleGrant:
+    unit, merchant = _check_grant(actor, role, unit, merchant)
+    for g in user.roles:
+        if g.role == role and g.org_unit_id == (unit.id if unit else None) and g.merchant_id == (
+            merchant.id if merchant else None
+        ):
+            return g
+    g = RoleGrant(user=user, role=role, org_unit=unit, merchant=merchant)
+    db.session.add(g)
+    db.session.flush()
+    if role == ROLE_VOLUNTEER:
+        account_for_volunteer(user)
+    return g
+
+
+def _check_grant(
+    actor: User | None, role: str, unit: OrgUnit | None, merchant: Merchant | None
+) -> tuple[OrgUnit | None, Merchant | None]:
+    """Check that ``actor`` may give ``role`` there; return the grant's (unit, merchant)."""
     if role not in ROLES:
         raise InvalidInput("Unknown role %(r)s.", field="role", r=role)
     if role == ROLE_MERCHANT_STAFF:
@@ -198,17 +225,7 @@ def _grant(
             raise InvalidInput("Choose where the role applies.", field="org_unit")
     if not can_grant(actor, role, unit, merchant):
         raise Forbidden()
-    for g in user.roles:
-        if g.role == role and g.org_unit_id == (unit.id if unit else None) and g.merchant_id == (
-            merchant.id if merchant else None
-        ):
-            return g
-    g = RoleGrant(user=user, role=role, org_unit=unit, merchant=merchant)
-    db.session.add(g)
-    db.session.flush()
-    if role == ROLE_VOLUNTEER:
-        account_for_volunteer(user)
-    return g
+    return unit, merchant
 
 
 def revoke_role(actor: User, user_id: int, grant_id: int) -> RoleGrant:
@@ -246,7 +263,83 @@ def create_person(
     ``password=None`` creates a person without a password (an import): give them an activation
     code with ``issue_activation_code``.
     """
-    username = _check_username(username)
+    person = new_person(
+        actor, username=username, full_name=full_name, password=password, org_unit=org_unit, phone=phone,
+        title=title, roles=roles, merchant=merchant, taken=_username_taken,
+    )
+    (user_id,) = create_people(actor, [person])
+    return db.session.get(User, user_id)
+
+
+@dataclass(eq=False)
+class NewPerson:
+    """A person checked by ``new_person`` and not written yet.
+
+    ``org_unit`` (and a grant's unit) need only an ``id`` and a ``path`` by the time
+    ``create_people`` writes the person: an import passes nodes it creates in the same run.
+    """
+
+    username: str
+    full_name: str
+    password_hash: str
+    phone: str | None
+    title: str | None
+    org_unit: object | None
+    roles: tuple[str, ...]
+    # (role, unit, merchant) of each role, as ``_check_grant`` returned them.
+    grants: list[tuple[str, object | None, Merchant | None]]
+    merchant: Merchant | None = None
+    # The stored activation code (``new_activation_code``'s fields), or none.
+    activation: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        return {
+            "username": self.username,
+            "full_name": self.full_name,
+            "password_hash": self.password_hash,
+            "phone": self.phone,
+            "org_unit_id": self.org_unit.id if self.org_unit is not None else None,
+            "title": self.title,
+            "is_active": True,
+            "must_change_password": self.activation.get("must_change_password", False),
+            "activation_hash": self.activation.get("activation_hash"),
+            "activation_expires_at": self.activation.get("activation_expires_at"),
+        }
+
+    def path(self) -> str | None:
+        """Where in the tree the person is administered: their node, or their merchant's node."""
+        if self.org_unit is not None:
+            return self.org_unit.path
+        if ROLE_MERCHANT_STAFF in self.roles and self.merchant is not None:
+            return self.merchant.org_unit.path
+        return None
+
+
+def new_person(
+    actor: User | None,
+    *,
+    username: str,
+    full_name: str,
+    password: str | None,
+    org_unit,
+    phone: str | None = None,
+    title: str | None = None,
+    roles: tuple[str, ...] = (ROLE_VOLUNTEER,),
+    merchant: Merchant | None = None,
+    taken: Callable[[str], bool] | None = None,
+) -> NewPerson:
+    """Check a new person's details as ``create_person`` does, and return them ready to write.
+
+    ``taken(username)`` says whether the username already exists (case-insensitively); an
+    import, which has looked up all its usernames at once, passes none.
+    """
+    username = (username or "").strip()
+    if not USERNAME_RE.match(username):
+        raise InvalidInput(
+            "Usernames are 3 to 64 letters, digits, dots, dashes or underscores.", field="username"
+        )
+    if taken is not None and taken(username):
+        raise InvalidInput("The username %(u)s is taken.", field="username", u=username)
     full_name = (full_name or "").strip()
     if not full_name:
         raise InvalidInput("A name is required.", field="full_name")
@@ -256,26 +349,60 @@ def create_person(
         raise InvalidInput("Unknown title.", field="title")
     if ROLE_VOLUNTEER in roles and org_unit is None:
         raise InvalidInput("A volunteer belongs to a node of the tree.", field="org_unit")
-    user = User(
+    grants = []
+    for role in roles:
+        unit, shop = _check_grant(actor, role, None if role == ROLE_MERCHANT_STAFF else org_unit, merchant)
+        if (role, unit, shop) not in grants:
+            grants.append((role, unit, shop))
+    return NewPerson(
         username=username,
         full_name=full_name,
         password_hash=hash_password(password) if password is not None else NO_PASSWORD,
         phone=(phone or "").strip() or None,
-        org_unit=org_unit,
         title=title,
-        is_active_flag=True,
+        org_unit=org_unit,
+        roles=tuple(roles),
+        grants=grants,
+        merchant=merchant,
     )
-    db.session.add(user)
-    db.session.flush()
-    for role in roles:
-        _grant(actor, user, role, unit=None if role == ROLE_MERCHANT_STAFF else org_unit, merchant=merchant)
-    audit.record(
-        actor, audit.PERSON_CREATED, "user", user.id,
-        {"username": username, "full_name": full_name, "title": title, "roles": sorted(roles),
-         "org_unit_id": org_unit.id if org_unit else None, "merchant_id": merchant.id if merchant else None},
-        org_path=_person_path(user),
-    )
-    return user
+
+
+def create_people(actor: User | None, people: list[NewPerson]) -> list[int]:
+    """Write people checked by ``new_person``, in their order; return their ids.
+
+    Each gets what ``create_person`` gives one person: the person, their role grants, a ledger
+    account for a volunteer, and a ``person.created`` audit record; a few statements in all,
+    however many people.
+    """
+    if not people:
+        return []
+    db.session.flush()  # the nodes they belong to, added by the caller, come first
+    user_ids = list(db.session.execute(
+        insert(user_t).returning(user_t.c.id, sort_by_parameter_order=True), [p.row() for p in people]
+    ).scalars())
+    grants = [
+        {"user_id": user_id, "role": role, "org_unit_id": unit.id if unit is not None else None,
+         "merchant_id": shop.id if shop is not None else None}
+        for user_id, p in zip(user_ids, people) for role, unit, shop in p.grants
+    ]
+    db.session.execute(insert(grant_t), grants)
+    accounts = [
+        {"kind": ACCOUNT_VOLUNTEER, "user_id": user_id, "balance": 0, "held": 0, "earned": 0}
+        for user_id, p in zip(user_ids, people) if any(role == ROLE_VOLUNTEER for role, _, _ in p.grants)
+    ]
+    if accounts:
+        db.session.execute(insert(account_t), accounts)
+    audit.record_many(actor, [
+        audit.Entry(
+            audit.PERSON_CREATED, "user", user_id,
+            {"username": p.username, "full_name": p.full_name, "title": p.title, "roles": sorted(p.roles),
+             "org_unit_id": p.org_unit.id if p.org_unit is not None else None,
+             "merchant_id": p.merchant.id if p.merchant is not None else None},
+            org_path=p.path(),
+        )
+        for user_id, p in zip(user_ids, people)
+    ])
+    return user_ids
 
 
 def _person_path(user: User) -> str | None:
