@@ -9,18 +9,30 @@ issue_activation_code``), listed in the result for the admin to hand out, which 
 with the first time and then replaces with a password of their own. So an import costs no
 argon2id hash per person (about 0.2 s each), and no password travels in a spreadsheet.
 
-Every row is tried in its own savepoint, through the same domain functions as the admin pages
-(``org.add_unit``, ``people.create_person``), so one bad row is reported with its row number
-and the others are still checked. The caller commits only when no row failed and it is not a dry
-run; otherwise it rolls the whole transaction back: all or nothing.
+The import is set-based, so that a roster of thousands of people takes seconds: the street's
+nodes and the people with the file's usernames are read once, at the start; each row is then
+checked in memory against them and against the rows before it (nothing is read per row), and the
+rows are written in batches of ``BATCH``: the new nodes level by level (``org.insert_units``),
+then the people with everything ``people.create_person`` gives one person (their role grant,
+ledger account and audit record, ``people.create_people``): a few statements per batch, however
+many rows it holds. A person is checked by the same function as on the admin pages
+(``people.new_person``), a new node by the same scope check (``require_admin_of`` its parent).
+
+A bad row is reported with its row number and message, and the rows after it are still checked;
+once a row has failed, nothing more is written. The caller commits only when no row failed and
+it is not a dry run; otherwise it rolls the whole transaction back: all or nothing. Should the
+database refuse a batch even so (someone else created one of its usernames or nodes since the
+start), the batch is undone in its savepoint and its clashing rows are reported.
 
 Re-importing the same file changes nothing: nodes are matched by name under their parent, and a
 username that already exists with the same details is counted as unchanged (with other details
-it is refused, never overwritten).
+it is refused, never overwritten). A username given twice in the file (in any case) is the same:
+the second row is unchanged when its details are the first one's, and refused otherwise.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Callable, Generator
 
 from sqlalchemy import func, select
@@ -31,8 +43,8 @@ from ..models import OrgLevel, OrgUnit, User
 from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, TITLES
 from .access import require_admin_of
 from .errors import Forbidden, InvalidInput, PointsError
-from .org import add_unit
-from .people import create_person, issue_activation_code
+from .org import insert_units
+from .people import NewPerson, create_people, new_activation_code, new_person
 
 PERSON_COLUMNS: list[tuple[str, str, str, tuple[str, ...]]] = [
     # key, Chinese header, English header, other accepted spellings
@@ -154,83 +166,183 @@ def import_steps(actor: User, rows: list[list[str]]) -> Generator[int, None, Imp
     except PointsError as exc:
         result.errors.append((1, exc.message))
         return result
-    street = _street_of(actor)
-    codes = {lv.rank: lv for lv in levels_below_street()}
+    plan = _Plan(actor, _street_of(actor), {lv.rank: lv for lv in levels_below_street()}, level_cols, person_cols)
+    plan.look_up_usernames(rows[1:])
+    taken: list[_Row] = []  # checked rows not written yet
     for number, row in enumerate(rows[1:], start=2):
         yield number - 2
         if not any((c or "").strip() for c in row):
             continue
         result.rows += 1
         try:
-            with db.session.begin_nested():
-                created_units, created_person = _import_row(actor, street, codes, level_cols, person_cols, row,
-                                                            result.codes)
+            taken.append(plan.take(number, row))
         except PointsError as exc:
             result.errors.append((number, exc.message))
             continue
-        except IntegrityError:
-            result.errors.append((number, InvalidInput("This row clashes with another row or an existing record.").message))
-            continue
-        result.units_created += created_units
-        result.people_created += int(created_person)
-        if not created_units and not created_person:
-            result.unchanged += 1
+        _count(result, taken[-1], 1)
+        if len(taken) >= BATCH and not result.errors:
+            _write(plan, taken, result)
+            taken = []
+    if not result.errors:
+        _write(plan, taken, result)
     return result
+
+
+# Rows written together: progress is shown batch by batch, and a batch's writes are a few
+# statements however many people it holds.
+BATCH = 500
+
+
+@dataclass(eq=False)
+class _Node:
+    """A node of the street's tree: an existing one, or one the file names that is written with
+    the row's batch (its ``path`` until then is its parent's plus a mark, for scope checks)."""
+
+    id: int | None
+    path: str
+    name: str = ""
+    level: OrgLevel | None = None
+    parent: "_Node | None" = None
+
+
+@dataclass(eq=False)
+class _Row:
+    number: int
+    units: list[_Node]  # the nodes this row creates, top first
+    person: NewPerson | None  # the person this row creates
+
+
+class _Plan:
+    """What the file will create, row by row, checked against the database as read once at the
+    start (the street's nodes, the file's usernames) and against the rows before."""
+
+    def __init__(self, actor, street, levels, level_cols, person_cols):
+        self.actor, self.levels, self.level_cols, self.person_cols = actor, levels, level_cols, person_cols
+        nodes = {
+            r.id: (_Node(r.id, r.path, r.name), r.parent_id)
+            for r in db.session.execute(
+                select(OrgUnit.id, OrgUnit.parent_id, OrgUnit.name, OrgUnit.path)
+                .where(OrgUnit.path.startswith(street.path, autoescape=True))
+            )
+        }
+        self.street = nodes[street.id][0]
+        # (parent node, name) -> node, for the existing nodes and those of the rows taken.
+        self.children: dict[tuple[_Node, str], _Node] = {
+            (nodes[parent_id][0], node.name): node for node, parent_id in nodes.values() if parent_id in nodes
+        }
+        self.nodes_by_id = {node_id: node for node_id, (node, _) in nodes.items()}
+        # lower(username) -> (full name, node (or node id outside the street), title, phone), for
+        # the existing people and those of the rows taken.
+        self.people: dict[str, tuple] = {}
+
+    def look_up_usernames(self, rows: list[list[str]]) -> None:
+        """Read the existing people with the file's usernames (case-insensitively)."""
+        names = sorted({_cell(row, self.person_cols.get("username")).lower() for row in rows} - {""})
+        for i in range(0, len(names), 5000):
+            for r in db.session.execute(
+                select(User.username, User.full_name, User.org_unit_id, User.title, User.phone)
+                .where(func.lower(User.username).in_(names[i:i + 5000]))
+            ):
+                node = self.nodes_by_id.get(r.org_unit_id, r.org_unit_id)
+                self.people[r.username.lower()] = (r.full_name, node, r.title, r.phone or None)
+
+    def take(self, number: int, row: list[str]) -> _Row:
+        """Check one row against the database and the rows before; raise ``PointsError`` for a bad one."""
+        names = [(rank, _cell(row, self.level_cols[rank])) for rank in sorted(self.level_cols)]
+        while names and not names[-1][1]:
+            names.pop()
+        parent, new_units = self.street, []
+        for rank, name in names:
+            if not name:
+                raise InvalidInput("The %(level)s is missing.", level=self.levels[rank].name_zh)
+            child = self.children.get((parent, name))
+            if child is None:
+                require_admin_of(self.actor, parent)
+                child = _Node(None, parent.path + "+/", name, self.levels[rank], parent)
+                new_units.append(child)
+            parent = child
+        taken = _Row(number, new_units, self._person(row, parent, bool(names)))
+        for unit in new_units:  # only now: a bad row leaves no node for the rows after it
+            self.children[(unit.parent, unit.name)] = unit
+        if taken.person is not None:
+            p = taken.person
+            self.people[p.username.lower()] = (p.full_name, p.org_unit, p.title, p.phone)
+        return taken
+
+    def _person(self, row: list[str], parent: _Node, names_node: bool) -> NewPerson | None:
+        username = _cell(row, self.person_cols.get("username"))
+        if not username:
+            if any(_cell(row, self.person_cols.get(k)) for k in ("full_name", "phone", "title")):
+                raise InvalidInput("A person needs a username.")
+            if not names_node:
+                raise InvalidInput("The row names no node and no person.")
+            return None
+        full_name = _cell(row, self.person_cols.get("full_name"))
+        phone = _cell(row, self.person_cols.get("phone")) or None
+        title = _title(_cell(row, self.person_cols.get("title")))
+        existing = self.people.get(username.lower())
+        if existing is not None:
+            if existing != (full_name, parent, title, phone):
+                raise InvalidInput(
+                    "The username %(u)s already belongs to a person with other details; nothing was changed.",
+                    u=username,
+                )
+            return None
+        return new_person(
+            self.actor, username=username, full_name=full_name, password=None, org_unit=parent, phone=phone,
+            title=title, roles=(ROLE_VOLUNTEER,),
+        )
+
+
+def _write(plan: _Plan, taken: list[_Row], result: ImportResult) -> None:
+    """Write the nodes (level by level) and people of checked rows; count them in ``result``.
+
+    Should the database refuse them all the same (someone else created one of these usernames
+    or nodes meanwhile), nothing of the batch is written and its clashing rows are reported.
+    """
+    units = sorted((u for t in taken for u in t.units), key=lambda u: u.level.rank)
+    people = [t.person for t in taken if t.person is not None]
+    try:
+        with db.session.begin_nested():
+            for _rank, level_units in groupby(units, key=lambda u: u.level.rank):
+                level_units = list(level_units)
+                written = insert_units([(u.name, u.level.id, u.parent) for u in level_units])
+                for unit, (unit_id, path) in zip(level_units, written):
+                    unit.id, unit.path = unit_id, path
+            codes = []
+            for person in people:
+                code, person.activation = new_activation_code()
+                codes.append(code)
+            create_people(plan.actor, people)
+    except IntegrityError:
+        for t in _clashing(taken):
+            _count(result, t, -1)
+            result.errors.append(
+                (t.number, InvalidInput("This row clashes with another row or an existing record.").message)
+            )
+        return
+    result.codes.extend((p.username, p.full_name, code) for p, code in zip(people, codes))
+
+
+def _count(result: ImportResult, taken: _Row, sign: int) -> None:
+    result.units_created += sign * len(taken.units)
+    result.people_created += sign * int(taken.person is not None)
+    result.unchanged += sign * int(not taken.units and taken.person is None)
+
+
+def _clashing(taken: list[_Row]) -> list[_Row]:
+    """Return the rows of a refused batch whose username now exists, else those that create anything."""
+    usernames = [t.person.username.lower() for t in taken if t.person is not None]
+    existing = set()
+    for i in range(0, len(usernames), 5000):
+        existing.update(db.session.scalars(
+            select(func.lower(User.username)).where(func.lower(User.username).in_(usernames[i:i + 5000]))
+        ))
+    rows = [t for t in taken if t.person is not None and t.person.username.lower() in existing]
+    return rows or [t for t in taken if t.units or t.person is not None]
 
 
 def _cell(row: list[str], index: int | None) -> str:
     if index is None or index >= len(row):
         return ""
     return (row[index] or "").strip()
-
-
-def _import_row(actor, street, levels, level_cols, person_cols, row, handed_out) -> tuple[int, bool]:
-    names = [(rank, _cell(row, level_cols[rank])) for rank in sorted(level_cols)]
-    while names and not names[-1][1]:
-        names.pop()
-    parent, created = street, 0
-    for rank, name in names:
-        if not name:
-            raise InvalidInput("The %(level)s is missing.", level=levels[rank].name_zh)
-        child = db.session.scalar(select(OrgUnit).where(OrgUnit.parent_id == parent.id, OrgUnit.name == name))
-        if child is None:
-            require_admin_of(actor, parent)
-            child = add_unit(name, levels[rank].code, parent)
-            created += 1
-        parent = child
-    username = _cell(row, person_cols.get("username"))
-    if not username:
-        if any(_cell(row, person_cols.get(k)) for k in ("full_name", "phone", "title")):
-            raise InvalidInput("A person needs a username.")
-        if not names:
-            raise InvalidInput("The row names no node and no person.")
-        return created, False
-    full_name = _cell(row, person_cols.get("full_name"))
-    phone = _cell(row, person_cols.get("phone")) or None
-    title = _title(_cell(row, person_cols.get("title")))
-    existing = db.session.scalar(select(User).where(func.lower(User.username) == username.lower()))
-    if existing is not None:
-        same = (
-            existing.full_name == full_name
-            and existing.org_unit_id == parent.id
-            and existing.title == title
-            and (existing.phone or None) == phone
-        )
-        if not same:
-            raise InvalidInput(
-                "The username %(u)s already belongs to a person with other details; nothing was changed.",
-                u=username,
-            )
-        return created, False
-    person = create_person(
-        actor,
-        username=username,
-        full_name=full_name,
-        password=None,
-        org_unit=parent,
-        phone=phone,
-        title=title,
-        roles=(ROLE_VOLUNTEER,),
-    )
-    handed_out.append((person.username, person.full_name, issue_activation_code(person)))
-    return created, True

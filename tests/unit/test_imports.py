@@ -1,5 +1,6 @@
 """Importing people and org nodes: row problems with row numbers, all or nothing, idempotent."""
 import io
+import json
 import re
 from datetime import timedelta
 
@@ -166,3 +167,235 @@ def test_the_cli_checks_then_imports_all_rows_with_a_progress_bar(street, runner
     out = runner.invoke(args=["points", "import-people", str(bad), "--as", "street_admin"])
     assert out.exit_code == 1
     assert "row 2:" in out.output and "nothing imported" in out.output
+
+
+# --- many rows at once: the same outcome as creating each person on their own -------------------
+
+
+def roster(n, prefix="imp", start=0):
+    """``n`` rows of volunteers spread over new and existing nodes: a few people per unit."""
+    rows = [HEADER]
+    for i in range(start, start + n):
+        building, unit = divmod(i, 6)
+        rows.append(["青山社区", "第一网格" if i % 2 else "第七网格", f"{building % 20 + 1}号楼", f"{unit % 3 + 1}单元",
+                     f"{prefix}{i}", f"王{i}", f"1380000{i:04d}" if i % 3 else "", ["楼长", "单元长", ""][i % 3]])
+    return rows
+
+
+def people_written(usernames):
+    """What the database holds for these people, in a form that does not depend on ids or times."""
+    from pointsapp.models import AuditRecord, RoleGrant
+
+    db.session.expire_all()
+    users = {u.username: u for u in db.session.scalars(select(User).where(User.username.in_(usernames)))}
+    out = {}
+    for name in usernames:
+        u = users[name]
+        grants = sorted((g.role, g.org_unit_id, g.merchant_id) for g in db.session.scalars(
+            select(RoleGrant).where(RoleGrant.user_id == u.id)))
+        accounts = [(a.kind, a.balance, a.held, a.earned) for a in db.session.scalars(
+            select(Account).where(Account.user_id == u.id))]
+        records = [(r.action, r.actor_id, r.target_type, r.org_path, json.loads(r.summary)) for r in db.session.scalars(
+            select(AuditRecord).where(AuditRecord.target_type == "user", AuditRecord.target_id == u.id))]
+        out[name] = dict(
+            user=(u.full_name, u.phone, u.title, u.org_unit_id, u.is_active, u.password_hash, u.must_change_password,
+                  u.honour_display, u.session_version),
+            grants=grants, accounts=accounts, records=records,
+        )
+    return out
+
+
+def test_three_hundred_rows_write_what_creating_each_person_on_their_own_writes(street, check_ledger, monkeypatch):
+    import pointsapp.domain.imports as imports
+    from pointsapp.domain.audit import verify_chain
+    from pointsapp.models import AuditRecord
+
+    monkeypatch.setattr(imports, "BATCH", 64)  # several batches
+    rows = roster(300)
+    last_seq = db.session.scalar(select(func.max(AuditRecord.seq))) or 0
+    result = import_people(street.street_admin, rows)
+    assert result.errors == []
+    assert (result.rows, result.people_created, result.unchanged) == (300, 300, 0)
+    # 第七网格 is new: 20 buildings of 3 units under it. 第一网格 exists, with 1号楼 and its 1单元:
+    # 19 buildings of 3 units, and 2单元 and 3单元 of 1号楼.
+    assert result.units_created == (1 + 20 + 60) + (19 + 57 + 2)
+    db.session.commit()
+    usernames = [r[4] for r in rows[1:]]
+    bulk = people_written(usernames)
+
+    # The same people, one by one, through the admin pages' function, into the same nodes.
+    one_by_one = []
+    for r in rows[1:]:
+        u = db.session.scalar(select(User).where(User.username == r[4]))
+        p = people.create_person(street.street_admin, username="one" + r[4], full_name=r[5], password=None,
+                                 org_unit=u.org_unit, phone=r[6] or None, title=u.title)
+        people.issue_activation_code(p)
+        one_by_one.append(p.username)
+    db.session.commit()
+    single = people_written(one_by_one)
+    for name in usernames:
+        mine, theirs = bulk[name], single["one" + name]
+        theirs["records"][0][4]["username"] = name
+        assert mine == theirs
+
+    # Each person's code is theirs; the audit records follow the file's order, chained.
+    users = {u.username: u for u in db.session.scalars(select(User).where(User.username.in_(usernames)))}
+    assert [c[0] for c in result.codes] == usernames
+    assert all(people.activation_matches(users[name], code) for name, _, code in result.codes)
+    assert all(users[name].full_name == full for name, full, _ in result.codes)
+    recs = list(db.session.scalars(select(AuditRecord).where(AuditRecord.seq > last_seq).order_by(AuditRecord.seq)))
+    assert [r.target_id for r in recs[:300]] == [users[name].id for name in usernames]
+    assert [r.seq for r in recs] == list(range(last_seq + 1, last_seq + 601))
+    assert verify_chain().problem is None
+    check_ledger()
+
+
+def test_progress_is_reported_for_every_row_across_batches(street, monkeypatch):
+    import pointsapp.domain.imports as imports
+
+    monkeypatch.setattr(imports, "BATCH", 40)
+    steps, seen = imports.import_steps(street.street_admin, roster(150)), []
+    while True:
+        try:
+            seen.append(next(steps))
+        except StopIteration as finished:
+            result = finished.value
+            break
+    assert seen == list(range(150))
+    assert result.ok and result.people_created == 150
+    db.session.rollback()
+
+
+def test_a_username_twice_in_the_file_is_one_person_or_a_refused_row(street):
+    before = counts()
+    rows = [
+        HEADER,
+        ["青山社区", "第二网格", "", "", "twice", "王二", "", ""],
+        ["青山社区", "第二网格", "", "", "TWICE", "王二", "", ""],  # the same details: unchanged
+    ]
+    result = import_people(street.street_admin, rows)
+    assert result.errors == []
+    assert (result.people_created, result.units_created, result.unchanged) == (1, 1, 1)
+    assert [c[0] for c in result.codes] == ["twice"]
+    db.session.commit()
+    assert counts() == (before[0] + 1, before[1] + 1, before[2] + 1)
+
+    clash = rows + [
+        ["青山社区", "第二网格", "", "", "Twice", "李二", "", ""],  # another name
+        ["青山社区", "第三网格", "", "", "twice", "王二", "", ""],  # another node
+        ["青山社区", "第二网格", "", "", "fresh", "赵", "", ""],
+        ["青山社区", "第二网格", "", "", "FRESH", "赵", "13800000000", ""],  # another phone than row 6
+    ]
+    result = import_people(street.street_admin, clash)
+    db.session.rollback()
+    assert [n for n, _ in result.errors] == [4, 5, 7]
+    assert all("already belongs to a person with other details" in m for _, m in result.errors)
+    assert counts() == (before[0] + 1, before[1] + 1, before[2] + 1)
+
+
+def test_bad_rows_in_every_batch_are_all_named_and_nothing_is_written(street, monkeypatch):
+    import pointsapp.domain.imports as imports
+    from pointsapp.models import AuditRecord
+
+    monkeypatch.setattr(imports, "BATCH", 50)
+    audit_before = db.session.scalar(select(func.count()).select_from(AuditRecord))
+    before = counts()
+    rows = roster(300)
+    rows[3][4] = "x"  # row 4: username too short
+    rows[120][7] = "厨师"  # row 121: unknown title
+    rows[200][5] = ""  # row 201: no name
+    rows[250][1] = ""  # row 251: a gap in the path
+    rows[299][4] = "vol_a"  # row 300: an existing person's username, other details
+    result = import_people(street.street_admin, rows)
+    db.session.rollback()
+    assert [n for n, _ in result.errors] == [4, 121, 201, 251, 300]
+    messages = dict(result.errors)
+    assert "厨师" in messages[121] and "vol_a" in messages[300]
+    assert counts() == before
+    assert db.session.scalar(select(func.count()).select_from(AuditRecord)) == audit_before
+
+
+def test_a_bad_row_after_a_written_batch_still_leaves_nothing(street, monkeypatch):
+    import pointsapp.domain.imports as imports
+
+    monkeypatch.setattr(imports, "BATCH", 50)
+    before = counts()
+    rows = roster(120)
+    rows[110][4] = "no spaces"
+    result = import_people(street.street_admin, rows)
+    db.session.rollback()
+    assert [n for n, _ in result.errors] == [111]
+    assert counts() == before
+
+
+def test_importing_many_rows_again_changes_nothing(street):
+    from pointsapp.models import AuditRecord
+
+    rows = roster(200)
+    first = import_people(street.street_admin, rows)
+    assert first.ok and first.people_created == 200
+    db.session.commit()
+    before = counts()
+    audit_before = db.session.scalar(select(func.count()).select_from(AuditRecord))
+    again = import_people(street.street_admin, [[c.upper() if i == 4 else c for i, c in enumerate(r)] for r in rows])
+    assert again.errors == []
+    assert (again.rows, again.people_created, again.units_created, again.unchanged) == (200, 0, 0, 200)
+    assert again.codes == []
+    db.session.commit()
+    assert counts() == before
+    assert db.session.scalar(select(func.count()).select_from(AuditRecord)) == audit_before
+
+
+def test_a_node_made_by_an_earlier_row_is_used_by_later_rows_in_other_batches(street, monkeypatch):
+    import pointsapp.domain.imports as imports
+
+    monkeypatch.setattr(imports, "BATCH", 2)
+    rows = [
+        HEADER,
+        ["和平社区", "第1网格", "", "", "hp1", "甲", "", ""],
+        ["和平社区", "第1网格", "2号楼", "", "hp2", "丙", "", ""],
+        ["和平社区", "第2网格", "", "", "", "", "", ""],
+        ["和平社区", "第1网格", "2号楼", "", "hp3", "丁", "", ""],
+    ]
+    result = import_people(street.street_admin, rows)
+    assert result.errors == []
+    assert (result.people_created, result.units_created, result.unchanged) == (3, 4, 0)
+    db.session.commit()
+    hp = {u.username: u for u in db.session.scalars(select(User).where(User.username.in_(["hp1", "hp2", "hp3"])))}
+    assert hp["hp2"].org_unit_id == hp["hp3"].org_unit_id
+    assert hp["hp2"].org_unit.parent_id == hp["hp1"].org_unit_id
+    community = hp["hp1"].org_unit.parent
+    assert (community.name, community.parent_id) == ("和平社区", street.street.id)
+    assert [c.name for c in community.children] == ["第1网格", "第2网格"]
+    building = hp["hp3"].org_unit
+    assert building.path == f"{street.street.path}{community.id}/{hp['hp1'].org_unit_id}/{building.id}/"
+
+    # A refused row's nodes are not kept for the rows after it: they are counted where made.
+    result = import_people(street.street_admin, [
+        HEADER,
+        ["团结社区", "第1网格", "", "", "x", "乙", "", ""],
+        ["团结社区", "第1网格", "", "", "tj1", "戊", "", ""],
+    ])
+    db.session.rollback()
+    assert [n for n, _ in result.errors] == [2]
+    assert result.units_created == 2
+
+
+def test_a_username_taken_meanwhile_is_reported_on_its_row_and_nothing_is_written(street, monkeypatch):
+    import pointsapp.domain.imports as imports
+
+    looked_up = imports._Plan.look_up_usernames
+
+    def then_someone_else_creates_one(plan, rows):
+        looked_up(plan, rows)
+        with db.session.begin_nested():  # as another admin's request would, between look-up and write
+            people.create_person(street.street_admin, username="imp7", full_name="别人", password=None,
+                                 org_unit=street.unit_a)
+
+    monkeypatch.setattr(imports._Plan, "look_up_usernames", then_someone_else_creates_one)
+    before = counts()
+    result = import_people(street.street_admin, roster(20))
+    assert result.errors == [(9, "This row clashes with another row or an existing record.")]
+    assert result.codes == []
+    db.session.rollback()
+    assert counts() == before
