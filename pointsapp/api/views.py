@@ -9,7 +9,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from marshmallow import ValidationError
 from sqlalchemy import or_, select
-from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy.orm import aliased, contains_eager, selectinload
 
 from ..domain import (
     budgets, claims, deductions, exports, honours, ledger, notice, people, reports, rules, settlement, statements, tokens, uploads, vouchers,
@@ -241,7 +241,7 @@ def my_history():
     query = (
         select(Entry).join(Transfer, Transfer.id == Entry.transfer_id)
         .where(Entry.account_id == account.id, *_between(Transfer.created_at, args))
-        .options(selectinload(Entry.transfer))
+        .options(contains_eager(Entry.transfer))  # the transfer comes from the join: one statement
     )
     return paginate(query, Entry.id, Entry.id, args, EntryOut(many=True).dump)
 

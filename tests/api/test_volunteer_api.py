@@ -1,4 +1,7 @@
 """A volunteer's API: balance, history, claims, rewards and vouchers."""
+from sqlalchemy import select
+
+from pointsapp.domain import vouchers
 from pointsapp.domain.clock import local_today
 from pointsapp.extensions import db
 from pointsapp.models import Activity
@@ -18,6 +21,35 @@ def test_volunteer_sees_balance_and_history_of_their_own_account(api_as, street,
     assert [(e["amount"], e["balance_after"], e["kind"]) for e in history.json["items"]] == [(50, 50, "credit")]
     assert history.json["next_cursor"] is None
     check_ledger()
+
+
+def test_history_pages_through_every_entry_once_each_with_its_own_transfer(api_as, street, issued_voucher):
+    """Entries and their transfers come from one joined statement: each item carries its own
+    transfer's kind and ids, and cursors walk the pages without a gap or a repeat."""
+    # issued_voucher credited 50 and holds 10 for rice; three more credits, then the redemption.
+    for amount in (7, 11, 13):
+        give_points(street, street.vol_a, amount)
+    vouchers.confirm_redemption(street.cashier, issued_voucher.code)
+    db.session.commit()
+    v = api_as("vol_a")
+    items, cursor, pages = [], None, 0
+    while True:
+        page = v.get("/me/history", limit=2, **({"cursor": cursor} if cursor else {})).json
+        pages += 1
+        assert len(page["items"]) <= 2
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert [e["amount"] for e in items] == [-10, 13, 11, 7, 50]
+    assert [e["kind"] for e in items] == ["capture", "credit", "credit", "credit", "credit"]
+    assert [e["balance_after"] for e in items] == [71, 81, 68, 57, 50]
+    assert items[0]["activity_id"] is None and items[0]["voucher_id"] is not None
+    credited = {a.id: a.points_credited for a in db.session.scalars(select(Activity))}
+    assert [credited[e["activity_id"]] for e in items[1:]] == [13, 11, 7, 50]
+    assert all(e["voucher_id"] is None for e in items[1:])
+    assert len({e["transfer_id"] for e in items}) == 5
 
 
 def test_staff_without_a_volunteer_role_gets_403_for_a_balance(api_as):
@@ -116,8 +148,6 @@ def test_error_messages_follow_accept_language(api_as, street):
 
 def test_claims_filter_by_date_range(api_as, street):
     from datetime import timedelta
-
-    from pointsapp.domain.clock import local_today
 
     v = api_as("vol_a")
     made = v.post("/me/claims", {"rule_id": street.meeting.id, "activity_date": yesterday().isoformat()}).json
