@@ -222,6 +222,18 @@ def test_three_hundred_rows_write_what_creating_each_person_on_their_own_writes(
     db.session.commit()
     usernames = [r[4] for r in rows[1:]]
     bulk = people_written(usernames)
+    titles = {"楼长": "building_leader", "单元长": "unit_leader", "": None}
+    for r in rows[1:]:
+        written = bulk[r[4]]
+        unit_id = written["user"][3]
+        unit = db.session.get(OrgUnit, unit_id)
+        assert (unit.name, unit.parent.name, unit.parent.parent.name) == (r[3], r[2], r[1])
+        assert written["user"] == (r[5], r[6] or None, titles[r[7]], unit_id, True, people.NO_PASSWORD, True, "name", 0)
+        assert written["grants"] == [("volunteer", unit_id, None)]
+        assert written["accounts"] == [("volunteer", 0, 0, 0)]
+        assert written["records"] == [("person.created", street.street_admin.id, "user", unit.path, {
+            "username": r[4], "full_name": r[5], "title": titles[r[7]], "roles": ["volunteer"],
+            "org_unit_id": unit_id, "merchant_id": None})]
 
     # The same people, one by one, through the admin pages' function, into the same nodes.
     one_by_one = []
