@@ -43,7 +43,7 @@ from ..models import OrgLevel, OrgUnit, User
 from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, TITLES
 from .access import require_admin_of
 from .errors import Forbidden, InvalidInput, PointsError
-from .org import insert_units
+from .org import check_name_length, insert_units
 from .people import NewPerson, create_people, new_activation_code, new_person
 
 PERSON_COLUMNS: list[tuple[str, str, str, tuple[str, ...]]] = [
@@ -255,6 +255,7 @@ class _Plan:
         for rank, name in names:
             if not name:
                 raise InvalidInput("The %(level)s is missing.", level=self.levels[rank].name_zh)
+            check_name_length(name)
             child = self.children.get((parent, name))
             if child is None:
                 require_admin_of(self.actor, parent)

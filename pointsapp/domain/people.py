@@ -40,6 +40,9 @@ from .access import in_scope, require_merchant_admin
 from .clock import now_utc
 from .errors import Forbidden, InvalidInput, NotFound
 from .ledger import account_for_volunteer
+from .org import check_name_length
+
+PHONE_MAX = 32  # the longest phone number the database holds
 
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) defaults
 MIN_PASSWORD_LENGTH = 10
@@ -343,6 +346,10 @@ def new_person(
     full_name = (full_name or "").strip()
     if not full_name:
         raise InvalidInput("A name is required.", field="full_name")
+    check_name_length(full_name, "full_name")
+    phone = (phone or "").strip() or None
+    if phone is not None and len(phone) > PHONE_MAX:
+        raise InvalidInput("Keep the phone number to %(n)s characters.", field="phone", n=PHONE_MAX)
     if password is not None:
         check_password_strength(password, username)
     if title is not None and title not in TITLES:
@@ -358,7 +365,7 @@ def new_person(
         username=username,
         full_name=full_name,
         password_hash=hash_password(password) if password is not None else NO_PASSWORD,
-        phone=(phone or "").strip() or None,
+        phone=phone,
         title=title,
         org_unit=org_unit,
         roles=tuple(roles),

@@ -77,6 +77,30 @@ def test_one_bad_row_imports_nothing_and_every_problem_is_named_with_its_row(str
     assert db.session.scalar(select(User).where(User.username == "lz3")) is None
 
 
+def test_names_and_phones_longer_than_the_database_holds_are_named_with_their_row(street):
+    """On PostgreSQL an over-long value would fail the whole import with the database's error;
+    it is refused on its row, like any other bad value, on both databases."""
+    before = counts()
+    rows = GOOD + [
+        ["青山社区", "第二网格", "", "", "lz6", "王" * 101, "", ""],  # full name over 100
+        ["青山社区", "网" * 101, "", "", "", "", "", ""],  # node name over 100
+        ["青山社区", "第二网格", "", "", "lz8", "周楼长", "1" * 33, ""],  # phone over 32
+        ["青山社区", "第二网格", "", "", "lz9", "王" * 100, "1" * 32, ""],  # at the limits: fine
+    ]
+    result = import_people(street.street_admin, rows)
+    db.session.rollback()
+    assert [n for n, _ in result.errors] == [6, 7, 8]
+    messages = dict(result.errors)
+    assert "100" in messages[6] and "100" in messages[7] and "32" in messages[8]
+    assert counts() == before
+    with pytest.raises(InvalidInput) as exc:
+        people.create_person(street.street_admin, username="longname", full_name="李" * 101, password=None,
+                             org_unit=street.grid_a)
+    assert exc.value.field == "full_name"
+    db.session.rollback()
+    assert counts() == before
+
+
 def test_a_file_with_initial_passwords_is_refused_on_row_one_with_what_to_do(street):
     result = import_people(street.street_admin, [HEADER + ["初始密码"], ["青山社区", "第二网格", "", "", "lz3", "王", "", "", "secret-pass-1"]])
     db.session.rollback()
