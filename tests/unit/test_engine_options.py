@@ -1,0 +1,42 @@
+"""How the app connects to PostgreSQL: the settings every connection of its pool gets."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine
+
+from pointsapp import create_app
+from pointsapp.extensions import db
+
+
+@pytest.fixture
+def postgresql_url(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL connection settings; SQLite has no JIT")
+    return database_url
+
+
+def _jit_of_app(url: str, tmp_path, monkeypatch) -> str:
+    monkeypatch.setenv("POINTS_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "k", "TESTING": True})
+    with app.app_context():
+        try:
+            return db.session.connection().exec_driver_sql("SHOW jit").scalar()
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_the_apps_connections_have_jit_compilation_off(postgresql_url, tmp_path, monkeypatch):
+    monkeypatch.delenv("POINTS_DB_JIT", raising=False)
+    assert _jit_of_app(postgresql_url, tmp_path, monkeypatch) == "off"
+
+
+def test_points_db_jit_on_leaves_the_servers_setting(postgresql_url, tmp_path, monkeypatch):
+    engine = create_engine(postgresql_url)
+    try:
+        with engine.connect() as conn:
+            server = conn.exec_driver_sql("SHOW jit").scalar()
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("POINTS_DB_JIT", "on")
+    assert _jit_of_app(postgresql_url, tmp_path, monkeypatch) == server
