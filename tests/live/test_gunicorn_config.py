@@ -105,3 +105,24 @@ def test_gunicorn_with_the_config_file_runs_its_workers_and_keeps_connections_al
             pass
         proc.wait(timeout=10)
         log.close()
+
+
+def test_workers_cap_glibcs_malloc_arenas_unless_told_otherwise(monkeypatch):
+    """Two arenas per worker by default (RSS that stays near what the worker uses); 0, or a
+    MALLOC_ARENA_MAX of the operator's, leaves glibc alone."""
+    import ctypes.util
+
+    if not ctypes.util.find_library("c") or not hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "mallopt"):
+        import pytest
+
+        pytest.skip("not glibc: no mallopt")
+    monkeypatch.delenv("GUNICORN_MALLOC_ARENAS", raising=False)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    conf = runpy.run_path(str(CONFIG))
+    assert conf["malloc_arenas"] == 2
+    assert conf["limit_malloc_arenas"](2) is True
+    assert conf["limit_malloc_arenas"](0) is False
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert conf["limit_malloc_arenas"](2) is False
+    monkeypatch.setenv("GUNICORN_MALLOC_ARENAS", "0")
+    assert runpy.run_path(str(CONFIG))["malloc_arenas"] == 0
