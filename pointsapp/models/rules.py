@@ -16,6 +16,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    text,
     UniqueConstraint,
 )
 from sqlalchemy import true as sa_true
@@ -208,6 +209,10 @@ class Activity(db.Model):
         Index("ix_activity_org_unit_id_status_activity_date", "org_unit_id", "status", "activity_date"),
         # A volunteer's lifetime and yearly totals, read from the index alone (no table rows).
         Index("ix_activity_volunteer_totals", "volunteer_id", "status", "activity_date", "hours", "points_credited"),
+        # A whole street's month of reports: approved activities by date, claims by decision time.
+        Index("ix_activity_status_activity_date", "status", "activity_date"),
+        Index("ix_activity_claims_decided_at", "decided_at", postgresql_where=text("source = 'claim'"),
+              sqlite_where=text("source = 'claim'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -221,7 +226,7 @@ class Activity(db.Model):
     note: Mapped[Optional[str]] = mapped_column(Text)
     photo_path: Mapped[Optional[str]] = mapped_column(String(255))
     source: Mapped[str] = mapped_column(String(16), default="claim")
-    status: Mapped[str] = mapped_column(String(16), default=STATUS_PENDING, index=True)
+    status: Mapped[str] = mapped_column(String(16), default=STATUS_PENDING)  # indexed above
     points_requested: Mapped[int] = mapped_column(Integer)
     points_credited: Mapped[int] = mapped_column(Integer, default=0)
     cap_note: Mapped[Optional[str]] = mapped_column(String(255))
