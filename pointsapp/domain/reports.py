@@ -162,18 +162,30 @@ def _kind_sum(leg, kind: str, sign: int = 1):
 
 # -- the reports --------------------------------------------------------------------------------
 
-def points_by_month(r: Range) -> ReportTable:
+def _points_by_month_and_community(r: Range) -> list[tuple]:
+    """One pass over the range's ledger legs of volunteers in the subtree, summed per month and
+    community: (month, community name or None, issued, redeemed, corrections). Both the monthly
+    and the per-community report are sums of these rows, so the page reads the month once."""
+    community, joined = _community_join(OrgUnit)
     leg = _volunteer_legs(r)
     month = month_of_timestamp(leg.c.created_at, r.start)
-    found = {
-        m: (int(i), int(red), int(cor))
-        for m, i, red, cor in db.session.execute(
-            _volunteer_entries(
-                r, leg, month, _kind_sum(leg, TRANSFER_CREDIT), _kind_sum(leg, TRANSFER_CAPTURE, -1),
-                _kind_sum(leg, TRANSFER_REVERSAL),
-            ).group_by(month)
+    return db.session.execute(
+        _volunteer_entries(
+            r, leg, month, community.name, _kind_sum(leg, TRANSFER_CREDIT), _kind_sum(leg, TRANSFER_CAPTURE, -1),
+            _kind_sum(leg, TRANSFER_REVERSAL),
         )
-    }
+        .outerjoin(community, joined)
+        .group_by(month, community.name)
+    ).all()
+
+
+def points_by_month(r: Range, legs: list[tuple] | None = None) -> ReportTable:
+    found: dict[str, list[int]] = {}
+    for m, _community, issued, redeemed, corrections in legs if legs is not None else _points_by_month_and_community(r):
+        sums = found.setdefault(m, [0, 0, 0])
+        sums[0] += int(issued)
+        sums[1] += int(redeemed)
+        sums[2] += int(corrections)
     rows = [[m, *found.get(m, (0, 0, 0))] for m in r.months]
     return ReportTable(
         "points_by_month", str(_l("Points issued and redeemed per month")),
@@ -182,19 +194,18 @@ def points_by_month(r: Range) -> ReportTable:
     )
 
 
-def points_by_community(r: Range) -> ReportTable:
-    community, joined = _community_join(OrgUnit)
-    leg = _volunteer_legs(r)
-    rows = db.session.execute(
-        _volunteer_entries(r, leg, community.name, _kind_sum(leg, TRANSFER_CREDIT), _kind_sum(leg, TRANSFER_CAPTURE, -1))
-        .outerjoin(community, joined)
-        .group_by(community.name)
-        .order_by(community.name)
-    ).all()
+def points_by_community(r: Range, legs: list[tuple] | None = None) -> ReportTable:
+    found: dict[str | None, list[int]] = {}
+    for _month, name, issued, redeemed, _corrections in legs if legs is not None else _points_by_month_and_community(r):
+        sums = found.setdefault(name, [0, 0])
+        sums[0] += int(issued)
+        sums[1] += int(redeemed)
+    # By name, the street level (volunteers above any community) last, on both databases.
+    names = sorted(found, key=lambda n: (n is None, n or ""))
     return ReportTable(
         "points_by_community", str(_l("Points issued and redeemed per community")),
         [str(_l("Community")), str(_l("Points issued")), str(_l("Points redeemed"))],
-        [[name or str(_l("Street level")), int(i), int(red)] for name, i, red in rows],
+        [[name or str(_l("Street level")), *found[name]] for name in names],
         chart="bar", series=[1, 2],
     )
 
@@ -367,9 +378,16 @@ REPORT_KEYS = (
 
 def build(r: Range, zh: bool, only: str | None = None) -> list[ReportTable]:
     """Return the reports of a range (or only the one named ``only``)."""
+    read: dict[str, list[tuple]] = {}
+
+    def legs() -> list[tuple]:  # read once for both reports that sum them
+        if "legs" not in read:
+            read["legs"] = _points_by_month_and_community(r)
+        return read["legs"]
+
     makers = {
-        "points_by_month": lambda: points_by_month(r),
-        "points_by_community": lambda: points_by_community(r),
+        "points_by_month": lambda: points_by_month(r, legs()),
+        "points_by_community": lambda: points_by_community(r, legs()),
         "points_by_category": lambda: points_by_category(r, zh),
         "active_volunteers": lambda: active_volunteers(r),
         "top_activities": lambda: top_activities(r, zh),

@@ -12,7 +12,7 @@ from pointsapp.domain.clock import local_today
 from pointsapp.domain.errors import InvalidInput, NotFound
 from pointsapp.extensions import db
 from pointsapp.models import Account, Transfer
-from tests.factories import yesterday
+from tests.factories import person, yesterday
 from tests.unit.helpers import award, credit_of
 
 
@@ -57,6 +57,22 @@ def test_per_community_totals_add_up_to_the_monthly_totals_and_follow_the_subtre
     assert sorted(t.rows) == [["友谊社区", 25, 0], ["青山社区", 52, 10]]
     only_a = reports.points_by_community(full_range(activity, activity.community_a))
     assert only_a.rows == [["青山社区", 52, 10]]
+
+
+def test_the_monthly_and_community_reports_are_sums_of_one_read_and_street_level_comes_last(activity, monkeypatch):
+    """The page reads the month's ledger legs once for both reports; a volunteer who sits at the
+    street itself (above every community) is counted on a "street level" row, last."""
+    at_street = person("jiedao_vol", activity.street)
+    db.session.commit()
+    award(activity, at_street, 9)
+    reads = []
+    real = reports._points_by_month_and_community
+    monkeypatch.setattr(reports, "_points_by_month_and_community", lambda r: reads.append(r) or real(r))
+    by_month, by_community = reports.build(full_range(activity), zh=True, only=None)[:2]
+    assert len(reads) == 1
+    assert by_community.rows == [["友谊社区", 25, 0], ["青山社区", 52, 10], ["Street level", 9, 0]]
+    assert by_month.rows[-1][1:] == [86, 10, -12] == [sum(r[1] for r in by_community.rows), 10, -12]
+    assert sum(r[1] for r in by_month.rows) == ledger_sum("credit") == 86
 
 
 def test_category_active_volunteers_and_top_activities(activity):
