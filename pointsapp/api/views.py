@@ -1059,6 +1059,7 @@ from ..schemas import (  # noqa: E402
     EventClosedOut,
     EventIn,
     EventOut,
+    EventUpdateIn,
 )
 
 
@@ -1084,6 +1085,18 @@ def event_create():
     require_role(*STAFF_ROLES)
     data = load_body(EventIn)
     return respond(EventOut().dump(checkin_events.create_event(actor(), **data)), 201)
+
+
+@bp.put("/events/<int:event_id>")
+@idempotent
+@doc("Change a check-in event", tag="staff", body=EventUpdateIn, response=EventOut, roles=STAFF_ROLES,
+     idempotent=True)
+def event_update(event_id: int):
+    """Change an open event's title, place or time window before it ends; the start stays once
+    someone has signed in. The activity type and node cannot change."""
+    require_role(*STAFF_ROLES)
+    data = load_body(EventUpdateIn)
+    return respond(EventOut().dump(checkin_events.update_event(actor(), event_id, **data)))
 
 
 @bp.post("/events/<int:event_id>/attendees")

@@ -29,7 +29,7 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import ROUND_DOWN, Decimal
 
 from flask import current_app
@@ -37,6 +37,7 @@ from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import lazyload, selectinload
 
 from ..extensions import db
 from ..models import Activity, CheckinAttendance, CheckinEvent, OrgUnit, PointRule, User
@@ -53,6 +54,7 @@ from .errors import (
     CheckinNotForYou,
     CheckinNotOpen,
     EventClosed,
+    EventNotEditable,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -161,6 +163,27 @@ def events_query(actor: User):
     )
 
 
+def _checked_details(title: str, place: str, starts_at: datetime, ends_at: datetime) -> tuple[str, str]:
+    """Check an event's title, place and time window (new or edited); return the stripped texts."""
+    title, place = (title or "").strip(), (place or "").strip()
+    if not title or len(title) > 100:
+        raise InvalidInput("Give the event a title of up to 100 characters.", field="title")
+    if not place or len(place) > 200:
+        raise InvalidInput("Say where the event takes place (up to 200 characters).", field="place")
+    if starts_at.tzinfo is None or ends_at.tzinfo is None:
+        raise InvalidInput("Give the start and end times with their time zone.", field="starts_at")
+    if ends_at <= starts_at:
+        raise InvalidInput("The event must end after it starts.", field="ends_at")
+    if ends_at - starts_at > MAX_EVENT_LENGTH:
+        raise InvalidInput("An event can last at most 24 hours.", field="ends_at")
+    return title, place
+
+
+def _check_rule_on_day(rule: PointRule, starts_at: datetime, field: str) -> None:
+    if not rule.current.applies_on(to_local(starts_at).date()):
+        raise InvalidInput("This activity type is not in force on the day of the event.", field=field)
+
+
 def create_event(
     actor: User,
     *,
@@ -178,17 +201,7 @@ def create_event(
         raise Forbidden()
     unit = db.session.get(OrgUnit, org_unit_id)
     require_in_scope(actor, unit, STAFF_ROLES)
-    title, place = (title or "").strip(), (place or "").strip()
-    if not title or len(title) > 100:
-        raise InvalidInput("Give the event a title of up to 100 characters.", field="title")
-    if not place or len(place) > 200:
-        raise InvalidInput("Say where the event takes place (up to 200 characters).", field="place")
-    if starts_at.tzinfo is None or ends_at.tzinfo is None:
-        raise InvalidInput("Give the start and end times with their time zone.", field="starts_at")
-    if ends_at <= starts_at:
-        raise InvalidInput("The event must end after it starts.", field="ends_at")
-    if ends_at - starts_at > MAX_EVENT_LENGTH:
-        raise InvalidInput("An event can last at most 24 hours.", field="ends_at")
+    title, place = _checked_details(title, place, starts_at, ends_at)
     if ends_at <= now:
         raise InvalidInput("The event has already ended; record its attendance instead.", field="ends_at")
     rule = next((r for r in usable_rules(actor) if r.id == rule_id), None)
@@ -196,8 +209,7 @@ def create_event(
         raise InvalidInput("Choose an activity type from the list.", field="rule_id")
     if not (rule.org_unit.path in ancestor_paths(unit) or rule.org_unit.path.startswith(unit.path)):
         raise InvalidInput("This activity type does not apply to the volunteers of that place.", field="rule_id")
-    if not rule.current.applies_on(to_local(starts_at).date()):
-        raise InvalidInput("This activity type is not in force on the day of the event.", field="rule_id")
+    _check_rule_on_day(rule, starts_at, field="rule_id")
     event = CheckinEvent(
         title=title, rule_id=rule.id, org_unit_id=unit.id, place=place, starts_at=starts_at, ends_at=ends_at,
         status=EVENT_OPEN, created_at=now, created_by_id=actor.id,
@@ -211,6 +223,78 @@ def create_event(
         org_path=unit.path, now=now,
     )
     return event
+
+
+def _locked_event(event_id: int) -> CheckinEvent:
+    """Lock the event's row (before anything else, as closing does) and return it as committed."""
+    return db.session.scalars(
+        select(CheckinEvent).where(CheckinEvent.id == event_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def require_editable(event: CheckinEvent, now: datetime | None = None) -> None:
+    """Raise ``EventNotEditable`` unless the event is open and has not ended."""
+    if event.status != EVENT_OPEN:
+        raise EventNotEditable(_l("This event has been closed and its attendance credited, so it can no longer be "
+                                  "changed. Create a new event if the activity takes place again."))
+    if event.ends_at <= (now or now_utc()):
+        raise EventNotEditable(_l("This event has already ended, so it can no longer be changed. Close it to "
+                                  "credit the attendees."))
+
+
+def update_event(
+    actor: User,
+    event_id: int,
+    *,
+    title: str,
+    place: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    now: datetime | None = None,
+) -> CheckinEvent:
+    """Change an open event's title, place or time window before it ends.
+
+    The activity type and the node stay: they decide who may sign in and what attendance earns.
+    Once someone has signed in the start stays too (hours count from it and from their sign-in).
+    The event's row is locked first, so an edit and a closing at the same moment take turns: the
+    closing counts the edited window, or the edit finds the event closed. Nothing changed writes
+    nothing, not even an audit record.
+    """
+    now = now or now_utc()
+    scoped_event(actor, event_id)
+    event = _locked_event(event_id)
+    require_editable(event, now)
+    title, place = _checked_details(title, place, starts_at, ends_at)
+    if ends_at <= now:
+        raise InvalidInput("The end cannot be in the past; to finish the event now, close it.", field="ends_at")
+    if starts_at != event.starts_at:
+        signed_in = db.session.scalar(
+            select(func.count()).select_from(CheckinAttendance)
+            .where(CheckinAttendance.event_id == event.id, CheckinAttendance.signed_in_at.is_not(None))
+        )
+        if signed_in:
+            raise InvalidInput(
+                "Volunteers have already signed in, so the start can no longer be changed (their hours count "
+                "from it). You can still change the title, the place and the end.", field="starts_at")
+        _check_rule_on_day(event.rule, starts_at, field="starts_at")
+    new = {"title": title, "place": place, "starts_at": starts_at, "ends_at": ends_at}
+    changes = {
+        name: [_audit_value(getattr(event, name)), _audit_value(value)]
+        for name, value in new.items() if getattr(event, name) != value
+    }
+    if not changes:
+        return event
+    for name, value in new.items():
+        setattr(event, name, value)
+    db.session.flush()
+    audit.record(actor, audit.EVENT_UPDATED, "checkin_event", event.id, {"changes": changes},
+                 org_path=event.org_unit.path, now=now)
+    return event
+
+
+def _audit_value(value):
+    return value.astimezone(timezone.utc).isoformat() if isinstance(value, datetime) else value
 
 
 def attendee_count(event_id: int) -> tuple[int, int]:
@@ -263,6 +347,76 @@ def attendance_of(event_id: int, volunteer_id: int) -> CheckinAttendance | None:
             CheckinAttendance.event_id == event_id, CheckinAttendance.volunteer_id == volunteer_id
         )
     )
+
+
+VOLUNTEER_OPEN_EVENTS = 50
+VOLUNTEER_ATTENDED = 20
+
+
+@dataclass
+class VolunteerEvents:
+    upcoming: list[tuple[CheckinEvent, CheckinAttendance | None]]  # open and not ended, soonest first
+    attended: list[CheckinAttendance]  # their own attendance rows (event loaded), newest first
+
+
+def events_for_volunteer(
+    volunteer: User, now: datetime | None = None, *, limit: int = VOLUNTEER_ATTENDED
+) -> VolunteerEvents:
+    """The open events a volunteer may sign in to (with their own attendance), and those they attended.
+
+    An event is theirs when its node is theirs or above it and its activity type applies to them,
+    as for signing in. A fixed number of queries, however many events: the events, their rules
+    and nodes, the volunteer's attendance at them, and the attended rows with their events.
+    """
+    now = now or now_utc()
+    unit = volunteer.org_unit
+    if unit is None or not volunteer.has_role(ROLE_VOLUNTEER):
+        return VolunteerEvents([], [])
+    with_names = (
+        lazyload(CheckinEvent.attendances),
+        selectinload(CheckinEvent.org_unit),
+        selectinload(CheckinEvent.rule).selectinload(PointRule.org_unit),
+    )
+    events = list(
+        db.session.scalars(
+            select(CheckinEvent)
+            .join(OrgUnit, OrgUnit.id == CheckinEvent.org_unit_id)
+            .where(OrgUnit.path.in_(ancestor_paths(unit)), CheckinEvent.status == EVENT_OPEN,
+                   CheckinEvent.ends_at > now)
+            .order_by(CheckinEvent.starts_at, CheckinEvent.id)
+            .limit(VOLUNTEER_OPEN_EVENTS)
+            .options(*with_names)
+        )
+    )
+    events = [e for e in events if _may_sign_in(volunteer, e)]
+    mine = {
+        a.event_id: a
+        for a in db.session.scalars(
+            select(CheckinAttendance).where(
+                CheckinAttendance.volunteer_id == volunteer.id,
+                CheckinAttendance.event_id.in_([e.id for e in events]),
+            )
+        )
+    } if events else {}
+    attended = list(
+        db.session.scalars(
+            select(CheckinAttendance)
+            .join(CheckinEvent, CheckinEvent.id == CheckinAttendance.event_id)
+            .where(CheckinAttendance.volunteer_id == volunteer.id)
+            .order_by(CheckinEvent.starts_at.desc(), CheckinAttendance.id.desc())
+            .limit(limit)
+            .options(selectinload(CheckinAttendance.event).options(*with_names))
+        )
+    )
+    return VolunteerEvents([(e, mine.get(e.id)) for e in events], attended)
+
+
+def _may_sign_in(volunteer: User, event: CheckinEvent) -> bool:
+    try:
+        _check_volunteer(volunteer, event)
+    except (CheckinNotForYou, AccountInactive):
+        return False
+    return True
 
 
 def _require_open(event: CheckinEvent) -> None:

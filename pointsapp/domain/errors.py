@@ -191,6 +191,13 @@ class CheckinNotForYou(PointsError):
 class EventClosed(PointsError):
     code = "event_closed"
     template = _l("This event has been closed; its attendance is final.")
+
+
+class EventNotEditable(PointsError):
+    code = "event_not_editable"
+    template = _l("This event can no longer be changed.")
+
+
 class AlreadyVoted(PointsError):
     code = "already_voted"
     template = _l("You already voted on this claim (%(decision)s, %(when)s); another verifier must decide it. Nothing was changed.")

@@ -784,10 +784,10 @@ class LiabilityOut(Schema):
 # --- check-in events ------------------------------------------------------------------------
 
 
-class EventIn(In):
+class EventUpdateIn(In):
+    """An event's title, place and time window: what can change while it is open and not ended."""
+
     title = Text(required=True, validate=validate.Length(1, 100))
-    rule_id = Id(required=True)
-    org_unit_id = Id(required=True)
     place = Text(required=True, validate=validate.Length(1, 200))
     starts_at = fields.AwareDateTime(required=True, metadata={"description": "With its time zone offset."})
     ends_at = fields.AwareDateTime(required=True, metadata={"description": "With its time zone offset."})
@@ -797,6 +797,11 @@ class EventIn(In):
         for name in ("starts_at", "ends_at"):
             if not FIRST_DAY.year <= data[name].year <= LAST_DAY.year:
                 raise ValidationError("Out of range.", name)
+
+
+class EventIn(EventUpdateIn):
+    rule_id = Id(required=True)
+    org_unit_id = Id(required=True)
 
 
 class EventOut(Schema):

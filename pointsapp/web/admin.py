@@ -80,6 +80,7 @@ AUDIT_ACTIONS = {
     audit.DEDUCTION_APPLIED: _l("Points deducted"),
     audit.BUDGET_FUNDED: _l("Budget funding recorded"),
     audit.EVENT_CREATED: _l("Check-in event created"),
+    audit.EVENT_UPDATED: _l("Check-in event changed"),
     audit.EVENT_ATTENDEE_ADDED: _l("Attendee added to an event"),
     audit.EVENT_CLOSED: _l("Check-in event closed"),
     audit.CLAIM_VOTED: _l("Vote on a claim"),

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
+from functools import partial
+from types import SimpleNamespace
 
 import qrcode
 import qrcode.image.svg
@@ -13,7 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from ..domain import checkin
 from ..domain.clock import local_zone, now_utc, to_local
-from ..domain.errors import AlreadyRecorded, EventClosed, PointsError
+from ..domain.errors import AlreadyRecorded, EventClosed, EventNotEditable, PointsError
 from ..domain.org import subtree_units
 from ..extensions import db
 from ..forms import AttendeeForm, CheckinForm, EventForm, rule_choices, show_domain_error
@@ -79,27 +81,67 @@ def new():
         form.starts_at.data = start
         form.ends_at.data = start + timedelta(hours=2)
     if form.validate_on_submit():
-        zone = local_zone()
-        try:
-            event = checkin.create_event(
-                actor,
-                title=form.title.data,
-                rule_id=form.rule_id.data,
-                org_unit_id=form.org_unit_id.data,
-                place=form.place.data,
-                starts_at=form.starts_at.data.replace(tzinfo=zone),
-                ends_at=form.ends_at.data.replace(tzinfo=zone),
-            )
-            db.session.commit()
-        except PointsError as exc:
-            db.session.rollback()
-            if exc.status == 404:
-                raise
-            status = show_domain_error(form, exc)
-            return render_template("checkin/event_form.html", form=form), status
+        event, refused = _saved(form, partial(checkin.create_event, actor, rule_id=form.rule_id.data,
+                                              org_unit_id=form.org_unit_id.data))
+        if refused:
+            return refused
         flash(_("The event %(title)s was created. Show this page at the event.", title=event.title), "ok")
         return redirect(url_for(".show", event_id=event.id))
-    return render_template("checkin/event_form.html", form=form), (422 if form.errors else 200)
+    return _event_form_page(form, None, 422 if form.errors else 200)
+
+
+def _event_form_page(form: EventForm, event: CheckinEvent | None = None, status: int = 200):
+    return render_template("checkin/event_form.html", form=form, event=event), status
+
+
+def _saved(form: EventForm, save, event_id: int | None = None):
+    """Call ``save`` with the form's title, place and window (local times) and commit.
+
+    Return (its result, None), or (None, the form page with the refusal) when the domain refuses.
+    """
+    zone = local_zone()
+    try:
+        result = save(title=form.title.data, place=form.place.data,
+                      starts_at=form.starts_at.data.replace(tzinfo=zone), ends_at=form.ends_at.data.replace(tzinfo=zone))
+        db.session.commit()
+    except PointsError as exc:
+        db.session.rollback()
+        if exc.status == 404:
+            raise
+        status = show_domain_error(form, exc)
+        return None, _event_form_page(form, checkin.scoped_event(_me(), event_id) if event_id else None, status)
+    return result, None
+
+
+@bp.route("/staff/events/<int:event_id>/edit", methods=["GET", "POST"])
+@role_required(*STAFF_ROLES)
+def edit(event_id: int):
+    """Change an open event's title, place or time window; its activity type and node stay."""
+    actor = _me()
+    event = checkin.scoped_event(actor, event_id)
+    form = EventForm(obj=None if request.method == "POST" else _local_window(event))
+    del form.rule_id, form.org_unit_id
+    try:
+        checkin.require_editable(event)
+    except EventNotEditable as exc:
+        flash(exc.message, "info")
+        return redirect(url_for(".show", event_id=event.id))
+    if form.validate_on_submit():
+        _event, refused = _saved(form, partial(checkin.update_event, actor, event.id), event.id)
+        if refused:
+            return refused
+        flash(_("The event was saved."), "ok")
+        return redirect(url_for(".show", event_id=event.id))
+    return _event_form_page(form, event, 422 if form.errors else 200)
+
+
+def _local_window(event: CheckinEvent):
+    """The event's fields as the form shows them: times in local time, without a zone."""
+    return SimpleNamespace(
+        title=event.title, place=event.place,
+        starts_at=to_local(event.starts_at).replace(tzinfo=None),
+        ends_at=to_local(event.ends_at).replace(tzinfo=None),
+    )
 
 
 def _event_page(event: CheckinEvent, form: AttendeeForm | None = None, status: int = 200):
@@ -120,6 +162,7 @@ def _event_page(event: CheckinEvent, form: AttendeeForm | None = None, status: i
         present=present,
         total=total,
         is_open=event.status == EVENT_OPEN,
+        editable=event.status == EVENT_OPEN and event.ends_at > now_utc(),
         url=checkin_url(event.id) if event.status == EVENT_OPEN else None,
         qr=qr_data_url(checkin_url(event.id)) if event.status == EVENT_OPEN else None,
     ), status
@@ -189,6 +232,16 @@ def close(event_id: int):
     else:
         flash(_("The event was already closed; nothing was changed."), "info")
     return redirect(url_for(".show", event_id=event_id))
+
+
+# --- volunteers: their events ---------------------------------------------------------------
+
+
+@bp.route("/volunteer/events")
+@role_required(ROLE_VOLUNTEER)
+def mine():
+    """The open events a volunteer may sign in to, with their state, and the events they attended."""
+    return render_template("checkin/mine.html", mine=checkin.events_for_volunteer(_me()))
 
 
 # --- volunteers: the scanned URL -------------------------------------------------------------

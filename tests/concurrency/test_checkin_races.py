@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from pointsapp.domain import checkin, rules
 from pointsapp.domain.clock import now_utc
 from pointsapp.extensions import db
-from pointsapp.models import Activity, CheckinAttendance, Transfer, User
+from pointsapp.models import Activity, AuditRecord, CheckinAttendance, CheckinEvent, Transfer, User
 from tests.concurrency.test_races import race, tally
 from tests.factories import balance, rule_terms
 
@@ -83,4 +83,41 @@ def test_sign_ins_racing_a_closing_are_either_counted_or_refused(app, street, ch
     rows = db.session.scalar(select(func.count()).select_from(CheckinAttendance))
     acts = db.session.scalar(select(func.count()).select_from(Activity).where(Activity.source == "checkin"))
     assert acts == rows  # nobody signed in beside the closing without being counted
+    check_ledger()
+
+
+def test_an_edit_racing_a_closing_either_comes_first_or_is_refused(app, street, check_ledger):
+    for _round in range(3):
+        event = _event(street, now_utc() - timedelta(hours=1))  # ends in two hours: still editable
+        checkin.sign_in(street.vol_a, event.id, now=event.starts_at)
+        db.session.commit()
+        event_id, staff_id, admin_id = event.id, street.staff_a.id, street.admin_a.id
+        start, new_end = event.starts_at, event.starts_at + timedelta(minutes=70)  # shortened, still to come
+
+        def act(i):
+            if i == 0:
+                checkin.close_event(db.session.get(User, staff_id), event_id)
+            else:
+                checkin.update_event(db.session.get(User, admin_id), event_id, title="楼道大扫除", place="2号楼",
+                                     starts_at=start, ends_at=new_end)
+            db.session.commit()
+            return i
+
+        results = race(app, 2, act)
+        assert set(tally(results)) <= {"ok", "EventNotEditable"}, results
+        assert not isinstance(results[0], BaseException), results  # the closing always goes through
+        event = db.session.get(CheckinEvent, event_id)
+        act = db.session.scalar(select(Activity).where(Activity.batch_key == f"checkin:{event_id}"))
+        edits = db.session.scalar(select(func.count()).select_from(AuditRecord).where(
+            AuditRecord.action == "checkin.event_updated", AuditRecord.target_id == event_id))
+        assert event.status == "closed" and act is not None
+        # Signed in at the start and never out: counted to the end the closing saw.
+        if isinstance(results[1], BaseException):  # the edit came second: nothing of it is there
+            assert (event.title, event.ends_at, edits) == ("楼道清洁", start + timedelta(hours=3), 0)
+            assert act.hours == Decimal("2")  # three hours, capped at two
+        else:  # the edit came first: the closing counted its window
+            assert (event.title, event.place, event.ends_at, edits) == ("楼道大扫除", "2号楼", new_end, 1)
+            assert act.hours == Decimal("1")  # 70 minutes, rounded down to the half hour
+        assert act.note.startswith(event.title)  # credited under the title the event was closed with
+        assert act.status == "approved" and act.points_credited == 10 * act.hours
     check_ledger()

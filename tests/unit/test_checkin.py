@@ -1,6 +1,7 @@
 """Check-in events: the rotating code, the window, sign in and out, hours, closing, back-filling."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -355,3 +356,183 @@ def test_deduction_rules_cannot_be_used_for_events(app, street):
     with pytest.raises((NotFound, InvalidInput)):
         make_event(street, deduct)
     db.session.rollback()
+
+
+# --- the volunteer's events -----------------------------------------------------------------
+
+
+def _event_at(s, rule, unit, actor, start, title, hours=2):
+    event = checkin.create_event(actor, title=title, rule_id=rule.id, org_unit_id=unit.id, place="活动室",
+                                 starts_at=start, ends_at=start + timedelta(hours=hours), now=start - timedelta(hours=1))
+    db.session.commit()
+    return event
+
+
+def test_a_volunteer_sees_the_open_events_of_their_node_and_above_soonest_first_with_their_state(app, street):
+    rule = hour_rule(street)
+    now = now_utc()
+    later = _event_at(street, rule, street.community_a, street.admin_a, now + timedelta(days=2), "社区大扫除")
+    ongoing = _event_at(street, rule, street.grid_a, street.staff_a, now - timedelta(minutes=30), "网格巡逻")
+    soon = _event_at(street, rule, street.building_a, street.staff_a, now + timedelta(hours=3), "楼道清洁")
+    _event_at(street, rule, street.unit_a, street.staff_a, now + timedelta(hours=1), "单元会议")  # below vol_a2
+    _event_at(street, rule, street.grid_b, street.staff_b, now + timedelta(hours=1), "别的网格")  # a sibling
+    _event_at(street, rule, street.community_b, street.admin_b, now + timedelta(hours=1), "别的社区")
+    ended = _event_at(street, rule, street.grid_a, street.staff_a, now - timedelta(hours=5), "昨天的活动")
+    closed = _event_at(street, rule, street.grid_a, street.staff_a, now + timedelta(hours=4), "已关的活动")
+    checkin.sign_in(street.vol_a2, ongoing.id, now=ongoing.starts_at)
+    checkin.sign_in(street.vol_a2, ended.id, now=ended.starts_at)
+    db.session.commit()
+    checkin.close_event(street.staff_a, closed.id, now=closed.starts_at + timedelta(minutes=1))
+    db.session.commit()
+
+    mine = checkin.events_for_volunteer(street.vol_a2, now)
+    assert [e.title for e, _row in mine.upcoming] == ["网格巡逻", "楼道清洁", "社区大扫除"]
+    states = {e.id: row for e, row in mine.upcoming}
+    assert states[ongoing.id].signed_in_at == ongoing.starts_at and states[soon.id] is None and states[later.id] is None
+    assert [a.event.title for a in mine.attended] == ["网格巡逻", "昨天的活动"]  # newest first
+
+    checkin.sign_out(street.vol_a2, ongoing.id, now=now)
+    db.session.commit()
+    row = dict(checkin.events_for_volunteer(street.vol_a2, now).upcoming)[ongoing]
+    assert row.signed_out_at == now
+    assert [e.title for e, _row in checkin.events_for_volunteer(street.vol_a, now).upcoming] == [
+        "网格巡逻", "单元会议", "楼道清洁", "社区大扫除"]
+    assert [e.title for e, _row in checkin.events_for_volunteer(street.vol_b, now).upcoming] == ["别的网格", "别的社区"]
+    assert checkin.events_for_volunteer(street.staff_a, now).upcoming == []
+
+
+def test_a_volunteer_does_not_see_events_of_activity_types_not_for_their_title(app, street):
+    _event_at(street, hour_rule(street, titles=["unit_leader"]), street.grid_a, street.staff_a,
+              now_utc() + timedelta(hours=1), "单元长会议")
+    assert [e.title for e, _ in checkin.events_for_volunteer(street.vol_a).upcoming] == ["单元长会议"]
+    assert checkin.events_for_volunteer(street.vol_a2).upcoming == []
+
+
+def test_the_volunteers_events_are_a_fixed_number_of_queries(app, street):
+    from sqlalchemy import event as sa_event
+
+    rule = hour_rule(street)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    def queries() -> int:
+        db.session.expire_all()
+        vol = db.session.get(type(street.vol_a), street.vol_a.id)
+        vol.org_unit, vol.grants  # noqa: B018  (the user's own rows, loaded per request anyway)
+        statements.clear()
+        sa_event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            checkin.events_for_volunteer(vol)
+        finally:
+            sa_event.remove(db.engine, "before_cursor_execute", count)
+        return len(statements)
+
+    def add(n):
+        for i in range(n):
+            e = _event_at(street, rule, street.grid_a, street.staff_a, now_utc() + timedelta(minutes=10 + i), f"活动{i}")
+            checkin.sign_in(street.vol_a, e.id, now=e.starts_at)
+            checkin.sign_in(street.vol_a2, e.id, now=e.starts_at)
+        db.session.commit()
+
+    add(1)
+    few = queries()
+    add(6)
+    # The open events, their nodes, rules, rules' nodes and terms; the attendance at them; the
+    # attended rows and the same for their events: the same count for one event or seven.
+    assert queries() == few <= 12
+
+
+# --- editing events -------------------------------------------------------------------------
+
+
+def _audits(action="checkin.event_updated"):
+    return list(db.session.scalars(select(AuditRecord).where(AuditRecord.action == action)))
+
+
+def test_staff_change_an_events_title_place_and_window_with_one_audit_record(app, street):
+    event = make_event(street, hour_rule(street), start=now_utc() + timedelta(hours=1))
+    old_start = event.starts_at
+    start = old_start + timedelta(minutes=30)
+    changed = checkin.update_event(street.admin_a, event.id, title=" 楼道大扫除 ", place="2号楼下",
+                                   starts_at=start, ends_at=start + timedelta(hours=1))
+    db.session.commit()
+    db.session.expire_all()
+    assert (changed.title, changed.place, changed.starts_at, changed.ends_at) == (
+        "楼道大扫除", "2号楼下", start, start + timedelta(hours=1))
+    [rec] = _audits()
+    assert rec.actor_id == street.admin_a.id and rec.target_id == event.id
+    changes = json.loads(rec.summary)["changes"]
+    assert changes["title"] == ["楼道清洁", "楼道大扫除"] and changes["place"] == ["1号楼下", "2号楼下"]
+    assert changes["starts_at"] == [old_start.isoformat(), start.isoformat()]
+    assert set(changes) == {"title", "place", "starts_at", "ends_at"}
+    # Nothing changed (the same values again): nothing written.
+    checkin.update_event(street.staff_a, event.id, title="楼道大扫除", place="2号楼下",
+                         starts_at=start, ends_at=start + timedelta(hours=1))
+    db.session.commit()
+    assert len(_audits()) == 1
+
+
+def _unchanged(event_id, before):
+    db.session.rollback()
+    db.session.expire_all()
+    from pointsapp.models import CheckinEvent
+
+    e = db.session.get(CheckinEvent, event_id)
+    assert (e.title, e.place, e.starts_at, e.ends_at, e.status) == before
+    assert _audits() == []
+
+
+def test_edits_that_are_refused_change_nothing(app, street):
+    from pointsapp.domain.errors import EventNotEditable
+
+    rule = hour_rule(street)
+    event = make_event(street, rule, start=now_utc() - timedelta(minutes=10))
+    before = (event.title, event.place, event.starts_at, event.ends_at, "open")
+    fields = dict(title="新标题", place=event.place, starts_at=event.starts_at, ends_at=event.ends_at)
+
+    with pytest.raises(NotFound):
+        checkin.update_event(street.staff_b, event.id, **fields)  # another community's staff
+    _unchanged(event.id, before)
+    with pytest.raises((NotFound, Forbidden)):
+        checkin.update_event(street.vol_a, event.id, **fields)
+    _unchanged(event.id, before)
+    for bad, field in ((dict(ends_at=event.starts_at), "ends_at"),
+                       (dict(ends_at=event.starts_at + timedelta(hours=25)), "ends_at"),
+                       (dict(title=" "), "title"), (dict(place=""), "place"),
+                       (dict(starts_at=event.starts_at - timedelta(hours=3), ends_at=now_utc() - timedelta(minutes=1)),
+                        "ends_at")):
+        with pytest.raises(InvalidInput) as exc:
+            checkin.update_event(street.staff_a, event.id, **{**fields, **bad})
+        assert exc.value.field == field
+        _unchanged(event.id, before)
+
+    checkin.sign_in(street.vol_a, event.id)
+    db.session.commit()
+    with pytest.raises(InvalidInput) as exc:
+        checkin.update_event(street.staff_a, event.id, **{**fields, "starts_at": event.starts_at + timedelta(minutes=5)})
+    assert exc.value.field == "starts_at" and "signed in" in exc.value.message
+    _unchanged(event.id, before)
+    # The end may still move, and the title: the start stays.
+    checkin.update_event(street.staff_a, event.id, **{**fields, "ends_at": event.ends_at + timedelta(hours=1)})
+    db.session.commit()
+    assert set(json.loads(_audits()[0].summary)["changes"]) == {"title", "ends_at"}
+
+    ended = make_event(street, rule, start=now_utc() - timedelta(hours=4), hours=1)
+    with pytest.raises(EventNotEditable) as exc:
+        checkin.update_event(street.staff_a, ended.id, title="x", place="p", starts_at=ended.starts_at,
+                             ends_at=now_utc() + timedelta(hours=1))
+    assert "Close it" in exc.value.message
+    db.session.rollback()
+    closed = make_event(street, rule, start=now_utc() - timedelta(minutes=10))
+    checkin.close_event(street.staff_a, closed.id)
+    db.session.commit()
+    with pytest.raises(EventNotEditable) as exc:
+        checkin.update_event(street.staff_a, closed.id, title="x", place="p", starts_at=closed.starts_at,
+                             ends_at=closed.ends_at)
+    assert "closed" in exc.value.message
+    db.session.rollback()
+    db.session.expire_all()
+    assert db.session.get(type(closed), closed.id).title == "楼道清洁"
+    assert len(_audits()) == 1

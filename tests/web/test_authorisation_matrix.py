@@ -182,6 +182,9 @@ ROUTES: dict[str, Row] = {
     "events.code": Row(get=only(*STAFF)),
     "events.add_attendee": Row(post=only(*STAFF, ok=REACHED)),
     "events.close": Row(post=only(*STAFF, ok=GO)),
+    # the walk closes the event before it reaches the edit page, which then sends staff back to it
+    "events.edit": Row(get=only(*STAFF, ok=GO), post=only(*STAFF, ok=REACHED)),
+    "events.mine": Row(get=only(VOL)),
     "events.checkin": Row(get=only(VOL), post=only(VOL, ok=REACHED)),
     # public notice: the board and the objection form need no login (the matrix's claim is not
     # on notice, so its objection page is not found for anyone); staff resolve objections

@@ -176,3 +176,107 @@ def test_the_api_creates_lists_checks_in_and_closes(street, client, login, auth,
     resp = client.post(f"/api/v1/events/{event_id}/close", headers={"X-CSRFToken": token, "Idempotency-Key": "close-2"})
     assert resp.get_json()["closed_now"] is False
     check_ledger()
+
+
+# --- the volunteer's events -----------------------------------------------------------------
+
+
+def test_a_volunteer_sees_their_events_without_a_way_around_the_qr_code(street, client, login):
+    rule = _rule(street)
+    ongoing = _event(street)
+    start = now_utc() + timedelta(days=1)
+    checkin.create_event(street.admin_a, title="社区大扫除", rule_id=rule.id, org_unit_id=street.community_a.id,
+                         place="社区广场", starts_at=start, ends_at=start + timedelta(hours=2))
+    checkin.create_event(street.staff_b, title="别的网格", rule_id=rule.id, org_unit_id=street.grid_b.id,
+                         place="9号楼", starts_at=start, ends_at=start + timedelta(hours=2))
+    checkin.sign_in(street.vol_a, ongoing.id, now=ongoing.starts_at)
+    db.session.commit()
+    login("vol_a")
+    assert 'href="/volunteer/events"' in client.get("/volunteer/").get_data(as_text=True)
+    resp = client.get("/volunteer/events")
+    assert resp.status_code == 200
+    text = page_text(resp)
+    assert text.index("楼道清洁") < text.index("社区大扫除") and "别的网格" not in text
+    signed_at = to_local(ongoing.starts_at).strftime("%H:%M")
+    assert f"已于 {signed_at} 签到" in text and "尚未签到" in text and "我参加过的活动" in text
+    assert "/checkin/" not in resp.get_data(as_text=True)  # signing in is by the code at the event only
+    use_english(client)
+    text = page_text(client.get("/volunteer/events"))
+    assert "My events" in text and f"Signed in at {signed_at}" in text and "Not signed in yet" in text
+    assert "Events you attended" in text and "Still open" in text
+
+
+# --- staff edit an event --------------------------------------------------------------------
+
+
+def _edit_form(event, **changes):
+    local = {k: to_local(getattr(event, k)).strftime("%Y-%m-%dT%H:%M") for k in ("starts_at", "ends_at")}
+    return {"title": event.title, "place": event.place, **local, **changes}
+
+
+def test_staff_edit_an_open_event_from_its_page(street, client, login):
+    event = _event(street, start=now_utc() + timedelta(hours=1))
+    auth = login("admin_a")
+    page = client.get(f"/staff/events/{event.id}")
+    assert f'href="/staff/events/{event.id}/edit"' in page.get_data(as_text=True)
+    form = client.get(f"/staff/events/{event.id}/edit")
+    assert form.status_code == 200
+    assert "修改活动" in page_text(form) and "保存修改" in page_text(form) and 'name="rule_id"' not in form.get_data(as_text=True)
+    new_end = to_local(event.ends_at + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    resp = auth.post(f"/staff/events/{event.id}/edit", _edit_form(event, title="楼道大扫除", ends_at=new_end),
+                     token_from=f"/staff/events/{event.id}/edit")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/staff/events/{event.id}")
+    db.session.expire_all()
+    assert (event.title, to_local(event.ends_at).strftime("%Y-%m-%dT%H:%M")) == ("楼道大扫除", new_end)
+    # A bad window is shown on the form, in Chinese, and changes nothing.
+    resp = auth.post(f"/staff/events/{event.id}/edit", _edit_form(event, ends_at=_edit_form(event)["starts_at"]),
+                     token_from=f"/staff/events/{event.id}/edit")
+    assert resp.status_code == 422
+    db.session.expire_all()
+    assert to_local(event.ends_at).strftime("%Y-%m-%dT%H:%M") == new_end
+    # Without the CSRF token: refused, nothing changed.
+    resp = client.post(f"/staff/events/{event.id}/edit", data=_edit_form(event, title="无令牌"))
+    assert resp.status_code == 400
+    db.session.expire_all()
+    assert event.title == "楼道大扫除"
+
+
+def test_the_edit_page_is_for_staff_of_the_events_subtree_and_open_events(street, client, login, auth):
+    event = _event(street)
+    login("staff_b")
+    assert client.get(f"/staff/events/{event.id}/edit").status_code == 404
+    assert auth.post(f"/staff/events/{event.id}/edit", _edit_form(event, title="别人改的")).status_code == 404
+    client.post("/logout", data={"csrf_token": auth.csrf("/staff/events")})
+    login("vol_a")
+    assert client.get(f"/staff/events/{event.id}/edit").status_code == 403
+    assert auth.post(f"/staff/events/{event.id}/edit", _edit_form(event, title="志愿者改的")).status_code == 403
+    client.post("/logout", data={"csrf_token": auth.csrf("/volunteer/")})
+    checkin.close_event(street.staff_a, event.id)
+    db.session.commit()
+    login("staff_a")
+    page = client.get(f"/staff/events/{event.id}")
+    assert "/edit" not in page.get_data(as_text=True)
+    resp = client.get(f"/staff/events/{event.id}/edit", follow_redirects=True)
+    assert "不能再修改" in page_text(resp)
+    db.session.expire_all()
+    assert event.title == "楼道清洁"
+
+
+def test_the_api_changes_an_event(street, client, login, auth):
+    event = _event(street)
+    login("staff_a")
+    token = auth.csrf("/staff/events")
+    body = {"title": "楼道大扫除", "place": event.place, "starts_at": event.starts_at.isoformat(),
+            "ends_at": (event.ends_at + timedelta(hours=1)).isoformat()}
+    resp = client.put(f"/api/v1/events/{event.id}", json=body, headers={"X-CSRFToken": token, "Idempotency-Key": "e1"})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["title"] == "楼道大扫除"
+    checkin.sign_in(street.vol_a, event.id)
+    db.session.commit()
+    moved = {**body, "starts_at": (event.starts_at + timedelta(minutes=10)).isoformat()}
+    resp = client.put(f"/api/v1/events/{event.id}", json=moved, headers={"X-CSRFToken": token, "Idempotency-Key": "e2"})
+    assert resp.status_code == 422 and resp.get_json()["code"] == "invalid_input"
+    checkin.close_event(street.staff_a, event.id)
+    db.session.commit()
+    resp = client.put(f"/api/v1/events/{event.id}", json=body, headers={"X-CSRFToken": token, "Idempotency-Key": "e3"})
+    assert resp.status_code == 409 and resp.get_json()["code"] == "event_not_editable"
