@@ -24,6 +24,8 @@ from datetime import datetime
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from ..extensions import db
@@ -201,12 +203,17 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None) 
 def find_voucher(text: str) -> Voucher:
     """Find a voucher by its QR token or its fallback code, or raise ``VoucherNotFound``."""
     text = (text or "").strip()
+    # With the reward and the volunteer (whether their account is active) in the same statement;
+    # the volunteer's role grants are not needed at the till.
+    loaded = (joinedload(Voucher.reward), joinedload(Voucher.volunteer).lazyload(User.roles))
     if text.upper().startswith(TOKEN_PREFIX):
         token = TOKEN_PREFIX + text[len(TOKEN_PREFIX):].upper()
-        voucher = db.session.scalar(select(Voucher).where(Voucher.token_hash == _sha(token)))
+        voucher = db.session.scalar(select(Voucher).where(Voucher.token_hash == _sha(token)).options(*loaded))
     else:
         code = normalise_code(text)
-        voucher = db.session.scalar(select(Voucher).where(Voucher.code_hash == _sha(code))) if code else None
+        voucher = (
+            db.session.scalar(select(Voucher).where(Voucher.code_hash == _sha(code)).options(*loaded)) if code else None
+        )
     if voucher is None:
         raise VoucherNotFound()
     return voucher
@@ -289,8 +296,12 @@ def confirm_redemption(staff: User, text: str, merchant_id: int | None = None, n
         .where(voucher_t.c.id == voucher.id, voucher_t.c.status == VOUCHER_ISSUED, voucher_t.c.expires_at > now)
         .values(status=VOUCHER_REDEEMED, redeemed_at=now, redeemed_by_id=staff.id)
     )
-    db.session.refresh(voucher)
-    if result.rowcount != 1:  # another till won the race, or the voucher closed meanwhile
+    if result.rowcount == 1:
+        # What the UPDATE wrote; the rest of a voucher does not change once it is issued.
+        for key, value in (("status", VOUCHER_REDEEMED), ("redeemed_at", now), ("redeemed_by_id", staff.id)):
+            set_committed_value(voucher, key, value)
+    else:  # another till won the race, or the voucher closed meanwhile: see how it stands now
+        db.session.refresh(voucher)
         try:
             _refuse_for_state(voucher, now)
             raise VoucherExpired(when=to_local(voucher.expires_at).strftime("%Y-%m-%d %H:%M"))

@@ -24,7 +24,7 @@ from pointsapp.domain.errors import (
     WrongMerchant,
 )
 from pointsapp.extensions import db
-from pointsapp.models import Reward, Transfer, Voucher
+from pointsapp.models import Reward, Transfer, User, Voucher
 from tests.factories import balance
 from tests.unit.helpers import award, ledger_state
 
@@ -63,6 +63,40 @@ def test_redeeming_holds_the_points_and_reserves_one_unit_of_stock(street, check
     assert (b.balance, b.held, b.available, b.earned) == (25, 10, 15, 25)
     assert stock(street.rice) == 99
     assert db.session.scalar(select(Transfer.id).where(Transfer.voucher_id == v.id)) is None  # no points moved yet
+    check_ledger()
+
+
+def test_a_till_reads_the_voucher_once_with_its_reward_and_volunteer_and_no_role_grants(street, check_ledger):
+    """Look-up and confirm each read the voucher in one statement (its reward and volunteer
+    joined); the volunteer's role grants are not read; after the confirm the voucher says what
+    the conditional UPDATE wrote, without reading it back."""
+    from sqlalchemy import event
+
+    award(street, street.vol_a, 25)
+    issued = redeem(street.vol_a, street.rice)
+    cashier_id, voucher_id, rice_name = street.cashier.id, issued.voucher.id, street.rice.name
+    db.session.expunge_all()
+    cashier = db.session.get(User, cashier_id)
+    cashier.roles  # the cashier's own grants, as authentication loads them
+    seen = []
+    listen = lambda conn, cur, statement, params, ctx, many: seen.append(statement.split("FROM")[1].split()[0]  # noqa: E731
+                                                                         if "FROM" in statement else statement.split()[0])
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        looked = vouchers.look_up_for_redemption(cashier, issued.code)
+        assert (looked.reward.name, looked.volunteer.is_active) == (rice_name, True)
+        after_lookup = list(seen)
+        done = vouchers.confirm_redemption(cashier, issued.code)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    assert after_lookup == ["voucher"]
+    assert seen.count("voucher") == 2 and "role_grant" not in seen
+    assert (done.status, done.redeemed_by_id) == ("redeemed", cashier_id)
+    redeemed_at = done.redeemed_at
+    db.session.commit()
+    db.session.expire_all()
+    stored = db.session.get(Voucher, voucher_id)
+    assert (stored.status, stored.redeemed_by_id, stored.redeemed_at) == ("redeemed", cashier_id, redeemed_at)
     check_ledger()
 
 
