@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
@@ -170,8 +171,14 @@ def _flush_unique(error_cls) -> None:
 
 
 def scoped_activity(actor: User, activity_id: int, roles=APPROVER_ROLES) -> Activity:
-    """Return an activity of a volunteer in the actor's subtree, else raise ``NotFound``."""
-    act = db.session.get(Activity, activity_id)
+    """Return an activity of a volunteer in the actor's subtree, else raise ``NotFound``.
+
+    One statement: the activity with its node (for the scope), its rule version and its volunteer
+    (whether active), but not the volunteer's role grants, which deciding a claim does not read."""
+    act = db.session.get(Activity, activity_id, options=(
+        joinedload(Activity.org_unit), joinedload(Activity.rule_version),
+        joinedload(Activity.volunteer).lazyload(User.roles),
+    ))
     if act is None:
         raise NotFound()
     require_in_scope(actor, act.org_unit, roles)

@@ -1,4 +1,5 @@
 """Point rules, claims, approvals and recorded attendance."""
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -342,6 +343,38 @@ def test_a_claim_waits_for_approval_before_any_points_move(street, check_ledger)
     act = approve(street.staff_a, act)
     assert act.status == "approved" and act.decided_by_id == street.staff_a.id and act.decided_at is not None
     assert balance(street.vol_a).earned == 10
+    check_ledger()
+
+
+def test_approving_reads_the_claim_with_its_node_rule_and_volunteer_at_once(street, check_ledger):
+    """One statement loads the activity, its node (scope), rule version and volunteer (active?);
+    the volunteer's role grants are not read."""
+    from sqlalchemy import event
+
+    from pointsapp.models import User
+
+    act = claim(street.vol_a, street.meeting)
+    act_id, staff_id = act.id, street.staff_a.id
+    db.session.expunge_all()
+    staff = db.session.get(User, staff_id)
+    staff.roles  # the approver's own grants, as authentication loads them
+    tables = []
+
+    def keep(conn, cur, statement, params, ctx, many):
+        found = re.match(r"SELECT\b.*?\sFROM\s+(\w+)", statement, re.S)
+        if found:
+            tables.append(found.group(1))
+
+    event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        done = claims.approve_claim(staff, act_id)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", keep)
+    db.session.commit()
+    assert done.status == "approved"
+    assert tables[0] == "activity"  # the claim, with its node, rule version and volunteer joined
+    assert "role_grant" not in tables and "point_rule_version" not in tables and "user_account" not in tables
+    assert balance(db.session.get(User, done.volunteer_id)).earned == 10
     check_ledger()
 
 
