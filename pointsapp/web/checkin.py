@@ -6,8 +6,6 @@ from datetime import timedelta
 from functools import partial
 from types import SimpleNamespace
 
-import qrcode
-import qrcode.image.svg
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -51,6 +49,9 @@ def checkin_url(event_id: int) -> str:
 
 def qr_data_url(text: str) -> str:
     """Return ``text`` as an SVG QR code in a data: URL (an <img> under the strict CSP)."""
+    import qrcode  # only the event page draws a code: loaded on first use, not by every worker
+    import qrcode.image.svg
+
     image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, border=4)
     return "data:image/svg+xml;base64," + base64.b64encode(image.to_string()).decode()
 
