@@ -110,8 +110,28 @@ def _engine_options(app: Flask) -> None:
         # No JIT compilation: the app's queries are short, and a report's join, whose estimated
         # cost passes jit_above_cost, spent 1.6 s compiling for 0.1 s of work (docs/PERFORMANCE.md).
         # POINTS_DB_JIT=on leaves the server's setting.
-        if os.environ.get("POINTS_DB_JIT", "off") == "off":
-            opts.setdefault("connect_args", {}).setdefault("options", "-c jit=off")
+        if os.environ.get("POINTS_DB_JIT", "off").strip().lower() in ("off", "0", "false", "no"):
+            connect_args = opts.setdefault("connect_args", {})
+            connect_args["options"] = _with_jit_off(connect_args.get("options") or _url_options(uri))
     elif uri.startswith("sqlite"):
         opts.setdefault("connect_args", {}).setdefault("timeout", 30)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = opts
+
+
+def _url_options(uri: str) -> str:
+    """The server options a PostgreSQL URL (``?options=...``) or ``PGOPTIONS`` already asks for."""
+    from sqlalchemy.engine import make_url
+
+    given = make_url(uri).query.get("options")
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    return given or os.environ.get("PGOPTIONS", "")
+
+
+def _with_jit_off(options: str) -> str:
+    """Add ``-c jit=off`` to server options, keeping the operator's own (a connect argument
+    replaces both the URL's ``options`` and ``PGOPTIONS``, so they are carried over here)."""
+    options = (options or "").strip()
+    if "jit=" in options.replace(" ", ""):
+        return options  # the operator chose
+    return f"{options} -c jit=off".strip()

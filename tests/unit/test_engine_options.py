@@ -40,3 +40,28 @@ def test_points_db_jit_on_leaves_the_servers_setting(postgresql_url, tmp_path, m
         engine.dispose()
     monkeypatch.setenv("POINTS_DB_JIT", "on")
     assert _jit_of_app(postgresql_url, tmp_path, monkeypatch) == server
+
+
+def _show(url: str, tmp_path, monkeypatch, *names: str) -> list[str]:
+    monkeypatch.setenv("POINTS_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "k", "TESTING": True})
+    with app.app_context():
+        try:
+            conn = db.session.connection()
+            return [conn.exec_driver_sql(f"SHOW {name}").scalar() for name in names]
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_the_operators_own_server_options_are_kept_beside_jit_off(postgresql_url, tmp_path, monkeypatch):
+    """A statement_timeout given in the URL or in PGOPTIONS still applies."""
+    monkeypatch.delenv("POINTS_DB_JIT", raising=False)
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    sep = "&" if "?" in postgresql_url else "?"
+    in_url = f"{postgresql_url}{sep}options=-c%20statement_timeout%3D1234"
+    assert _show(in_url, tmp_path, monkeypatch, "jit", "statement_timeout") == ["off", "1234ms"]
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=4321")
+    assert _show(postgresql_url, tmp_path, monkeypatch, "jit", "statement_timeout") == ["off", "4321ms"]
+    monkeypatch.setenv("PGOPTIONS", "-c jit=on -c statement_timeout=99")
+    assert _show(postgresql_url, tmp_path, monkeypatch, "jit", "statement_timeout") == ["on", "99ms"]
