@@ -128,12 +128,24 @@ def edit(event_id: int):
         flash(exc.message, "info")
         return redirect(url_for(".show", event_id=event.id))
     if form.validate_on_submit():
-        _event, refused = _saved(form, partial(checkin.update_event, actor, event.id), event.id)
+        stored = (event.starts_at, event.ends_at)
+
+        def save(*, starts_at, ends_at, **fields):
+            return checkin.update_event(actor, event.id, starts_at=_unless_same_minute(starts_at, stored[0]),
+                                        ends_at=_unless_same_minute(ends_at, stored[1]), **fields)
+
+        _event, refused = _saved(form, save, event.id)
         if refused:
             return refused
         flash(_("The event was saved."), "ok")
         return redirect(url_for(".show", event_id=event.id))
     return _event_form_page(form, event, 422 if form.errors else 200)
+
+
+def _unless_same_minute(submitted, stored):
+    """The form gives times to the minute: a time left as shown keeps its stored seconds (an
+    event made through the API may have them), so saving a new title does not move the start."""
+    return stored if submitted == to_local(stored).replace(second=0, microsecond=0) else submitted
 
 
 def _local_window(event: CheckinEvent):

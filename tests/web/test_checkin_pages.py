@@ -241,6 +241,28 @@ def test_staff_edit_an_open_event_from_its_page(street, client, login):
     assert event.title == "楼道大扫除"
 
 
+def test_saving_a_new_title_keeps_a_start_with_seconds_after_someone_signed_in(street, client, login):
+    """The form shows times to the minute; an event made through the API may start at 09:00:30.
+    Left as shown, the times keep their seconds: a title change is not refused as a new start."""
+    event = _event(street, start=(now_utc() - timedelta(minutes=5)).replace(second=30, microsecond=123000))
+    starts_at, ends_at = event.starts_at, event.ends_at
+    checkin.sign_in(street.vol_a, event.id)
+    db.session.commit()
+    auth = login("staff_a")
+    resp = auth.post(f"/staff/events/{event.id}/edit", _edit_form(event, title="楼道大扫除"),
+                     token_from=f"/staff/events/{event.id}/edit")
+    assert resp.status_code == 302, page_text(resp)
+    db.session.expire_all()
+    assert (event.title, event.starts_at, event.ends_at) == ("楼道大扫除", starts_at, ends_at)
+    # A start really changed is still refused once someone has signed in.
+    moved = to_local(starts_at + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")
+    resp = auth.post(f"/staff/events/{event.id}/edit", _edit_form(event, starts_at=moved),
+                     token_from=f"/staff/events/{event.id}/edit")
+    assert resp.status_code == 422
+    db.session.expire_all()
+    assert event.starts_at == starts_at
+
+
 def test_the_edit_page_is_for_staff_of_the_events_subtree_and_open_events(street, client, login, auth):
     event = _event(street)
     login("staff_b")
