@@ -392,7 +392,8 @@ def create_people(actor: User | None, people: list[NewPerson]) -> list[int]:
          "merchant_id": shop.id if shop is not None else None}
         for user_id, p in zip(user_ids, people) for role, unit, shop in p.grants
     ]
-    db.session.execute(insert(grant_t), grants)
+    if grants:  # an empty executemany would be one INSERT of defaults
+        db.session.execute(insert(grant_t), grants)
     accounts = [
         {"kind": ACCOUNT_VOLUNTEER, "user_id": user_id, "balance": 0, "held": 0, "earned": 0}
         for user_id, p in zip(user_ids, people) if any(role == ROLE_VOLUNTEER for role, _, _ in p.grants)

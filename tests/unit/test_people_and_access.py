@@ -275,3 +275,17 @@ def test_create_admin_command_prompts_for_the_password_twice(app, runner):
     assert result.exit_code == 0, result.output
     assert "typed-secret-1" not in result.output
     assert people.authenticate("boss", "typed-secret-1") is not None
+
+
+def test_a_person_can_be_created_with_no_role_yet_and_gets_no_grant_or_account(street):
+    """An admin may create a person first and grant roles later."""
+    from sqlalchemy import func, select
+
+    from pointsapp.models import Account, RoleGrant
+
+    p = people.create_person(street.street_admin, username="later_role", full_name="周后定", password=None,
+                             org_unit=street.grid_a, roles=())
+    db.session.commit()
+    assert p.id is not None and p.roles == []
+    assert db.session.scalar(select(func.count()).select_from(RoleGrant).where(RoleGrant.user_id == p.id)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Account).where(Account.user_id == p.id)) == 0
