@@ -38,6 +38,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from ..models import Activity, CheckinAttendance, CheckinEvent, OrgUnit, PointRule, User
@@ -384,11 +385,12 @@ def events_for_volunteer(
             .where(OrgUnit.path.in_(ancestor_paths(unit)), CheckinEvent.status == EVENT_OPEN,
                    CheckinEvent.ends_at > now)
             .order_by(CheckinEvent.starts_at, CheckinEvent.id)
-            .limit(VOLUNTEER_OPEN_EVENTS)
             .options(*with_names)
         )
     )
-    events = [e for e in events if _may_sign_in(volunteer, e)]
+    # Filtered before the cut: events whose activity type is not for this volunteer must not push
+    # theirs off the list (a node and those above it have few open events at a time).
+    events = [e for e in events if _may_sign_in(volunteer, e)][:VOLUNTEER_OPEN_EVENTS]
     mine = {
         a.event_id: a
         for a in db.session.scalars(
@@ -426,9 +428,14 @@ def _require_open(event: CheckinEvent) -> None:
     that comes after a close sees it closed: no attendance slips in beside a closing.
     """
     t = CheckinEvent.__table__
-    status = db.session.execute(select(t.c.status).where(t.c.id == event.id).with_for_update(read=True)).scalar()
+    status, starts_at, ends_at = db.session.execute(
+        select(t.c.status, t.c.starts_at, t.c.ends_at).where(t.c.id == event.id).with_for_update(read=True)
+    ).one()
     if status != EVENT_OPEN:
         raise EventClosed()
+    # The window as it stands under the lock: an edit committed while this waited is the one used.
+    set_committed_value(event, "starts_at", starts_at)
+    set_committed_value(event, "ends_at", ends_at)
 
 
 def sign_in(volunteer: User, event_id: int, now: datetime | None = None) -> Signed:

@@ -408,6 +408,16 @@ def test_a_volunteer_does_not_see_events_of_activity_types_not_for_their_title(a
     assert checkin.events_for_volunteer(street.vol_a2).upcoming == []
 
 
+def test_events_not_for_the_volunteer_do_not_push_theirs_off_the_list(app, street):
+    """The list is cut after leaving out events whose activity type is not for the volunteer."""
+    leaders_only = hour_rule(street, titles=["unit_leader"])
+    soon = now_utc() + timedelta(hours=1)
+    for i in range(checkin.VOLUNTEER_OPEN_EVENTS + 1):
+        _event_at(street, leaders_only, street.grid_a, street.staff_a, soon + timedelta(minutes=i), f"单元长会议{i}")
+    _event_at(street, hour_rule(street), street.grid_a, street.staff_a, soon + timedelta(hours=5), "全体巡逻")
+    assert [e.title for e, _ in checkin.events_for_volunteer(street.vol_a2).upcoming] == ["全体巡逻"]
+
+
 def test_the_volunteers_events_are_a_fixed_number_of_queries(app, street):
     from sqlalchemy import event as sa_event
 
