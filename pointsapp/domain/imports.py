@@ -5,7 +5,7 @@ The file is a table with one column per level of the tree below the street (ç¤¾å
 without a username only makes sure its nodes exist.
 
 Imported people get no password: each gets a one-time activation code (``people.
-issue_activation_code``), listed in the result for the admin to hand out, which the person logs in
+new_activation_code``), listed in the result for the admin to hand out, which the person logs in
 with the first time and then replaces with a password of their own. So an import costs no
 argon2id hash per person (about 0.2 s each), and no password travels in a spreadsheet.
 
@@ -43,7 +43,7 @@ from ..models import OrgLevel, OrgUnit, User
 from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, TITLES
 from .access import require_admin_of
 from .errors import Forbidden, InvalidInput, PointsError
-from .org import check_name_length, insert_units
+from .org import NAME_MAX, insert_units
 from .people import NewPerson, create_people, new_activation_code, new_person
 
 PERSON_COLUMNS: list[tuple[str, str, str, tuple[str, ...]]] = [
@@ -255,7 +255,9 @@ class _Plan:
         for rank, name in names:
             if not name:
                 raise InvalidInput("The %(level)s is missing.", level=self.levels[rank].name_zh)
-            check_name_length(name)
+            if len(name) > NAME_MAX:
+                raise InvalidInput("The %(level)s's name can have at most %(n)s characters.",
+                                   level=self.levels[rank].name_zh, n=NAME_MAX)
             child = self.children.get((parent, name))
             if child is None:
                 require_admin_of(self.actor, parent)

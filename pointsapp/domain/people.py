@@ -40,7 +40,7 @@ from .access import in_scope, require_merchant_admin
 from .clock import now_utc
 from .errors import Forbidden, InvalidInput, NotFound
 from .ledger import account_for_volunteer
-from .org import check_name_length
+from .org import NAME_MAX
 
 PHONE_MAX = 32  # the longest phone number the database holds
 
@@ -346,7 +346,8 @@ def new_person(
     full_name = (full_name or "").strip()
     if not full_name:
         raise InvalidInput("A name is required.", field="full_name")
-    check_name_length(full_name, "full_name")
+    if len(full_name) > NAME_MAX:
+        raise InvalidInput("Keep the full name to %(n)s characters.", field="full_name", n=NAME_MAX)
     phone = (phone or "").strip() or None
     if phone is not None and len(phone) > PHONE_MAX:
         raise InvalidInput("Keep the phone number to %(n)s characters.", field="phone", n=PHONE_MAX)

@@ -61,8 +61,8 @@ def _entries(account: Account | None, before: int | None, limit: int) -> list[En
     query = (
         select(Entry)
         .where(Entry.account_id == account.id)
-        # One statement: each entry has one transfer, with at most one activity (and its rule's
-        # name) or one voucher (its reward and merchant), so joining them keeps one row per entry.
+        # Each entry's transfer is joined (one row per entry); its activity (with the rule's name)
+        # or voucher (reward, merchant) comes in one more statement each, only when there are any.
         .options(
             joinedload(Entry.transfer, innerjoin=True).selectinload(Transfer.activity).joinedload(Activity.rule_version),
             joinedload(Entry.transfer, innerjoin=True).selectinload(Transfer.voucher).joinedload(Voucher.reward),
