@@ -234,14 +234,20 @@ def _locked_event(event_id: int) -> CheckinEvent:
     ).one()
 
 
+def is_editable(event: CheckinEvent, now: datetime | None = None) -> bool:
+    """Say whether staff may still change the event: it is open and has not ended."""
+    return event.status == EVENT_OPEN and event.ends_at > (now or now_utc())
+
+
 def require_editable(event: CheckinEvent, now: datetime | None = None) -> None:
-    """Raise ``EventNotEditable`` unless the event is open and has not ended."""
+    """Raise ``EventNotEditable`` (saying why) unless the event is open and has not ended."""
+    if is_editable(event, now):
+        return
     if event.status != EVENT_OPEN:
         raise EventNotEditable(_l("This event has been closed and its attendance credited, so it can no longer be "
                                   "changed. Create a new event if the activity takes place again."))
-    if event.ends_at <= (now or now_utc()):
-        raise EventNotEditable(_l("This event has already ended, so it can no longer be changed. Close it to "
-                                  "credit the attendees."))
+    raise EventNotEditable(_l("This event has already ended, so it can no longer be changed. Close it to "
+                              "credit the attendees."))
 
 
 def update_event(

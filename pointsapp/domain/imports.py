@@ -238,13 +238,9 @@ class _Plan:
     def look_up_usernames(self, rows: list[list[str]]) -> None:
         """Read the existing people with the file's usernames (case-insensitively)."""
         names = sorted({_cell(row, self.person_cols.get("username")).lower() for row in rows} - {""})
-        for i in range(0, len(names), 5000):
-            for r in db.session.execute(
-                select(User.username, User.full_name, User.org_unit_id, User.title, User.phone)
-                .where(func.lower(User.username).in_(names[i:i + 5000]))
-            ):
-                node = self.nodes_by_id.get(r.org_unit_id, r.org_unit_id)
-                self.people[r.username.lower()] = (r.full_name, node, r.title, r.phone or None)
+        for r in _people_named(names, User.username, User.full_name, User.org_unit_id, User.title, User.phone):
+            node = self.nodes_by_id.get(r.org_unit_id, r.org_unit_id)
+            self.people[r.username.lower()] = (r.full_name, node, r.title, r.phone or None)
 
     def take(self, number: int, row: list[str]) -> _Row:
         """Check one row against the database and the rows before; raise ``PointsError`` for a bad one."""
@@ -336,13 +332,15 @@ def _count(result: ImportResult, taken: _Row, sign: int) -> None:
 def _clashing(taken: list[_Row]) -> list[_Row]:
     """Return the rows of a refused batch whose username now exists, else those that create anything."""
     usernames = [t.person.username.lower() for t in taken if t.person is not None]
-    existing = set()
-    for i in range(0, len(usernames), 5000):
-        existing.update(db.session.scalars(
-            select(func.lower(User.username)).where(func.lower(User.username).in_(usernames[i:i + 5000]))
-        ))
+    existing = {r.username.lower() for r in _people_named(usernames, User.username)}
     rows = [t for t in taken if t.person is not None and t.person.username.lower() in existing]
     return rows or [t for t in taken if t.units or t.person is not None]
+
+
+def _people_named(lowered: list[str], *columns):
+    """Yield ``columns`` of the people whose lowercased username is in ``lowered``, 5,000 names a query."""
+    for i in range(0, len(lowered), 5000):
+        yield from db.session.execute(select(*columns).where(func.lower(User.username).in_(lowered[i:i + 5000])))
 
 
 def _cell(row: list[str], index: int | None) -> str:

@@ -35,19 +35,13 @@ def ensure_levels(levels=DEFAULT_LEVELS) -> list[OrgLevel]:
 NAME_MAX = 100  # the longest node name or person's full name the database holds
 
 
-def check_name_length(name: str, field: str = "name") -> str:
-    """Refuse a name longer than the database holds, with a message instead of its error."""
-    if len(name) > NAME_MAX:
-        raise InvalidInput("Keep the name to %(n)s characters.", field=field, n=NAME_MAX)
-    return name
-
-
 def add_unit(name: str, level_code: str, parent: OrgUnit | None = None) -> OrgUnit:
     """Add a node under ``parent`` (a street when ``parent`` is None) and set its path."""
     name = (name or "").strip()
     if not name:
         raise InvalidInput("A name is required.", field="name")
-    check_name_length(name)
+    if len(name) > NAME_MAX:
+        raise InvalidInput("Keep the name to %(n)s characters.", field="name", n=NAME_MAX)
     level = db.session.scalar(select(OrgLevel).where(OrgLevel.code == level_code))
     if level is None:
         raise InvalidInput("Unknown level %(level)s.", field="level", level=level_code)

@@ -143,14 +143,6 @@ def new_activation_code(now: datetime | None = None) -> tuple[str, dict]:
     }
 
 
-def issue_activation_code(user: User, now: datetime | None = None) -> str:
-    """Give ``user`` a new one-time activation code (the previous one stops working); return it."""
-    code, fields = new_activation_code(now)
-    for name, value in fields.items():
-        setattr(user, name, value)
-    return code
-
-
 def activation_matches(user: User, code: str, now: datetime | None = None) -> bool:
     """Say whether ``code`` is the person's pending activation code, not yet expired."""
     if user.activation_hash is None or not code or len(code) > 64:
@@ -263,8 +255,8 @@ def create_person(
 ) -> User:
     """Create a person with the given roles; volunteers get an account in the ledger.
 
-    ``password=None`` creates a person without a password (an import): give them an activation
-    code with ``issue_activation_code``.
+    ``password=None`` creates a person without a password: the import gives each such person an
+    activation code (``new_activation_code``) and writes them with ``create_people``.
     """
     person = new_person(
         actor, username=username, full_name=full_name, password=password, org_unit=org_unit, phone=phone,

@@ -175,7 +175,7 @@ def _event_page(event: CheckinEvent, form: AttendeeForm | None = None, status: i
         present=present,
         total=total,
         is_open=event.status == EVENT_OPEN,
-        editable=event.status == EVENT_OPEN and event.ends_at > now_utc(),
+        editable=checkin.is_editable(event),
         url=checkin_url(event.id) if event.status == EVENT_OPEN else None,
         qr=qr_data_url(checkin_url(event.id)) if event.status == EVENT_OPEN else None,
     ), status
