@@ -164,6 +164,8 @@ def generate(url: str, volunteers: int, entries: int, seed: int = 1, demo_months
                 os.remove(path + suffix)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     ctx = migrate_and_seed(url, demo_months)
+    from pointsapp.domain.ledger import month_of  # in the street's zone (Asia/Shanghai by default)
+
     seeded = time.monotonic()
     rng = random.Random(seed)
     db = Loader(url)
@@ -235,6 +237,7 @@ def generate(url: str, volunteers: int, entries: int, seed: int = 1, demo_months
     first_lot = db.next_id("point_lot")
 
     activities, transfers, entry_rows, lot_rows = [], [], [], []
+    months: dict[tuple, list[int]] = {}  # the volunteers' monthly totals, as the ledger keeps them
     for k in range(n_transfers):
         v = who[k]
         at = origin + timedelta(seconds=when[k])
@@ -250,6 +253,9 @@ def generate(url: str, volunteers: int, entries: int, seed: int = 1, demo_months
         entry_rows.append(conv((first_entry + 2 * k + 1, tid, first_account + v, points, vol_balance[v])))
         # Each credit is a lot (never expiring, as the bench's rule says), untouched so far.
         lot_rows.append(conv((first_lot + k, first_account + v, tid, points, points, (at + timedelta(hours=8)).date())))
+        total = months.setdefault((month_of(at.replace(tzinfo=timezone.utc)), first_account + v), [0, 0])
+        total[0] += points
+        total[1] += 1
 
     db.write("account", ("id", "kind", "org_unit_id", "user_id", "merchant_id", "balance", "held", "earned", "created_at"),
              (conv((first_account + i, "volunteer", None, first_user + i, None, vol_balance[i], 0, vol_balance[i], created))
@@ -261,6 +267,8 @@ def generate(url: str, volunteers: int, entries: int, seed: int = 1, demo_months
                           "cause_key", "created_at", "created_by_id"), transfers)
     db.write("entry", ("id", "transfer_id", "account_id", "amount", "balance_after"), entry_rows)
     db.write("point_lot", ("id", "account_id", "transfer_id", "amount", "remaining", "earned_on"), lot_rows)
+    db.write("account_month", ("month", "account_id", "kind", "amount", "transfers"),
+             (conv((m, acc, "credit", amount, n)) for (m, acc), (amount, n) in sorted(months.items())))
     # The issuance account's balance moves with the credits: an UPDATE of a balance, as credit() does.
     db.conn.execute(
         f"UPDATE account SET balance = {issuance_balance} WHERE id = {ctx['issuance_id']}"

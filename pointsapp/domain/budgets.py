@@ -45,6 +45,7 @@ from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from ..database import insert_rows
 from ..extensions import db
 from ..models import (
     Account,
@@ -208,8 +209,7 @@ def charge_credits(charges: list[tuple[int, int, int]]) -> None:
     for budget_id in sorted(shares):
         _draw(by_id[budget_id], sum(points for _, points in shares[budget_id]), today)
     rows = [{"transfer_id": tid, "budget_id": bid, "points": p} for bid in sorted(shares) for tid, p in shares[bid]]
-    if rows:
-        db.session.execute(insert(BudgetCharge.__table__), rows)
+    insert_rows(BudgetCharge.__table__, rows)
 
 
 def _give_back(budget: Budget, points: int, transfer_id: int, *, exact: bool) -> None:

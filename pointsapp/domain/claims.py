@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ..database import insert_rows
 from ..extensions import db
 from ..models import Account, Activity, ApprovalVote, OrgUnit, PointRule, PointRuleVersion, Transfer, User
 from ..models.ledger import ACCOUNT_VOLUNTEER, TRANSFER_CREDIT
@@ -408,7 +409,6 @@ def record_attendance(
     volunteers = list(db.session.scalars(select(User).where(User.id.in_(ids)).order_by(User.id)))
     if len(volunteers) != len(ids):
         raise NotFound()
-    acts = []
     days_at = notice.notice_days_for_units({v.org_unit for v in volunteers if v.org_unit is not None})
     notice_days = {v.id: days_at[v.org_unit_id] for v in volunteers if v.org_unit is not None}
     requested = points_for(version, parsed_hours)
@@ -427,9 +427,10 @@ def record_attendance(
     # before the activities are written, so each activity is written once with what it credits.
     accounts, grants = _capped_grants([v for v in volunteers if not notice_days.get(v.id)], version,
                                       activity_date, requested)
+    rows = []
     for v in volunteers:
         grant, cap_note = grants.get(v.id, (0, None))
-        act = Activity(
+        rows.append(dict(
             volunteer_id=v.id,
             org_unit_id=v.org_unit_id,
             rule_id=rule.id,
@@ -448,10 +449,15 @@ def record_attendance(
             created_at=now,
             decided_at=now,
             decided_by_id=actor.id,
-        )
-        db.session.add(act)
-        acts.append(act)
-    _flush_unique(AlreadyRecorded)
+        ))
+    # Written as rows (one statement, see database.insert_rows), then read back as objects: the
+    # volunteers they point to are already loaded.
+    db.session.flush()
+    try:
+        ids = insert_rows(Activity.__table__, rows, returning=Activity.__table__.c.id)
+    except IntegrityError as exc:
+        raise AlreadyRecorded() from exc
+    acts = list(db.session.scalars(select(Activity).where(Activity.id.in_(ids)).order_by(Activity.id)))
     to_credit = [a for a in acts if a.status == STATUS_APPROVED]
     try:
         _credit_batch(to_credit, accounts, version, actor, now)

@@ -99,6 +99,16 @@ Concurrency
     points draw on (``pointsapp.domain.budgets``), then the reward's stock row. No path takes
     them in another order, so no two writers deadlock.
 
+Monthly totals
+    Each leg on a volunteer's account is also added, in the same transaction, to the row of
+    ``AccountMonth`` for its account, street-local month and transfer kind (an upsert: one
+    statement per transfer, one per batch for ``credit_many``). A month's reports then read one
+    row per active volunteer and kind, not every transfer of the month. The row is only ever
+    written by a transaction that already holds the volunteer account's lock, so it adds no
+    waiting of its own. Volunteers' legs only: a transfer has at most one (no transfer goes from
+    a volunteer to a volunteer), and the street's and merchants' accounts, on which every credit
+    or every capture at a till would meet, are not summed.
+
 Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard the first two)
     * no volunteer or merchant balance below zero; ``0 <= held <= balance``;
     * each account's balance equals the sum of its entries;
@@ -114,6 +124,7 @@ Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard t
       equals its amount less what transfers took (``LotUse``); each credit made its lot;
     * only ``expiry`` transfers, from a volunteer, reach an expiry account.
     * activities ``on_notice`` (public notice) or ``withheld`` have no credit and credit nothing.
+    * each volunteer's monthly totals equal the sums of its legs per month and kind.
 
 The functions here ``flush()`` and never ``commit()``. A raised ``PointsError`` means the
 caller must roll back: an earlier statement of the same transaction may already have run.
@@ -121,15 +132,17 @@ caller must roll back: an earlier statement of the same transaction may already 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Integer, and_, bindparam, case, column, func, insert, or_, select, update, values
+from sqlalchemy import Date, and_, bindparam, case, func, insert, literal, or_, select, union_all, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.util import identity_key
 
+from ..database import insert_rows, unnest_rows
 from ..extensions import db
-from ..models import Account, Entry, LotUse, OrgUnit, PointLot, Transfer, User, Voucher
+from ..models import Account, AccountMonth, Entry, LotUse, OrgUnit, PointLot, Transfer, User, Voucher
 from ..models.ledger import (
     ACCOUNT_EXPIRY,
     ACCOUNT_ISSUANCE,
@@ -145,13 +158,14 @@ from ..models.ledger import (
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.types import utcnow
 from ..models.rules import Activity
-from .clock import local_today
+from .clock import local_today, local_zone
 from . import budgets
 from .errors import CannotReverse, InsufficientPoints, NotFound
 
 account_t = Account.__table__
 lot_t = PointLot.__table__
 lot_use_t = LotUse.__table__
+account_month_t = AccountMonth.__table__
 
 
 def _expire_loaded(account_id: int) -> None:
@@ -415,6 +429,11 @@ def _transfer(
         else:
             _give_back_to_lots(to_id, t.id, reverses_id, amount)
     budgets.on_transfer(t)  # charge or give back the budget behind the points, after the accounts' locks
+    month = month_of(t.created_at)
+    legs = [(acc, month, kind, signed) for acc, acc_kind, signed in ((from_id, from_kind, -amount), (to_id, to_kind, amount))
+            if acc_kind == ACCOUNT_VOLUNTEER]
+    if legs:
+        add_to_months(legs)
     return t
 
 
@@ -491,14 +510,14 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
     if any(rows[i][1] != ACCOUNT_VOLUNTEER for i in ids) or rows[issuance_id][1] != ACCOUNT_ISSUANCE:
         raise ValueError("credit_many credits volunteers' accounts from an issuance account")
     if db.session.get_bind().dialect.name == "postgresql":
-        # One UPDATE ... FROM (VALUES ...) for every volunteer's account.
-        amounts = values(column("aid", Integer), column("amt", Integer), name="amounts").data(
-            [(c.account_id, c.amount) for c in credits]
-        )
+        # One UPDATE ... FROM unnest(ids, amounts) for every volunteer's account (two array
+        # parameters, whatever the number of accounts; see database.insert_rows).
+        _, given = unnest_rows(account_t, [{"id": c.account_id, "balance": c.amount} for c in credits])
+        given = given.subquery("amounts")
         db.session.execute(
             update(account_t)
-            .where(account_t.c.id == amounts.c.aid)
-            .values(balance=account_t.c.balance + amounts.c.amt, earned=account_t.c.earned + amounts.c.amt)
+            .where(account_t.c.id == given.c.id)
+            .values(balance=account_t.c.balance + given.c.balance, earned=account_t.c.earned + given.c.balance)
         )
     else:  # SQLite runs the statement once per account, in process
         db.session.execute(
@@ -513,19 +532,18 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
         _expire_loaded(acc_id)
     transfer_t = Transfer.__table__
     created_at = created_at or utcnow()
-    transfer_ids = list(
-        db.session.execute(
-            insert(transfer_t).returning(transfer_t.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "kind": TRANSFER_CREDIT, "amount": c.amount, "from_account_id": issuance_id,
-                    "to_account_id": c.account_id, "reason": c.reason, "cause_key": c.cause_key,
-                    "activity_id": c.activity_id, "voucher_id": None, "reverses_id": None,
-                    "created_by_id": c.created_by_id, "created_at": created_at,
-                }
-                for c in credits
-            ],
-        ).scalars()
+    transfer_ids = insert_rows(
+        transfer_t,
+        [
+            {
+                "kind": TRANSFER_CREDIT, "amount": c.amount, "from_account_id": issuance_id,
+                "to_account_id": c.account_id, "reason": c.reason, "cause_key": c.cause_key,
+                "activity_id": c.activity_id, "voucher_id": None, "reverses_id": None,
+                "created_by_id": c.created_by_id, "created_at": created_at,
+            }
+            for c in credits
+        ],
+        returning=transfer_t.c.id,
     )
     entries = []
     issuance_after = rows[issuance_id][0]
@@ -534,10 +552,10 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
         entries.append({"transfer_id": tid, "account_id": issuance_id, "amount": -c.amount, "balance_after": issuance_after})
         entries.append({"transfer_id": tid, "account_id": c.account_id, "amount": c.amount,
                         "balance_after": rows[c.account_id][0] + c.amount})
-    db.session.execute(insert(Entry.__table__), entries)
+    insert_rows(Entry.__table__, entries)
     today = _today()
-    db.session.execute(
-        insert(lot_t),
+    insert_rows(
+        lot_t,
         [
             {"account_id": c.account_id, "transfer_id": tid, "amount": c.amount, "remaining": c.amount,
              "earned_on": c.earned_on or today, "expires_on": c.expires_on}
@@ -545,7 +563,119 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
         ],
     )
     budgets.charge_credits([(tid, c.account_id, c.amount) for tid, c in zip(transfer_ids, credits)])
+    month = month_of(created_at)
+    add_to_months([(c.account_id, month, TRANSFER_CREDIT, c.amount) for c in credits])
     return transfer_ids
+
+
+# -- monthly totals ----------------------------------------------------------------------------
+
+MONTH_ROWS_PER_STATEMENT = 1000
+
+
+def month_of(moment: datetime) -> date:
+    """Return the first day of the street-local month of an aware moment."""
+    return moment.astimezone(local_zone()).date().replace(day=1)
+
+
+def month_start_utc(month: date) -> datetime:
+    """Return the moment the street-local month starting on ``month`` begins, in UTC."""
+    return datetime(month.year, month.month, 1, tzinfo=local_zone()).astimezone(timezone.utc)
+
+
+def next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def add_to_months(legs: list[tuple[int, date, str, int]]) -> None:
+    """Add volunteers' legs ``(account id, month, transfer kind, signed amount)`` to their monthly
+    totals (``AccountMonth``), creating the rows a month's first leg needs: one upsert for up
+    to ``MONTH_ROWS_PER_STATEMENT`` rows, in key order."""
+    sums: dict[tuple[date, int, str], list[int]] = {}
+    for account_id, month, kind, amount in legs:
+        row = sums.setdefault((month, account_id, kind), [0, 0])
+        row[0] += amount
+        row[1] += 1
+    rows = [
+        {"month": m, "account_id": a, "kind": k, "amount": amount, "transfers": n}
+        for (m, a, k), (amount, n) in sorted(sums.items())
+    ]
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    for i in range(0, len(rows), MONTH_ROWS_PER_STATEMENT):
+        chunk = rows[i:i + MONTH_ROWS_PER_STATEMENT]
+        if postgres:  # the rows as array parameters (see database.insert_rows)
+            stmt = postgresql.insert(account_month_t).from_select(*unnest_rows(account_month_t, chunk))
+        else:
+            stmt = sqlite.insert(account_month_t).values(chunk)
+        db.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[account_month_t.c.month, account_month_t.c.account_id, account_month_t.c.kind],
+                set_={
+                    "amount": account_month_t.c.amount + stmt.excluded.amount,
+                    "transfers": account_month_t.c.transfers + stmt.excluded.transfers,
+                },
+            )
+        )
+
+
+def _month_legs(month: date):
+    """SQL: the volunteers' legs of the month's transfers, summed per account and kind:
+    ``(account_id, kind, amount, transfers)``, read by the transfers' time index."""
+    volunteer = select(account_t.c.id).where(account_t.c.kind == ACCOUNT_VOLUNTEER)
+    window = (Transfer.created_at >= month_start_utc(month), Transfer.created_at < month_start_utc(next_month(month)))
+    side = lambda account_col, amount: (  # noqa: E731
+        select(account_col.label("account_id"), Transfer.kind.label("kind"), amount.label("amount"))
+        .where(*window, account_col.in_(volunteer))
+    )
+    leg = union_all(side(Transfer.to_account_id, Transfer.amount), side(Transfer.from_account_id, -Transfer.amount)).subquery()
+    return select(leg.c.account_id, leg.c.kind, func.sum(leg.c.amount), func.count()).group_by(leg.c.account_id, leg.c.kind)
+
+
+def _transfer_months() -> list[date]:
+    """The street-local months from the first transfer to the last, and any with totals."""
+    first, last = db.session.execute(select(func.min(Transfer.created_at), func.max(Transfer.created_at))).one()
+    months = set(db.session.scalars(select(account_month_t.c.month).distinct()))
+    if first is not None:
+        m, end = month_of(first), month_of(last)
+        while m <= end:
+            months.add(m)
+            m = next_month(m)
+    return sorted(months)
+
+
+def rebuild_month_totals() -> int:
+    """Compute every volunteer's monthly totals again from the transfers (for data loaded in
+    bulk, not through the functions here); return the rows written. One INSERT ... SELECT per
+    month."""
+    db.session.execute(account_month_t.delete())
+    for month in _transfer_months():
+        legs = _month_legs(month).subquery()
+        db.session.execute(
+            insert(account_month_t).from_select(
+                ["month", "account_id", "kind", "amount", "transfers"],
+                select(literal(month, Date), *legs.c),
+            )
+        )
+    return db.session.scalar(select(func.count()).select_from(account_month_t))
+
+
+def _check_month_totals() -> list[str]:
+    problems = []
+    for month in _transfer_months():
+        expected = {(a, k): (amount, n) for a, k, amount, n in db.session.execute(_month_legs(month))}
+        found = {
+            (a, k): (amount, n)
+            for a, k, amount, n in db.session.execute(
+                select(account_month_t.c.account_id, account_month_t.c.kind, account_month_t.c.amount,
+                       account_month_t.c.transfers).where(account_month_t.c.month == month)
+            )
+        }
+        for key in sorted(set(expected) | set(found), key=lambda k: (k[0], k[1])):
+            if expected.get(key) != found.get(key):
+                problems.append(
+                    f"account {key[0]}: {key[1]} in {month:%Y-%m} totals {found.get(key)} but its legs are {expected.get(key)}"
+                )
+    return problems
 
 
 def hold(account_id: int, amount: int) -> None:
@@ -991,6 +1121,7 @@ def check_ledger() -> list[str]:
         problems.append(f"activity {aid} ({status}): shows {pts} points credited but is not credited")
     problems.extend(_check_settlement())
     problems.extend(_check_lots())
+    problems.extend(_check_month_totals())
     return problems
 
 

@@ -4,29 +4,30 @@ Every figure is an aggregate query (``GROUP BY`` in the database), scoped by the
 path of the chosen node. Each report is a ``ReportTable``: the page draws its chart from exactly
 these rows, shows them as a table beside the chart, and offers them as XLSX and CSV.
 
-Months are the street's months: timestamps (stored in UTC) are shifted to the street's time
-zone in SQL. PostgreSQL does this exactly (``AT TIME ZONE``); SQLite, which has no time zones,
-adds the zone's offset at the start of the range, exact for China (no daylight saving time).
+Months are the street's months. Points issued and redeemed are read from the volunteers'
+monthly totals, which the ledger keeps by street-local month as it writes (``AccountMonth``);
+the other reports count activities by their date, or claims by the range's first and last
+moments where the street is.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import case, distinct, func, select, union_all
+from sqlalchemy import case, distinct, func, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..models import (
     Account,
+    AccountMonth,
     Activity,
     Merchant,
     OrgLevel,
     OrgUnit,
     PointRuleVersion,
     Reward,
-    Transfer,
     User,
     Voucher,
 )
@@ -35,7 +36,6 @@ from ..models.rewards import VOUCHER_REDEEMED
 from ..models.rules import CATEGORIES, STATUS_APPROVED, STATUS_PENDING, STATUS_REJECTED
 from ..models.user import ADMIN_ROLES
 from .access import require_in_scope
-from .clock import local_zone
 from .errors import InvalidInput
 from .settlement import add_months, utc_start_of
 
@@ -93,16 +93,6 @@ def _dialect() -> str:
     return db.session.get_bind().dialect.name
 
 
-def month_of_timestamp(col, at: date):
-    """SQL: the street-local ``YYYY-MM`` of a UTC timestamp column."""
-    zone = local_zone()
-    if _dialect() == "postgresql":
-        return func.to_char(func.timezone(zone.key, func.timezone("UTC", col)), "YYYY-MM")
-    offset = utc_start_of(at).astimezone(zone).utcoffset() or timedelta(0)
-    minutes = int(offset.total_seconds() // 60)
-    return func.strftime("%Y-%m", col, f"{minutes:+d} minutes")
-
-
 def month_of_date(col):
     """SQL: the ``YYYY-MM`` of a date column."""
     if _dialect() == "postgresql":
@@ -126,57 +116,35 @@ def _community_join(node):
     return community, (community.level_id == rank1) & node.path.startswith(community.path)
 
 
-def _volunteer_legs(r: Range):
-    """The month range's transfers as ledger legs: one row per side, as the entries would be.
-
-    Every transfer has exactly two entries, ``-amount`` on ``from_account_id`` and ``+amount``
-    on ``to_account_id`` (``ledger.check_ledger`` verifies it), so the legs are read from
-    ``transfer`` alone, found by ``ix_transfer_created_at``: the query grows with the range, not
-    with the ledger (joining ``entry``, which has no time of its own, scanned all of it).
-    """
-    start, end = utc_start_of(r.start), utc_start_of(r.end)
-    side = lambda account_col, amount: (  # noqa: E731
-        select(Transfer.kind.label("kind"), Transfer.created_at.label("created_at"),
-               account_col.label("account_id"), amount.label("amount"))
-        .where(Transfer.created_at >= start, Transfer.created_at < end)
-    )
-    return union_all(side(Transfer.to_account_id, Transfer.amount),
-                     side(Transfer.from_account_id, -Transfer.amount)).subquery("leg")
-
-
-def _volunteer_entries(r: Range, leg, *columns):
-    """A select over the ledger legs (``leg``) on volunteer accounts in the subtree, within the range."""
-    return (
-        select(*columns)
-        .select_from(leg)
-        .join(Account, Account.id == leg.c.account_id)
-        .join(User, User.id == Account.user_id)
-        .join(OrgUnit, OrgUnit.id == User.org_unit_id)
-        .where(_in_subtree(OrgUnit.path, r))
-    )
-
-
-def _kind_sum(leg, kind: str, sign: int = 1):
-    return func.coalesce(func.sum(case((leg.c.kind == kind, leg.c.amount * sign), else_=0)), 0)
-
-
 # -- the reports --------------------------------------------------------------------------------
 
 def _points_by_month_and_community(r: Range) -> list[tuple]:
-    """One pass over the range's ledger legs of volunteers in the subtree, summed per month and
-    community: (month, community name or None, issued, redeemed, corrections). Both the monthly
-    and the per-community report are sums of these rows, so the page reads the month once."""
+    """The volunteers' monthly totals (``AccountMonth``, kept with the ledger) in the subtree and
+    range, summed per month and community: (month, community name or None, issued, redeemed,
+    corrections). Both the monthly and the per-community report are sums of these rows, so the
+    page reads them once: one row per active volunteer, month and kind, not every transfer."""
     community, joined = _community_join(OrgUnit)
-    leg = _volunteer_legs(r)
-    month = month_of_timestamp(leg.c.created_at, r.start)
-    return db.session.execute(
-        _volunteer_entries(
-            r, leg, month, community.name, _kind_sum(leg, TRANSFER_CREDIT), _kind_sum(leg, TRANSFER_CAPTURE, -1),
-            _kind_sum(leg, TRANSFER_REVERSAL),
-        )
+    total = AccountMonth
+
+    def kind_sum(kind: str, sign: int = 1):
+        return func.coalesce(func.sum(case((total.kind == kind, total.amount * sign), else_=0)), 0)
+
+    rows = db.session.execute(
+        select(total.month, community.name, kind_sum(TRANSFER_CREDIT), kind_sum(TRANSFER_CAPTURE, -1),
+               kind_sum(TRANSFER_REVERSAL))
+        .join(Account, Account.id == total.account_id)
+        .join(User, User.id == Account.user_id)
+        .join(OrgUnit, OrgUnit.id == User.org_unit_id)
         .outerjoin(community, joined)
-        .group_by(month, community.name)
+        .where(
+            _in_subtree(OrgUnit.path, r),
+            total.month >= r.start,
+            total.month < r.end,
+            total.kind.in_((TRANSFER_CREDIT, TRANSFER_CAPTURE, TRANSFER_REVERSAL)),
+        )
+        .group_by(total.month, community.name)
     ).all()
+    return [(m.strftime("%Y-%m"), name, issued, redeemed, corrections) for m, name, issued, redeemed, corrections in rows]
 
 
 def points_by_month(r: Range, legs: list[tuple] | None = None) -> ReportTable:

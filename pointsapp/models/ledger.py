@@ -167,3 +167,23 @@ class LotUse(db.Model):
     lot_id: Mapped[int] = mapped_column(ForeignKey("point_lot.id"), index=True)
     transfer_id: Mapped[int] = mapped_column(ForeignKey("transfer.id"), index=True)
     amount: Mapped[int] = mapped_column(Integer)
+
+
+class AccountMonth(db.Model):
+    """A volunteer account's ledger legs of one kind in one street-local month, summed.
+
+    Kept in the same transaction as the legs (``pointsapp.domain.ledger``, "Monthly totals"),
+    so that a month's reports read one row per active volunteer and kind instead of every
+    transfer of the month. ``amount`` is the signed sum of the legs (a credit adds, a capture
+    subtracts); ``transfers`` counts them.
+    """
+
+    __tablename__ = "account_month"
+    __table_args__ = (CheckConstraint("transfers > 0", name="transfers_positive"),)
+
+    # The first day of the month; first in the key, as reports read a range of months.
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    amount: Mapped[int] = mapped_column(Integer)
+    transfers: Mapped[int] = mapped_column(Integer)

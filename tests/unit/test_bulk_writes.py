@@ -1,0 +1,74 @@
+"""Rows written in bulk (``database.insert_rows``): every value as given, keys in the rows' order,
+and a meeting's statements do not grow with its attendees."""
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from sqlalchemy import event, select
+
+from pointsapp.database import insert_rows
+from pointsapp.domain import claims, ledger
+from pointsapp.extensions import db
+from pointsapp.models import Activity, PointRuleVersion
+from tests.factories import person, yesterday
+
+
+def test_rows_are_written_as_given_and_their_keys_come_back_in_the_rows_order(street):
+    s = street
+    version = db.session.scalar(select(PointRuleVersion).where(PointRuleVersion.rule_id == s.patrol.id))
+    at = datetime(2026, 3, 31, 16, 30, 5, 123000, tzinfo=timezone.utc)
+    rows = [
+        dict(volunteer_id=v.id, org_unit_id=v.org_unit_id, rule_id=s.patrol.id, rule_version_id=version.id,
+             activity_date=yesterday() - timedelta(days=i), hours=Decimal(f"{i}.25") if i % 2 else None,
+             note=None if i == 3 else f"第{i}次 'quoted' \"and\" {{braced}}", source="recorded", status="pending",
+             points_requested=i + 1, points_credited=0, batch_key=f"bulk-{i}", created_by_id=s.staff_a.id,
+             created_at=at + timedelta(minutes=i), notice_until=None if i else at)
+        for i, v in enumerate([s.vol_a, s.vol_b, s.vol_a2, s.vol_a, s.vol_b])
+    ]
+    ids = insert_rows(Activity.__table__, rows, returning=Activity.__table__.c.id)
+    assert len(ids) == 5 and ids == sorted(ids)
+    db.session.commit()
+    db.session.expire_all()
+    for key, row in zip(ids, rows):
+        act = db.session.get(Activity, key)
+        for name, value in row.items():
+            assert getattr(act, name) == value, (name, getattr(act, name), value)
+    assert insert_rows(Activity.__table__, [], returning=Activity.__table__.c.id) == []
+
+
+def test_a_meetings_statements_and_their_parameters_do_not_grow_with_its_attendees(street, check_ledger):
+    """Recording 3 attendees and 37 takes the same statements on PostgreSQL, and no write carries
+    more parameters for 37 (each column's values go as one array); SQLite runs the same kinds."""
+    s = street
+    crowd = [person(f"crowd{i}", s.unit_a, title="resident") for i in range(40)]
+    ledger.issuance_account(s.street)  # made at the street's first credit, once
+    db.session.commit()
+
+    def record(volunteers, key):
+        seen, ids = [], [v.id for v in volunteers]
+        staff = db.session.get(type(s.staff_a), s.staff_a.id)
+        staff.roles  # noqa: B018  (the actor's own rows, loaded per request anyway)
+
+        def keep(conn, cursor, statement, params, context, executemany):
+            seen.append((statement.split("(")[0].split(" WHERE")[0].strip(), len(params) if isinstance(params, dict) else 1,
+                         executemany))
+
+        event.listen(db.engine, "before_cursor_execute", keep)
+        try:
+            claims.record_attendance(staff, rule_id=s.meeting.id, activity_date=yesterday(), volunteer_ids=ids,
+                                     batch_key=key)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", keep)
+        db.session.commit()
+        return seen
+
+    few, many = record(crowd[:3], "few"), record(crowd[3:], "many")
+    statements = lambda seen: [statement for statement, _, _ in seen]  # noqa: E731
+    assert set(statements(few)) == set(statements(many))
+    if db.engine.dialect.name == "postgresql":
+        assert statements(few) == statements(many)
+        writes = lambda seen: [n for statement, n, _ in seen if statement.startswith(("INSERT", "UPDATE"))]  # noqa: E731
+        assert writes(few) == writes(many)
+    # SQLite writes rows whose keys it must return one statement each (it does not promise the
+    # order of a multi-row RETURNING); in process, each costs microseconds, not a round trip.
+    assert all(ledger.balance_of(ledger.account_for_volunteer(v).id).balance == 10 for v in crowd)
+    check_ledger()
