@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..database import insert_rows
 from ..extensions import db
 from ..models import AuditChainHead, AuditRecord, OrgUnit, User
 from ..models.audit import GENESIS_HASH
@@ -165,7 +166,7 @@ def record_many(actor: User | None, entries: list[Entry], *, now: datetime | Non
         )
         row["hash"] = prev_hash = record_hash(prev_hash, row)
         rows.append(row)
-    db.session.execute(insert(audit_t), rows)
+    insert_rows(audit_t, rows)
     db.session.execute(update(head_t).where(head_t.c.id == 1).values(seq=seq, hash=prev_hash))
 
 

@@ -1,8 +1,9 @@
 """Building the organisation tree."""
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 
+from ..database import insert_rows, update_rows
 from ..extensions import db
 from ..models import OrgLevel, OrgUnit
 from .errors import InvalidInput
@@ -68,23 +69,20 @@ def insert_units(units: list[tuple[str, int, object | None]]) -> list[tuple[int,
     if not units:
         return []
     db.session.flush()
-    ids = list(db.session.execute(
-        insert(unit_t).returning(unit_t.c.id, sort_by_parameter_order=True),
+    ids = insert_rows(
+        unit_t,
         [{"name": name, "level_id": level_id, "parent_id": parent.id if parent is not None else None, "path": ""}
          for name, level_id, parent in units],
-    ).scalars())
-    paths = [(parent.path if parent is not None else "/") + f"{unit_id}/" for (_, _, parent), unit_id in zip(units, ids)]
-    db.session.execute(
-        update(unit_t).where(unit_t.c.id == bindparam("unit_id")).values(path=bindparam("unit_path")),
-        [{"unit_id": unit_id, "unit_path": path} for unit_id, path in zip(ids, paths)],
+        returning=unit_t.c.id,
     )
+    paths = [(parent.path if parent is not None else "/") + f"{unit_id}/" for (_, _, parent), unit_id in zip(units, ids)]
+    update_rows(unit_t, [{"id": unit_id, "path": path} for unit_id, path in zip(ids, paths)])
     return list(zip(ids, paths))
 
 
-def subtree_units(root: OrgUnit) -> list[OrgUnit]:
-    """Return ``root`` and every node below it, in path order."""
-    return list(
-        db.session.scalars(
-            select(OrgUnit).where(OrgUnit.path.startswith(root.path, autoescape=True)).order_by(OrgUnit.path)
-        )
-    )
+def subtree_units(root: OrgUnit, max_rank: int | None = None) -> list[OrgUnit]:
+    """Return ``root`` and every node below it (down to level rank ``max_rank``), in path order."""
+    query = select(OrgUnit).where(OrgUnit.path.startswith(root.path, autoescape=True)).order_by(OrgUnit.path)
+    if max_rank is not None:
+        query = query.join(OrgLevel, OrgLevel.id == OrgUnit.level_id).where(OrgLevel.rank <= max_rank)
+    return list(db.session.scalars(query))

@@ -21,8 +21,9 @@ from typing import Callable
 from argon2 import PasswordHasher
 from flask import current_app
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
+from ..database import insert_rows
 from ..extensions import db
 from ..models import Account, Merchant, OrgUnit, RoleGrant, User
 from ..models.ledger import ACCOUNT_VOLUNTEER
@@ -377,22 +378,18 @@ def create_people(actor: User | None, people: list[NewPerson]) -> list[int]:
     if not people:
         return []
     db.session.flush()  # the nodes they belong to, added by the caller, come first
-    user_ids = list(db.session.execute(
-        insert(user_t).returning(user_t.c.id, sort_by_parameter_order=True), [p.row() for p in people]
-    ).scalars())
+    user_ids = insert_rows(user_t, [p.row() for p in people], returning=user_t.c.id)
     grants = [
         {"user_id": user_id, "role": role, "org_unit_id": unit.id if unit is not None else None,
          "merchant_id": shop.id if shop is not None else None}
         for user_id, p in zip(user_ids, people) for role, unit, shop in p.grants
     ]
-    if grants:  # an empty executemany would be one INSERT of defaults
-        db.session.execute(insert(grant_t), grants)
+    insert_rows(grant_t, grants)
     accounts = [
         {"kind": ACCOUNT_VOLUNTEER, "user_id": user_id, "balance": 0, "held": 0, "earned": 0}
         for user_id, p in zip(user_ids, people) if any(role == ROLE_VOLUNTEER for role, _, _ in p.grants)
     ]
-    if accounts:
-        db.session.execute(insert(account_t), accounts)
+    insert_rows(account_t, accounts)
     audit.record_many(actor, [
         audit.Entry(
             audit.PERSON_CREATED, "user", user_id,
