@@ -103,11 +103,11 @@ def _labels() -> dict:
     return {"merchant_kinds": MERCHANT_KINDS, "role_labels": {**ROLE_LABELS, ROLE_MERCHANT_STAFF: _l("Cashier")}}
 
 
-def managed_units(actor: User) -> list[OrgUnit]:
-    """Return every node in the actor's admin subtrees, in tree order."""
+def managed_units(actor: User, max_rank: int | None = None) -> list[OrgUnit]:
+    """Return every node in the actor's admin subtrees (down to level rank ``max_rank``), in tree order."""
     found: dict[int, OrgUnit] = {}
     for grant in actor.grants(*ADMIN_ROLES):
-        for unit in subtree_units(grant.org_unit):
+        for unit in subtree_units(grant.org_unit, max_rank):
             found[unit.id] = unit
     return sorted(found.values(), key=lambda u: [int(p) for p in u.path.strip("/").split("/")])
 

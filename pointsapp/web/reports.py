@@ -54,7 +54,8 @@ def _args(r: reports.Range) -> dict:
 def index():
     """Show every report of a subtree and a range of months."""
     r = _range()
-    units = [u for u in managed_units(_me()) if u.level.rank <= 2]
+    # The street, its communities and grids: a city's buildings and units are thousands of nodes.
+    units = managed_units(_me(), max_rank=2)
     return render_template(
         "reports/index.html", r=r, tables=reports.build(r, page_is_zh()), units=units, args=_args(r),
     )
