@@ -315,6 +315,11 @@ def test_a_volunteers_totals_are_read_from_the_covering_index_alone(street):
                     "AND indexname <> 'ix_activity_volunteer_totals' AND indexdef NOT LIKE '%UNIQUE%'")
         for (other,) in raw.fetchall():
             raw.execute(f'DROP INDEX "{other}"')
+        # The unique constraints' indexes too (one leads with volunteer_id), or the planner may
+        # take that one and filter the rows, as it does on some runs.
+        raw.execute("SELECT conname FROM pg_constraint WHERE conrelid = 'activity'::regclass AND contype = 'u'")
+        for (other,) in raw.fetchall():
+            raw.execute(f'ALTER TABLE activity DROP CONSTRAINT "{other}"')
         raw.execute("EXPLAIN " + sql, params)
         plan = "\n".join(r[0] for r in raw.fetchall())
         assert "Index Only Scan using ix_activity_volunteer_totals" in plan, plan
