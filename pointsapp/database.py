@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from sqlalchemy import Column, Select, Table, bindparam, cast, event, func, insert, select, update
+from sqlalchemy import Column, Float, Integer, Numeric, Select, String, Table, bindparam, cast, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 
@@ -77,13 +77,22 @@ def unnest_rows(table: Table, rows: list[dict]) -> tuple[list[str], Select]:
     """PostgreSQL: ``rows`` (dicts with the same keys, columns of ``table``) as a SELECT from
     ``unnest`` of one array parameter per column, in the order of ``rows``; and the column names."""
     names = list(rows[0])
-    arrays = [
-        cast(bindparam(f"rows_{name}", [row[name] for row in rows], type_=ARRAY(table.c[name].type)),
-             ARRAY(table.c[name].type))
-        for name in names
-    ]
+    types = {name: ARRAY(_unbounded(table.c[name].type)) for name in names}
+    arrays = [cast(bindparam(f"rows_{name}", [row[name] for row in rows], type_=types[name]), types[name])
+              for name in names]
     given = func.unnest(*arrays).table_valued(*names, with_ordinality="row_number").render_derived()
     return names, select(*(given.c[name] for name in names)).order_by(given.c.row_number)
+
+
+def _unbounded(type_):
+    """The type to cast an array parameter's elements to: without a length or precision. An
+    explicit cast to ``varchar(64)`` cuts a longer text short without an error (and one to
+    ``numeric(5, 2)`` rounds), where writing the value into the column refuses it as too long."""
+    if isinstance(type_, String):
+        return String()
+    if isinstance(type_, Numeric) and not isinstance(type_, (Integer, Float)):
+        return Numeric()
+    return type_
 
 
 def update_rows(table: Table, rows: list[dict], *, key: str = "id") -> None:

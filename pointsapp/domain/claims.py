@@ -51,6 +51,7 @@ from .errors import (
 )
 
 CLAIM_MAX_AGE_DAYS = 90
+BATCH_KEY_MAX = 64  # Activity.batch_key
 STATUS_LABELS = {
     STATUS_APPROVED: _l("approved"),
     STATUS_REJECTED: _l("rejected"),
@@ -398,6 +399,8 @@ def record_attendance(
         raise Forbidden()
     if not batch_key:
         raise InvalidInput("The form is missing its submission key; reload the page.")
+    if len(batch_key) > BATCH_KEY_MAX:
+        raise InvalidInput("The form's submission key is not valid; reload the page.")
     ids = sorted(set(int(i) for i in volunteer_ids))
     if not ids:
         raise InvalidInput("Choose at least one volunteer.", field="volunteer_ids")

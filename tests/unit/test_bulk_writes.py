@@ -3,10 +3,13 @@ and a meeting's statements do not grow with its attendees."""
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from sqlalchemy import event, select
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import DBAPIError
 
 from pointsapp.database import insert_rows
 from pointsapp.domain import claims, ledger
+from pointsapp.domain.errors import InvalidInput
 from pointsapp.extensions import db
 from pointsapp.models import Activity, PointRuleVersion
 from tests.factories import person, yesterday
@@ -72,3 +75,30 @@ def test_a_meetings_statements_and_their_parameters_do_not_grow_with_its_attende
     # order of a multi-row RETURNING); in process, each costs microseconds, not a round trip.
     assert all(ledger.balance_of(ledger.account_for_volunteer(v).id).balance == 10 for v in crowd)
     check_ledger()
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut_short(street):
+    """On PostgreSQL the arrays are cast without the columns' lengths, so writing a 65-character
+    key into ``batch_key`` (64) is refused, as a plain INSERT refuses it."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite does not enforce the length of a text column")
+    s = street
+    version = db.session.scalar(select(PointRuleVersion).where(PointRuleVersion.rule_id == s.meeting.id))
+    row = dict(volunteer_id=s.vol_a.id, org_unit_id=s.vol_a.org_unit_id, rule_id=s.meeting.id,
+               rule_version_id=version.id, activity_date=yesterday(), source="recorded", status="pending",
+               points_requested=10, points_credited=0, batch_key="k" * 65, created_by_id=s.staff_a.id,
+               created_at=datetime.now(timezone.utc))
+    with pytest.raises(DBAPIError, match="too long"):
+        insert_rows(Activity.__table__, [row], returning=Activity.__table__.c.id)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
+
+
+def test_recording_with_a_submission_key_longer_than_its_column_is_refused_with_a_message(street):
+    s = street
+    with pytest.raises(InvalidInput) as exc:
+        claims.record_attendance(s.staff_a, rule_id=s.meeting.id, activity_date=yesterday(),
+                                 volunteer_ids=[s.vol_a.id], batch_key="k" * 65)
+    assert "reload the page" in exc.value.message
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
