@@ -5,7 +5,7 @@ import sys
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from .extensions import db
 
@@ -27,6 +27,11 @@ def check_ledger_cmd():
     """Verify every ledger invariant; exit 1 naming each problem."""
     from .domain.ledger import check_ledger
 
+    if db.engine.dialect.name == "postgresql":
+        # One snapshot for every check, so that writes committed meanwhile cannot make two of
+        # its reads disagree (SQLite's transaction is a snapshot already).
+        db.session.rollback()
+        db.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
     problems = check_ledger()
     db.session.rollback()
     if problems:
@@ -35,6 +40,15 @@ def check_ledger_cmd():
         click.echo(f"ledger check failed: {len(problems)} problem(s)", err=True)
         sys.exit(1)
     click.echo("ledger check passed")
+
+
+@points_cli.command("rebuild-month-totals")
+def rebuild_month_totals_cmd():
+    """Compute every volunteer's monthly totals again from the transfers."""
+    from .domain.ledger import rebuild_month_totals
+
+    rows = _commit_or_fail(rebuild_month_totals)
+    click.echo(f"monthly totals rebuilt: {rows} row(s)")
 
 
 @points_cli.command("verify-audit")

@@ -33,7 +33,8 @@ LEGS = sa.text(
     ) AS leg
     GROUP BY leg.account_id, leg.kind
     """
-)
+).bindparams(sa.bindparam("month", type_=sa.Date()), sa.bindparam("start", type_=sa.DateTime()),
+             sa.bindparam("end", type_=sa.DateTime()))
 
 
 def _zone() -> ZoneInfo:

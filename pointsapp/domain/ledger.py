@@ -102,12 +102,15 @@ Concurrency
 Monthly totals
     Each leg on a volunteer's account is also added, in the same transaction, to the row of
     ``AccountMonth`` for its account, street-local month and transfer kind (an upsert: one
-    statement per transfer, one per batch for ``credit_many``). A month's reports then read one
-    row per active volunteer and kind, not every transfer of the month. The row is only ever
-    written by a transaction that already holds the volunteer account's lock, so it adds no
-    waiting of its own. Volunteers' legs only: a transfer has at most one (no transfer goes from
-    a volunteer to a volunteer), and the street's and merchants' accounts, on which every credit
-    or every capture at a till would meet, are not summed.
+    statement per transfer; for ``credit_many``, one per 1,000 accounts). Months are in the
+    street's ``TIMEZONE`` as it was when each leg was written: after changing it, run ``flask
+    points rebuild-month-totals``. A month's reports then read one row per active volunteer and
+    kind, not every transfer of the month. The row is only ever written by a transaction that
+    already holds the volunteer account's lock, so it adds no waiting of its own
+    (``rebuild_month_totals``, which computes every row again from the transfers, locks the whole
+    table first). Volunteers' legs only: a transfer has at most one (no transfer goes from a
+    volunteer to a volunteer), and the street's and merchants' accounts, on which every credit or
+    every capture at a till would meet, are not summed.
 
 Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard the first two)
     * no volunteer or merchant balance below zero; ``0 <= held <= balance``;
@@ -135,7 +138,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Date, and_, bindparam, case, func, insert, literal, or_, select, union_all, update
+from sqlalchemy import Date, and_, bindparam, case, func, insert, literal, or_, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.util import identity_key
@@ -644,9 +647,15 @@ def _transfer_months() -> list[date]:
 
 
 def rebuild_month_totals() -> int:
-    """Compute every volunteer's monthly totals again from the transfers (for data loaded in
-    bulk, not through the functions here); return the rows written. One INSERT ... SELECT per
-    month."""
+    """Compute every volunteer's monthly totals again from the transfers; return the rows written.
+
+    For transfers written without them: data loaded in bulk, or written by processes of a version
+    before the totals while the migration ran, and after a change of the street's ``TIMEZONE``.
+    One INSERT ... SELECT per month. On PostgreSQL the table is locked first (EXCLUSIVE: reads go
+    on, upserts wait): a transfer committed before the lock is counted by the statements after
+    it, and one still open upserts after this transaction commits, onto the rebuilt rows."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("LOCK TABLE account_month IN EXCLUSIVE MODE"))
     db.session.execute(account_month_t.delete())
     for month in _transfer_months():
         legs = _month_legs(month).subquery()

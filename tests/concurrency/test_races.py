@@ -437,3 +437,25 @@ def test_overlapping_meetings_recorded_at_once_beside_deductions_credit_each_att
         b = balance(v)
         assert (b.balance, b.earned) == (30 + 10 * meetings - 3, 30 + 10 * meetings), v.username
     check_ledger()
+
+
+def test_monthly_totals_rebuilt_while_meetings_are_recorded_count_every_leg_once(app, street, check_ledger):
+    """A rebuild of the monthly totals among ten meetings being recorded at once: every meeting
+    is credited, and afterwards every month's totals equal the transfers (no leg lost to the
+    rebuild, none counted by both the rebuild and its meeting)."""
+    crowd = [person(f"rebuild{i}", street.unit_a, title="resident") for i in range(6)]
+    db.session.commit()
+    ids, staff_id, rule_id = [v.id for v in crowd], street.staff_a.id, street.meeting.id
+
+    def work(i):
+        if i == 5:
+            ledger.rebuild_month_totals()
+        else:
+            claims.record_attendance(db.session.get(User, staff_id), rule_id=rule_id, activity_date=local_today(),
+                                     volunteer_ids=ids, batch_key=f"rebuild-{i}")
+        db.session.commit()
+
+    results = race(app, 11, work)
+    assert tally(results) == {"ok": 11}, unexpected(results)
+    assert all(balance(v).balance == 100 for v in crowd)
+    check_ledger()

@@ -131,3 +131,17 @@ def test_a_credit_whose_activity_was_set_back_to_pending_is_named(street):
     problems = ledger.check_ledger()
     db.session.rollback()
     assert f"activity {act.id} (pending): has a credit transfer but is not approved" in problems
+
+
+def test_the_command_checks_one_snapshot_on_postgresql(street, runner, monkeypatch):
+    """Every read of the check sees the same committed state, whatever commits meanwhile."""
+    if db.engine.dialect.name != "postgresql":
+        import pytest
+
+        pytest.skip("a SQLite transaction is one snapshot already")
+    seen = []
+    monkeypatch.setattr(ledger, "check_ledger", lambda: seen.append(
+        db.session.scalar(text("SHOW transaction_isolation"))) or [])
+    result = runner.invoke(args=["points", "check-ledger"])
+    assert result.exit_code == 0, result.output
+    assert seen == ["repeatable read"]

@@ -5,9 +5,10 @@ from datetime import date, datetime, timezone
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import select, text
 
-from pointsapp.domain import claims, ledger, reports, vouchers
+from pointsapp.domain import claims, deductions, ledger, reports, rules, vouchers
 from pointsapp.extensions import db
 from pointsapp.models import AccountMonth, User
+from tests.factories import rule_terms
 from tests.unit.helpers import award, credit_of
 
 
@@ -91,13 +92,21 @@ def test_rebuilding_from_the_transfers_gives_back_exactly_what_the_ledger_kept(s
 
 
 def test_the_migration_fills_the_totals_from_the_transfers_already_made(street):
+    """Including the last microsecond of a month and the first of the next, in the street's zone."""
     s = street
     award(s, s.vol_a, 40)
     award(s, s.vol_b, 25)
     voucher = vouchers.issue_voucher(s.vol_a, s.rice.id)
     vouchers.confirm_redemption(s.cashier, voucher.code)
+    a = ledger.account_for_volunteer(s.vol_a).id
+    issuance = ledger.issuance_account(s.street).id
+    ledger.credit_many(issuance, [ledger.Credit(a, 3, "月末", "test:last")],
+                       created_at=datetime(2026, 4, 30, 15, 59, 59, 999999, tzinfo=timezone.utc))
+    ledger.credit_many(issuance, [ledger.Credit(a, 4, "月初", "test:first")],
+                       created_at=datetime(2026, 4, 30, 16, 0, tzinfo=timezone.utc))
     db.session.commit()
     kept = totals()
+    assert kept[(date(2026, 4, 1), a, "credit")] == (3, 1) and kept[(date(2026, 5, 1), a, "credit")] == (4, 1)
     db.session.remove()
     downgrade(revision="e9f0a1b2c3d4")
     upgrade()
@@ -115,3 +124,35 @@ def test_the_reports_count_a_volunteers_months_where_they_belong_now(street):
     db.session.get(User, s.vol_a.id).org_unit_id = s.building_b.id
     db.session.commit()
     assert reports.points_by_community(r).rows == [["友谊社区", 40, 0]]
+
+
+def test_deductions_and_expiries_are_counted_as_the_volunteers_legs(street):
+    s = street
+    award(s, s.vol_a, 40)
+    rule = rules.create_rule(s.street_admin, s.street, rule_terms(
+        name_zh="扣分", name_en="Deduction", category="other", kind="deduct", points=5))
+    deductions.apply_deduction(s.street_admin, volunteer_id=s.vol_a.id, rule_id=rule.id, reason="未履职",
+                               submission_key="deduct-1")
+    db.session.commit()
+    a = ledger.account_for_volunteer(s.vol_a).id
+    month = ledger.month_of(datetime.now(timezone.utc))
+    assert totals()[(month, a, "deduction")] == (-5, 1)
+    assert ledger.check_ledger() == []
+
+
+def test_the_command_rebuilds_totals_changed_behind_the_ledgers_back(street, runner):
+    s = street
+    award(s, s.vol_a, 40)
+    kept = totals()
+    db.session.execute(text("UPDATE account_month SET amount = 1"))
+    db.session.execute(text("INSERT INTO account_month (month, account_id, kind, amount, transfers) "
+                            "VALUES (:m, :a, 'capture', -3, 1)"),
+                       {"m": date(2025, 1, 1), "a": ledger.account_for_volunteer(s.vol_a).id})
+    db.session.commit()
+    assert ledger.check_ledger() != []
+    db.session.rollback()
+    result = runner.invoke(args=["points", "rebuild-month-totals"])
+    assert result.exit_code == 0, result.output
+    assert "monthly totals rebuilt: 1 row(s)" in result.output
+    assert totals() == kept
+    assert runner.invoke(args=["points", "check-ledger"]).exit_code == 0
