@@ -20,6 +20,15 @@ def totals() -> dict:
     }
 
 
+def earn_and_spend(s, other) -> None:
+    """vol_a earns 40 and spends 10 at the shop; ``other`` earns 25; committed."""
+    award(s, s.vol_a, 40)
+    award(s, other, 25)
+    voucher = vouchers.issue_voucher(s.vol_a, s.rice.id)
+    vouchers.confirm_redemption(s.cashier, voucher.code)
+    db.session.commit()
+
+
 def test_each_leg_on_a_volunteer_is_added_to_its_month_and_kind_and_no_other_account_is(street):
     s = street
     month = ledger.month_of(datetime.now(timezone.utc))
@@ -78,11 +87,7 @@ def test_totals_changed_lost_or_invented_behind_the_ledgers_back_are_named(stree
 
 def test_rebuilding_from_the_transfers_gives_back_exactly_what_the_ledger_kept(street):
     s = street
-    award(s, s.vol_a, 40)
-    award(s, s.vol_a2, 8)
-    voucher = vouchers.issue_voucher(s.vol_a, s.rice.id)
-    vouchers.confirm_redemption(s.cashier, voucher.code)
-    db.session.commit()
+    earn_and_spend(s, s.vol_a2)
     kept = totals()
     assert len(kept) == 3
     db.session.execute(text("UPDATE account_month SET amount = 0"))
@@ -94,10 +99,7 @@ def test_rebuilding_from_the_transfers_gives_back_exactly_what_the_ledger_kept(s
 def test_the_migration_fills_the_totals_from_the_transfers_already_made(street):
     """Including the last microsecond of a month and the first of the next, in the street's zone."""
     s = street
-    award(s, s.vol_a, 40)
-    award(s, s.vol_b, 25)
-    voucher = vouchers.issue_voucher(s.vol_a, s.rice.id)
-    vouchers.confirm_redemption(s.cashier, voucher.code)
+    earn_and_spend(s, s.vol_b)
     a = ledger.account_for_volunteer(s.vol_a).id
     issuance = ledger.issuance_account(s.street).id
     ledger.credit_many(issuance, [ledger.Credit(a, 3, "月末", "test:last")],
