@@ -7,11 +7,11 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import DBAPIError
 
-from pointsapp.database import insert_rows
-from pointsapp.domain import claims, ledger
+from pointsapp.database import insert_rows, update_rows
+from pointsapp.domain import claims, ledger, org
 from pointsapp.domain.errors import InvalidInput
 from pointsapp.extensions import db
-from pointsapp.models import Activity, PointRuleVersion
+from pointsapp.models import Activity, OrgUnit, PointRuleVersion
 from tests.factories import person, yesterday
 
 
@@ -102,3 +102,30 @@ def test_recording_with_a_submission_key_longer_than_its_column_is_refused_with_
     assert "reload the page" in exc.value.message
     db.session.rollback()
     assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
+
+
+def test_nodes_written_in_bulk_get_their_own_ids_and_paths_in_order(street):
+    """``org.insert_units`` (an import's new nodes): each node's id and path, as returned, is the
+    row written for it, and ``update_rows`` set each path on its own row."""
+    s = street
+    grid_level = s.grid_a.level_id
+    parents = [s.community_a, s.community_b, s.community_a, s.street]
+    units = [(f"网格{i}", grid_level, parents[i % len(parents)]) for i in range(30)]
+    written = org.insert_units(units)
+    db.session.commit()
+    db.session.expire_all()
+    assert len(written) == 30
+    for (name, level_id, parent), (unit_id, path) in zip(units, written):
+        unit = db.session.get(OrgUnit, unit_id)
+        assert (unit.name, unit.level_id, unit.parent_id, unit.path) == (name, level_id, parent.id, path)
+        assert path == f"{parent.path}{unit_id}/"
+
+
+def test_update_rows_sets_each_rows_own_values(street):
+    s = street
+    units = [s.community_a, s.community_b, s.grid_a, s.grid_b]
+    update_rows(OrgUnit.__table__, [{"id": u.id, "name": f"改名{i}"} for i, u in enumerate(units)])
+    db.session.commit()
+    db.session.expire_all()
+    assert [db.session.get(OrgUnit, u.id).name for u in units] == ["改名0", "改名1", "改名2", "改名3"]
+    assert update_rows(OrgUnit.__table__, []) is None
