@@ -25,6 +25,17 @@ def to_local(moment: datetime) -> datetime:
     return moment.astimezone(local_zone())
 
 
+def utc_start_of(day: date) -> datetime:
+    """Return the moment ``day`` begins where the street is, in UTC."""
+    return datetime(day.year, day.month, day.day, tzinfo=local_zone()).astimezone(timezone.utc)
+
+
+def add_months(day: date, n: int = 1) -> date:
+    """Return the first day of the month ``n`` months after ``day``'s month."""
+    month = day.month - 1 + n
+    return date(day.year + month // 12, month % 12 + 1, 1)
+
+
 FIRST_YEAR, LAST_YEAR = 2000, 2100
 
 

@@ -29,9 +29,8 @@ from ..models.ledger import TRANSFER_DEDUCTION
 from ..models.rules import STATUS_APPROVED
 from ..models.user import HONOUR_DISPLAYS, ROLE_VOLUNTEER, STAFF_ROLES, initials_name
 from .access import ancestor_paths, in_scope, subtree_filter
-from .clock import FIRST_YEAR, LAST_YEAR, local_today
+from .clock import FIRST_YEAR, LAST_YEAR, add_months, local_today, utc_start_of
 from .errors import Forbidden, InvalidInput, NotFound
-from .settlement import add_months, utc_start_of
 
 _reversal = aliased(Transfer)
 

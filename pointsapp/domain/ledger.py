@@ -135,7 +135,7 @@ caller must roll back: an earlier statement of the same transaction may already 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Date, and_, bindparam, case, func, insert, literal, or_, select, text, union_all, update
@@ -161,7 +161,7 @@ from ..models.ledger import (
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.types import utcnow
 from ..models.rules import Activity
-from .clock import local_today, local_zone
+from .clock import add_months, local_today, local_zone, utc_start_of
 from . import budgets
 from .errors import CannotReverse, InsufficientPoints, NotFound
 
@@ -515,6 +515,7 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
     if db.session.get_bind().dialect.name == "postgresql":
         # One UPDATE ... FROM unnest(ids, amounts) for every volunteer's account (two array
         # parameters, whatever the number of accounts; see database.insert_rows).
+        # (each credit's amount travels in the array typed as the ``balance`` column)
         _, given = unnest_rows(account_t, [{"id": c.account_id, "balance": c.amount} for c in credits])
         given = given.subquery("amounts")
         db.session.execute(
@@ -581,15 +582,6 @@ def month_of(moment: datetime) -> date:
     return moment.astimezone(local_zone()).date().replace(day=1)
 
 
-def month_start_utc(month: date) -> datetime:
-    """Return the moment the street-local month starting on ``month`` begins, in UTC."""
-    return datetime(month.year, month.month, 1, tzinfo=local_zone()).astimezone(timezone.utc)
-
-
-def next_month(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
-
-
 def add_to_months(legs: list[tuple[int, date, str, int]]) -> None:
     """Add volunteers' legs ``(account id, month, transfer kind, signed amount)`` to their monthly
     totals (``AccountMonth``), creating the rows a month's first leg needs: one upsert for up
@@ -625,7 +617,7 @@ def _month_legs(month: date):
     """SQL: the volunteers' legs of the month's transfers, summed per account and kind:
     ``(account_id, kind, amount, transfers)``, read by the transfers' time index."""
     volunteer = select(account_t.c.id).where(account_t.c.kind == ACCOUNT_VOLUNTEER)
-    window = (Transfer.created_at >= month_start_utc(month), Transfer.created_at < month_start_utc(next_month(month)))
+    window = (Transfer.created_at >= utc_start_of(month), Transfer.created_at < utc_start_of(add_months(month)))
     side = lambda account_col, amount: (  # noqa: E731
         select(account_col.label("account_id"), Transfer.kind.label("kind"), amount.label("amount"))
         .where(*window, account_col.in_(volunteer))
@@ -642,7 +634,7 @@ def _transfer_months() -> list[date]:
         m, end = month_of(first), month_of(last)
         while m <= end:
             months.add(m)
-            m = next_month(m)
+            m = add_months(m)
     return sorted(months)
 
 

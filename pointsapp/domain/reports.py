@@ -36,8 +36,8 @@ from ..models.rewards import VOUCHER_REDEEMED
 from ..models.rules import CATEGORIES, STATUS_APPROVED, STATUS_PENDING, STATUS_REJECTED
 from ..models.user import ADMIN_ROLES
 from .access import require_in_scope
+from .clock import add_months, utc_start_of
 from .errors import InvalidInput
-from .settlement import add_months, utc_start_of
 
 LOW_STOCK = 5
 MAX_MONTHS = 36

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import exists, false, func, insert, literal, select, true
@@ -72,7 +72,7 @@ from ..models.settlement import DEFAULT_FEN_PER_POINT, MAX_FEN_PER_POINT
 from ..models.user import ROLE_STREET_ADMIN, mask_name
 from . import audit, ledger
 from .access import managed_merchants_query, merchant_ids_for_staff, require_merchant_admin
-from .clock import local_today, local_zone, now_utc, to_local
+from .clock import add_months, local_today, now_utc, to_local, utc_start_of
 from .errors import (
     AlreadyRecorded,
     Forbidden,
@@ -87,20 +87,9 @@ from .errors import (
 
 # -- months -----------------------------------------------------------------------------------
 
-def add_months(day: date, n: int = 1) -> date:
-    """Return the first day of the month ``n`` months after ``day``'s month."""
-    month = day.month - 1 + n
-    return date(day.year + month // 12, month % 12 + 1, 1)
-
-
 def month_end(start: date) -> date:
     """Return the last day of ``start``'s month."""
     return date(start.year, start.month, calendar.monthrange(start.year, start.month)[1])
-
-
-def utc_start_of(day: date) -> datetime:
-    """Return the moment ``day`` begins where the street is, in UTC."""
-    return datetime(day.year, day.month, day.day, tzinfo=local_zone()).astimezone(timezone.utc)
 
 
 # -- rates ------------------------------------------------------------------------------------

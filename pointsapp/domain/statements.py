@@ -25,7 +25,7 @@ from ..models.ledger import (
 from ..models.rewards import VOUCHER_EXPIRED, VOUCHER_REDEEMED
 from ..models.rules import STATUS_APPROVED
 from .errors import InvalidInput
-from .settlement import utc_start_of
+from .clock import utc_start_of
 
 
 @dataclass
