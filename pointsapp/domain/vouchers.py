@@ -203,17 +203,19 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None) 
 def find_voucher(text: str) -> Voucher:
     """Find a voucher by its QR token or its fallback code, or raise ``VoucherNotFound``."""
     text = (text or "").strip()
-    # With the reward and the volunteer (whether their account is active) in the same statement;
-    # the volunteer's role grants are not needed at the till.
-    loaded = (joinedload(Voucher.reward), joinedload(Voucher.volunteer).lazyload(User.roles))
     if text.upper().startswith(TOKEN_PREFIX):
-        token = TOKEN_PREFIX + text[len(TOKEN_PREFIX):].upper()
-        voucher = db.session.scalar(select(Voucher).where(Voucher.token_hash == _sha(token)).options(*loaded))
+        matches = Voucher.token_hash == _sha(TOKEN_PREFIX + text[len(TOKEN_PREFIX):].upper())
     else:
         code = normalise_code(text)
-        voucher = (
-            db.session.scalar(select(Voucher).where(Voucher.code_hash == _sha(code)).options(*loaded)) if code else None
-        )
+        if not code:
+            raise VoucherNotFound()
+        matches = Voucher.code_hash == _sha(code)
+    # With the reward and the volunteer (whether their account is active) in the same statement;
+    # the volunteer's role grants are not needed at the till.
+    voucher = db.session.scalar(
+        select(Voucher).where(matches)
+        .options(joinedload(Voucher.reward), joinedload(Voucher.volunteer).lazyload(User.roles))
+    )
     if voucher is None:
         raise VoucherNotFound()
     return voucher

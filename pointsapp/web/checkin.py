@@ -95,7 +95,7 @@ def _event_form_page(form: EventForm, event: CheckinEvent | None = None, status:
     return render_template("checkin/event_form.html", form=form, event=event), status
 
 
-def _saved(form: EventForm, save, event_id: int | None = None):
+def _saved(form: EventForm, save, event: CheckinEvent | None = None):
     """Call ``save`` with the form's title, place and window (local times) and commit.
 
     Return (its result, None), or (None, the form page with the refusal) when the domain refuses.
@@ -110,7 +110,7 @@ def _saved(form: EventForm, save, event_id: int | None = None):
         if exc.status == 404:
             raise
         status = show_domain_error(form, exc)
-        return None, _event_form_page(form, checkin.scoped_event(_me(), event_id) if event_id else None, status)
+        return None, _event_form_page(form, event, status)
     return result, None
 
 
@@ -134,7 +134,7 @@ def edit(event_id: int):
             return checkin.update_event(actor, event.id, starts_at=_unless_same_minute(starts_at, stored[0]),
                                         ends_at=_unless_same_minute(ends_at, stored[1]), **fields)
 
-        _event, refused = _saved(form, save, event.id)
+        _event, refused = _saved(form, save, event)
         if refused:
             return refused
         flash(_("The event was saved."), "ok")
