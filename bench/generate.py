@@ -238,6 +238,7 @@ def generate(url: str, volunteers: int, entries: int, seed: int = 1, demo_months
 
     activities, transfers, entry_rows, lot_rows = [], [], [], []
     months: dict[tuple, list[int]] = {}  # the volunteers' monthly totals, as the ledger keeps them
+    years: dict[tuple, list[int]] = {}  # and their yearly totals of approved activities
     for k in range(n_transfers):
         v = who[k]
         at = origin + timedelta(seconds=when[k])
@@ -256,6 +257,9 @@ def generate(url: str, volunteers: int, entries: int, seed: int = 1, demo_months
         total = months.setdefault((month_of(at.replace(tzinfo=timezone.utc)), first_account + v), [0, 0])
         total[0] += points
         total[1] += 1
+        total = years.setdefault((first_user + v, (at + timedelta(hours=8)).year), [0, 0])
+        total[0] += points
+        total[1] += 1
 
     db.write("account", ("id", "kind", "org_unit_id", "user_id", "merchant_id", "balance", "held", "earned", "created_at"),
              (conv((first_account + i, "volunteer", None, first_user + i, None, vol_balance[i], 0, vol_balance[i], created))
@@ -269,6 +273,8 @@ def generate(url: str, volunteers: int, entries: int, seed: int = 1, demo_months
     db.write("point_lot", ("id", "account_id", "transfer_id", "amount", "remaining", "earned_on"), lot_rows)
     db.write("account_month", ("month", "account_id", "kind", "amount", "transfers"),
              (conv((m, acc, "credit", amount, n)) for (m, acc), (amount, n) in sorted(months.items())))
+    db.write("volunteer_year", ("volunteer_id", "year", "points", "centi_hours", "activities"),
+             (conv((vid, y, amount, 0, n)) for (vid, y), (amount, n) in sorted(years.items())))
     # The issuance account's balance moves with the credits: an UPDATE of a balance, as credit() does.
     db.conn.execute(
         f"UPDATE account SET balance = {issuance_balance} WHERE id = {ctx['issuance_id']}"

@@ -51,6 +51,15 @@ def rebuild_month_totals_cmd():
     click.echo(f"monthly totals rebuilt: {rows} row(s)")
 
 
+@points_cli.command("rebuild-year-totals")
+def rebuild_year_totals_cmd():
+    """Compute every volunteer's yearly totals (points and hours) again from the activities."""
+    from .domain.activity_totals import rebuild_year_totals
+
+    rows = _commit_or_fail(rebuild_year_totals)
+    click.echo(f"yearly totals rebuilt: {rows} row(s)")
+
+
 @points_cli.command("verify-audit")
 def verify_audit_cmd():
     """Walk the audit log's hash chain; exit 1 naming the first missing or altered record."""

@@ -45,7 +45,7 @@ from ..models import Activity, CheckinAttendance, CheckinEvent, OrgUnit, PointRu
 from ..models.checkin import EVENT_CLOSED, EVENT_OPEN
 from ..models.rules import RULE_EARN, STATUS_APPROVED, STATUS_ON_NOTICE, STATUS_PENDING, UNIT_HOUR
 from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
-from . import audit, claims, notice
+from . import activity_totals, audit, claims, notice
 from .access import ancestor_paths, in_scope, require_in_scope, subtree_filter
 from .clock import local_today, now_utc, to_local
 from .errors import (
@@ -621,6 +621,7 @@ def close_event(actor: User, event_id: int, now: datetime | None = None) -> Clos
         act.points_credited, act.cap_note = grants[act.volunteer_id]
     db.session.flush()
     claims._credit_batch(to_credit, accounts, version, actor, now)
+    activity_totals.add([a for a in made if a.status == STATUS_APPROVED])  # hours-only attendance too
     for act in made:
         summary[str(act.volunteer_id)] = {
             "hours": str(act.hours) if act.hours is not None else None, "status": act.status,

@@ -33,7 +33,7 @@ from ..models.rules import (
     VOTE_REJECT,
 )
 from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, STAFF_ROLES
-from . import audit, ledger, notice
+from . import activity_totals, audit, ledger, notice
 from .access import ancestor_paths, in_scope, require_in_scope, require_merchant_admin, subtree_filter
 from .clock import local_today, now_utc
 from .errors import (
@@ -380,6 +380,7 @@ def _credit(act: Activity, actor: User) -> None:
             earned_on=act.activity_date,
             expires_on=version.expires_on(act.activity_date),
         )
+    activity_totals.add([act])
 
 
 def record_attendance(
@@ -466,6 +467,7 @@ def record_attendance(
         _credit_batch(to_credit, accounts, version, actor, now)
     except BudgetExhausted as exc:
         raise _batch_over_budget(exc) from exc
+    activity_totals.add(to_credit)
     audit.record(
         actor, audit.ATTENDANCE_RECORDED, "activity_batch", None,
         {"batch_key": batch_key, "rule_id": rule.id, "rule_version": version.version,
@@ -615,10 +617,13 @@ def reverse_transfer(actor: User, transfer_id: int, reason: str) -> Transfer:
             .where(Activity.__table__.c.id == original.activity_id, Activity.__table__.c.status == STATUS_APPROVED)
             .values(status=STATUS_REVERSED)
         )
-        db.session.expire(db.session.get(Activity, original.activity_id))
+        act = db.session.get(Activity, original.activity_id)
+        db.session.expire(act)
         if result.rowcount != 1:
             raise CannotReverse(why=_l("it was already reversed"))
     reversal = ledger.reverse(original, reason=reason[:1000], created_by_id=actor.id)
+    if original.kind == TRANSFER_CREDIT and original.activity_id:
+        activity_totals.add([act], sign=-1)  # after the ledger's writes, as every change of the totals
     audit.record(
         actor, audit.TRANSFER_REVERSED, "transfer", original.id,
         {"reversal_id": reversal.id, "kind": original.kind, "amount": original.amount,

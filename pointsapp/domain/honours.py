@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Integer, case, cast, exists, func, or_, select
+from sqlalchemy import Integer, cast, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
@@ -28,6 +28,7 @@ from ..models import Account, Activity, Entry, OrgLevel, OrgUnit, Transfer, User
 from ..models.ledger import TRANSFER_DEDUCTION
 from ..models.rules import STATUS_APPROVED
 from ..models.user import HONOUR_DISPLAYS, ROLE_VOLUNTEER, STAFF_ROLES, initials_name
+from . import activity_totals
 from .access import ancestor_paths, in_scope, subtree_filter
 from .clock import FIRST_YEAR, LAST_YEAR, add_months, local_today, utc_start_of
 from .errors import Forbidden, InvalidInput, NotFound
@@ -294,26 +295,18 @@ class Totals:
 def volunteer_totals(volunteer, today: date | None = None, account: Account | None = None) -> Totals:
     """Return the volunteer's lifetime points and hours and this year's.
 
-    The sums are read from the covering index ``ix_activity_volunteer_totals`` and the deductions
+    The sums come from the volunteer's yearly rows (``activity_totals``) and the deductions
     index; pass the volunteer's ``account`` when the caller has it loaded, to save reading it again."""
     year = year_period((today or local_today()).year)
-    in_year = (Activity.activity_date >= year.start) & (Activity.activity_date < year.end)
-    centi = cast(func.round(Activity.hours * 100), Integer)
-    hours, year_points, year_hours = db.session.execute(
-        select(
-            func.coalesce(func.sum(centi), 0),
-            func.coalesce(func.sum(case((in_year, Activity.points_credited), else_=0)), 0),
-            func.coalesce(func.sum(case((in_year, centi), else_=0)), 0),
-        ).where(Activity.volunteer_id == volunteer.id, Activity.status == STATUS_APPROVED)
-    ).one()
+    sums = activity_totals.totals_of(volunteer.id, year.start.year)
     if account is None:
         account = db.session.execute(
             select(Account.id, Account.earned).where(Account.user_id == volunteer.id)
         ).one_or_none()
     earned, deducted = (account.earned, _deducted_from(account.id, year)) if account else (0, 0)
     return Totals(
-        earned=int(earned), hours=Decimal(int(hours)) / 100, year=year.start.year,
-        year_earned=max(int(year_points) - int(deducted), 0), year_hours=Decimal(int(year_hours)) / 100,
+        earned=int(earned), hours=Decimal(sums.centi_hours) / 100, year=year.start.year,
+        year_earned=max(sums.year_points - int(deducted), 0), year_hours=Decimal(sums.year_centi_hours) / 100,
     )
 
 

@@ -96,8 +96,10 @@ Concurrency
     (a batch's new activity rows may be written after the accounts' locks: no one else can hold
     rows not yet written), then people's and merchants' accounts by id (with a volunteer's
     lots), then the street's issuance account, then its expiry account, then the budget row the
-    points draw on (``pointsapp.domain.budgets``), then the reward's stock row. No path takes
-    them in another order, so no two writers deadlock.
+    points draw on (``pointsapp.domain.budgets``), then the volunteers' monthly totals, then
+    their yearly totals of activities (``pointsapp.domain.activity_totals``, written after the
+    ledger's writes), then the reward's stock row, and the audit chain's head last. No path
+    takes them in another order, so no two writers deadlock.
 
 Monthly totals
     Each leg on a volunteer's account is also added, in the same transaction, to the row of
@@ -162,7 +164,7 @@ from ..models.rewards import VOUCHER_ISSUED
 from ..models.types import utcnow
 from ..models.rules import Activity
 from .clock import add_months, local_today, local_zone, utc_start_of
-from . import budgets
+from . import activity_totals, budgets
 from .errors import CannotReverse, InsufficientPoints, NotFound
 
 account_t = Account.__table__
@@ -1123,6 +1125,7 @@ def check_ledger() -> list[str]:
     problems.extend(_check_settlement())
     problems.extend(_check_lots())
     problems.extend(_check_month_totals())
+    problems.extend(activity_totals.check_year_totals())
     return problems
 
 

@@ -2,7 +2,7 @@
 from .ledger import Account, AccountMonth, Entry, LotUse, PointLot, Transfer  # noqa: F401
 from .org import OrgLevel, OrgUnit  # noqa: F401
 from .rewards import Merchant, Reward, Voucher  # noqa: F401
-from .rules import Activity, ApprovalVote, NoticeObjection, PointRule, PointRuleVersion  # noqa: F401
+from .rules import Activity, ApprovalVote, NoticeObjection, PointRule, PointRuleVersion, VolunteerYear  # noqa: F401
 from .user import RoleGrant, User  # noqa: F401
 from .audit import AuditChainHead, AuditRecord  # noqa: F401
 from .settlement import PointsRate, SettlementLine, SettlementPayment, SettlementPeriod  # noqa: F401

@@ -7,6 +7,7 @@ from typing import Optional
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -207,8 +208,6 @@ class Activity(db.Model):
         Index("ix_activity_volunteer_id_rule_id_activity_date", "volunteer_id", "rule_id", "activity_date"),
         # Honour rolls and reports: a subtree's approved activities in a period (EXPLAIN on both databases).
         Index("ix_activity_org_unit_id_status_activity_date", "org_unit_id", "status", "activity_date"),
-        # A volunteer's lifetime and yearly totals, read from the index alone (no table rows).
-        Index("ix_activity_volunteer_totals", "volunteer_id", "status", "activity_date", "hours", "points_credited"),
         # A whole street's month of reports: approved activities by date, claims by decision time.
         Index("ix_activity_status_activity_date", "status", "activity_date"),
         Index("ix_activity_claims_decided_at", "decided_at", postgresql_where=text("source = 'claim'"),
@@ -244,6 +243,27 @@ class Activity(db.Model):
     decided_by = relationship("User", foreign_keys=[decided_by_id])
     rule_version = relationship("PointRuleVersion")
     org_unit = relationship("OrgUnit")
+
+
+class VolunteerYear(db.Model):
+    """A volunteer's approved activities of one year (by activity date), summed.
+
+    Kept in the same transaction as every change of an activity into or out of ``approved``
+    (``pointsapp.domain.activity_totals``), so that the volunteer's pages read a few rows a
+    volunteer instead of every activity of a lifetime. ``points`` sums the points credited,
+    ``centi_hours`` the hours in hundredths, ``activities`` counts them; a year whose activities
+    were all reversed keeps a row of zeros.
+    """
+
+    __tablename__ = "volunteer_year"
+    # No CHECK of signs: a reversal must not be refused because rows written by an older version
+    # missed its activity; check-ledger names any row that differs from the activities.
+
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    points: Mapped[int] = mapped_column(Integer)
+    centi_hours: Mapped[int] = mapped_column(BigInteger)
+    activities: Mapped[int] = mapped_column(Integer)
 
 
 class ApprovalVote(db.Model):

@@ -12,10 +12,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from pointsapp.domain import claims, ledger, vouchers
+from pointsapp.domain import activity_totals, claims, ledger, vouchers
 from pointsapp.domain.clock import local_today, now_utc
 from pointsapp.extensions import db
-from pointsapp.models import Activity, Reward, Transfer, User, Voucher
+from pointsapp.models import Activity, Reward, Transfer, User, VolunteerYear, Voucher
 from tests.conftest import run_in_parallel
 from tests.factories import balance, person, yesterday
 from tests.unit.helpers import award, award_many, credit_of
@@ -458,4 +458,72 @@ def test_monthly_totals_rebuilt_while_meetings_are_recorded_count_every_leg_once
     results = race(app, 11, work)
     assert tally(results) == {"ok": 11}, unexpected(results)
     assert all(balance(v).balance == 100 for v in crowd)
+    check_ledger()
+
+
+def year_rows() -> dict:
+    """{(volunteer id, year): (points, hundredths of hours, activities)}, read fresh."""
+    db.session.expire_all()
+    return {
+        (r.volunteer_id, r.year): (r.points, r.centi_hours, r.activities) for r in db.session.scalars(select(VolunteerYear))
+    }
+
+
+def test_claims_approved_and_meetings_recorded_at_once_for_the_same_volunteers_add_up_in_their_years(
+        app, street, check_ledger):
+    """Each volunteer's yearly row is written by many transactions at once (their claims approved
+    by three verifiers, meetings recorded for all of them in different orders): every activity is
+    added once, and no upsert of the same row deadlocks or is lost."""
+    group = [street.vol_a, street.vol_a2] + [person(f"yr{i}", street.unit_a, title="resident") for i in range(2)]
+    db.session.commit()
+    days = [yesterday() - timedelta(days=k) for k in range(3)]
+    pending = [  # patrol: 2 points an hour; one claim a day, under the daily cap
+        claims.submit_claim(v, rule_id=street.patrol.id, activity_date=d, hours="1.5") for v in group for d in days
+    ]
+    db.session.commit()
+    ids, act_ids = [v.id for v in group], [a.id for a in pending]
+    approvers = [street.staff_a.id, street.admin_a.id, street.street_admin.id]
+    staff_id, rule_id, today = street.staff_a.id, street.meeting.id, local_today()
+    orders = [ids, list(reversed(ids)), ids[1:] + ids[:1], ids[2:] + ids[:2]]
+
+    def work(i):
+        if i < len(act_ids):
+            claims.approve_claim(db.session.get(User, approvers[i % 3]), act_ids[i])
+        else:
+            claims.record_attendance(db.session.get(User, staff_id), rule_id=rule_id, activity_date=today,
+                                     volunteer_ids=orders[i - len(act_ids)], batch_key=f"year-{i}")
+        db.session.commit()
+
+    results = race(app, len(act_ids) + len(orders), work)
+    assert tally(results) == {"ok": len(act_ids) + len(orders)}, unexpected(results)
+    expected: dict = {}
+    for v in group:
+        for day, points, centi in [(d, 3, 150) for d in days] + [(today, 10, 0)] * len(orders):
+            p, h, n = expected.get((v.id, day.year), (0, 0, 0))
+            expected[(v.id, day.year)] = (p + points, h + centi, n + 1)
+    assert year_rows() == expected
+    assert sum(n for _, _, n in expected.values()) == 4 * (3 + 4)
+    assert all(balance(v).balance == 3 * 3 + 10 * 4 for v in group)
+    check_ledger()
+
+
+def test_yearly_totals_rebuilt_while_meetings_are_recorded_count_every_activity_once(app, street, check_ledger):
+    """A rebuild of the yearly totals among ten meetings being recorded at once: every meeting is
+    counted, and afterwards every row equals the approved activities (none lost to the rebuild,
+    none counted by both the rebuild and its meeting)."""
+    crowd = [person(f"yrebuild{i}", street.unit_a, title="resident") for i in range(6)]
+    db.session.commit()
+    ids, staff_id, rule_id, today = [v.id for v in crowd], street.staff_a.id, street.meeting.id, local_today()
+
+    def work(i):
+        if i == 5:
+            activity_totals.rebuild_year_totals()
+        else:
+            claims.record_attendance(db.session.get(User, staff_id), rule_id=rule_id, activity_date=today,
+                                     volunteer_ids=ids, batch_key=f"year-rebuild-{i}")
+        db.session.commit()
+
+    results = race(app, 11, work)
+    assert tally(results) == {"ok": 11}, unexpected(results)
+    assert year_rows() == {(v, today.year): (100, 0, 10) for v in ids}
     check_ledger()

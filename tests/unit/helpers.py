@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from pointsapp.domain import claims, rules
 from pointsapp.domain.clock import local_today
 from pointsapp.extensions import db
-from pointsapp.models import Account, AccountMonth, Activity, Entry, Reward, Transfer, Voucher
+from pointsapp.models import Account, AccountMonth, Activity, Entry, Reward, Transfer, VolunteerYear, Voucher
 from tests.factories import rule_terms
 
 
@@ -68,4 +68,5 @@ def ledger_state() -> dict:
         "entries": db.session.scalar(select(func.count()).select_from(Entry)),
         "month_totals": rows(select(AccountMonth).order_by(AccountMonth.month, AccountMonth.account_id, AccountMonth.kind)
                              .with_only_columns(*AccountMonth.__table__.c)),
+        "year_totals": rows(select(*VolunteerYear.__table__.c).order_by(VolunteerYear.volunteer_id, VolunteerYear.year)),
     }

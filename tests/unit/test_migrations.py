@@ -18,7 +18,7 @@ TABLES = {
     "budget", "budget_funding", "budget_charge",
     "checkin_event", "checkin_attendance",
     "approval_vote", "notice_objection",
-    "account_month",
+    "account_month", "volunteer_year",
 }
 
 
