@@ -12,13 +12,15 @@ its volunteer's row for the activity's year, in the same transaction:
 
 Lock order: the rows are written after the ledger's writes of the same transaction (accounts,
 budgets, monthly totals), in (volunteer, year) order, and before reward stock and the audit
-chain's head. ``check_year_totals`` (part of ``ledger.check_ledger``) recomputes every row from
+chain's head. Unlike the monthly totals, a row may be written without its volunteer's account
+lock (a check-in's hours-only attendance moves no points): two such writers wait on the row
+itself, and neither takes a ledger lock after it, so no cycle can form. ``check_year_totals`` (part of ``ledger.check_ledger``) recomputes every row from
 the activities; ``rebuild_year_totals`` writes them again.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import Integer, case, cast, extract, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,8 +35,9 @@ ROWS_PER_STATEMENT = 1000
 
 
 def centi(hours: Decimal | None) -> int:
-    """An activity's hours in hundredths (the column keeps two decimals)."""
-    return int((hours or Decimal(0)) * 100)
+    """An activity's hours in hundredths, rounded as the column (two decimals) and the SQL
+    ``ROUND(hours * 100)`` of the rebuild and the check round them."""
+    return int((hours or Decimal(0)).quantize(Decimal("0.01"), ROUND_HALF_UP) * 100)
 
 
 def add(acts: list[Activity], sign: int = 1) -> None:

@@ -129,7 +129,8 @@ Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard t
       equals its amount less what transfers took (``LotUse``); each credit made its lot;
     * only ``expiry`` transfers, from a volunteer, reach an expiry account.
     * activities ``on_notice`` (public notice) or ``withheld`` have no credit and credit nothing.
-    * each volunteer's monthly totals equal the sums of its legs per month and kind.
+    * each volunteer's monthly totals equal the sums of its legs per month and kind;
+    * each volunteer's yearly totals (``activity_totals``) equal their approved activities.
 
 The functions here ``flush()`` and never ``commit()``. A raised ``PointsError`` means the
 caller must roll back: an earlier statement of the same transaction may already have run.

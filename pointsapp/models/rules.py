@@ -208,6 +208,8 @@ class Activity(db.Model):
         Index("ix_activity_volunteer_id_rule_id_activity_date", "volunteer_id", "rule_id", "activity_date"),
         # Honour rolls and reports: a subtree's approved activities in a period (EXPLAIN on both databases).
         Index("ix_activity_org_unit_id_status_activity_date", "org_unit_id", "status", "activity_date"),
+        # A volunteer's approved activities in a period (the yearly statement), from the index.
+        Index("ix_activity_volunteer_totals", "volunteer_id", "status", "activity_date", "hours", "points_credited"),
         # A whole street's month of reports: approved activities by date, claims by decision time.
         Index("ix_activity_status_activity_date", "status", "activity_date"),
         Index("ix_activity_claims_decided_at", "decided_at", postgresql_where=text("source = 'claim'"),

@@ -499,3 +499,11 @@ def test_refused_reversals_leave_the_yearly_totals_as_they_were(street, check_le
     assert ledger_state()["year_totals"] == kept
     assert db.session.get(Activity, spent.id).status == "approved"
     check_ledger()
+
+
+def test_hours_become_hundredths_rounded_as_the_column_and_the_rebuild_round_them():
+    assert activity_totals.centi(None) == 0
+    assert activity_totals.centi(Decimal("2.5")) == 250
+    assert activity_totals.centi(Decimal("0.29")) == 29
+    assert activity_totals.centi(Decimal("0.295")) == 30  # half up, as numeric(5, 2) stores it
+    assert activity_totals.centi(Decimal("0.294")) == 29
