@@ -192,29 +192,47 @@ def _approved_activities(r: Range, *columns):
     )
 
 
-def points_by_category(r: Range, zh: bool) -> ReportTable:
-    rows = db.session.execute(
-        _approved_activities(r, PointRuleVersion.category, func.count(Activity.id), func.sum(Activity.points_credited))
-        .join(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
-        .group_by(PointRuleVersion.category)
-        .order_by(func.sum(Activity.points_credited).desc(), PointRuleVersion.category)
+def _activities_by_version(r: Range) -> list[tuple]:
+    """The approved activities in the subtree and range, counted and summed per rule version:
+    (rule id, category, Chinese name, English name, activities, points). The category and the
+    top-activities reports are both sums of these rows, so the page reads the activities once."""
+    v = PointRuleVersion
+    return db.session.execute(
+        _approved_activities(r, v.rule_id, v.category, v.name_zh, v.name_en, func.count(Activity.id),
+                             func.coalesce(func.sum(Activity.points_credited), 0))
+        .join(v, v.id == Activity.rule_version_id)
+        .group_by(v.id, v.rule_id, v.category, v.name_zh, v.name_en)
     ).all()
+
+
+def points_by_category(r: Range, zh: bool, versions: list[tuple] | None = None) -> ReportTable:
+    found: dict[str, list[int]] = {}
+    for _rule, category, _zh, _en, n, points in versions if versions is not None else _activities_by_version(r):
+        sums = found.setdefault(category, [0, 0])
+        sums[0] += int(n)
+        sums[1] += int(points)
     name = lambda c: CATEGORIES.get(c, (c, c))[0 if zh else 1]  # noqa: E731
     return ReportTable(
         "points_by_category", str(_l("Points credited per activity category")),
         [str(_l("Category")), str(_l("Activities")), str(_l("Points"))],
-        [[name(c), int(n), int(p or 0)] for c, n, p in rows],
+        [[name(c), n, p] for c, (n, p) in sorted(found.items(), key=lambda kv: (-kv[1][1], kv[0]))],
         chart="bar", series=[2],
     )
 
 
 def active_volunteers(r: Range) -> ReportTable:
-    month = month_of_date(Activity.activity_date)
-    found = dict(
-        db.session.execute(
+    # Grouped by the month's first day (a date) and named in Python: grouping by its text sorted
+    # every activity of the range by a collated string.
+    if _dialect() == "postgresql":
+        month = func.date_trunc("month", Activity.activity_date)
+    else:
+        month = func.strftime("%Y-%m", Activity.activity_date)
+    found = {
+        m if isinstance(m, str) else m.strftime("%Y-%m"): n
+        for m, n in db.session.execute(
             _approved_activities(r, month, func.count(distinct(Activity.volunteer_id))).group_by(month)
-        ).all()
-    )
+        )
+    }
     return ReportTable(
         "active_volunteers", str(_l("Active volunteers per month")),
         [str(_l("Month")), str(_l("Volunteers with credited activities"))],
@@ -223,19 +241,18 @@ def active_volunteers(r: Range) -> ReportTable:
     )
 
 
-def top_activities(r: Range, zh: bool) -> ReportTable:
-    name_col = PointRuleVersion.name_zh if zh else PointRuleVersion.name_en
-    rows = db.session.execute(
-        _approved_activities(r, func.max(name_col), func.count(Activity.id), func.sum(Activity.points_credited))
-        .join(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
-        .group_by(Activity.rule_id)
-        .order_by(func.count(Activity.id).desc(), func.sum(Activity.points_credited).desc(), Activity.rule_id)
-        .limit(10)
-    ).all()
+def top_activities(r: Range, zh: bool, versions: list[tuple] | None = None) -> ReportTable:
+    found: dict[int, list] = {}  # rule id: [name, activities, points]; the name as max() over its versions
+    for rule, _category, name_zh, name_en, n, points in versions if versions is not None else _activities_by_version(r):
+        row = found.setdefault(rule, ["", 0, 0])
+        row[0] = max(row[0], name_zh if zh else name_en)
+        row[1] += int(n)
+        row[2] += int(points)
+    ranked = sorted(found.items(), key=lambda kv: (-kv[1][1], -kv[1][2], kv[0]))[:10]
     return ReportTable(
         "top_activities", str(_l("Top activities")),
         [str(_l("Activity")), str(_l("Activities")), str(_l("Points"))],
-        [[n, int(c), int(p or 0)] for n, c, p in rows],
+        [list(row) for _rule, row in ranked],
         chart="bar", series=[1],
     )
 
@@ -353,12 +370,17 @@ def build(r: Range, zh: bool, only: str | None = None) -> list[ReportTable]:
             read["legs"] = _points_by_month_and_community(r)
         return read["legs"]
 
+    def versions() -> list[tuple]:  # likewise
+        if "versions" not in read:
+            read["versions"] = _activities_by_version(r)
+        return read["versions"]
+
     makers = {
         "points_by_month": lambda: points_by_month(r, legs()),
         "points_by_community": lambda: points_by_community(r, legs()),
-        "points_by_category": lambda: points_by_category(r, zh),
+        "points_by_category": lambda: points_by_category(r, zh, versions()),
         "active_volunteers": lambda: active_volunteers(r),
-        "top_activities": lambda: top_activities(r, zh),
+        "top_activities": lambda: top_activities(r, zh, versions()),
         "claims": lambda: claims(r),
         "rewards_redeemed": lambda: rewards_redeemed(r),
         "low_stock": lambda: low_stock(r),

@@ -158,3 +158,46 @@ def test_a_month_outside_2000_to_2100_or_misspelt_is_refused_with_a_message(clie
         assert resp.status_code == 422, query
         assert "2026-09" in resp.get_data(as_text=True)
     assert client.get("/reports/?first=2026-01&last=2026-03").status_code == 200
+
+
+def test_category_and_top_activities_sum_each_rules_versions_and_read_the_activities_once(street, monkeypatch):
+    """Two rules in two categories, one of them renamed (a second version) between its
+    activities: the category report sums by category, the top activities by rule (named by the
+    greater of its versions' names, as before), ranked by activities then points; the page reads
+    the activities once for both; the active volunteers are counted per month."""
+    import secrets
+
+    from pointsapp.domain import rules
+    from tests.factories import rule_terms
+
+    s = street
+    patrol = rules.create_rule(s.street_admin, s.street, rule_terms(name_zh="巡逻", name_en="Patrol", category="patrol", points=4))
+    meet = rules.create_rule(s.street_admin, s.street, rule_terms(name_zh="开会", name_en="Meeting", category="meeting", points=7))
+
+    def record(rule, people, day):
+        claims.record_attendance(s.street_admin, rule_id=rule.id, activity_date=day,
+                                 volunteer_ids=[p.id for p in people], batch_key=secrets.token_hex(8))
+
+    last_month = reports.add_months(this_month(), -1)
+    record(patrol, [s.vol_a, s.vol_b], last_month)  # 2 activities, 8 points, last month
+    rules.update_rule(s.street_admin, patrol.id, rule_terms(name_zh="夜间巡逻", name_en="Night patrol",
+                                                          category="patrol", points=5))
+    record(patrol, [s.vol_a], this_month())  # +1 activity, 5 points, under the new name
+    record(meet, [s.vol_a, s.vol_b], this_month())  # 2 activities, 14 points
+    db.session.commit()
+    r = full_range(s)
+    assert reports.points_by_category(r, zh=False).rows == [["Attending meetings", 2, 14], ["Patrol and duty", 3, 13]]
+    assert reports.top_activities(r, zh=True).rows == [["巡逻", 3, 13], ["开会", 2, 14]]  # max("巡逻", "夜间巡逻")
+    assert reports.top_activities(r, zh=False).rows == [["Patrol", 3, 13], ["Meeting", 2, 14]]
+    assert reports.active_volunteers(r).rows == [
+        [reports.add_months(this_month(), -2).strftime("%Y-%m"), 0],
+        [last_month.strftime("%Y-%m"), 2],
+        [this_month().strftime("%Y-%m"), 2],
+    ]
+    reads = []
+    real = reports._activities_by_version
+    monkeypatch.setattr(reports, "_activities_by_version", lambda r: reads.append(r) or real(r))
+    tables = {t.key: t for t in reports.build(r, zh=False)}
+    assert len(reads) == 1
+    assert tables["points_by_category"].rows[0] == ["Attending meetings", 2, 14]
+    assert tables["top_activities"].rows[0] == ["Patrol", 3, 13]
