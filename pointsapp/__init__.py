@@ -68,6 +68,22 @@ def create_app(config: type | dict | None = None) -> Flask:
         configure_engine(db.engine)
 
     from . import models  # noqa: F401  (register tables with the metadata)
+    from .database import sqlite_begin_mode
+    from flask import g, request
+
+    @app.before_request
+    def _choose_sqlite_begin_mode():
+        g.begin_mode = sqlite_begin_mode.set("DEFERRED" if request.method in ("GET", "HEAD", "OPTIONS") else "IMMEDIATE")
+
+    @app.teardown_request
+    def _forget_begin_mode(exc):
+        # Registered before the web's teardown, so it runs after it (Flask runs them in reverse):
+        # what runs next in this thread (a command, a test's own set-up) begins its transactions
+        # as the default says, writable.
+        token = g.pop("begin_mode", None)
+        if token is not None:
+            sqlite_begin_mode.reset(token)
+
     from .web.guards import DatabaseIntConverter
 
     app.url_map.converters["int"] = DatabaseIntConverter
@@ -77,13 +93,6 @@ def create_app(config: type | dict | None = None) -> Flask:
     from .api import register_api
 
     register_api(app)
-
-    from .database import sqlite_begin_mode
-    from flask import request
-
-    @app.before_request
-    def _choose_sqlite_begin_mode():
-        sqlite_begin_mode.set("DEFERRED" if request.method in ("GET", "HEAD", "OPTIONS") else "IMMEDIATE")
 
     from .cli import points_cli
 

@@ -4,6 +4,12 @@ SQLite: WAL, a busy timeout, foreign keys, and SQLAlchemy's documented pysqlite 
 every write transaction starts with ``BEGIN IMMEDIATE``: writers queue for the lock at the start
 instead of failing with "database is locked" when they try to upgrade a read lock. Read-only
 requests begin DEFERRED (see ``sqlite_begin_mode``); in WAL mode they read beside the writer.
+
+PostgreSQL: the same read-only requests begin ``READ ONLY`` (psycopg's ``BEGIN READ ONLY``, no
+extra round trip) and end with a COMMIT, which then has nothing to write, instead of a ROLLBACK:
+psycopg discards its prepared statements at every ROLLBACK, so read-only requests that ended
+with one never kept a statement prepared, and the server planned every statement of every page
+again. The READ ONLY is what makes the COMMIT safe: a read-only request cannot write.
 """
 from __future__ import annotations
 
@@ -23,7 +29,20 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 sqlite_begin_mode: ContextVar[str] = ContextVar("sqlite_begin_mode", default="IMMEDIATE")
 
 
+def reads_only() -> bool:
+    """Say whether transactions begun now are read-only ones (a GET, a consistent snapshot)."""
+    return sqlite_begin_mode.get() == "DEFERRED"
+
+
 def configure_engine(engine: Engine) -> None:
+    if engine.dialect.name == "postgresql":
+        @event.listens_for(engine, "begin")
+        def _begin_read_only(conn):
+            # psycopg begins the transaction with the first statement, after this event.
+            dbapi = conn.connection.dbapi_connection
+            if dbapi.read_only != reads_only():
+                dbapi.read_only = reads_only()
+        return
     if engine.dialect.name != "sqlite":
         return
 

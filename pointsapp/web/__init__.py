@@ -7,6 +7,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import HTTPException
 
+from ..database import reads_only
 from ..domain.errors import PointsError
 from ..extensions import db, login_manager
 
@@ -64,6 +65,10 @@ def register_web(app: Flask) -> None:
         # Whatever a request left uncommitted (an error, an early return) is thrown away.
         if exc is not None or db.session.dirty or db.session.new:
             db.session.rollback()
+        elif reads_only() and db.session().in_transaction() and db.session.get_bind().dialect.name == "postgresql":
+            # A READ ONLY transaction (see pointsapp.database): ended with a COMMIT, which writes
+            # nothing, so that psycopg keeps the statements it has prepared.
+            db.session.commit()
 
     @app.errorhandler(PointsError)
     def _points_error(exc: PointsError):
