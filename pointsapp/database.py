@@ -16,6 +16,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 from sqlalchemy import Column, Float, Integer, Numeric, Select, String, Table, bindparam, cast, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 
@@ -112,6 +113,27 @@ def _unbounded(type_):
     if isinstance(type_, Numeric) and not isinstance(type_, (Integer, Float)):
         return Numeric()
     return type_
+
+
+def add_to_rows(table: Table, rows: list[dict], *, key: list[str], per_statement: int = 1000) -> None:
+    """Add ``rows`` (dicts with the same keys: the ``key`` columns and the columns to add to) to
+    the rows of ``table`` with the same key, creating those not there yet: one upsert per
+    ``per_statement`` rows (the rows as array parameters on PostgreSQL, see ``insert_rows``), in
+    the order given, which callers keep in key order (the lock order of running totals)."""
+    if not rows:
+        return
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    added = [name for name in rows[0] if name not in key]
+    for i in range(0, len(rows), per_statement):
+        chunk = rows[i:i + per_statement]
+        if postgres:
+            stmt = postgresql.insert(table).from_select(*unnest_rows(table, chunk))
+        else:
+            stmt = sqlite.insert(table).values(chunk)
+        db.session.execute(stmt.on_conflict_do_update(
+            index_elements=[table.c[name] for name in key],
+            set_={name: table.c[name] + stmt.excluded[name] for name in added},
+        ))
 
 
 def update_rows(table: Table, rows: list[dict], *, key: str = "id") -> None:

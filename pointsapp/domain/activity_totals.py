@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import Integer, case, cast, extract, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 
-from ..database import unnest_rows
+from ..database import add_to_rows
 from ..extensions import db
 from ..models import Activity, VolunteerYear
 from ..models.rules import STATUS_APPROVED
@@ -54,23 +53,7 @@ def add(acts: list[Activity], sign: int = 1) -> None:
         {"volunteer_id": v, "year": y, "points": p, "centi_hours": h, "activities": n}
         for (v, y), (p, h, n) in sorted(sums.items())
     ]
-    postgres = db.session.get_bind().dialect.name == "postgresql"
-    for i in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[i:i + ROWS_PER_STATEMENT]
-        if postgres:  # the rows as array parameters (see database.insert_rows)
-            stmt = postgresql.insert(year_t).from_select(*unnest_rows(year_t, chunk))
-        else:
-            stmt = sqlite.insert(year_t).values(chunk)
-        db.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[year_t.c.volunteer_id, year_t.c.year],
-                set_={
-                    "points": year_t.c.points + stmt.excluded.points,
-                    "centi_hours": year_t.c.centi_hours + stmt.excluded.centi_hours,
-                    "activities": year_t.c.activities + stmt.excluded.activities,
-                },
-            )
-        )
+    add_to_rows(year_t, rows, key=["volunteer_id", "year"], per_statement=ROWS_PER_STATEMENT)
 
 
 @dataclass

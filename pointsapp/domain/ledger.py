@@ -142,11 +142,10 @@ from datetime import date, datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Date, and_, bindparam, case, func, insert, literal, or_, select, text, union_all, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.util import identity_key
 
-from ..database import insert_rows, unnest_rows
+from ..database import add_to_rows, insert_rows, unnest_rows
 from ..extensions import db
 from ..models import Account, AccountMonth, Entry, LotUse, OrgUnit, PointLot, Transfer, User, Voucher
 from ..models.ledger import (
@@ -598,22 +597,7 @@ def add_to_months(legs: list[tuple[int, date, str, int]]) -> None:
         {"month": m, "account_id": a, "kind": k, "amount": amount, "transfers": n}
         for (m, a, k), (amount, n) in sorted(sums.items())
     ]
-    postgres = db.session.get_bind().dialect.name == "postgresql"
-    for i in range(0, len(rows), MONTH_ROWS_PER_STATEMENT):
-        chunk = rows[i:i + MONTH_ROWS_PER_STATEMENT]
-        if postgres:  # the rows as array parameters (see database.insert_rows)
-            stmt = postgresql.insert(account_month_t).from_select(*unnest_rows(account_month_t, chunk))
-        else:
-            stmt = sqlite.insert(account_month_t).values(chunk)
-        db.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[account_month_t.c.month, account_month_t.c.account_id, account_month_t.c.kind],
-                set_={
-                    "amount": account_month_t.c.amount + stmt.excluded.amount,
-                    "transfers": account_month_t.c.transfers + stmt.excluded.transfers,
-                },
-            )
-        )
+    add_to_rows(account_month_t, rows, key=["month", "account_id", "kind"], per_statement=MONTH_ROWS_PER_STATEMENT)
 
 
 def _month_legs(month: date):
