@@ -10,7 +10,8 @@ default, and ``POINTS_DB_MAX_OVERFLOW`` more on a burst). The pool opens connect
 asked and a ``gthread`` worker runs at most ``threads`` requests at a time, so one machine holds at
 most ``workers × threads`` connections (5 × 4 = 20 on 2 cores). Keep the sum over all machines under
 PostgreSQL's ``max_connections`` (100 by default) with room for cron jobs and psql, or put
-PgBouncer in transaction mode in between.
+PgBouncer in transaction mode in between (1.21 or newer with ``max_prepared_statements``, or set
+``POINTS_DB_PREPARE=off``).
 """
 import multiprocessing
 import os

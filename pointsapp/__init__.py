@@ -119,6 +119,11 @@ def _engine_options(app: Flask) -> None:
         # No JIT compilation: the app's queries are short, and a report's join, whose estimated
         # cost passes jit_above_cost, spent 1.6 s compiling for 0.1 s of work (docs/PERFORMANCE.md).
         # POINTS_DB_JIT=on leaves the server's setting.
+        if os.environ.get("POINTS_DB_PREPARE", "on").strip().lower() in ("off", "0", "false", "no"):
+            # Behind PgBouncer in transaction mode older than 1.21 (or without
+            # max_prepared_statements), a statement prepared on one server connection is not on
+            # the next: psycopg then must not prepare any.
+            opts.setdefault("connect_args", {})["prepare_threshold"] = None
         if os.environ.get("POINTS_DB_JIT", "off").strip().lower() in ("off", "0", "false", "no"):
             connect_args = opts.setdefault("connect_args", {})
             connect_args["options"] = _with_jit_off(connect_args.get("options") or _url_options(uri))

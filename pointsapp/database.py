@@ -43,6 +43,7 @@ def configure_engine(engine: Engine) -> None:
             dbapi = conn.connection.dbapi_connection
             if dbapi.read_only != reads_only():
                 dbapi.read_only = reads_only()
+            conn.info["began_read_only"] = reads_only()  # what the request's teardown checks
         return
     if engine.dialect.name != "sqlite":
         return

@@ -8,7 +8,7 @@ from flask import send_file
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from marshmallow import ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import false, or_, select
 from sqlalchemy.orm import aliased, contains_eager, selectinload
 
 from ..domain import (
@@ -23,7 +23,7 @@ from ..domain.access import (
 )
 from ..domain.clock import local_today, parse_month
 from ..domain.errors import NotFound
-from ..domain.ledger import account_for_volunteer, balance_of
+from ..domain.ledger import balance_of
 from ..domain.org import add_unit
 from ..extensions import db
 from ..models import Account, Activity, AuditRecord, Entry, Merchant, OrgUnit, Reward, Transfer, User, Voucher
@@ -205,9 +205,11 @@ def token_revoke(token_id: int):
 # --- volunteers: balance, history, claims, rewards, vouchers --------------------------------
 
 
-def _my_account() -> Account:
+def _my_account_id() -> int | None:
+    """The volunteer's account id, or None before it exists: these GETs only read (on PostgreSQL
+    they run READ ONLY), so they do not create it as a first credit does."""
     require_role(ROLE_VOLUNTEER)
-    return account_for_volunteer(actor().user)
+    return db.session.scalar(select(Account.id).where(Account.user_id == actor().user.id))
 
 
 @bp.get("/me/balance")
@@ -217,13 +219,15 @@ def my_balance():
     next 30 days; lifetime points earned and hours (never reduced by spending or expiry), and this year's."""
     t = honours.volunteer_totals(actor())
     return respond(MyBalanceOut().dump({
-        **_balance_with_expiry(_my_account().id),
+        **_balance_with_expiry(_my_account_id()),
         "lifetime_hours": _hours(t.hours), "year": t.year, "year_earned": t.year_earned,
         "year_hours": _hours(t.year_hours),
     }))
 
 
-def _balance_with_expiry(account_id: int) -> dict:
+def _balance_with_expiry(account_id: int | None) -> dict:
+    if account_id is None:
+        return {"balance": 0, "held": 0, "available": 0, "earned": 0, "expiring_soon": 0, "expiring_first_date": None}
     b = balance_of(account_id)
     soon = ledger.expiring_soon(account_id)
     return {
@@ -237,10 +241,10 @@ def _balance_with_expiry(account_id: int) -> dict:
 def my_history():
     """The volunteer's ledger entries, newest first."""
     args = load_args(PageArgs)
-    account = _my_account()
+    account_id = _my_account_id()
     query = (
         select(Entry).join(Transfer, Transfer.id == Entry.transfer_id)
-        .where(Entry.account_id == account.id, *_between(Transfer.created_at, args))
+        .where(Entry.account_id == account_id if account_id is not None else false(), *_between(Transfer.created_at, args))
         .options(contains_eager(Entry.transfer))  # the transfer comes from the join: one statement
     )
     return paginate(query, Entry.id, Entry.id, args, EntryOut(many=True).dump)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import case, distinct, func, select
+from sqlalchemy import Date, case, cast, distinct, func, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
@@ -194,11 +194,12 @@ def _approved_activities(r: Range, *columns):
 
 def _activities_by_version(r: Range) -> list[tuple]:
     """The approved activities in the subtree and range, counted and summed per rule version:
-    (rule id, category, Chinese name, English name, activities, points). The category and the
-    top-activities reports are both sums of these rows, so the page reads the activities once."""
+    (rule id, version id, category, Chinese name, English name, activities, points). The category
+    and the top-activities reports are both sums of these rows, so the page reads the activities
+    once."""
     v = PointRuleVersion
     return db.session.execute(
-        _approved_activities(r, v.rule_id, v.category, v.name_zh, v.name_en, func.count(Activity.id),
+        _approved_activities(r, v.rule_id, v.id, v.category, v.name_zh, v.name_en, func.count(Activity.id),
                              func.coalesce(func.sum(Activity.points_credited), 0))
         .join(v, v.id == Activity.rule_version_id)
         .group_by(v.id, v.rule_id, v.category, v.name_zh, v.name_en)
@@ -207,7 +208,7 @@ def _activities_by_version(r: Range) -> list[tuple]:
 
 def points_by_category(r: Range, zh: bool, versions: list[tuple] | None = None) -> ReportTable:
     found: dict[str, list[int]] = {}
-    for _rule, category, _zh, _en, n, points in versions if versions is not None else _activities_by_version(r):
+    for _rule, _version, category, _zh, _en, n, points in versions if versions is not None else _activities_by_version(r):
         sums = found.setdefault(category, [0, 0])
         sums[0] += int(n)
         sums[1] += int(points)
@@ -224,7 +225,7 @@ def active_volunteers(r: Range) -> ReportTable:
     # Grouped by the month's first day (a date) and named in Python: grouping by its text sorted
     # every activity of the range by a collated string.
     if _dialect() == "postgresql":
-        month = func.date_trunc("month", Activity.activity_date)
+        month = cast(func.date_trunc("month", Activity.activity_date), Date)  # a date: no time zone
     else:
         month = func.strftime("%Y-%m", Activity.activity_date)
     found = {
@@ -242,17 +243,21 @@ def active_volunteers(r: Range) -> ReportTable:
 
 
 def top_activities(r: Range, zh: bool, versions: list[tuple] | None = None) -> ReportTable:
-    found: dict[int, list] = {}  # rule id: [name, activities, points]; the name as max() over its versions
-    for rule, _category, name_zh, name_en, n, points in versions if versions is not None else _activities_by_version(r):
-        row = found.setdefault(rule, ["", 0, 0])
-        row[0] = max(row[0], name_zh if zh else name_en)
-        row[1] += int(n)
-        row[2] += int(points)
-    ranked = sorted(found.items(), key=lambda kv: (-kv[1][1], -kv[1][2], kv[0]))[:10]
+    # rule id: [newest version id seen, its name, activities, points]: a renamed rule is shown by
+    # the name of its newest version among the range's activities.
+    found: dict[int, list] = {}
+    for rule, version, _category, name_zh, name_en, n, points in (
+            versions if versions is not None else _activities_by_version(r)):
+        row = found.setdefault(rule, [0, "", 0, 0])
+        if version > row[0]:
+            row[0], row[1] = version, name_zh if zh else name_en
+        row[2] += int(n)
+        row[3] += int(points)
+    ranked = sorted(found.items(), key=lambda kv: (-kv[1][2], -kv[1][3], kv[0]))[:10]
     return ReportTable(
         "top_activities", str(_l("Top activities")),
         [str(_l("Activity")), str(_l("Activities")), str(_l("Points"))],
-        [list(row) for _rule, row in ranked],
+        [row[1:] for _rule, row in ranked],
         chart="bar", series=[1],
     )
 

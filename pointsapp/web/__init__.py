@@ -1,7 +1,7 @@
 """HTML blueprints, one per audience, and the error pages."""
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.orm import joinedload
@@ -67,8 +67,16 @@ def register_web(app: Flask) -> None:
             db.session.rollback()
         elif reads_only() and db.session().in_transaction() and db.session.get_bind().dialect.name == "postgresql":
             # A READ ONLY transaction (see pointsapp.database): ended with a COMMIT, which writes
-            # nothing, so that psycopg keeps the statements it has prepared.
-            db.session.commit()
+            # nothing, so that psycopg keeps the statements it has prepared. Only one that began
+            # read-only (the listener marks it), and a failed COMMIT is rolled back as before.
+            if not db.session.connection().info.get("began_read_only"):
+                db.session.rollback()
+                return
+            try:
+                db.session.commit()
+            except Exception:
+                current_app.logger.warning("ending a read-only transaction failed", exc_info=True)
+                db.session.rollback()
 
     @app.errorhandler(PointsError)
     def _points_error(exc: PointsError):

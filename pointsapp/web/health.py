@@ -51,6 +51,7 @@ def readiness() -> tuple[bool, dict]:
     try:
         with db.engine.connect() as conn:
             current = tuple(sorted(r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))))
+            conn.commit()  # not a ROLLBACK, which would make psycopg drop its prepared statements
     except Exception as exc:  # any failure to reach or read the database means "not ready"
         current_app.logger.warning("readyz: database not reachable: %s", exc)
         return False, {"reason": "database unreachable", "error": type(exc).__name__}

@@ -164,3 +164,28 @@ def test_dates_far_outside_the_calendar_are_422_not_500(api_as, street):
         resp = v.get("/me/claims", **params)
         assert resp.status_code == 422, params
         assert resp.json["code"] == "validation_error"
+
+
+def test_a_volunteer_without_an_account_yet_reads_zero_and_no_entries_and_nothing_is_written(app, street):
+    """The balance and history GETs only read (READ ONLY on PostgreSQL): for a volunteer whose
+    account does not exist yet (data from before accounts were made with the role) they answer
+    zeros and an empty page instead of creating the account."""
+    from sqlalchemy import func, select
+
+    from pointsapp.models import Account
+    from tests.api.conftest import ApiClient, make_token
+    from tests.factories import person
+
+    newcomer = person("no_account_yet", street.unit_a)
+    db.session.commit()
+    db.session.execute(Account.__table__.delete().where(Account.__table__.c.user_id == newcomer.id))
+    db.session.commit()
+    api = ApiClient(app.test_client(), make_token(newcomer))
+    balance = api.get("/me/balance")
+    assert balance.status_code == 200, balance.get_json()
+    body = balance.get_json()
+    assert (body["balance"], body["held"], body["available"], body["earned"], body["expiring_soon"]) == (0, 0, 0, 0, 0)
+    history = api.get("/me/history")
+    assert history.status_code == 200, history.get_json()
+    assert history.get_json()["items"] == []
+    assert db.session.scalar(select(func.count()).select_from(Account).where(Account.user_id == newcomer.id)) == 0

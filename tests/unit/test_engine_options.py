@@ -65,3 +65,22 @@ def test_the_operators_own_server_options_are_kept_beside_jit_off(postgresql_url
     assert _show(postgresql_url, tmp_path, monkeypatch, "jit", "statement_timeout") == ["off", "4321ms"]
     monkeypatch.setenv("PGOPTIONS", "-c jit=on -c statement_timeout=99")
     assert _show(postgresql_url, tmp_path, monkeypatch, "jit", "statement_timeout") == ["on", "99ms"]
+
+
+def _prepare_threshold_of_app(url: str, tmp_path, monkeypatch):
+    monkeypatch.setenv("POINTS_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "k", "TESTING": True})
+    with app.app_context():
+        try:
+            return db.session.connection().connection.dbapi_connection.prepare_threshold
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_statements_are_prepared_unless_points_db_prepare_is_off(postgresql_url, tmp_path, monkeypatch):
+    """psycopg's default (prepare on the fifth use) unless turned off, for PgBouncer before 1.21."""
+    monkeypatch.delenv("POINTS_DB_PREPARE", raising=False)
+    assert _prepare_threshold_of_app(postgresql_url, tmp_path, monkeypatch) == 5
+    monkeypatch.setenv("POINTS_DB_PREPARE", "off")
+    assert _prepare_threshold_of_app(postgresql_url, tmp_path, monkeypatch) is None

@@ -162,8 +162,8 @@ def test_a_month_outside_2000_to_2100_or_misspelt_is_refused_with_a_message(clie
 
 def test_category_and_top_activities_sum_each_rules_versions_and_read_the_activities_once(street, monkeypatch):
     """Two rules in two categories, one of them renamed (a second version) between its
-    activities: the category report sums by category, the top activities by rule (named by the
-    greater of its versions' names, as before), ranked by activities then points; the page reads
+    activities: the category report sums by category, the top activities by rule (named by its
+    newest version), ranked by activities then points; the page reads
     the activities once for both; the active volunteers are counted per month."""
     import secrets
 
@@ -187,8 +187,9 @@ def test_category_and_top_activities_sum_each_rules_versions_and_read_the_activi
     db.session.commit()
     r = full_range(s)
     assert reports.points_by_category(r, zh=False).rows == [["Attending meetings", 2, 14], ["Patrol and duty", 3, 13]]
-    assert reports.top_activities(r, zh=True).rows == [["巡逻", 3, 13], ["开会", 2, 14]]  # max("巡逻", "夜间巡逻")
-    assert reports.top_activities(r, zh=False).rows == [["Patrol", 3, 13], ["Meeting", 2, 14]]
+    # A renamed rule goes by its newest version's name.
+    assert reports.top_activities(r, zh=True).rows == [["夜间巡逻", 3, 13], ["开会", 2, 14]]
+    assert reports.top_activities(r, zh=False).rows == [["Night patrol", 3, 13], ["Meeting", 2, 14]]
     assert reports.active_volunteers(r).rows == [
         [reports.add_months(this_month(), -2).strftime("%Y-%m"), 0],
         [last_month.strftime("%Y-%m"), 2],
@@ -200,4 +201,4 @@ def test_category_and_top_activities_sum_each_rules_versions_and_read_the_activi
     tables = {t.key: t for t in reports.build(r, zh=False)}
     assert len(reads) == 1
     assert tables["points_by_category"].rows[0] == ["Attending meetings", 2, 14]
-    assert tables["top_activities"].rows[0] == ["Patrol", 3, 13]
+    assert tables["top_activities"].rows[0] == ["Night patrol", 3, 13]
