@@ -285,6 +285,25 @@ def test_cashier_without_a_camera_redeems_with_the_keyboard_and_sees_refusals_in
     check_ledger()
 
 
+# Each resolves true as soon as its condition holds, or false after about ten seconds.
+_CONTROLLED = """() => navigator.serviceWorker.ready.then(() => navigator.serviceWorker.controller !== null
+    || new Promise(done => {
+        navigator.serviceWorker.addEventListener('controllerchange', () => done(true));
+        setTimeout(() => done(navigator.serviceWorker.controller !== null), 10000);
+    }))"""
+_POLL = """async check => {
+    for (let i = 0; i < 100; i++) {
+        if (await check()) return true;
+        await new Promise(next => setTimeout(next, 100));
+    }
+    return false;
+}"""
+_VOUCHER_KEPT = f"""id => ({_POLL})(() => caches.open('points-pages-v1')
+    .then(c => c.match('/volunteer/vouchers/' + id)).then(Boolean))"""
+_PAGES_FORGOTTEN = f"""() => ({_POLL})(() => caches.keys()
+    .then(keys => !keys.some(k => k.startsWith('points-pages'))))"""
+
+
 @pytest.mark.slow
 def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app, strict_csp, live_server, pw):
     voucher_id, code = _issue_rice_voucher(street)
@@ -294,16 +313,14 @@ def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app
         vol = ctx.new_page()
         log_in(vol, WORDS["zh"], "vol_a")
         # The service worker installs on the first page and takes control of it.
-        vol.evaluate("navigator.serviceWorker.ready.then(() => true)")
-        vol.wait_for_function("navigator.serviceWorker.controller !== null")
+        # The waits below run as one evaluated function that polls in the page: Playwright's
+        # wait_for_function would re-evaluate a string, which the strict CSP (no 'unsafe-eval')
+        # refuses whenever the first check is not already true.
+        assert vol.evaluate(_CONTROLLED)
         # Opening the list is enough: the page fetches each usable voucher for the worker to keep.
         with vol.expect_response(re.compile(rf"/volunteer/vouchers/{voucher_id}$")):
             vol.goto("/volunteer/vouchers")
-        vol.wait_for_function(
-            "id => caches.open('points-pages-v1').then(c => c.match('/volunteer/vouchers/' + id)).then(Boolean)",
-            arg=voucher_id,
-            polling=100,
-        )
+        assert vol.evaluate(_VOUCHER_KEPT, voucher_id)
 
         ctx.set_offline(True)  # in the shop, no signal
         vol.goto("/volunteer/vouchers")
@@ -320,9 +337,7 @@ def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app
         vol.goto("/volunteer/")
         vol.get_by_role("button", name="退出登录").click()
         expect(vol).to_have_url(re.compile(r"/login"))
-        vol.wait_for_function(
-            "caches.keys().then(keys => !keys.some(k => k.startsWith('points-pages')))", polling=100
-        )
+        assert vol.evaluate(_PAGES_FORGOTTEN)
         ctx.set_offline(True)
         response = None
         try:
