@@ -1,7 +1,7 @@
 """Template helpers every page uses: local time, names in the page's language, ledger reasons."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from flask import Flask
@@ -45,23 +45,37 @@ def bilingual(thing) -> str:
 
 def transfer_reason(transfer: Transfer) -> str:
     """Describe a transfer as a person would: what was credited, redeemed or corrected."""
-    if transfer.kind == TRANSFER_REVERSAL:
-        return _("Correction: %(reason)s", reason=transfer.reason)
-    if transfer.kind == TRANSFER_CREDIT and transfer.activity is not None:
-        act = transfer.activity
-        return _(
-            "%(activity)s on %(date)s", activity=bilingual(act.rule_version), date=act.activity_date.isoformat()
-        )
-    if transfer.kind == TRANSFER_CAPTURE and transfer.voucher is not None:
-        v = transfer.voucher
-        return _("Redeemed %(reward)s at %(merchant)s", reward=v.reward.name, merchant=v.merchant.name)
-    if transfer.kind == TRANSFER_EXPIRY:
+    # Only the kind's own relations are read: each is a statement for an object not yet loaded.
+    act = transfer.activity if transfer.kind == TRANSFER_CREDIT else None
+    voucher = transfer.voucher if transfer.kind == TRANSFER_CAPTURE else None
+    return ledger_reason(
+        transfer.id, transfer.kind, transfer.reason,
+        rule=(act.rule_version.name_zh, act.rule_version.name_en) if act is not None else None,
+        activity_date=act.activity_date if act is not None else None,
+        reward=voucher.reward.name if voucher is not None else None,
+        merchant=voucher.merchant.name if voucher is not None else None,
+    )
+
+
+def ledger_reason(
+    transfer_id: int, kind: str, reason: str, *, rule: tuple[str, str] | None = None,
+    activity_date: date | None = None, reward: str | None = None, merchant: str | None = None,
+) -> str:
+    """Describe a ledger line from plain fields: a credit by its rule ``(zh, en)`` and activity
+    date, a redemption by its reward and merchant, a correction, deduction or expiry by itself."""
+    if kind == TRANSFER_REVERSAL:
+        return _("Correction: %(reason)s", reason=reason)
+    if kind == TRANSFER_CREDIT and rule is not None:
+        return _("%(activity)s on %(date)s", activity=bilingual(rule), date=activity_date.isoformat())
+    if kind == TRANSFER_CAPTURE and reward is not None:
+        return _("Redeemed %(reward)s at %(merchant)s", reward=reward, merchant=merchant)
+    if kind == TRANSFER_EXPIRY:
         from ..extensions import db
 
         lot = db.session.execute(
             db.select(PointLot.earned_on, PointLot.expires_on)
             .join(LotUse, LotUse.lot_id == PointLot.id)
-            .where(LotUse.transfer_id == transfer.id)
+            .where(LotUse.transfer_id == transfer_id)
         ).first()
         if lot is not None:
             return _(
@@ -69,9 +83,9 @@ def transfer_reason(transfer: Transfer) -> str:
                 earned=lot[0].isoformat(), until=lot[1].isoformat() if lot[1] else "",
             )
         return _("Points expired")
-    if transfer.kind == TRANSFER_DEDUCTION:
-        return _("Deduction: %(reason)s", reason=transfer.reason)
-    return transfer.reason
+    if kind == TRANSFER_DEDUCTION:
+        return _("Deduction: %(reason)s", reason=reason)
+    return reason
 
 
 def rule_terms_label(version) -> str:

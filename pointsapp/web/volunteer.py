@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 from flask import (
     Blueprint,
@@ -33,7 +33,7 @@ from ..models.rewards import VOUCHER_ISSUED
 from ..models.rules import STATUS_APPROVED
 from ..models.user import ROLE_VOLUNTEER
 from .guards import db_int, role_required
-from .template_helpers import page_is_zh, voucher_state
+from .template_helpers import ledger_reason, page_is_zh, voucher_state
 
 bp = Blueprint("volunteer", __name__, url_prefix="/volunteer")
 
@@ -58,54 +58,23 @@ def _before_arg() -> int | None:
 
 
 @dataclass(frozen=True)
-class _Named:
-    name: str
-
-
-@dataclass(frozen=True)
-class _RuleName:
-    name_zh: str
-    name_en: str
-
-
-@dataclass(frozen=True)
-class _ActivityLine:
-    activity_date: date
-    rule_version: _RuleName
-
-
-@dataclass(frozen=True)
-class _VoucherLine:
-    reward: _Named
-    merchant: _Named
-
-
-@dataclass(frozen=True)
-class _TransferLine:
-    """What ``transfer_reason`` and the pages read of a transfer, from one flat row."""
-    id: int
-    kind: str
-    reason: str
-    created_at: datetime
-    activity: _ActivityLine | None
-    voucher: _VoucherLine | None
-
-
-@dataclass(frozen=True)
 class _EntryLine:
+    """One line of a volunteer's entries, as the pages show it."""
     id: int
     amount: int
     balance_after: int
-    transfer: _TransferLine
+    created_at: datetime
+    what: str
 
 
-def _entries(account: Account | None, before: int | None, limit: int) -> list[_EntryLine]:
-    """The account's latest entries, newest first, each with what its line says: the activity's
-    rule in the same statement, the voucher's reward and merchant in a second one only when
-    there are redemptions among them. Plain rows, as these pages only read them (loading them as
-    related objects took three times as long)."""
+def _entries(account: Account | None, before: int | None, limit: int) -> tuple[list[_EntryLine], bool]:
+    """The account's latest ``limit`` entries, newest first, and whether there are more; each with
+    what its line says (described only for the lines returned): the activity's rule in the same
+    statement, the voucher's reward and merchant in a second one only when there are redemptions
+    among them. Plain rows, as these pages only read them (loading them as related objects took
+    three times as long)."""
     if account is None:
-        return []
+        return [], False
     query = (
         select(
             Entry.id, Entry.amount, Entry.balance_after,
@@ -117,14 +86,15 @@ def _entries(account: Account | None, before: int | None, limit: int) -> list[_E
         .outerjoin(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
         .where(Entry.account_id == account.id)
         .order_by(Entry.id.desc())
-        .limit(limit)
+        .limit(limit + 1)
     )
     if before:
         query = query.where(Entry.id < before)
     rows = db.session.execute(query).all()
+    more, rows = len(rows) > limit, rows[:limit]
     voucher_ids = {row.voucher_id for row in rows if row.voucher_id is not None}
-    vouchers_by_id = {
-        vid: _VoucherLine(_Named(reward), _Named(merchant))
+    names = {
+        vid: (reward, merchant)
         for vid, reward, merchant in db.session.execute(
             select(Voucher.id, Reward.name, Merchant.name)
             .join(Reward, Reward.id == Voucher.reward_id)
@@ -132,14 +102,13 @@ def _entries(account: Account | None, before: int | None, limit: int) -> list[_E
             .where(Voucher.id.in_(voucher_ids))
         )
     } if voucher_ids else {}
-    return [
-        _EntryLine(eid, amount, after, _TransferLine(
-            tid, kind, reason, created_at,
-            _ActivityLine(day, _RuleName(zh, en)) if day is not None else None,
-            vouchers_by_id.get(voucher_id),
-        ))
-        for eid, amount, after, tid, kind, reason, created_at, voucher_id, day, zh, en in rows
-    ]
+    lines = []
+    for eid, amount, after, tid, kind, reason, created_at, voucher_id, day, zh, en in rows:
+        reward, merchant = names.get(voucher_id, (None, None))
+        what = ledger_reason(tid, kind, reason, rule=(zh, en) if day is not None else None, activity_date=day,
+                             reward=reward, merchant=merchant)
+        lines.append(_EntryLine(eid, amount, after, created_at, what))
+    return lines, more
 
 
 def _own_voucher(voucher_id: int) -> Voucher:
@@ -182,7 +151,7 @@ def home():
     account = _account()
     expiring = ledger.expiring_soon(account.id, held=account.held) if account else None
     return render_template(
-        "volunteer/home.html", account=account, entries=_entries(account, None, RECENT_ENTRIES), expiring=expiring,
+        "volunteer/home.html", account=account, entries=_entries(account, None, RECENT_ENTRIES)[0], expiring=expiring,
         totals=honours.volunteer_totals(_me(), account=account),
     )
 
@@ -191,9 +160,7 @@ def home():
 @role_required(ROLE_VOLUNTEER)
 def history():
     """List the volunteer's ledger entries, newest first, a page at a time."""
-    entries = _entries(_account(), _before_arg(), PAGE_SIZE + 1)
-    more = len(entries) > PAGE_SIZE
-    entries = entries[:PAGE_SIZE]
+    entries, more = _entries(_account(), _before_arg(), PAGE_SIZE)
     return render_template(
         "volunteer/history.html", entries=entries, next_before=entries[-1].id if more else None
     )
