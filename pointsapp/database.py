@@ -14,6 +14,7 @@ again. The READ ONLY is what makes the COMMIT safe: a read-only request cannot w
 from __future__ import annotations
 
 from contextvars import ContextVar
+from functools import lru_cache
 
 from sqlalchemy import Column, Float, Integer, Numeric, Select, String, Table, bindparam, cast, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -86,23 +87,76 @@ def insert_rows(table: Table, rows: list[dict], *, returning: Column | None = No
             db.session.execute(insert(table), rows)
             return None
         return list(db.session.execute(insert(table).returning(returning, sort_by_parameter_order=True), rows).scalars())
-    names, given = unnest_rows(table, rows)
-    stmt = insert(table).from_select(names, given)
+    names = tuple(rows[0])
+    stmt = _insert_from_arrays(table, names, returning)
     if returning is None:
-        db.session.execute(stmt)
+        db.session.execute(stmt, array_params(rows, names))
         return None
-    return sorted(db.session.execute(stmt.returning(returning)).scalars())
+    return sorted(db.session.execute(stmt, array_params(rows, names)).scalars())
 
 
-def unnest_rows(table: Table, rows: list[dict]) -> tuple[list[str], Select]:
-    """PostgreSQL: ``rows`` (dicts with the same keys, columns of ``table``) as a SELECT from
-    ``unnest`` of one array parameter per column, in the order of ``rows``; and the column names."""
-    names = list(rows[0])
+# The statements below are built once per table and columns and kept: building one (its array
+# types, casts and table-valued function) and computing its cache key cost more than running it
+# for a row or two, as the ledger writes on every credit. They hold no values, only parameters.
+
+
+@lru_cache(maxsize=None)
+def unnest_select(table: Table, names: tuple[str, ...]) -> Select:
+    """PostgreSQL: a SELECT of the columns ``names`` of ``table`` from ``unnest`` of one array
+    parameter per column (``rows_<name>``, given by ``array_params``), in the order of the rows.
+
+    ``names`` is a tuple (the cache's key); the statement returned is shared, so callers build on
+    it (``subquery``, ``from_select``), which copies, and never change it."""
     types = {name: ARRAY(_unbounded(table.c[name].type)) for name in names}
-    arrays = [cast(bindparam(f"rows_{name}", [row[name] for row in rows], type_=types[name]), types[name])
-              for name in names]
+    arrays = [cast(bindparam(f"rows_{name}", type_=types[name]), types[name]) for name in names]
     given = func.unnest(*arrays).table_valued(*names, with_ordinality="row_number").render_derived()
-    return names, select(*(given.c[name] for name in names)).order_by(given.c.row_number)
+    return select(*(given.c[name] for name in names)).order_by(given.c.row_number)
+
+
+def array_params(rows: list[dict], names: tuple[str, ...]) -> dict:
+    """The parameters of ``unnest_select(table, names)`` for ``rows``: one list per column."""
+    return {f"rows_{name}": [row[name] for row in rows] for name in names}
+
+
+@lru_cache(maxsize=None)
+def _insert_from_arrays(table: Table, names: tuple[str, ...], returning: Column | None):
+    stmt = insert(table).from_select(list(names), unnest_select(table, names))
+    return stmt if returning is None else stmt.returning(returning)
+
+
+@lru_cache(maxsize=None)
+def _add_from_arrays(table: Table, names: tuple[str, ...], key: tuple[str, ...]):
+    return _adding(postgresql.insert(table).from_select(list(names), unnest_select(table, names)), names, key)
+
+
+@lru_cache(maxsize=None)
+def _add_one_row(table: Table, names: tuple[str, ...], key: tuple[str, ...]):
+    return _adding(sqlite.insert(table).values({name: bindparam(name) for name in names}), names, key)
+
+
+def _adding(stmt, names: tuple[str, ...], key: tuple[str, ...]):
+    """``stmt`` (an INSERT of ``names``) made to add its values to the row with the same ``key``."""
+    table = stmt.table
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c[name] for name in key],
+        set_={name: table.c[name] + stmt.excluded[name] for name in names if name not in key},
+    )
+
+
+@lru_cache(maxsize=None)
+def _insert_or_nothing(dialect: str, table: Table, names: tuple[str, ...], key: tuple[str, ...], returning: Column):
+    insert_of = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_of(table).values({name: bindparam(name) for name in names})
+        .on_conflict_do_nothing(index_elements=[table.c[name] for name in key])
+        .returning(returning)
+    )
+
+
+@lru_cache(maxsize=None)
+def _update_from_arrays(table: Table, names: tuple[str, ...], key: str):
+    given = unnest_select(table, names).subquery("given")
+    return update(table).where(table.c[key] == given.c[key]).values({n: given.c[n] for n in names if n != key})
 
 
 def _unbounded(type_):
@@ -118,23 +172,33 @@ def _unbounded(type_):
 
 def add_to_rows(table: Table, rows: list[dict], *, key: list[str], per_statement: int = 1000) -> None:
     """Add ``rows`` (dicts with the same keys: the ``key`` columns and the columns to add to) to
-    the rows of ``table`` with the same key, creating those not there yet: one upsert per
-    ``per_statement`` rows (the rows as array parameters on PostgreSQL, see ``insert_rows``), in
-    the order given, which callers keep in key order (the lock order of running totals)."""
+    the rows of ``table`` with the same key, creating those not there yet, in the order given,
+    which callers keep in key order (the lock order of running totals): on PostgreSQL one upsert
+    per ``per_statement`` rows (as array parameters, see ``insert_rows``), on SQLite one per row."""
     if not rows:
         return
-    postgres = db.session.get_bind().dialect.name == "postgresql"
-    added = [name for name in rows[0] if name not in key]
-    for i in range(0, len(rows), per_statement):
-        chunk = rows[i:i + per_statement]
-        if postgres:
-            stmt = postgresql.insert(table).from_select(*unnest_rows(table, chunk))
-        else:
-            stmt = sqlite.insert(table).values(chunk)
-        db.session.execute(stmt.on_conflict_do_update(
-            index_elements=[table.c[name] for name in key],
-            set_={name: table.c[name] + stmt.excluded[name] for name in added},
-        ))
+    names = tuple(rows[0])
+    if db.session.get_bind().dialect.name == "postgresql":
+        stmt = _add_from_arrays(table, names, tuple(key))
+        for i in range(0, len(rows), per_statement):
+            db.session.execute(stmt, array_params(rows[i:i + per_statement], names))
+        return
+    # SQLite: one statement with a parameter per column, run for each row in process
+    # (``executemany``); a multi-row VALUES upsert could not be cached and was compiled every time.
+    db.session.execute(_add_one_row(table, names, tuple(key)), rows)
+
+
+def insert_unless_taken(table: Table, row: dict, *, key: list[str], returning: Column):
+    """INSERT ``row`` into ``table`` unless a row with the same ``key`` (a unique constraint's
+    columns) is there, in one statement; return the new row's ``returning`` value, or None.
+
+    ``ON CONFLICT DO NOTHING`` instead of an insert that fails inside a savepoint: the
+    transaction stays usable without the savepoint's two extra round trips. A row inserted by a
+    transaction not yet committed makes this one wait for it (PostgreSQL), as the unique index
+    would; on SQLite the writer holds the database's write lock.
+    """
+    stmt = _insert_or_nothing(db.session.get_bind().dialect.name, table, tuple(row), tuple(key), returning)
+    return db.session.execute(stmt, row).scalar()
 
 
 def update_rows(table: Table, rows: list[dict], *, key: str = "id") -> None:
@@ -143,12 +207,12 @@ def update_rows(table: Table, rows: list[dict], *, key: str = "id") -> None:
     ``insert_rows``), ``executemany`` on SQLite."""
     if not rows:
         return
-    names = [name for name in rows[0] if name != key]
+    names = tuple(rows[0])
     if db.session.get_bind().dialect.name != "postgresql":
+        others = [name for name in names if name != key]
         db.session.execute(
-            update(table).where(table.c[key] == bindparam(f"row_{key}")).values({n: bindparam(f"row_{n}") for n in names}),
+            update(table).where(table.c[key] == bindparam(f"row_{key}")).values({n: bindparam(f"row_{n}") for n in others}),
             [{f"row_{n}": v for n, v in row.items()} for row in rows],
         )
         return
-    given = unnest_rows(table, rows)[1].subquery("given")
-    db.session.execute(update(table).where(table.c[key] == given.c[key]).values({n: given.c[n] for n in names}))
+    db.session.execute(_update_from_arrays(table, names, key), array_params(rows, names))

@@ -13,9 +13,9 @@ from flask import Response, g, has_app_context, request
 from flask_babel import gettext as _
 from marshmallow import Schema, ValidationError
 from sqlalchemy import and_, delete, event, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as OrmSession
 
+from ..database import insert_unless_taken
 from ..domain.clock import local_zone, now_utc
 from ..domain.errors import PointsError
 from ..extensions import db
@@ -172,17 +172,17 @@ def _claim_key(user_id: int, key: str, method_path: str, body_hash: str) -> Resp
     runs itself if the first changed nothing. A key can only be seen 'running' when a view
     committed part of its work before it failed, or its process died in between.
     """
-    row = IdempotencyKey(user_id=user_id, key=key, method_path=method_path, body_hash=body_hash,
-                         state=IDEMPOTENCY_RUNNING, created_at=now_utc())
-    db.session.add(row)
-    try:
-        # The first write of the request's transaction, before any lock of the work (lock order).
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-    else:
-        g.idempotency_row_id = row.id
+    t = IdempotencyKey.__table__
+    # The first write of the request's transaction, before any lock of the work (lock order).
+    row_id = insert_unless_taken(
+        t, {"user_id": user_id, "key": key, "method_path": method_path, "body_hash": body_hash,
+            "state": IDEMPOTENCY_RUNNING, "created_at": now_utc()},
+        key=["user_id", "key"], returning=t.c.id,
+    )
+    if row_id is not None:
+        g.idempotency_row_id = row_id
         return None
+    db.session.rollback()  # the key is taken: nothing of this request's transaction is kept
     row = db.session.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
     if row is None:  # purged between our insert and this read: extremely unlikely; ask for a retry
         raise ApiError(_("A request with this Idempotency-Key is still running. Retry in a moment."), "idempotency_in_flight", 409)
@@ -301,13 +301,16 @@ def local_day_bounds(date_from: date | None, date_to: date | None):
     return start, end
 
 
-def paginate(query, sort_col, id_col, args: dict, dump, key=None) -> Response:
-    """Answer one page of ``query``, newest first by (``sort_col``, ``id_col``), with a cursor."""
+def paginate(query, sort_col, id_col, args: dict, dump, key=None, plain: bool = False) -> Response:
+    """Answer one page of ``query``, newest first by (``sort_col``, ``id_col``), with a cursor.
+
+    ``query`` selects one entity, or with ``plain`` columns (rows, with ``sort_col`` among them)."""
     if args.get("cursor"):
         value, row_id = _decode_cursor(args["cursor"])
         query = query.where(or_(sort_col < value, and_(sort_col == value, id_col < row_id)))
     limit = args.get("limit") or 50
-    rows = list(db.session.scalars(query.order_by(sort_col.desc(), id_col.desc()).limit(limit + 1)))
+    query = query.order_by(sort_col.desc(), id_col.desc()).limit(limit + 1)
+    rows = list(db.session.execute(query) if plain else db.session.scalars(query))
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = None

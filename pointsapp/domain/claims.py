@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..database import insert_rows
+from ..database import insert_rows, insert_unless_taken
 from ..extensions import db
 from ..models import Account, Activity, ApprovalVote, OrgUnit, PointRule, PointRuleVersion, Transfer, User
 from ..models.ledger import ACCOUNT_VOLUNTEER, TRANSFER_CREDIT
@@ -237,21 +237,20 @@ def _lock_pending(act: Activity) -> None:
     set_committed_value(act, "status", STATUS_PENDING)
 
 
-def _vote(act: Activity, actor: User, decision: str, comment: str | None, now: datetime) -> ApprovalVote:
+def _vote(act: Activity, actor: User, decision: str, comment: str | None, now: datetime) -> None:
     """Record one verifier's vote on the locked claim; a verifier votes once."""
-    mine = db.session.scalar(
-        select(ApprovalVote).where(ApprovalVote.activity_id == act.id, ApprovalVote.voter_id == actor.id)
+    t = ApprovalVote.__table__
+    taken = insert_unless_taken(
+        t, {"activity_id": act.id, "voter_id": actor.id, "decision": decision, "comment": comment, "created_at": now},
+        key=["activity_id", "voter_id"], returning=t.c.id,
     )
-    if mine is not None:
+    if taken is None:
+        mine = db.session.execute(
+            select(t.c.decision, t.c.created_at).where(t.c.activity_id == act.id, t.c.voter_id == actor.id)
+        ).first()
+        if mine is None:  # not seen in this statement's snapshot: say so without the details
+            raise AlreadyVoted(decision="", when="")
         raise AlreadyVoted(decision=VOTE_LABELS[mine.decision], when=mine.created_at.isoformat(timespec="minutes"))
-    vote = ApprovalVote(activity_id=act.id, voter_id=actor.id, decision=decision, comment=comment, created_at=now)
-    db.session.add(vote)
-    try:
-        with db.session.begin_nested():
-            db.session.flush()
-    except IntegrityError as exc:
-        raise AlreadyVoted(decision="", when="") from exc
-    return vote
 
 
 def approvals_of(activity_id: int) -> int:

@@ -139,13 +139,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Date, and_, bindparam, case, func, insert, literal, or_, select, text, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.util import identity_key
 
-from ..database import add_to_rows, insert_rows, unnest_rows
+from ..database import add_to_rows, array_params, insert_rows, unnest_select
 from ..extensions import db
 from ..models import Account, AccountMonth, Entry, LotUse, OrgUnit, PointLot, Transfer, User, Voucher
 from ..models.ledger import (
@@ -485,6 +486,19 @@ class Credit:
     expires_on: date | None = None
 
 
+@lru_cache(maxsize=None)
+def _credit_accounts_from_arrays():
+    """PostgreSQL: add each amount to its account's balance and earned points, the accounts and
+    amounts as two array parameters (built once; see database.unnest_select)."""
+    account_t = Account.__table__
+    given = unnest_select(account_t, ("id", "balance")).subquery("amounts")
+    return (
+        update(account_t)
+        .where(account_t.c.id == given.c.id)
+        .values(balance=account_t.c.balance + given.c.balance, earned=account_t.c.earned + given.c.balance)
+    )
+
+
 def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime | None = None) -> list[int]:
     """Issue many credits from one street's issuance account in a few statements; return the
     transfer ids, in the order of ``credits``.
@@ -518,12 +532,9 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
         # One UPDATE ... FROM unnest(ids, amounts) for every volunteer's account (two array
         # parameters, whatever the number of accounts; see database.insert_rows).
         # (each credit's amount travels in the array typed as the ``balance`` column)
-        _, given = unnest_rows(account_t, [{"id": c.account_id, "balance": c.amount} for c in credits])
-        given = given.subquery("amounts")
         db.session.execute(
-            update(account_t)
-            .where(account_t.c.id == given.c.id)
-            .values(balance=account_t.c.balance + given.c.balance, earned=account_t.c.earned + given.c.balance)
+            _credit_accounts_from_arrays(),
+            array_params([{"id": c.account_id, "balance": c.amount} for c in credits], ("id", "balance")),
         )
     else:  # SQLite runs the statement once per account, in process
         db.session.execute(
