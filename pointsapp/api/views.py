@@ -8,8 +8,8 @@ from flask import send_file
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from marshmallow import ValidationError
-from sqlalchemy import false, or_, select
-from sqlalchemy.orm import aliased, contains_eager, selectinload
+from sqlalchemy import or_, select
+from sqlalchemy.orm import aliased, selectinload
 
 from ..domain import (
     budgets, claims, deductions, exports, honours, ledger, notice, people, reports, rules, settlement, statements, tokens, uploads, vouchers,
@@ -205,11 +205,11 @@ def token_revoke(token_id: int):
 # --- volunteers: balance, history, claims, rewards, vouchers --------------------------------
 
 
-def _my_account_id() -> int | None:
-    """The volunteer's account id, or None before it exists: these GETs only read (on PostgreSQL
-    they run READ ONLY), so they do not create it as a first credit does."""
+def _my_account_id_query():
+    """SELECT the volunteer's account id (none before it exists: these GETs only read, on
+    PostgreSQL READ ONLY, so they do not create it as a first credit does)."""
     require_role(ROLE_VOLUNTEER)
-    return db.session.scalar(select(Account.id).where(Account.user_id == actor().user.id))
+    return select(Account.id).where(Account.user_id == actor().user.id)
 
 
 @bp.get("/me/balance")
@@ -219,7 +219,7 @@ def my_balance():
     next 30 days; lifetime points earned and hours (never reduced by spending or expiry), and this year's."""
     t = honours.volunteer_totals(actor())
     return respond(MyBalanceOut().dump({
-        **_balance_with_expiry(_my_account_id()),
+        **_balance_with_expiry(db.session.scalar(_my_account_id_query())),
         "lifetime_hours": _hours(t.hours), "year": t.year, "year_earned": t.year_earned,
         "year_hours": _hours(t.year_hours),
     }))
@@ -241,13 +241,24 @@ def _balance_with_expiry(account_id: int | None) -> dict:
 def my_history():
     """The volunteer's ledger entries, newest first."""
     args = load_args(PageArgs)
-    account_id = _my_account_id()
+    # Plain rows, not objects, as the page only reads them; the account by its owner in the same
+    # statement (none yet: no rows).
     query = (
-        select(Entry).join(Transfer, Transfer.id == Entry.transfer_id)
-        .where(Entry.account_id == account_id if account_id is not None else false(), *_between(Transfer.created_at, args))
-        .options(contains_eager(Entry.transfer))  # the transfer comes from the join: one statement
+        select(Entry.id, Entry.transfer_id, Entry.amount, Entry.balance_after, Transfer.kind, Transfer.reason,
+               Transfer.activity_id, Transfer.voucher_id, Transfer.created_at)
+        .join(Transfer, Transfer.id == Entry.transfer_id)
+        .where(Entry.account_id == _my_account_id_query().scalar_subquery(),
+               *_between(Transfer.created_at, args))
     )
-    return paginate(query, Entry.id, Entry.id, args, EntryOut(many=True).dump)
+    return paginate(query, Entry.id, Entry.id, args, lambda rows: EntryOut(many=True).dump(map(_entry_row, rows)),
+                    plain=True)
+
+
+def _entry_row(row) -> dict:
+    """An entry row in the shape ``EntryOut`` reads: the transfer's columns under ``transfer``."""
+    return {"id": row.id, "transfer_id": row.transfer_id, "amount": row.amount, "balance_after": row.balance_after,
+            "transfer": {"kind": row.kind, "reason": row.reason, "activity_id": row.activity_id,
+                         "voucher_id": row.voucher_id, "created_at": row.created_at}}
 
 
 @bp.get("/me/claims")
