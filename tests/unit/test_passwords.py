@@ -91,3 +91,23 @@ def test_deactivation_ends_the_persons_sessions(street):
     people.set_active(street.admin_a, street.vol_a.id, False)
     db.session.commit()
     assert db.session.get(User, street.vol_a.id).session_version == 1
+
+
+def test_temporary_passwords_and_activation_codes_are_groups_of_the_whole_alphabet():
+    import re
+    from collections import Counter
+
+    shapes = {3: r"(?:[a-z2-9]{4}-){2}[a-z2-9]{4}", 4: r"(?:[a-z2-9]{4}-){3}[a-z2-9]{4}"}
+    drawn = {3: [people.generate_temporary_password() for _ in range(2000)],
+             4: [people._random_groups(4) for _ in range(2000)]}
+    for groups, codes in drawn.items():
+        assert all(re.fullmatch(shapes[groups], c) for c in codes)
+        assert len(set(codes)) == len(codes)  # 59 and 79 bits: no repeat in 2,000 draws
+        for position in range(5 * groups - 1):
+            if position % 5 == 4:
+                continue
+            seen = Counter(c[position] for c in codes)
+            # Every character can come at every position; none is favoured (each is expected
+            # 2000 / 31 ≈ 65 times; a character seen 130 times would be a bias, not chance).
+            assert set(seen) <= set(people.TEMP_PASSWORD_ALPHABET) and len(seen) >= 28
+            assert max(seen.values()) < 130
