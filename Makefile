@@ -90,6 +90,7 @@ test-postgresql: $(VENV)/.installed-test
 LONG_TESTS := tests/reliability/test_ledger_stateful.py tests/live/test_crash_under_load.py
 test-long: $(VENV)/.installed-test translations
 	POINTS_STATEFUL_EXAMPLES=$${POINTS_STATEFUL_EXAMPLES:-2000} POINTS_STATEFUL_STEPS=$${POINTS_STATEFUL_STEPS:-100} \
+	POINTS_STATEFUL_RANDOM=$${POINTS_STATEFUL_RANDOM:-1} \
 	POINTS_CRASH_LOAD_SECONDS=$${POINTS_CRASH_LOAD_SECONDS:-60} \
 		$(MAKE) --no-print-directory test PYTEST_WORKERS=0 PYTEST_ARGS="-s $(LONG_TESTS) $(PYTEST_ARGS)"
 

@@ -578,6 +578,10 @@ def test_random_days_of_a_street_keep_the_books_sound_and_match_the_model(app, d
             stateful_step_count=STEPS,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            # The same examples on every run, so that the suite's verdict is repeatable: a random
+            # run can leave a step untried (Hypothesis turns some rules off in each example), and
+            # the check below would then fail by chance. POINTS_STATEFUL_RANDOM=1 explores anew.
+            derandomize=os.environ.get("POINTS_STATEFUL_RANDOM") != "1",
         ),
     )
     elapsed = time.monotonic() - started
