@@ -4,11 +4,17 @@ Prints pyinstrument's call tree of ``--n`` requests made through Flask's test cl
 spent in the app (not in HTTP or gunicorn) shows, with the database it would run against, and
 the SQL statements and transactions (commits and rollbacks that ended one) per request, counted
 with SQLAlchemy events. ``--no-profile`` times the requests without pyinstrument's overhead.
+``--cprofile`` lists the functions with the most time of their own instead (``PROFILE_SORT``,
+``PROFILE_TOP``; ``PROFILE_DUMP=file`` also writes the statistics for ``pstats``). Times move by
+±30 % on a shared machine; instructions do not:
+``valgrind --tool=callgrind --instr-atstart=no python bench/profile.py ... --callgrind approve``
+counts those of the timed requests alone (valgrind prints the total as "Collected").
 """
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -60,8 +66,12 @@ def main(argv=None) -> int:
     p.add_argument("--statements", action="store_true", help="list the statements of the timed requests")
     p.add_argument("--cprofile", action="store_true",
                    help="cProfile instead of pyinstrument: the functions with the most time of their own")
+    p.add_argument("--callgrind", action="store_true",
+                   help="under valgrind --tool=callgrind --instr-atstart=no: count the instructions of the timed "
+                        "requests only (repeatable, unlike times on a shared machine); implies --no-profile")
     p.add_argument("path", choices=("approve", "redeem", "history", "home", "attendance", "reports"))
     args = p.parse_args(argv)
+    args.no_profile = args.no_profile or args.callgrind
     from pyinstrument import Profiler
 
     fx = Fixtures(args.url)
@@ -144,7 +154,9 @@ def main(argv=None) -> int:
         profiler.start, profiler.stop = profiler.enable, profiler.disable
     else:
         profiler = Profiler(interval=0.0005)
-    t0 = time.perf_counter()
+    if args.callgrind:
+        subprocess.run(["callgrind_control", "--instr=on", str(os.getpid())], check=True, capture_output=True)
+    t0, cpu0 = time.perf_counter(), time.process_time()
     if not args.no_profile:
         profiler.start()
     for method, path, headers, *body in calls:
@@ -152,9 +164,12 @@ def main(argv=None) -> int:
         assert resp.status_code < 300, (resp.status_code, resp.data[:300])
     if not args.no_profile:
         profiler.stop()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    if args.callgrind:
+        subprocess.run(["callgrind_control", "--instr=off", str(os.getpid())], check=True, capture_output=True)
     n = len(calls)
-    print(f"{n} requests in {elapsed:.2f} s: {elapsed / n * 1000:.1f} ms each; "
+    print(f"{n} requests in {elapsed:.2f} s: {elapsed / n * 1000:.1f} ms each ({cpu / n * 1000:.1f} ms of this "
+          f"process's CPU); "
           f"{counter.statements / n:.1f} statements and {counter.transactions / n:.1f} transactions per request")
     if args.statements:
         print("  per request: count, ms from sending to result, statement")
@@ -163,6 +178,8 @@ def main(argv=None) -> int:
     if args.cprofile and not args.no_profile:
         import pstats
 
+        if os.environ.get("PROFILE_DUMP"):  # the statistics, for pstats
+            profiler.dump_stats(os.environ["PROFILE_DUMP"])
         pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_TOP", "40")))
     elif not args.no_profile:
         print(profiler.output_text(unicode=True, color=False, show_all=False))
