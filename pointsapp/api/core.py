@@ -7,12 +7,12 @@ import hashlib
 import json
 import re
 from datetime import date, datetime, time, timedelta, timezone
-from functools import wraps
+from functools import lru_cache, wraps
 
 from flask import Response, g, has_app_context, request
 from flask_babel import gettext as _
 from marshmallow import Schema, ValidationError
-from sqlalchemy import and_, delete, event, or_, select, update
+from sqlalchemy import and_, bindparam, delete, event, or_, select, update
 from sqlalchemy.orm import Session as OrmSession
 
 from ..database import insert_unless_taken
@@ -113,15 +113,20 @@ def load_args(schema_cls: type[Schema]) -> dict:
 # --- answering ----------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=None)
+def _key_done():
+    """Mark an idempotency key's row done with its answer (built once; the values are parameters)."""
+    t = IdempotencyKey.__table__
+    return update(t).where(t.c.id == bindparam("row_id"))
+
+
 def respond(payload, status: int = 200) -> Response:
     """Commit the request's work (with its idempotency record, if any) and answer ``payload``."""
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     row_id = g.get("idempotency_row_id")
     if row_id is not None:
         marked = db.session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.id == row_id)
-            .values(state=IDEMPOTENCY_DONE, status_code=status, response_body=text)
+            _key_done(), {"row_id": row_id, "state": IDEMPOTENCY_DONE, "status_code": status, "response_body": text}
         ).rowcount
         if marked == 0:
             # The view rolled the request's transaction back (and the key row with it) and then

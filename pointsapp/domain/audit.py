@@ -31,6 +31,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -102,9 +103,19 @@ def record_hash(prev_hash: str, rec) -> str:
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
+@lru_cache(maxsize=None)
+def _head_locked():
+    return select(head_t.c.seq, head_t.c.hash).where(head_t.c.id == 1).with_for_update()
+
+
+@lru_cache(maxsize=None)
+def _head_update():
+    return update(head_t).where(head_t.c.id == 1)
+
+
 def _lock_head() -> tuple[int, str]:
     """Lock the chain head and return (last seq, last hash), creating the head on first use."""
-    query = select(head_t.c.seq, head_t.c.hash).where(head_t.c.id == 1).with_for_update()
+    query = _head_locked()
     row = db.session.execute(query).first()
     if row is None:
         try:
@@ -167,7 +178,7 @@ def record_many(actor: User | None, entries: list[Entry], *, now: datetime | Non
         row["hash"] = prev_hash = record_hash(prev_hash, row)
         rows.append(row)
     insert_rows(audit_t, rows)
-    db.session.execute(update(head_t).where(head_t.c.id == 1).values(seq=seq, hash=prev_hash))
+    db.session.execute(_head_update(), {"seq": seq, "hash": prev_hash})
 
 
 def common_path(paths: list[str]) -> str | None:

@@ -40,8 +40,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
-from sqlalchemy import case, func, insert, or_, select, update
+from sqlalchemy import Date, String, bindparam, case, cast, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -125,10 +126,9 @@ def on_transfer(t: Transfer) -> None:
 
     Raise ``BudgetExhausted`` when a credit does not fit; the caller must roll back."""
     if t.kind == TRANSFER_CREDIT:
-        volunteer = _volunteer_unit(t.to_account_id)
-        budget = budget_of_unit(volunteer) if volunteer is not None else None
-        if budget is not None:
-            _charge(budget, t.amount, t.id)
+        found = db.session.execute(_budget_of_account(), {"account_id": t.to_account_id}).first()
+        if found is not None:
+            _charge(found[0], t.amount, t.id, street_id=_street_of(found[1]))
     elif t.kind == TRANSFER_REVERSAL:
         charged = db.session.scalar(select(BudgetCharge).where(BudgetCharge.transfer_id == t.reverses_id))
         if charged is None:
@@ -139,18 +139,55 @@ def on_transfer(t: Transfer) -> None:
         else:  # undoing an expiry or a deduction draws on the budget again
             _charge(budget, -charged.points, t.id)
     elif t.kind in FREEING_KINDS:
-        volunteer = _volunteer_unit(t.from_account_id)
-        budget = budget_of_unit(volunteer) if volunteer is not None else None
-        if budget is not None:
+        found = db.session.execute(_budget_of_account(), {"account_id": t.from_account_id}).first()
+        if found is not None:
+            budget = found[0]
             _give_back(budget, t.amount, t.id, exact=False)
 
 
-def _volunteer_unit(account_id: int) -> OrgUnit | None:
-    return db.session.scalar(
-        select(OrgUnit)
+@lru_cache(maxsize=None)
+def _budget_of_account():
+    """The budget a volunteer's account draws on (``budget_of_unit`` of the volunteer's unit) and
+    the volunteer's node path, in one statement: of the budgets at the volunteer's unit or above
+    it, the deepest. It reads budget rows (one per funded unit), never the org tree."""
+    volunteer_path = (
+        select(OrgUnit.path)
         .join(User, User.org_unit_id == OrgUnit.id)
         .join(Account, Account.user_id == User.id)
-        .where(Account.id == account_id, Account.kind == ACCOUNT_VOLUNTEER)
+        .where(Account.id == bindparam("account_id"), Account.kind == ACCOUNT_VOLUNTEER)
+        .scalar_subquery()
+    )
+    depth = select(func.length(OrgUnit.path)).where(OrgUnit.id == Budget.org_unit_id).scalar_subquery()
+    return (
+        select(Budget, volunteer_path.label("volunteer_path"))
+        # A unit is above the volunteer (or is theirs) when its id is a step of their path
+        # ("/1/5/7/"): a condition on the budget row alone.
+        .where(volunteer_path.contains("/" + cast(Budget.org_unit_id, String) + "/"))
+        .order_by(depth.desc())
+        .limit(1)
+    )
+
+
+def _street_of(path: str) -> int:
+    """The id of the street (the root) of a node path."""
+    return int(path.strip("/").split("/")[0])
+
+
+@lru_cache(maxsize=None)
+def _budget_charge_insert():
+    return insert(BudgetCharge.__table__)
+
+
+@lru_cache(maxsize=None)
+def _draw_update():
+    """Raise a budget's ``used`` by ``points`` if it stays within its capacity at the rate of ``today``."""
+    points = bindparam("points", type_=budget_t.c.used.type)
+    return (
+        update(budget_t)
+        .where(budget_t.c.id == bindparam("budget_id"),
+               budget_t.c.used + points <= _capacity_sql(bindparam("root_id"), bindparam("today", type_=Date)))
+        .values(used=budget_t.c.used + points)
+        .returning(budget_t.c.used)
     )
 
 
@@ -159,23 +196,24 @@ def _expire(budget: Budget) -> None:
     db.session.expire(budget, ["used"])
 
 
-def _charge(budget: Budget, points: int, transfer_id: int) -> None:
+def _charge(budget: Budget, points: int, transfer_id: int, street_id: int | None = None) -> None:
     budget_id = budget.id  # read before _draw expires the object (reading it after would reload it)
-    _draw(budget, points, local_today())
-    db.session.execute(insert(BudgetCharge.__table__).values(transfer_id=transfer_id, budget_id=budget_id, points=points))
+    _draw(budget, points, local_today(), street_id)
+    db.session.execute(_budget_charge_insert(), {"transfer_id": transfer_id, "budget_id": budget_id, "points": points})
 
 
-def _draw(budget: Budget, points: int, today: date) -> None:
-    """Raise the budget's ``used`` by ``points`` in one conditional UPDATE, or raise ``BudgetExhausted``."""
-    unit = budget.org_unit
+def _draw(budget: Budget, points: int, today: date, street_id: int | None = None) -> None:
+    """Raise the budget's ``used`` by ``points`` in one conditional UPDATE, or raise ``BudgetExhausted``.
+
+    ``street_id``: the street the budget's unit is in (its rate applies), when the caller knows it."""
+    if street_id is None:
+        street_id = budget.org_unit.root_id
     used = db.session.execute(
-        update(budget_t)
-        .where(budget_t.c.id == budget.id, budget_t.c.used + points <= _capacity_sql(unit.root_id, today))
-        .values(used=budget_t.c.used + points)
-        .returning(budget_t.c.used)
+        _draw_update(), {"budget_id": budget.id, "points": points, "root_id": street_id, "today": today}
     ).scalar()
     _expire(budget)
     if used is None:
+        unit = budget.org_unit
         state = status(budget, today)
         raise BudgetExhausted(unit=unit.name, used=state.used, capacity=state.capacity, needed=points,
                               left=max(0, state.remaining), budget_id=budget.id)

@@ -8,10 +8,11 @@ written with the cause key ``activity:<id>`` (unique in the ledger).
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -172,15 +173,37 @@ def _flush_unique(error_cls) -> None:
         raise error_cls() from exc
 
 
+@lru_cache(maxsize=None)
+def _activity_to_decide():
+    return select(Activity).where(Activity.id == bindparam("activity_id")).options(
+        joinedload(Activity.org_unit), joinedload(Activity.rule_version),
+        joinedload(Activity.volunteer).lazyload(User.roles),
+    )
+
+
+@lru_cache(maxsize=None)
+def _activity_update(names: tuple[str, ...]):
+    """Set ``names`` of a still pending activity (the conditional UPDATE that decides or locks it)."""
+    t = Activity.__table__
+    return (
+        update(t)
+        .where(t.c.id == bindparam("activity_id"), t.c.status == STATUS_PENDING)
+        .values({name: bindparam(f"new_{name}", type_=t.c[name].type) for name in names})
+    )
+
+
+@lru_cache(maxsize=None)
+def _lock_pending_update():
+    t = Activity.__table__
+    return update(t).where(t.c.id == bindparam("activity_id"), t.c.status == STATUS_PENDING).values(status=t.c.status)
+
+
 def scoped_activity(actor: User, activity_id: int, roles=APPROVER_ROLES) -> Activity:
     """Return an activity of a volunteer in the actor's subtree, else raise ``NotFound``.
 
     One statement: the activity with its node (for the scope), its rule version and its volunteer
     (whether active), but not the volunteer's role grants, which deciding a claim does not read."""
-    act = db.session.get(Activity, activity_id, options=(
-        joinedload(Activity.org_unit), joinedload(Activity.rule_version),
-        joinedload(Activity.volunteer).lazyload(User.roles),
-    ))
+    act = db.session.scalars(_activity_to_decide(), {"activity_id": activity_id}).unique().first()
     if act is None:
         raise NotFound()
     require_in_scope(actor, act.org_unit, roles)
@@ -195,9 +218,7 @@ def _decide(activity_id: int, status: str, actor: User, now: datetime, reason: s
     if notice_until is not None:
         values["notice_until"] = notice_until
     result = db.session.execute(
-        update(Activity.__table__)
-        .where(Activity.__table__.c.id == activity_id, Activity.__table__.c.status == STATUS_PENDING)
-        .values(**values)
+        _activity_update(tuple(values)), {"activity_id": activity_id, **{f"new_{k}": v for k, v in values.items()}}
     )
     obj = db.session.get(Activity, activity_id)
     if result.rowcount != 1:
@@ -225,11 +246,7 @@ def _lock_pending(act: Activity) -> None:
     A no-op conditional UPDATE takes the row lock on PostgreSQL; a second verifier voting at the
     same moment waits here, then finds the claim decided (or sees the first one's vote).
     """
-    result = db.session.execute(
-        update(Activity.__table__)
-        .where(Activity.__table__.c.id == act.id, Activity.__table__.c.status == STATUS_PENDING)
-        .values(status=Activity.__table__.c.status)
-    )
+    result = db.session.execute(_lock_pending_update(), {"activity_id": act.id})
     if result.rowcount != 1:
         db.session.refresh(act)
         raise AlreadyDecided(status=STATUS_LABELS.get(act.status, act.status))
@@ -290,21 +307,28 @@ def approve_claim(actor: User, activity_id: int, now: datetime | None = None, co
         # As for recorded attendance: no new points for a deactivated account.
         raise VolunteerInactive()
     db.session.flush()
-    _lock_pending(act)
     comment = (comment or "").strip()[:1000] or None
-    _vote(act, actor, VOTE_APPROVE, comment, now)
     required = act.rule_version.approvals_required or 1
-    # One approval needed: this vote is it (an earlier one would have decided the claim already).
-    approvals = approvals_of(act.id) if required > 1 else 1
-    if approvals < required:
-        audit.record(
-            actor, audit.CLAIM_VOTED, "activity", act.id,
-            {"volunteer_id": act.volunteer_id, "decision": VOTE_APPROVE, "approvals": approvals,
-             "required": required, "comment": comment},
-            org_path=act.org_unit.path, now=now,
-        )
-        return act
-    _approve(act, actor, now)
+    if required > 1:
+        _lock_pending(act)
+        _vote(act, actor, VOTE_APPROVE, comment, now)
+        approvals = approvals_of(act.id)
+        if approvals < required:
+            audit.record(
+                actor, audit.CLAIM_VOTED, "activity", act.id,
+                {"volunteer_id": act.volunteer_id, "decision": VOTE_APPROVE, "approvals": approvals,
+                 "required": required, "comment": comment},
+                org_path=act.org_unit.path, now=now,
+            )
+            return act
+        _approve(act, actor, now)
+    else:
+        # One approval needed: this vote is it. The deciding conditional UPDATE locks the row
+        # and refuses a claim no longer pending, as _lock_pending would; a pending claim of
+        # such a rule has no votes yet (the first would have decided it).
+        approvals = 1
+        _approve(act, actor, now)
+        _vote(act, actor, VOTE_APPROVE, comment, now)
     audit.record(
         actor, audit.CLAIM_APPROVED, "activity", act.id,
         {"volunteer_id": act.volunteer_id, "points_requested": act.points_requested,
@@ -351,9 +375,8 @@ def _month_bounds(day: date) -> tuple[date, date]:
 def _credit(act: Activity, actor: User) -> None:
     """Credit an approved activity, capped by its rule version, under the volunteer's account lock."""
     volunteer = act.volunteer
-    acc = ledger.account_for_volunteer(volunteer)
     # Lock the account row first: caps are a read-then-write and must not interleave.
-    ledger.lock_accounts([acc.id])
+    acc = ledger.locked_account_for_volunteer(volunteer)
     version = act.rule_version
 
     def used(since: date, until: date) -> int:
@@ -378,6 +401,7 @@ def _credit(act: Activity, actor: User) -> None:
             created_by_id=actor.id,
             earned_on=act.activity_date,
             expires_on=version.expires_on(act.activity_date),
+            volunteer_locked=True,
         )
     activity_totals.add([act])
 
@@ -513,16 +537,24 @@ def _credited_under_rule(volunteer_ids: list[int], rule_id: int, since: date, un
                          but: int | None = None) -> dict[int, int]:
     """Return the points each volunteer was credited under a rule for activities dated in
     [since, until) (what its caps count), leaving out activity ``but``; volunteers with none are absent."""
-    query = select(Activity.volunteer_id, func.coalesce(func.sum(Activity.points_credited), 0)).where(
-        Activity.volunteer_id.in_(volunteer_ids),
-        Activity.rule_id == rule_id,
-        Activity.status == STATUS_APPROVED,
-        Activity.activity_date >= since,
-        Activity.activity_date < until,
-    )
+    params = {"volunteer_ids": volunteer_ids, "rule_id": rule_id, "since": since, "until": until}
     if but is not None:
-        query = query.where(Activity.id != but)
-    return dict(db.session.execute(query.group_by(Activity.volunteer_id)).all())
+        params["but"] = but
+    return dict(db.session.execute(_credited_under_rule_query(but is not None), params).all())
+
+
+@lru_cache(maxsize=None)
+def _credited_under_rule_query(leaving_one_out: bool):
+    query = select(Activity.volunteer_id, func.coalesce(func.sum(Activity.points_credited), 0)).where(
+        Activity.volunteer_id.in_(bindparam("volunteer_ids", expanding=True)),
+        Activity.rule_id == bindparam("rule_id"),
+        Activity.status == STATUS_APPROVED,
+        Activity.activity_date >= bindparam("since", type_=Activity.activity_date.type),
+        Activity.activity_date < bindparam("until", type_=Activity.activity_date.type),
+    )
+    if leaving_one_out:
+        query = query.where(Activity.id != bindparam("but"))
+    return query.group_by(Activity.volunteer_id)
 
 
 def _capped(version: PointRuleVersion, asked: int, used_that_day: int, used_that_month: int) -> tuple[int, str | None]:

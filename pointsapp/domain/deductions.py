@@ -85,10 +85,9 @@ def apply_deduction(
     if not version.applies_on(local_today(now)):
         raise RuleNotApplicable(why=_l("it is not in force on that date"))
     cause_key = f"deduction:{submission_key[:48]}"
-    acc = ledger.account_for_volunteer(volunteer)
     # The volunteer's account first (global lock order); what is available is read under it.
     db.session.flush()
-    ledger.lock_accounts([acc.id])
+    acc = ledger.locked_account_for_volunteer(volunteer)
     if db.session.scalar(select(Transfer.id).where(Transfer.cause_key == cause_key)):
         raise AlreadyRecorded()
     available = ledger.balance_of(acc.id).available

@@ -203,6 +203,130 @@ def account_for_volunteer(user: User) -> Account:
     return _account(Account.user_id == user.id, kind=ACCOUNT_VOLUNTEER, user_id=user.id)
 
 
+# The statements of the money path are built once (lru_cache) and run with parameters: building
+# and keying a statement costs about as much Python as running a small one. Never change one in
+# place.
+
+def _points(name: str):
+    return bindparam(name, type_=account_t.c.balance.type)
+
+
+@lru_cache(maxsize=None)
+def _locked_volunteer_account():
+    return (
+        select(Account).where(Account.user_id == bindparam("user_id")).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+@lru_cache(maxsize=None)
+def _street_account(kind: str):
+    return select(Account).where(Account.kind == kind, Account.org_unit_id == bindparam("root_id"))
+
+
+@lru_cache(maxsize=None)
+def _lock_accounts():
+    # PostgreSQL sorts first and then locks rows in that order.
+    return (
+        select(account_t.c.id)
+        .where(account_t.c.id.in_(bindparam("ids", expanding=True)))
+        .order_by(
+            account_t.c.kind.in_((ACCOUNT_ISSUANCE, ACCOUNT_EXPIRY)), account_t.c.kind == ACCOUNT_EXPIRY, account_t.c.id
+        )
+        .with_for_update()
+    )
+
+
+@lru_cache(maxsize=None)
+def _debit_update(from_held: bool, unearn: bool):
+    amount = _points("amount")
+    values = {"balance": account_t.c.balance - amount}
+    if from_held:
+        condition = account_t.c.held >= amount
+        values["held"] = account_t.c.held - amount
+    else:
+        condition = or_(account_t.c.kind == ACCOUNT_ISSUANCE, account_t.c.balance - account_t.c.held >= amount)
+    if unearn:
+        values["earned"] = account_t.c.earned - _points("unearn")
+        condition = and_(condition, account_t.c.earned >= _points("unearn"))
+    return (
+        update(account_t)
+        .where(account_t.c.id == bindparam("account_id"), condition)
+        .values(**values)
+        .returning(account_t.c.balance, account_t.c.kind)
+    )
+
+
+@lru_cache(maxsize=None)
+def _deposit_update(earn: bool):
+    amount = _points("amount")
+    values = {"balance": account_t.c.balance + amount}
+    if earn:
+        values["earned"] = account_t.c.earned + amount
+    return (
+        update(account_t)
+        .where(account_t.c.id == bindparam("account_id"))
+        .values(**values)
+        .returning(account_t.c.balance, account_t.c.kind)
+    )
+
+
+@lru_cache(maxsize=None)
+def _held_update(sign: int):
+    amount = _points("amount")
+    if sign > 0:
+        condition, held = account_t.c.balance - account_t.c.held >= amount, account_t.c.held + amount
+    else:
+        condition, held = account_t.c.held >= amount, account_t.c.held - amount
+    return (
+        update(account_t)
+        .where(account_t.c.id == bindparam("account_id"), condition)
+        .values(held=held)
+        .returning(account_t.c.held)
+    )
+
+
+@lru_cache(maxsize=None)
+def _lot_insert():
+    return insert(lot_t)
+
+
+@lru_cache(maxsize=None)
+def _open_lots(one_lot: bool, preferring: bool):
+    """The account's lots with points left, in the order they are spent (see _take_from_lots)."""
+    query = select(lot_t.c.id, lot_t.c.remaining).where(
+        lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > 0
+    )
+    if one_lot:
+        query = query.where(lot_t.c.id == bindparam("lot_id"))
+    order = [lot_t.c.expires_on.is_(None), lot_t.c.expires_on, lot_t.c.id]
+    if preferring:
+        order.insert(0, case((lot_t.c.transfer_id == bindparam("prefer_transfer_id"), 0), else_=1))
+    return query.order_by(*order)
+
+
+@lru_cache(maxsize=None)
+def _lot_remaining_update(sign: int):
+    """Add ``sign * change`` to lot ``lid``'s remaining points (run with one row per lot)."""
+    change = bindparam("change", type_=lot_t.c.remaining.type)
+    return update(lot_t).where(lot_t.c.id == bindparam("lid")).values(
+        remaining=lot_t.c.remaining + change if sign > 0 else lot_t.c.remaining - change
+    )
+
+
+def locked_account_for_volunteer(user: User) -> Account:
+    """Return the volunteer's account with its row locked, creating it on first use.
+
+    One statement (``SELECT ... FOR UPDATE``) where ``account_for_volunteer`` and ``lock_accounts``
+    take two. It is the first account lock of its transaction in the global order; a credit to it
+    may then pass ``to_locked=True`` (the issuance account comes after it in that order)."""
+    acc = db.session.scalar(_locked_volunteer_account(), {"user_id": user.id})
+    if acc is None:
+        acc = account_for_volunteer(user)
+        lock_accounts([acc.id])
+    return acc
+
+
 def account_for_merchant(merchant_id: int) -> Account:
     """Return the merchant's receivable account, creating it on first use."""
     return _account(Account.merchant_id == merchant_id, kind=ACCOUNT_MERCHANT, merchant_id=merchant_id)
@@ -214,21 +338,19 @@ def expiry_account(street: OrgUnit) -> Account:
 
 
 def _expiry_account_of(root_id: int) -> Account:
-    return _account(
-        and_(Account.kind == ACCOUNT_EXPIRY, Account.org_unit_id == root_id),
-        kind=ACCOUNT_EXPIRY,
-        org_unit_id=root_id,
-    )
+    return _street_account_of(ACCOUNT_EXPIRY, root_id)
+
+
+def _street_account_of(kind: str, root_id: int) -> Account:
+    acc = db.session.scalar(_street_account(kind), {"root_id": root_id})
+    if acc is not None:
+        return acc
+    return _account(and_(Account.kind == kind, Account.org_unit_id == root_id), kind=kind, org_unit_id=root_id)
 
 
 def issuance_account(street: OrgUnit) -> Account:
     """Return the issuance account of the street (the root) above ``street``, creating it on first use."""
-    root_id = street.root_id
-    return _account(
-        and_(Account.kind == ACCOUNT_ISSUANCE, Account.org_unit_id == root_id),
-        kind=ACCOUNT_ISSUANCE,
-        org_unit_id=root_id,
-    )
+    return _street_account_of(ACCOUNT_ISSUANCE, street.root_id)
 
 
 def lock_accounts(account_ids) -> None:
@@ -239,38 +361,16 @@ def lock_accounts(account_ids) -> None:
     ids = sorted(set(account_ids))
     if not ids:
         return
-    # PostgreSQL sorts first and then locks rows in that order.
-    db.session.execute(
-        select(account_t.c.id)
-        .where(account_t.c.id.in_(ids))
-        .order_by(
-            account_t.c.kind.in_((ACCOUNT_ISSUANCE, ACCOUNT_EXPIRY)), account_t.c.kind == ACCOUNT_EXPIRY, account_t.c.id
-        )
-        .with_for_update()
-    ).all()
+    db.session.execute(_lock_accounts(), {"ids": ids}).all()
 
 
 def _debit(account_id: int, amount: int, *, from_held: bool, unearn: int = 0) -> tuple[int, str]:
     """Take ``amount`` from an account, from its held or its available points; return the new
     balance and the account's kind."""
-    values = {"balance": account_t.c.balance - amount}
-    if from_held:
-        condition = account_t.c.held >= amount
-        values["held"] = account_t.c.held - amount
-    else:
-        condition = or_(
-            account_t.c.kind == ACCOUNT_ISSUANCE,
-            account_t.c.balance - account_t.c.held >= amount,
-        )
+    params = {"account_id": account_id, "amount": amount}
     if unearn:
-        values["earned"] = account_t.c.earned - unearn
-        condition = and_(condition, account_t.c.earned >= unearn)
-    row = db.session.execute(
-        update(account_t)
-        .where(account_t.c.id == account_id, condition)
-        .values(**values)
-        .returning(account_t.c.balance, account_t.c.kind)
-    ).first()
+        params["unearn"] = unearn
+    row = db.session.execute(_debit_update(from_held, bool(unearn)), params).first()
     _expire_loaded(account_id)
     if row is None:
         acc = db.session.get(Account, account_id)
@@ -279,15 +379,7 @@ def _debit(account_id: int, amount: int, *, from_held: bool, unearn: int = 0) ->
 
 
 def _deposit(account_id: int, amount: int, *, earn: bool) -> tuple[int, str]:
-    values = {"balance": account_t.c.balance + amount}
-    if earn:
-        values["earned"] = account_t.c.earned + amount
-    row = db.session.execute(
-        update(account_t)
-        .where(account_t.c.id == account_id)
-        .values(**values)
-        .returning(account_t.c.balance, account_t.c.kind)
-    ).first()
+    row = db.session.execute(_deposit_update(earn), {"account_id": account_id, "amount": amount}).first()
     _expire_loaded(account_id)
     if row is None:
         raise NotFound()
@@ -304,29 +396,22 @@ def _take_from_lots(
     balance, so they cover the amount. One SELECT of the open lots, one UPDATE and one INSERT
     (each executed for the lots taken from, usually one).
     """
-    query = select(lot_t.c.id, lot_t.c.remaining).where(lot_t.c.account_id == account_id, lot_t.c.remaining > 0)
-    if lot_id is not None:
-        query = query.where(lot_t.c.id == lot_id)
-    order = [lot_t.c.expires_on.is_(None), lot_t.c.expires_on, lot_t.c.id]
-    if prefer_transfer_id is not None:
-        order.insert(0, case((lot_t.c.transfer_id == prefer_transfer_id, 0), else_=1))
+    params = {"account_id": account_id, "lot_id": lot_id, "prefer_transfer_id": prefer_transfer_id}
+    query = _open_lots(lot_id is not None, prefer_transfer_id is not None)
     takes = []
     left = amount
-    for lid, remaining in db.session.execute(query.order_by(*order)):
+    for lid, remaining in db.session.execute(query, {k: v for k, v in params.items() if v is not None}):
         take = min(remaining, left)
-        takes.append({"lid": lid, "take": take})
+        takes.append({"lid": lid, "change": take})
         left -= take
         if not left:
             break
     if left:
         # The lots no longer add up to the balance: stop, never paper over it.
         raise RuntimeError(f"account {account_id}: its lots lack {left} of the {amount} points taken")
+    db.session.execute(_lot_remaining_update(-1), takes)
     db.session.execute(
-        update(lot_t).where(lot_t.c.id == bindparam("lid")).values(remaining=lot_t.c.remaining - bindparam("take")),
-        takes,
-    )
-    db.session.execute(
-        insert(lot_use_t), [{"lot_id": t["lid"], "transfer_id": transfer_id, "amount": t["take"]} for t in takes]
+        insert(lot_use_t), [{"lot_id": t["lid"], "transfer_id": transfer_id, "amount": t["change"]} for t in takes]
     )
 
 
@@ -344,15 +429,12 @@ def _give_back_to_lots(account_id: int, transfer_id: int, original_id: int | Non
         ):
             give = min(taken, left)
             if give > 0:
-                gives.append({"lid": lid, "give": give})
+                gives.append({"lid": lid, "change": give})
                 left -= give
     if gives:
+        db.session.execute(_lot_remaining_update(1), gives)
         db.session.execute(
-            update(lot_t).where(lot_t.c.id == bindparam("lid")).values(remaining=lot_t.c.remaining + bindparam("give")),
-            gives,
-        )
-        db.session.execute(
-            insert(lot_use_t), [{"lot_id": g["lid"], "transfer_id": transfer_id, "amount": -g["give"]} for g in gives]
+            insert(lot_use_t), [{"lot_id": g["lid"], "transfer_id": transfer_id, "amount": -g["change"]} for g in gives]
         )
     if left:
         _new_lot(account_id, transfer_id, left, earned_on=_today(), expires_on=None)
@@ -360,14 +442,9 @@ def _give_back_to_lots(account_id: int, transfer_id: int, original_id: int | Non
 
 def _new_lot(account_id: int, transfer_id: int | None, amount: int, *, earned_on: date, expires_on: date | None) -> None:
     db.session.execute(
-        insert(lot_t).values(
-            account_id=account_id,
-            transfer_id=transfer_id,
-            amount=amount,
-            remaining=amount,
-            earned_on=earned_on,
-            expires_on=expires_on,
-        )
+        _lot_insert(),
+        {"account_id": account_id, "transfer_id": transfer_id, "amount": amount, "remaining": amount,
+         "earned_on": earned_on, "expires_on": expires_on},
     )
 
 
@@ -394,11 +471,17 @@ def _transfer(
     earned_on: date | None = None,
     expires_on: date | None = None,
     lot_id: int | None = None,
+    to_locked: bool = False,
 ) -> Transfer:
+    """Move ``amount`` from one account to another: both balances, the transfer and its two
+    entries, the volunteer's lots, the budget and the monthly totals. ``to_locked``: the caller
+    holds the lock of the account credited, and the account debited (a street's issuance
+    account) comes after it in the global order, so its debit's UPDATE takes its lock in order."""
     if amount <= 0:
         raise ValueError("a transfer moves a positive amount")
     db.session.flush()
-    lock_accounts([from_id, to_id])
+    if not to_locked:
+        lock_accounts([from_id, to_id])
     from_after, from_kind = _debit(from_id, amount, from_held=from_held, unearn=unearn)
     to_after, to_kind = _deposit(to_id, amount, earn=earn)
     t = Transfer(
@@ -454,9 +537,12 @@ def credit(
     created_by_id: int | None = None,
     earned_on: date | None = None,
     expires_on: date | None = None,
+    volunteer_locked: bool = False,
 ) -> Transfer:
     """Issue ``amount`` new points from a street's issuance account to a volunteer, as one lot
-    earned on ``earned_on`` (default today) that can be spent until ``expires_on`` (None: ever)."""
+    earned on ``earned_on`` (default today) that can be spent until ``expires_on`` (None: ever).
+    ``volunteer_locked``: the caller took the volunteer's account lock already
+    (``locked_account_for_volunteer``), so it is not taken again."""
     return _transfer(
         kind=TRANSFER_CREDIT,
         from_id=issuance.id,
@@ -469,6 +555,7 @@ def credit(
         created_by_id=created_by_id,
         earned_on=earned_on,
         expires_on=expires_on,
+        to_locked=volunteer_locked,
     )
 
 
@@ -679,12 +766,7 @@ def _check_month_totals() -> list[str]:
 
 def hold(account_id: int, amount: int) -> None:
     """Reserve ``amount`` of a volunteer's available points, or raise ``InsufficientPoints``."""
-    held = db.session.execute(
-        update(account_t)
-        .where(account_t.c.id == account_id, account_t.c.balance - account_t.c.held >= amount)
-        .values(held=account_t.c.held + amount)
-        .returning(account_t.c.held)
-    ).scalar()
+    held = db.session.execute(_held_update(1), {"account_id": account_id, "amount": amount}).scalar()
     _expire_loaded(account_id)
     if held is None:
         acc = db.session.get(Account, account_id)
@@ -693,12 +775,7 @@ def hold(account_id: int, amount: int) -> None:
 
 def release(account_id: int, amount: int) -> None:
     """Give back ``amount`` of held points (voucher cancelled or expired)."""
-    held = db.session.execute(
-        update(account_t)
-        .where(account_t.c.id == account_id, account_t.c.held >= amount)
-        .values(held=account_t.c.held - amount)
-        .returning(account_t.c.held)
-    ).scalar()
+    held = db.session.execute(_held_update(-1), {"account_id": account_id, "amount": amount}).scalar()
     _expire_loaded(account_id)
     if held is None:
         # A release without its hold means the books are already wrong: stop, never paper over it.

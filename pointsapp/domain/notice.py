@@ -18,8 +18,9 @@ at most once and never while an objection is open.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
@@ -55,15 +56,18 @@ def notice_days_for(unit: OrgUnit | None) -> int | None:
     return notice_days_for_units([unit])[unit.id]
 
 
+@lru_cache(maxsize=None)
+def _notice_days_at():
+    return select(OrgUnit.path, OrgUnit.notice_days).where(
+        OrgUnit.path.in_(bindparam("paths", expanding=True)), OrgUnit.notice_days.is_not(None)
+    )
+
+
 def notice_days_for_units(units) -> dict[int, int | None]:
     """``notice_days_for`` for many units in one query: unit id -> notice days (or None)."""
     chains = {u.id: list(reversed(ancestor_paths(u))) for u in units}
     above = {p for chain in chains.values() for p in chain}
-    days = dict(
-        db.session.execute(
-            select(OrgUnit.path, OrgUnit.notice_days).where(OrgUnit.path.in_(above), OrgUnit.notice_days.is_not(None))
-        ).all()
-    ) if above else {}
+    days = dict(db.session.execute(_notice_days_at(), {"paths": sorted(above)}).all()) if above else {}
     return {uid: next((days[p] for p in chain if p in days), None) for uid, chain in chains.items()}
 
 

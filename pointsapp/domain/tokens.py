@@ -13,9 +13,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from flask import g, has_request_context
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
@@ -185,6 +186,15 @@ def tokens_of(owner: User) -> list[ApiToken]:
     )
 
 
+@lru_cache(maxsize=None)
+def _token_by_hash():
+    return (
+        select(ApiToken)
+        .where(ApiToken.token_hash == bindparam("token_hash"))
+        .options(joinedload(ApiToken.user).joinedload(User.roles))
+    )
+
+
 def actor_for_secret(secret: str) -> ScopedActor | None:
     """Return the acting user of a live token of an active owner, or None.
 
@@ -198,11 +208,7 @@ def actor_for_secret(secret: str) -> ScopedActor | None:
     cached = g.get("_actor_for_secret") if has_request_context() else None
     if cached is not None and cached[0] == cache_key:
         return cached[1]
-    token = db.session.scalars(
-        select(ApiToken)
-        .where(ApiToken.token_hash == cache_key)
-        .options(joinedload(ApiToken.user).joinedload(User.roles))
-    ).unique().first()
+    token = db.session.scalars(_token_by_hash(), {"token_hash": cache_key}).unique().first()
     if token is None or token.is_revoked or not token.user.is_active:
         found = None
     else:
