@@ -7,11 +7,14 @@ end), migrated once; each test starts from empty tables with their identities re
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import secrets
 import shutil
+import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -261,6 +264,25 @@ def check_ledger(app):
     return run
 
 
+@contextmanager
+def connection_burst():
+    """Let one test process at a time open a burst of database connections.
+
+    A race test opens about fifty at once (its threads, or a threaded server's requests). Two
+    pytest-xdist workers doing so at the same moment would pass PostgreSQL's default
+    ``max_connections`` of 100, so the workers of one run take turns through a file lock."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # one process: nothing to take turns with
+        yield
+        return
+    with open(os.path.join(tempfile.gettempdir(), f"pointsapp-tests-{run}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def run_in_parallel(app, n: int, fn, *args):
     """Run ``fn(i, *args)`` in ``n`` threads, each with its own app context and DB session,
     released together by a barrier. Return the list of results (or exceptions)."""
@@ -279,9 +301,10 @@ def run_in_parallel(app, n: int, fn, *args):
                 db.session.remove()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    with connection_burst():
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
     assert not any(t.is_alive() for t in threads), "a worker thread hung"
     return results

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from werkzeug.serving import make_server
 
-from tests.conftest import csrf_from
+from tests.conftest import connection_burst, csrf_from
 from pointsapp.extensions import db
 from tests.factories import PASSWORD
 
@@ -84,5 +84,5 @@ def all_at_once(n: int, fn, *, timeout: float = 60):
         barrier.wait(timeout=timeout)
         return fn(i)
 
-    with ThreadPoolExecutor(max_workers=n) as pool:
+    with connection_burst(), ThreadPoolExecutor(max_workers=n) as pool:
         return list(pool.map(run, range(n)))
