@@ -71,6 +71,7 @@ from ..models.ledger import (
     TRANSFER_REVERSAL,
     TRANSFER_SETTLEMENT,
 )
+from ..models.org import root_id_of
 from ..models.settlement import DEFAULT_FEN_PER_POINT
 from ..models.user import ADMIN_ROLES
 from . import audit
@@ -128,7 +129,7 @@ def on_transfer(t: Transfer) -> None:
     if t.kind == TRANSFER_CREDIT:
         found = db.session.execute(_budget_of_account(), {"account_id": t.to_account_id}).first()
         if found is not None:
-            _charge(found[0], t.amount, t.id, street_id=_street_of(found[1]))
+            _charge(found[0], t.amount, t.id, street_id=root_id_of(found[1]))
     elif t.kind == TRANSFER_REVERSAL:
         charged = db.session.scalar(select(BudgetCharge).where(BudgetCharge.transfer_id == t.reverses_id))
         if charged is None:
@@ -166,11 +167,6 @@ def _budget_of_account():
         .order_by(depth.desc())
         .limit(1)
     )
-
-
-def _street_of(path: str) -> int:
-    """The id of the street (the root) of a node path."""
-    return int(path.strip("/").split("/")[0])
 
 
 @lru_cache(maxsize=None)

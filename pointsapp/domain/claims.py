@@ -8,8 +8,8 @@ written with the cause key ``activity:<id>`` (unique in the ledger).
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, func, select, update
@@ -181,21 +181,24 @@ def _activity_to_decide():
     )
 
 
+def _while_pending():
+    """An UPDATE of activity ``activity_id`` that changes it only while it is pending."""
+    t = Activity.__table__
+    return update(t).where(t.c.id == bindparam("activity_id"), t.c.status == STATUS_PENDING)
+
+
 @lru_cache(maxsize=None)
 def _activity_update(names: tuple[str, ...]):
-    """Set ``names`` of a still pending activity (the conditional UPDATE that decides or locks it)."""
+    """Set ``names`` (parameters ``new_<name>``) of a still pending activity: the conditional
+    UPDATE that decides it."""
     t = Activity.__table__
-    return (
-        update(t)
-        .where(t.c.id == bindparam("activity_id"), t.c.status == STATUS_PENDING)
-        .values({name: bindparam(f"new_{name}", type_=t.c[name].type) for name in names})
-    )
+    return _while_pending().values({name: bindparam(f"new_{name}", type_=t.c[name].type) for name in names})
 
 
 @lru_cache(maxsize=None)
 def _lock_pending_update():
-    t = Activity.__table__
-    return update(t).where(t.c.id == bindparam("activity_id"), t.c.status == STATUS_PENDING).values(status=t.c.status)
+    """Lock a still pending activity's row without changing it."""
+    return _while_pending().values(status=Activity.__table__.c.status)
 
 
 def scoped_activity(actor: User, activity_id: int, roles=APPROVER_ROLES) -> Activity:

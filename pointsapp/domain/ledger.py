@@ -161,6 +161,7 @@ from ..models.ledger import (
     TRANSFER_REVERSAL,
     TRANSFER_SETTLEMENT,
 )
+from ..models.org import root_id_of
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.types import utcnow
 from ..models.rules import Activity
@@ -181,26 +182,29 @@ def _expire_loaded(account_id: int) -> None:
         db.session.expire(obj)
 
 
-def _account(condition, **owner) -> Account:
-    """Return the account matching ``condition``, creating it (with ``owner``) on first use.
+def _account(kind: str, **owner) -> Account:
+    """Return the account of ``kind`` owned by ``owner`` (one column: ``user_id``, ``merchant_id``
+    or, for a street's accounts, ``org_unit_id``), creating it on first use.
 
     Two first uses at the same moment both try to insert it: the second insert waits for the
     first, fails on the unique constraint inside a savepoint, and reads the winner's row instead.
     """
-    acc = db.session.scalar(select(Account).where(condition))
+    (column, owner_id), = owner.items()
+    query, params = _account_of(kind, column), {"owner_id": owner_id}
+    acc = db.session.scalar(query, params)
     if acc is None:
         try:
             with db.session.begin_nested():
-                acc = Account(balance=0, held=0, earned=0, **owner)
+                acc = Account(balance=0, held=0, earned=0, kind=kind, **owner)
                 db.session.add(acc)
         except IntegrityError:
-            acc = db.session.scalar(select(Account).where(condition))
+            acc = db.session.scalar(query, params)
     return acc
 
 
 def account_for_volunteer(user: User) -> Account:
     """Return the volunteer's account, creating it on first use."""
-    return _account(Account.user_id == user.id, kind=ACCOUNT_VOLUNTEER, user_id=user.id)
+    return _account(ACCOUNT_VOLUNTEER, user_id=user.id)
 
 
 # The statements of the money path are built once (lru_cache) and run with parameters: building
@@ -220,8 +224,8 @@ def _locked_volunteer_account():
 
 
 @lru_cache(maxsize=None)
-def _street_account(kind: str):
-    return select(Account).where(Account.kind == kind, Account.org_unit_id == bindparam("root_id"))
+def _account_of(kind: str, owner_column: str):
+    return select(Account).where(Account.kind == kind, account_t.c[owner_column] == bindparam("owner_id"))
 
 
 @lru_cache(maxsize=None)
@@ -247,8 +251,9 @@ def _debit_update(from_held: bool, unearn: bool):
     else:
         condition = or_(account_t.c.kind == ACCOUNT_ISSUANCE, account_t.c.balance - account_t.c.held >= amount)
     if unearn:
-        values["earned"] = account_t.c.earned - _points("unearn")
-        condition = and_(condition, account_t.c.earned >= _points("unearn"))
+        taken_back = _points("unearn")
+        values["earned"] = account_t.c.earned - taken_back
+        condition = and_(condition, account_t.c.earned >= taken_back)
     return (
         update(account_t)
         .where(account_t.c.id == bindparam("account_id"), condition)
@@ -329,7 +334,7 @@ def locked_account_for_volunteer(user: User) -> Account:
 
 def account_for_merchant(merchant_id: int) -> Account:
     """Return the merchant's receivable account, creating it on first use."""
-    return _account(Account.merchant_id == merchant_id, kind=ACCOUNT_MERCHANT, merchant_id=merchant_id)
+    return _account(ACCOUNT_MERCHANT, merchant_id=merchant_id)
 
 
 def expiry_account(street: OrgUnit) -> Account:
@@ -338,19 +343,12 @@ def expiry_account(street: OrgUnit) -> Account:
 
 
 def _expiry_account_of(root_id: int) -> Account:
-    return _street_account_of(ACCOUNT_EXPIRY, root_id)
-
-
-def _street_account_of(kind: str, root_id: int) -> Account:
-    acc = db.session.scalar(_street_account(kind), {"root_id": root_id})
-    if acc is not None:
-        return acc
-    return _account(and_(Account.kind == kind, Account.org_unit_id == root_id), kind=kind, org_unit_id=root_id)
+    return _account(ACCOUNT_EXPIRY, org_unit_id=root_id)
 
 
 def issuance_account(street: OrgUnit) -> Account:
     """Return the issuance account of the street (the root) above ``street``, creating it on first use."""
-    return _street_account_of(ACCOUNT_ISSUANCE, street.root_id)
+    return _account(ACCOUNT_ISSUANCE, org_unit_id=street.root_id)
 
 
 def lock_accounts(account_ids) -> None:
@@ -888,7 +886,7 @@ def expire_account(account_id: int, today: date) -> Expired:
         .outerjoin(OrgUnit, OrgUnit.id == User.org_unit_id)
         .where(account_t.c.id == account_id, account_t.c.kind == ACCOUNT_VOLUNTEER)
     ).one()
-    user_street = int(user_path.strip("/").split("/")[0]) if user_path else None
+    user_street = root_id_of(user_path) if user_path else None
     issuer = Account.__table__.alias("issuer")
     lots = db.session.execute(
         select(

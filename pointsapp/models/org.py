@@ -22,6 +22,11 @@ class OrgLevel(db.Model):
     name_en: Mapped[str] = mapped_column(String(64))
 
 
+def root_id_of(path: str) -> int:
+    """The id of the street (the root) of a node path such as ``/1/5/7/``."""
+    return int(path.strip("/").split("/")[0])
+
+
 class OrgUnit(db.Model):
     """A node of the tree. ``path`` is the materialised path ``/1/5/23/`` used for subtree scoping."""
 
@@ -50,7 +55,7 @@ class OrgUnit(db.Model):
 
     @property
     def root_id(self) -> int:
-        return int(self.path.strip("/").split("/")[0])
+        return root_id_of(self.path)
 
     @property
     def depth(self) -> int:
