@@ -16,7 +16,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from functools import lru_cache
 
-from sqlalchemy import Column, Float, Integer, Numeric, Select, String, Table, bindparam, cast, event, func, insert, select, update
+from sqlalchemy import Column, Float, Integer, Numeric, Select, String, Table, any_, bindparam, cast, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
@@ -66,6 +66,26 @@ def configure_engine(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN DEFERRED" if sqlite_begin_mode.get() == "DEFERRED" else "BEGIN IMMEDIATE")
 
 
+def dialect() -> str:
+    """The name of the session's database: ``postgresql`` or ``sqlite``."""
+    return db.session.get_bind().dialect.name
+
+
+def among(column, name: str, dialect_name: str):
+    """The condition "``column`` is one of the list parameter ``name``", for ``dialect_name``.
+
+    PostgreSQL: ``column = ANY(CAST(:name AS type[]))``, one array parameter, so the statement's
+    text is the same for any number of values: psycopg caches its parse and may prepare it. An
+    expanding IN renders one placeholder per value, which SQLAlchemy renders and psycopg parses
+    (uncached, with a regular expression, past 4 kB of text) on every execution: for the 500
+    attendees of a meeting, several milliseconds a statement. Elsewhere: an expanding IN.
+    Statements built with it are built per dialect (callers cache them with the name as key)."""
+    if dialect_name == "postgresql":
+        array = ARRAY(_unbounded(column.type))
+        return column == any_(cast(bindparam(name, type_=array), array))
+    return column.in_(bindparam(name, expanding=True))
+
+
 def insert_rows(table: Table, rows: list[dict], *, returning: Column | None = None) -> list | None:
     """INSERT ``rows`` (dicts with the same keys) into ``table`` in one statement; with
     ``returning`` (an integer key filled by a sequence), return its values in the order of ``rows``.
@@ -87,12 +107,28 @@ def insert_rows(table: Table, rows: list[dict], *, returning: Column | None = No
             db.session.execute(insert(table), rows)
             return None
         return list(db.session.execute(insert(table).returning(returning, sort_by_parameter_order=True), rows).scalars())
-    names = tuple(rows[0])
-    stmt = _insert_from_arrays(table, names, returning)
+    names, same = _split_constant(rows)
+    stmt = _insert_from_arrays(table, names, same, returning)
+    params = array_params(rows, names)
+    params.update({f"one_{name}": rows[0][name] for name in same})
     if returning is None:
-        db.session.execute(stmt, array_params(rows, names))
+        db.session.execute(stmt, params)
         return None
-    return sorted(db.session.execute(stmt, array_params(rows, names)).scalars())
+    return sorted(db.session.execute(stmt, params).scalars())
+
+
+def _split_constant(rows: list[dict]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Split the columns of ``rows`` into those whose values vary and those with one value (of
+    one type) in every row, which travel once as a plain parameter instead of as an array of
+    copies: the rule, date, author and time of a meeting's 500 activities are each dumped once,
+    not 500 times. At least the first column stays an array (it gives the number of rows)."""
+    first = rows[0]
+    names = tuple(first)
+    same = tuple(
+        name for name in names[1:]
+        if all(row[name] == first[name] and type(row[name]) is type(first[name]) for row in rows)
+    )
+    return tuple(name for name in names if name not in same), same
 
 
 # The statements below are built once per table and columns and kept: building one (its array
@@ -101,16 +137,19 @@ def insert_rows(table: Table, rows: list[dict], *, returning: Column | None = No
 
 
 @lru_cache(maxsize=None)
-def unnest_select(table: Table, names: tuple[str, ...]) -> Select:
+def unnest_select(table: Table, names: tuple[str, ...], same: tuple[str, ...] = ()) -> Select:
     """PostgreSQL: a SELECT of the columns ``names`` of ``table`` from ``unnest`` of one array
-    parameter per column (``rows_<name>``, given by ``array_params``), in the order of the rows.
+    parameter per column (``rows_<name>``, given by ``array_params``), in the order of the rows,
+    then the columns ``same`` from one plain parameter each (``one_<name>``), the same in every row.
 
-    ``names`` is a tuple (the cache's key); the statement returned is shared, so callers build on
-    it (``subquery``, ``from_select``), which copies, and never change it."""
+    ``names`` and ``same`` are tuples (the cache's key); the statement returned is shared, so
+    callers build on it (``subquery``, ``from_select``), which copies, and never change it."""
     types = {name: ARRAY(_unbounded(table.c[name].type)) for name in names}
     arrays = [cast(bindparam(f"rows_{name}", type_=types[name]), types[name]) for name in names]
     given = func.unnest(*arrays).table_valued(*names, with_ordinality="row_number").render_derived()
-    return select(*(given.c[name] for name in names)).order_by(given.c.row_number)
+    ones = [cast(bindparam(f"one_{name}", type_=table.c[name].type), _unbounded(table.c[name].type)).label(name)
+            for name in same]
+    return select(*(given.c[name] for name in names), *ones).order_by(given.c.row_number)
 
 
 def array_params(rows: list[dict], names: tuple[str, ...]) -> dict:
@@ -119,8 +158,10 @@ def array_params(rows: list[dict], names: tuple[str, ...]) -> dict:
 
 
 @lru_cache(maxsize=None)
-def _insert_from_arrays(table: Table, names: tuple[str, ...], returning: Column | None):
-    stmt = insert(table).from_select(list(names), unnest_select(table, names))
+def _insert_from_arrays(table: Table, names: tuple[str, ...], same: tuple[str, ...], returning: Column | None):
+    """INSERT of the columns ``names`` from arrays and ``same`` from one value each (see
+    ``unnest_select``), in the order of the arrays' rows."""
+    stmt = insert(table).from_select([*names, *same], unnest_select(table, names, same))
     return stmt if returning is None else stmt.returning(returning)
 
 

@@ -46,7 +46,7 @@ from sqlalchemy import Date, String, bindparam, case, cast, func, insert, or_, s
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from ..database import insert_rows
+from ..database import among, dialect, insert_rows
 from ..extensions import db
 from ..models import (
     Account,
@@ -97,7 +97,7 @@ def budgets_of_units(units) -> dict[int, Budget | None]:
     """``budget_of_unit`` for many units in one query: unit id -> its budget (or None)."""
     chains = {u.id: [int(p.strip("/").split("/")[-1]) for p in reversed(ancestor_paths(u))] for u in units}
     above = {i for chain in chains.values() for i in chain}
-    found = {b.org_unit_id: b for b in db.session.scalars(select(Budget).where(Budget.org_unit_id.in_(above)))} if above else {}
+    found = {b.org_unit_id: b for b in db.session.scalars(_budgets_at(dialect()), {"ids": sorted(above)})} if above else {}
     return {uid: next((found[i] for i in chain if i in found), None) for uid, chain in chains.items()}
 
 
@@ -223,14 +223,8 @@ def charge_credits(charges: list[tuple[int, int, int]]) -> None:
     rolls back, so nothing is charged."""
     if not charges:
         return
-    unit_of = dict(
-        db.session.execute(
-            select(Account.id, User.org_unit_id)
-            .join(User, User.id == Account.user_id)
-            .where(Account.id.in_({acc for _, acc, _ in charges}))
-        ).all()
-    )
-    units = db.session.scalars(select(OrgUnit).where(OrgUnit.id.in_({u for u in unit_of.values() if u is not None})))
+    unit_of = dict(db.session.execute(_units_of_accounts(dialect()), {"ids": sorted({acc for _, acc, _ in charges})}).all())
+    units = db.session.scalars(_units_among(dialect()), {"ids": sorted({u for u in unit_of.values() if u is not None})})
     budget_at = budgets_of_units(units)
     shares: dict[int, list[tuple[int, int]]] = {}
     by_id: dict[int, Budget] = {}
@@ -244,6 +238,24 @@ def charge_credits(charges: list[tuple[int, int, int]]) -> None:
         _draw(by_id[budget_id], sum(points for _, points in shares[budget_id]), today)
     rows = [{"transfer_id": tid, "budget_id": bid, "points": p} for bid in sorted(shares) for tid, p in shares[bid]]
     insert_rows(BudgetCharge.__table__, rows)
+
+
+@lru_cache(maxsize=None)
+def _budgets_at(dialect_name: str):
+    return select(Budget).where(among(Budget.org_unit_id, "ids", dialect_name))
+
+
+@lru_cache(maxsize=None)
+def _units_among(dialect_name: str):
+    return select(OrgUnit).where(among(OrgUnit.id, "ids", dialect_name))
+
+
+@lru_cache(maxsize=None)
+def _units_of_accounts(dialect_name: str):
+    """The org unit of the volunteer owning each of the accounts ``ids``."""
+    return select(Account.id, User.org_unit_id).join(User, User.id == Account.user_id).where(
+        among(Account.id, "ids", dialect_name)
+    )
 
 
 def _give_back(budget: Budget, points: int, transfer_id: int, *, exact: bool) -> None:

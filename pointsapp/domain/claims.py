@@ -14,12 +14,12 @@ from functools import lru_cache
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..database import insert_rows, insert_unless_taken
+from ..database import among, dialect, insert_rows, insert_unless_taken
 from ..extensions import db
-from ..models import Account, Activity, ApprovalVote, OrgUnit, PointRule, PointRuleVersion, Transfer, User
+from ..models import Account, Activity, ApprovalVote, OrgUnit, PointRule, PointRuleVersion, RoleGrant, Transfer, User
 from ..models.ledger import ACCOUNT_VOLUNTEER, TRANSFER_CREDIT
 from ..models.rules import (
     STATUS_APPROVED,
@@ -436,14 +436,17 @@ def record_attendance(
     rule, version = _current_version(rule_id)
     _check_date(activity_date, local_today(now))
     parsed_hours = parse_hours(hours) if version.unit == UNIT_HOUR else None
-    volunteers = list(db.session.scalars(select(User).where(User.id.in_(ids)).order_by(User.id)))
+    on = dialect()
+    volunteers = list(db.session.scalars(_users_among(on), {"ids": ids}))
     if len(volunteers) != len(ids):
         raise NotFound()
+    # Their role grants are not loaded (with their units and merchants) only to ask this.
+    volunteering = set(db.session.scalars(_volunteers_among(on), {"ids": ids}))
     days_at = notice.notice_days_for_units({v.org_unit for v in volunteers if v.org_unit is not None})
     notice_days = {v.id: days_at[v.org_unit_id] for v in volunteers if v.org_unit is not None}
     requested = points_for(version, parsed_hours)
     for v in volunteers:
-        if not in_scope(actor, v.org_unit, STAFF_ROLES) or not v.has_role(ROLE_VOLUNTEER):
+        if not in_scope(actor, v.org_unit, STAFF_ROLES) or v.id not in volunteering:
             raise NotFound()
         if v.id == actor.id:
             raise Forbidden(_l("You cannot record points for yourself; another staff member must."))
@@ -487,7 +490,13 @@ def record_attendance(
         ids = insert_rows(Activity.__table__, rows, returning=Activity.__table__.c.id)
     except IntegrityError as exc:
         raise AlreadyRecorded() from exc
-    acts = list(db.session.scalars(select(Activity).where(Activity.id.in_(ids)).order_by(Activity.id)))
+    acts = list(db.session.scalars(_activities_among(on), {"ids": ids}))
+    # Each activity points to objects already loaded: given to it here, they stay with it (the
+    # session holds objects only while something refers to them) and need no query of their own.
+    by_id = {v.id: v for v in volunteers}
+    for act in acts:
+        set_committed_value(act, "volunteer", by_id[act.volunteer_id])
+        set_committed_value(act, "rule_version", version)
     to_credit = [a for a in acts if a.status == STATUS_APPROVED]
     try:
         _credit_batch(to_credit, accounts, version, actor, now)
@@ -505,6 +514,33 @@ def record_attendance(
     return acts
 
 
+# A meeting's attendees, their accounts and activities, read by lists of ids (see database.among).
+
+@lru_cache(maxsize=None)
+def _users_among(dialect_name: str):
+    return (
+        select(User).options(joinedload(User.org_unit), lazyload(User.roles))
+        .where(among(User.id, "ids", dialect_name)).order_by(User.id)
+    )
+
+
+@lru_cache(maxsize=None)
+def _volunteers_among(dialect_name: str):
+    """Those of the users ``ids`` who hold the volunteer role."""
+    return select(RoleGrant.user_id).where(among(RoleGrant.user_id, "ids", dialect_name),
+                                           RoleGrant.role == ROLE_VOLUNTEER).distinct()
+
+
+@lru_cache(maxsize=None)
+def _accounts_of_users(dialect_name: str):
+    return select(Account.user_id, Account.id).where(among(Account.user_id, "ids", dialect_name))
+
+
+@lru_cache(maxsize=None)
+def _activities_among(dialect_name: str):
+    return select(Activity).where(among(Activity.id, "ids", dialect_name)).order_by(Activity.id)
+
+
 def _capped_grants(volunteers: list[User], version: PointRuleVersion, day: date,
                    requested: int | dict[int, int]) -> tuple[dict[int, int], dict[int, tuple[int, str | None]]]:
     """Lock the accounts of volunteers about to be credited for one activity of ``version`` on
@@ -518,9 +554,7 @@ def _capped_grants(volunteers: list[User], version: PointRuleVersion, day: date,
     if not volunteers:
         return {}, {}
     vol_ids = [v.id for v in volunteers]
-    accounts = dict(
-        db.session.execute(select(Account.user_id, Account.id).where(Account.user_id.in_(vol_ids))).all()
-    )
+    accounts = dict(db.session.execute(_accounts_of_users(dialect()), {"ids": vol_ids}).all())
     for v in volunteers:
         if v.id not in accounts:  # a first credit: the account is created on first use
             accounts[v.id] = ledger.account_for_volunteer(v).id
@@ -543,13 +577,13 @@ def _credited_under_rule(volunteer_ids: list[int], rule_id: int, since: date, un
     params = {"volunteer_ids": volunteer_ids, "rule_id": rule_id, "since": since, "until": until}
     if but is not None:
         params["but"] = but
-    return dict(db.session.execute(_credited_under_rule_query(but is not None), params).all())
+    return dict(db.session.execute(_credited_under_rule_query(but is not None, dialect()), params).all())
 
 
 @lru_cache(maxsize=None)
-def _credited_under_rule_query(leaving_one_out: bool):
+def _credited_under_rule_query(leaving_one_out: bool, dialect_name: str):
     query = select(Activity.volunteer_id, func.coalesce(func.sum(Activity.points_credited), 0)).where(
-        Activity.volunteer_id.in_(bindparam("volunteer_ids", expanding=True)),
+        among(Activity.volunteer_id, "volunteer_ids", dialect_name),
         Activity.rule_id == bindparam("rule_id"),
         Activity.status == STATUS_APPROVED,
         Activity.activity_date >= bindparam("since", type_=Activity.activity_date.type),

@@ -146,7 +146,7 @@ from sqlalchemy import Date, and_, bindparam, case, func, insert, literal, or_, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.util import identity_key
 
-from ..database import add_to_rows, array_params, insert_rows, unnest_select
+from ..database import add_to_rows, among, array_params, dialect, insert_rows, unnest_select
 from ..extensions import db
 from ..models import Account, AccountMonth, Entry, LotUse, OrgUnit, PointLot, Transfer, User, Voucher
 from ..models.ledger import (
@@ -229,11 +229,11 @@ def _account_of(kind: str, owner_column: str):
 
 
 @lru_cache(maxsize=None)
-def _lock_accounts():
+def _lock_accounts(dialect_name: str):
     # PostgreSQL sorts first and then locks rows in that order.
     return (
         select(account_t.c.id)
-        .where(account_t.c.id.in_(bindparam("ids", expanding=True)))
+        .where(among(account_t.c.id, "ids", dialect_name))
         .order_by(
             account_t.c.kind.in_((ACCOUNT_ISSUANCE, ACCOUNT_EXPIRY)), account_t.c.kind == ACCOUNT_EXPIRY, account_t.c.id
         )
@@ -359,7 +359,7 @@ def lock_accounts(account_ids) -> None:
     ids = sorted(set(account_ids))
     if not ids:
         return
-    db.session.execute(_lock_accounts(), {"ids": ids}).all()
+    db.session.execute(_lock_accounts(dialect()), {"ids": ids}).all()
 
 
 def _debit(account_id: int, amount: int, *, from_held: bool, unearn: int = 0) -> tuple[int, str]:
@@ -605,15 +605,14 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
     db.session.flush()
     lock_accounts(ids + [issuance_id])
     # Under the locks the balances cannot move: each entry's balance after is computed here.
+    on = dialect()
     rows = {
         acc_id: (balance, kind)
-        for acc_id, balance, kind in db.session.execute(
-            select(account_t.c.id, account_t.c.balance, account_t.c.kind).where(account_t.c.id.in_(ids + [issuance_id]))
-        )
+        for acc_id, balance, kind in db.session.execute(_balances_of(on), {"ids": ids + [issuance_id]})
     }
     if any(rows[i][1] != ACCOUNT_VOLUNTEER for i in ids) or rows[issuance_id][1] != ACCOUNT_ISSUANCE:
         raise ValueError("credit_many credits volunteers' accounts from an issuance account")
-    if db.session.get_bind().dialect.name == "postgresql":
+    if on == "postgresql":
         # One UPDATE ... FROM unnest(ids, amounts) for every volunteer's account (two array
         # parameters, whatever the number of accounts; see database.insert_rows).
         # (each credit's amount travels in the array typed as the ``balance`` column)
@@ -668,6 +667,11 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
     month = month_of(created_at)
     add_to_months([(c.account_id, month, TRANSFER_CREDIT, c.amount) for c in credits])
     return transfer_ids
+
+
+@lru_cache(maxsize=None)
+def _balances_of(dialect_name: str):
+    return select(account_t.c.id, account_t.c.balance, account_t.c.kind).where(among(account_t.c.id, "ids", dialect_name))
 
 
 # -- monthly totals ----------------------------------------------------------------------------

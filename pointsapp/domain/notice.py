@@ -20,9 +20,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import selectinload
 
+from ..database import among, dialect
 from ..extensions import db
 from ..models import Activity, NoticeObjection, OrgUnit, User
 from ..models.rules import (
@@ -57,9 +58,9 @@ def notice_days_for(unit: OrgUnit | None) -> int | None:
 
 
 @lru_cache(maxsize=None)
-def _notice_days_at():
+def _notice_days_at(dialect_name: str):
     return select(OrgUnit.path, OrgUnit.notice_days).where(
-        OrgUnit.path.in_(bindparam("paths", expanding=True)), OrgUnit.notice_days.is_not(None)
+        among(OrgUnit.path, "paths", dialect_name), OrgUnit.notice_days.is_not(None)
     )
 
 
@@ -67,7 +68,7 @@ def notice_days_for_units(units) -> dict[int, int | None]:
     """``notice_days_for`` for many units in one query: unit id -> notice days (or None)."""
     chains = {u.id: list(reversed(ancestor_paths(u))) for u in units}
     above = {p for chain in chains.values() for p in chain}
-    days = dict(db.session.execute(_notice_days_at(), {"paths": sorted(above)}).all()) if above else {}
+    days = dict(db.session.execute(_notice_days_at(dialect()), {"paths": sorted(above)}).all()) if above else {}
     return {uid: next((days[p] for p in chain if p in days), None) for uid, chain in chains.items()}
 
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import DBAPIError
 
-from pointsapp.database import insert_rows, update_rows
+from pointsapp.database import among, dialect, insert_rows, update_rows
 from pointsapp.domain import claims, ledger, org
 from pointsapp.domain.errors import InvalidInput
 from pointsapp.extensions import db
@@ -129,3 +129,70 @@ def test_update_rows_sets_each_rows_own_values(street):
     db.session.expire_all()
     assert [db.session.get(OrgUnit, u.id).name for u in units] == ["改名0", "改名1", "改名2", "改名3"]
     assert update_rows(OrgUnit.__table__, []) is None
+
+
+def test_columns_with_one_value_in_every_row_are_written_into_every_row(street):
+    """A meeting's rule, date, author and time are the same in each of its rows: they travel once
+    (see ``database._split_constant``), and each row still gets them, beside its own values."""
+    s = street
+    version = db.session.scalar(select(PointRuleVersion).where(PointRuleVersion.rule_id == s.meeting.id))
+    at = datetime(2026, 5, 1, 1, 2, 3, 456000, tzinfo=timezone.utc)
+    same = dict(rule_id=s.meeting.id, rule_version_id=version.id, activity_date=yesterday(), hours=None,
+                note="第3次 'quoted' {braced}", source="recorded", status="approved", points_requested=10,
+                created_by_id=s.staff_a.id, created_at=at)
+    people = [s.vol_a, s.vol_b, s.vol_a2, s.vol_a]
+    rows = [dict(volunteer_id=v.id, org_unit_id=v.org_unit_id, batch_key=f"same-{i}",
+                 points_credited=10 if i != 2 else 0, **same) for i, v in enumerate(people)]
+    sent = []
+    keep = lambda conn, cursor, statement, params, *rest: sent.append(params)  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        ids = insert_rows(Activity.__table__, rows, returning=Activity.__table__.c.id)
+        one = insert_rows(Activity.__table__, [dict(rows[0], batch_key="alone")], returning=Activity.__table__.c.id)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", keep)
+    if db.engine.dialect.name == "postgresql":
+        assert {k for k in sent[0] if k.startswith("rows_")} == {
+            "rows_volunteer_id", "rows_org_unit_id", "rows_batch_key", "rows_points_credited"}
+        assert "one_created_at" in sent[0] and sent[0]["one_note"] == same["note"]
+    db.session.commit()
+    db.session.expire_all()
+    for key, row in zip(ids + one, rows + [dict(rows[0], batch_key="alone")]):
+        act = db.session.get(Activity, key)
+        for name, value in row.items():
+            assert getattr(act, name) == value, (name, getattr(act, name), value)
+    assert [db.session.get(Activity, key).batch_key for key in ids] == [f"same-{i}" for i in range(4)]
+
+
+def test_a_value_the_same_in_every_row_and_too_long_for_its_column_is_refused(street):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite does not enforce the length of a text column")
+    s = street
+    version = db.session.scalar(select(PointRuleVersion).where(PointRuleVersion.rule_id == s.meeting.id))
+    rows = [dict(volunteer_id=v.id, org_unit_id=v.org_unit_id, rule_id=s.meeting.id, rule_version_id=version.id,
+                 activity_date=yesterday(), source="recorded", status="pending", points_requested=10,
+                 points_credited=0, cap_note="长" * 256, batch_key=f"long-{i}", created_by_id=s.staff_a.id,
+                 created_at=datetime.now(timezone.utc)) for i, v in enumerate([s.vol_a, s.vol_b])]
+    assert Activity.__table__.c.cap_note.type.length == 255
+    with pytest.raises(DBAPIError, match="too long"):
+        insert_rows(Activity.__table__, rows, returning=Activity.__table__.c.id)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
+
+
+@pytest.mark.parametrize("wanted", [[], [0], "all", "some"])
+def test_a_list_of_values_selects_the_same_rows_as_in(street, wanted):
+    """``database.among`` (``= ANY(array)`` on PostgreSQL) selects exactly what ``IN`` selects,
+    for numbers and texts, with an empty list selecting nothing."""
+    units = list(db.session.scalars(select(OrgUnit).order_by(OrgUnit.id)))
+    chosen = {"all": units, "some": units[1::2]}.get(wanted) if isinstance(wanted, str) else [u for u in units if u.id in wanted]
+    on = dialect()
+    ids = [u.id for u in chosen]
+    paths = [u.path for u in chosen] + ["/0/no-such-node/"]
+    by_id = db.session.scalars(select(OrgUnit.id).where(among(OrgUnit.id, "ids", on)).order_by(OrgUnit.id), {"ids": ids})
+    by_path = db.session.scalars(select(OrgUnit.id).where(among(OrgUnit.path, "paths", on)).order_by(OrgUnit.id),
+                                 {"paths": paths})
+    expected = sorted(ids)
+    assert list(by_id) == expected and list(by_path) == expected
+    if wanted == "all":
+        assert len(expected) > 3
