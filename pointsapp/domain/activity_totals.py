@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
-from sqlalchemy import Integer, case, cast, extract, func, select, text
+from sqlalchemy import Integer, bindparam, case, cast, extract, func, select, text
 
 from ..database import add_to_rows
 from ..extensions import db
@@ -65,15 +66,19 @@ class YearTotals:
 
 def totals_of(volunteer_id: int, year: int) -> YearTotals:
     """The volunteer's lifetime hours and one year's points and hours, from their yearly rows."""
-    this = year_t.c.year == year
-    hours, points, year_hours = db.session.execute(
-        select(
-            func.coalesce(func.sum(year_t.c.centi_hours), 0),
-            func.coalesce(func.sum(case((this, year_t.c.points), else_=0)), 0),
-            func.coalesce(func.sum(case((this, year_t.c.centi_hours), else_=0)), 0),
-        ).where(year_t.c.volunteer_id == volunteer_id)
-    ).one()
+    hours, points, year_hours = db.session.execute(_totals_query(), {"volunteer_id": volunteer_id, "year": year}).one()
     return YearTotals(int(hours), int(points), int(year_hours))
+
+
+@lru_cache(maxsize=None)
+def _totals_query():
+    """Built once: the volunteer's pages run it on every request."""
+    this = year_t.c.year == bindparam("year", type_=year_t.c.year.type)
+    return select(
+        func.coalesce(func.sum(year_t.c.centi_hours), 0),
+        func.coalesce(func.sum(case((this, year_t.c.points), else_=0)), 0),
+        func.coalesce(func.sum(case((this, year_t.c.centi_hours), else_=0)), 0),
+    ).where(year_t.c.volunteer_id == bindparam("volunteer_id"))
 
 
 def _from_activities():

@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 
-from sqlalchemy import Integer, cast, exists, func, or_, select
+from sqlalchemy import Integer, bindparam, cast, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
@@ -313,16 +314,21 @@ def volunteer_totals(volunteer, today: date | None = None, account: Account | No
 def _deducted_from(account_id: int, period: Period) -> int:
     """Return the points deducted from one account in a period: its deduction transfers, read
     through their partial index (not every entry of the account, which grows with its history)."""
-    return int(db.session.scalar(
-        select(func.coalesce(func.sum(Transfer.amount), 0))
-        .where(
-            Transfer.from_account_id == account_id,
-            Transfer.kind == TRANSFER_DEDUCTION,
-            _not_reversed(),
-            Transfer.created_at >= utc_start_of(period.start),
-            Transfer.created_at < utc_start_of(period.end),
-        )
-    ))
+    return int(db.session.scalar(_deducted_query(), {
+        "account_id": account_id, "since": utc_start_of(period.start), "until": utc_start_of(period.end)}))
+
+
+@lru_cache(maxsize=None)
+def _deducted_query():
+    """Built once: the volunteer's pages run it on every request."""
+    at = Transfer.created_at
+    return select(func.coalesce(func.sum(Transfer.amount), 0)).where(
+        Transfer.from_account_id == bindparam("account_id"),
+        Transfer.kind == TRANSFER_DEDUCTION,
+        _not_reversed(),
+        at >= bindparam("since", type_=at.type),
+        at < bindparam("until", type_=at.type),
+    )
 
 
 def set_honour_display(volunteer: User, choice: str) -> User:

@@ -953,15 +953,20 @@ def expiring_soon(account_id: int, today: date | None = None, days: int = 30, he
     the earliest such last day."""
     today = today or _today()
     horizon = today + timedelta(days=days)
-    total, first = db.session.execute(
-        select(func.coalesce(func.sum(lot_t.c.remaining), 0), func.min(lot_t.c.expires_on)).where(
-            lot_t.c.account_id == account_id, lot_t.c.remaining > 0, lot_t.c.expires_on < horizon
-        )
-    ).one()
+    total, first = db.session.execute(_expiring_query(), {"account_id": account_id, "horizon": horizon}).one()
     if held is None:
         held = db.session.scalar(select(account_t.c.held).where(account_t.c.id == account_id)) or 0
     points = max(0, total - held)
     return Expiring(points, first if points else None)
+
+
+@lru_cache(maxsize=None)
+def _expiring_query():
+    """Built once: the volunteer's home page runs it on every request."""
+    return select(func.coalesce(func.sum(lot_t.c.remaining), 0), func.min(lot_t.c.expires_on)).where(
+        lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > 0,
+        lot_t.c.expires_on < bindparam("horizon", type_=lot_t.c.expires_on.type),
+    )
 
 
 def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Transfer:

@@ -1,9 +1,12 @@
 """HTML blueprints, one per audience, and the error pages."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 from flask import Flask, current_app, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import HTTPException
 
@@ -19,8 +22,14 @@ def wants_json() -> bool:
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
 
 
-def register_web(app: Flask) -> None:
+@lru_cache(maxsize=None)
+def _user_with_roles():
     from ..models import User
+
+    return select(User).options(joinedload(User.roles)).where(User.id == bindparam("user_id"))
+
+
+def register_web(app: Flask) -> None:
     from . import admin, auth, health, merchant, pwa, security, staff, template_helpers, tokens, volunteer
     from . import settlement as settlement_pages
     from . import reports as report_pages
@@ -36,10 +45,11 @@ def register_web(app: Flask) -> None:
     @login_manager.user_loader
     def load_user(user_id: str):
         try:
-            # The person and their role grants in one statement: every page checks a role.
-            user = db.session.get(User, int(user_id), options=[joinedload(User.roles)])
+            user_id = int(user_id)
         except (TypeError, ValueError):
             return None
+        # The person and their role grants in one statement (built once): every page checks a role.
+        user = db.session.scalars(_user_with_roles(), {"user_id": user_id}).unique().one_or_none()
         # A deactivated person, or a session ended by logout or a password change elsewhere,
         # is anonymous from its next request on.
         if user is None or not user.is_active or not security.session_matches(user):

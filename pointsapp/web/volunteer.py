@@ -4,6 +4,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from flask import (
     Blueprint,
@@ -20,7 +21,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import Integer, bindparam, select
 from sqlalchemy.orm import selectinload
 
 from ..domain import claims, honours, ledger, rules, uploads, vouchers
@@ -50,7 +51,33 @@ def _me() -> User:
 
 
 def _account() -> Account | None:
-    return db.session.scalar(select(Account).where(Account.user_id == current_user.id))
+    return db.session.scalar(_own_account(), {"user_id": current_user.id})
+
+
+# The statements every volunteer page runs are built once (and run with parameters).
+
+@lru_cache(maxsize=None)
+def _own_account():
+    return select(Account).where(Account.user_id == bindparam("user_id"))
+
+
+@lru_cache(maxsize=None)
+def _entries_query(paged: bool):
+    """The account's entries, newest first (before entry ``before`` when ``paged``), ``limit`` of them."""
+    query = (
+        select(
+            Entry.id, Entry.amount, Entry.balance_after,
+            Transfer.id, Transfer.kind, Transfer.reason, Transfer.created_at, Transfer.voucher_id,
+            Activity.activity_date, PointRuleVersion.name_zh, PointRuleVersion.name_en,
+        )
+        .join(Transfer, Transfer.id == Entry.transfer_id)
+        .outerjoin(Activity, Activity.id == Transfer.activity_id)
+        .outerjoin(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
+        .where(Entry.account_id == bindparam("account_id"))
+        .order_by(Entry.id.desc())
+        .limit(bindparam("limit", type_=Integer))
+    )
+    return query.where(Entry.id < bindparam("before")) if paged else query
 
 
 def _before_arg() -> int | None:
@@ -75,22 +102,10 @@ def _entries(account: Account | None, before: int | None, limit: int) -> tuple[l
     three times as long)."""
     if account is None:
         return [], False
-    query = (
-        select(
-            Entry.id, Entry.amount, Entry.balance_after,
-            Transfer.id, Transfer.kind, Transfer.reason, Transfer.created_at, Transfer.voucher_id,
-            Activity.activity_date, PointRuleVersion.name_zh, PointRuleVersion.name_en,
-        )
-        .join(Transfer, Transfer.id == Entry.transfer_id)
-        .outerjoin(Activity, Activity.id == Transfer.activity_id)
-        .outerjoin(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
-        .where(Entry.account_id == account.id)
-        .order_by(Entry.id.desc())
-        .limit(limit + 1)
-    )
+    params = {"account_id": account.id, "limit": limit + 1}
     if before:
-        query = query.where(Entry.id < before)
-    rows = db.session.execute(query).all()
+        params["before"] = before
+    rows = db.session.execute(_entries_query(bool(before)), params).all()
     more, rows = len(rows) > limit, rows[:limit]
     voucher_ids = {row.voucher_id for row in rows if row.voucher_id is not None}
     names = {
