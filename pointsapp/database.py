@@ -219,7 +219,7 @@ def add_to_rows(table: Table, rows: list[dict], *, key: list[str], per_statement
     if not rows:
         return
     names = tuple(rows[0])
-    if db.session.get_bind().dialect.name == "postgresql":
+    if dialect() == "postgresql":
         stmt = _add_from_arrays(table, names, tuple(key))
         for i in range(0, len(rows), per_statement):
             db.session.execute(stmt, array_params(rows[i:i + per_statement], names))
@@ -238,7 +238,7 @@ def insert_unless_taken(table: Table, row: dict, *, key: list[str], returning: C
     transaction not yet committed makes this one wait for it (PostgreSQL), as the unique index
     would; on SQLite the writer holds the database's write lock.
     """
-    stmt = _insert_or_nothing(db.session.get_bind().dialect.name, table, tuple(row), tuple(key), returning)
+    stmt = _insert_or_nothing(dialect(), table, tuple(row), tuple(key), returning)
     return db.session.execute(stmt, row).scalar()
 
 
@@ -249,7 +249,7 @@ def update_rows(table: Table, rows: list[dict], *, key: str = "id") -> None:
     if not rows:
         return
     names = tuple(rows[0])
-    if db.session.get_bind().dialect.name != "postgresql":
+    if dialect() != "postgresql":
         others = [name for name in names if name != key]
         db.session.execute(
             update(table).where(table.c[key] == bindparam(f"row_{key}")).values({n: bindparam(f"row_{n}") for n in others}),

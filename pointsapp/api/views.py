@@ -600,7 +600,7 @@ def person_show(user_id: int):
 def person_balance(user_id: int):
     """The balance of a volunteer in the admin's subtrees."""
     person = people.person_in_scope(_admin(), user_id)
-    account = db.session.scalar(select(Account).where(Account.user_id == person.id))
+    account = ledger.volunteer_account(person.id)
     if account is None:
         raise NotFound()
     return respond(BalanceOut().dump(_balance_with_expiry(account.id)))
@@ -633,7 +633,7 @@ def person_transfers(user_id: int):
     """The transfers in and out of a volunteer's account, newest first (reversals reference ``reverses_id``)."""
     person = people.person_in_scope(_admin(), user_id)
     args = load_args(PageArgs)
-    account = db.session.scalar(select(Account).where(Account.user_id == person.id))
+    account = ledger.volunteer_account(person.id)
     if account is None:
         return respond({"items": [], "next_cursor": None})
     query = select(Transfer).where(

@@ -202,6 +202,11 @@ def _account(kind: str, **owner) -> Account:
     return acc
 
 
+def volunteer_account(user_id: int) -> Account | None:
+    """Return the volunteer's account, or None before their first credit (nothing is created)."""
+    return db.session.scalar(_account_of(ACCOUNT_VOLUNTEER, "user_id"), {"owner_id": user_id})
+
+
 def account_for_volunteer(user: User) -> Account:
     """Return the volunteer's account, creating it on first use."""
     return _account(ACCOUNT_VOLUNTEER, user_id=user.id)

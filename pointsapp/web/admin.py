@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
-from ..domain import audit, claims, people, rules, uploads, vouchers
+from ..domain import audit, claims, ledger, people, rules, uploads, vouchers
 from ..domain.access import (
     managed_merchants_query,
     require_admin_of,
@@ -38,7 +38,6 @@ from ..forms import (
     title_choices,
 )
 from ..models import (
-    Account,
     AuditRecord,
     Merchant,
     OrgLevel,
@@ -463,7 +462,7 @@ def _grant_form(form: GrantRoleForm) -> GrantRoleForm:
 
 
 def _person_page(person: User, form: GrantRoleForm, status: int = 200, temporary_password: str | None = None):
-    account = db.session.scalar(select(Account).where(Account.user_id == person.id))
+    account = ledger.volunteer_account(person.id)
     return render_template(
         "admin/person.html", person=person, account=account, form=form, temporary_password=temporary_password
     ), status
@@ -579,7 +578,7 @@ def audit_log():
 
 
 def _ledger_page(person: User, rejecting: tuple[int, ReverseForm] | None = None, status: int = 200):
-    account = db.session.scalar(select(Account).where(Account.user_id == person.id))
+    account = ledger.volunteer_account(person.id)
     transfers: list[Transfer] = []
     reversed_ids: set[int] = set()
     before = request.args.get("before", type=db_int)

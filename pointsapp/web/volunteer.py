@@ -51,15 +51,10 @@ def _me() -> User:
 
 
 def _account() -> Account | None:
-    return db.session.scalar(_own_account(), {"user_id": current_user.id})
+    return ledger.volunteer_account(current_user.id)
 
 
 # The statements every volunteer page runs are built once (and run with parameters).
-
-@lru_cache(maxsize=None)
-def _own_account():
-    return select(Account).where(Account.user_id == bindparam("user_id"))
-
 
 @lru_cache(maxsize=None)
 def _entries_query(paged: bool):
