@@ -9,9 +9,10 @@ new_activation_code``), listed in the result for the admin to hand out, which th
 with the first time and then replaces with a password of their own. So an import costs no
 argon2id hash per person (about 0.2 s each), and no password travels in a spreadsheet.
 
-The import is set-based, so that a roster of thousands of people takes seconds: the street's
-nodes and the people with the file's usernames are read once, at the start; each row is then
-checked in memory against them and against the rows before it (nothing is read per row), and the
+The import is set-based, so that a roster of thousands of people takes seconds: the nodes the
+file can reach (the street and the subtrees of the nodes its first level column names, not the
+whole street) and the people with the file's usernames are read once, at the start; each row is
+then checked in memory against them and against the rows before it (nothing is read per row), and the
 rows are written in batches of ``BATCH``: the new nodes level by level (``org.insert_units``),
 then the people with everything ``people.create_person`` gives one person (their role grant,
 ledger account and audit record, ``people.create_people``): a few statements per batch, however
@@ -35,9 +36,10 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Callable, Generator
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from ..database import among, dialect
 from ..extensions import db
 from ..models import OrgLevel, OrgUnit, User
 from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, TITLES
@@ -167,6 +169,7 @@ def import_steps(actor: User, rows: list[list[str]]) -> Generator[int, None, Imp
         result.errors.append((1, exc.message))
         return result
     plan = _Plan(actor, _street_of(actor), {lv.rank: lv for lv in levels_below_street()}, level_cols, person_cols)
+    plan.read_nodes(rows[1:])
     plan.look_up_usernames(rows[1:])
     taken: list[_Row] = []  # checked rows not written yet
     for number, row in enumerate(rows[1:], start=2):
@@ -191,6 +194,9 @@ def import_steps(actor: User, rows: list[list[str]]) -> Generator[int, None, Imp
 # Rows written together: progress is shown batch by batch, and a batch's writes are a few
 # statements however many people it holds.
 BATCH = 500
+# A file naming more top-level nodes than this has the street's whole tree read in one statement,
+# rather than a condition per subtree.
+TOPS_READ_APART = 20
 
 
 @dataclass(eq=False)
@@ -218,22 +224,34 @@ class _Plan:
 
     def __init__(self, actor, street, levels, level_cols, person_cols):
         self.actor, self.levels, self.level_cols, self.person_cols = actor, levels, level_cols, person_cols
-        nodes = {
-            r.id: (_Node(r.id, r.path, r.name), r.parent_id)
-            for r in db.session.execute(
-                select(OrgUnit.id, OrgUnit.parent_id, OrgUnit.name, OrgUnit.path)
-                .where(OrgUnit.path.startswith(street.path, autoescape=True))
-            )
-        }
+        self.street_unit = street
+        # lower(username) -> (full name, node (or node id outside the nodes read), title, phone),
+        # for the existing people and those of the rows taken.
+        self.people: dict[str, tuple] = {}
+
+    def read_nodes(self, rows: list[list[str]]) -> None:
+        """Read the nodes the rows can reach: the street, and the subtrees of the street's
+        children that the first level column names (a row's nodes hang below the node its first
+        level cell names). A street has thousands of nodes and a file usually fills one
+        community or a few: reading only those keeps the start of an import short."""
+        street = self.street_unit
+        tops = sorted({_cell(row, self.level_cols[min(self.level_cols)]) for row in rows} - {""}) \
+            if self.level_cols else []
+        cols = (OrgUnit.id, OrgUnit.parent_id, OrgUnit.name, OrgUnit.path)
+        if len(tops) > TOPS_READ_APART:
+            reach = OrgUnit.path.startswith(street.path, autoescape=True)
+        else:
+            paths = list(db.session.scalars(select(OrgUnit.path).where(
+                OrgUnit.parent_id == street.id, OrgUnit.name.in_(tops)))) if tops else []
+            reach = or_(OrgUnit.id == street.id, *(OrgUnit.path.startswith(p, autoescape=True) for p in paths))
+        rows_read = db.session.execute(select(*cols).where(reach))
+        nodes = {r.id: (_Node(r.id, r.path, r.name), r.parent_id) for r in rows_read}
         self.street = nodes[street.id][0]
-        # (parent node, name) -> node, for the existing nodes and those of the rows taken.
+        # (parent node, name) -> node, for the nodes read and those of the rows taken.
         self.children: dict[tuple[_Node, str], _Node] = {
             (nodes[parent_id][0], node.name): node for node, parent_id in nodes.values() if parent_id in nodes
         }
         self.nodes_by_id = {node_id: node for node_id, (node, _) in nodes.items()}
-        # lower(username) -> (full name, node (or node id outside the street), title, phone), for
-        # the existing people and those of the rows taken.
-        self.people: dict[str, tuple] = {}
 
     def look_up_usernames(self, rows: list[list[str]]) -> None:
         """Read the existing people with the file's usernames (case-insensitively)."""
@@ -339,8 +357,9 @@ def _clashing(taken: list[_Row]) -> list[_Row]:
 
 def _people_named(lowered: list[str], *columns):
     """Yield ``columns`` of the people whose lowercased username is in ``lowered``, 5,000 names a query."""
+    named = among(func.lower(User.username, type_=String), "names", dialect())
     for i in range(0, len(lowered), 5000):
-        yield from db.session.execute(select(*columns).where(func.lower(User.username).in_(lowered[i:i + 5000])))
+        yield from db.session.execute(select(*columns).where(named), {"names": lowered[i:i + 5000]})
 
 
 def _cell(row: list[str], index: int | None) -> str:

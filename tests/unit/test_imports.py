@@ -437,3 +437,47 @@ def test_a_username_taken_meanwhile_is_reported_on_its_row_and_nothing_is_writte
     assert result.codes == []
     db.session.rollback()
     assert counts() == before
+
+
+def test_only_the_street_and_the_subtrees_of_the_communities_named_are_read(street):
+    """A street has thousands of nodes; a file filling one community reads that community's."""
+    from pointsapp.domain import imports
+
+    level_cols, person_cols = imports._columns(HEADER)
+    levels = {lv.rank: lv for lv in imports.levels_below_street()}
+    plan = imports._Plan(street.street_admin, street.street, levels, level_cols, person_cols)
+    plan.read_nodes([["青山社区", "第一网格", "", "", "qs1", "甲", "", ""], ["和平社区", "", "", "", "", "", "", ""]])
+    community_a = {u.id for u in db.session.scalars(select(OrgUnit).where(OrgUnit.path.startswith(street.community_a.path)))}
+    assert set(plan.nodes_by_id) == {street.street.id} | community_a
+    assert street.community_b.id not in plan.nodes_by_id and street.grid_b.id not in plan.nodes_by_id
+
+    whole = imports._Plan(street.street_admin, street.street, levels, level_cols, person_cols)
+    whole.read_nodes([[f"社区{i}", "", "", "", "", "", "", ""] for i in range(imports.TOPS_READ_APART + 1)])
+    in_street = {u.id for u in db.session.scalars(select(OrgUnit).where(OrgUnit.path.startswith(street.street.path)))}
+    assert set(whole.nodes_by_id) == in_street
+
+
+@pytest.mark.parametrize("apart", [20, 0], ids=["subtrees", "whole street"])
+def test_an_import_does_the_same_whether_subtrees_or_the_whole_street_are_read(street, monkeypatch, apart):
+    from pointsapp.domain import imports
+
+    monkeypatch.setattr(imports, "TOPS_READ_APART", apart)
+    rows = GOOD + [
+        ["青山社区", "第一网格", "1号楼", "1单元", "vol_a", "张秀华", "", "单元长"],  # exists, same details
+        ["友谊社区", "第一网格", "9号楼", "", "vol_b", "孙丽", "", "楼长"],  # exists, same details
+        ["", "", "", "", "lz-street", "街道志愿者", "", ""],  # placed at the street itself
+    ]
+    result = import_people(street.street_admin, rows)
+    assert result.errors == []
+    assert (result.rows, result.people_created, result.units_created, result.unchanged) == (7, 4, 6, 2)
+    db.session.commit()
+    assert db.session.scalar(select(User).where(User.username == "lz-street")).org_unit_id == street.street.id
+    before = counts()
+    again = import_people(street.street_admin, rows)
+    assert (again.errors, again.unchanged) == ([], 7)
+    assert counts() == before
+
+    # A person living in a community the file does not name is someone else, not "unchanged".
+    moved = import_people(street.street_admin, [HEADER, ["新华社区", "第1网格", "", "", "vol_b", "孙丽", "", "楼长"]])
+    db.session.rollback()
+    assert [n for n, _ in moved.errors] == [2] and "vol_b" in moved.errors[0][1]
