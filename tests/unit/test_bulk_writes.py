@@ -196,3 +196,34 @@ def test_a_list_of_values_selects_the_same_rows_as_in(street, wanted):
     assert list(by_id) == expected and list(by_path) == expected
     if wanted == "all":
         assert len(expected) > 3
+
+
+def test_texts_with_every_kind_of_punctuation_go_in_and_are_found_as_given(street):
+    """Array parameters carry each text exactly: quotes, backslashes, commas, braces, newlines,
+    the word NULL, an empty text and a missing one (on PostgreSQL, in the binary array format,
+    where nothing is escaped)."""
+    s = street
+    texts = ['{"a": "b,c"}', "back\\slash \\\\ two", "NULL", "", None, "line\nbreak\ttab", 'say "hi", {x}',
+             "全角，标点“引号”", "  spaced  "]
+    version = db.session.scalar(select(PointRuleVersion).where(PointRuleVersion.rule_id == s.patrol.id))
+    rows = [
+        dict(volunteer_id=s.vol_a.id, org_unit_id=s.vol_a.org_unit_id, rule_id=s.patrol.id,
+             rule_version_id=version.id, activity_date=yesterday(), hours=None, note=text, source="recorded",
+             status="pending", points_requested=1, points_credited=0, batch_key=f"punct-{i}",
+             created_by_id=s.staff_a.id, created_at=datetime(2026, 3, 31, tzinfo=timezone.utc), notice_until=None)
+        for i, text in enumerate(texts)
+    ]
+    ids = insert_rows(Activity.__table__, rows, returning=Activity.__table__.c.id)
+    db.session.commit()
+    notes = dict(db.session.execute(select(Activity.id, Activity.note).where(Activity.id.in_(ids))).all())
+    assert [notes[i] for i in ids] == texts
+    wanted = [t for t in texts if t is not None]
+    found = db.session.scalars(select(Activity.note).where(among(Activity.note, "notes", dialect()),
+                                                           Activity.id.in_(ids)), {"notes": wanted})
+    assert sorted(found) == sorted(wanted)
+    if dialect() == "postgresql":
+        from psycopg.adapt import PyFormat
+        from psycopg.types.array import ListBinaryDumper
+
+        adapters = db.session.connection().connection.dbapi_connection.adapters
+        assert adapters.get_dumper(list, PyFormat.AUTO) is ListBinaryDumper
