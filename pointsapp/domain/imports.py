@@ -197,6 +197,9 @@ BATCH = 500
 # A file naming more top-level nodes than this has the street's whole tree read in one statement,
 # rather than a condition per subtree.
 TOPS_READ_APART = 20
+# A CSV file can hold NUL characters, which PostgreSQL refuses in any text: such a row is refused
+# with its number, and its cells are kept out of the statements that read the nodes and people.
+NUL = "\x00"
 
 
 @dataclass(eq=False)
@@ -235,8 +238,8 @@ class _Plan:
         level cell names). A street has thousands of nodes and a file usually fills one
         community or a few: reading only those keeps the start of an import short."""
         street = self.street_unit
-        tops = sorted({_cell(row, self.level_cols[min(self.level_cols)]) for row in rows} - {""}) \
-            if self.level_cols else []
+        tops = sorted(n for n in {_cell(row, self.level_cols[min(self.level_cols)]) for row in rows}
+                      if n and NUL not in n) if self.level_cols else []
         cols = (OrgUnit.id, OrgUnit.parent_id, OrgUnit.name, OrgUnit.path)
         if len(tops) > TOPS_READ_APART:
             reach = OrgUnit.path.startswith(street.path, autoescape=True)
@@ -255,13 +258,17 @@ class _Plan:
 
     def look_up_usernames(self, rows: list[list[str]]) -> None:
         """Read the existing people with the file's usernames (case-insensitively)."""
-        names = sorted({_cell(row, self.person_cols.get("username")).lower() for row in rows} - {""})
+        names = sorted(n for n in {_cell(row, self.person_cols.get("username")).lower() for row in rows}
+                       if n and NUL not in n)
         for r in _people_named(names, User.username, User.full_name, User.org_unit_id, User.title, User.phone):
             node = self.nodes_by_id.get(r.org_unit_id, r.org_unit_id)
             self.people[r.username.lower()] = (r.full_name, node, r.title, r.phone or None)
 
     def take(self, number: int, row: list[str]) -> _Row:
         """Check one row against the database and the rows before; raise ``PointsError`` for a bad one."""
+        if any(NUL in (cell or "") for cell in row):
+            raise InvalidInput("This row holds an invisible control character (NUL) that no field can store; "
+                               "save the file again from the spreadsheet program and import it again.")
         names = [(rank, _cell(row, self.level_cols[rank])) for rank in sorted(self.level_cols)]
         while names and not names[-1][1]:
             names.pop()

@@ -481,3 +481,17 @@ def test_an_import_does_the_same_whether_subtrees_or_the_whole_street_are_read(s
     moved = import_people(street.street_admin, [HEADER, ["新华社区", "第1网格", "", "", "vol_b", "孙丽", "", "楼长"]])
     db.session.rollback()
     assert [n for n, _ in moved.errors] == [2] and "vol_b" in moved.errors[0][1]
+
+
+def test_rows_holding_a_nul_character_are_refused_with_their_numbers(street):
+    """A CSV file can carry NUL characters, which PostgreSQL refuses in any text: each such row
+    is named, whichever cell holds it, and nothing is written."""
+    before = counts()
+    csv = "社区,网格,用户名,姓名\n青山\x00社区,第一网格,,\n青山社区,第一网格,nul\x00user,甲\n青山社区,第一网格,ok1,乙\x00\n" \
+          "青山社区,第一网格,ok2,丙\n"
+    rows = read_rows(csv.encode("utf-8"), "roster.csv")
+    result = import_people(street.street_admin, rows)
+    db.session.rollback()
+    assert [n for n, _ in result.errors] == [2, 3, 4]
+    assert all("NUL" in message for _, message in result.errors)
+    assert counts() == before
