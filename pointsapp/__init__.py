@@ -128,7 +128,12 @@ def _engine_options(app: Flask) -> None:
             connect_args = opts.setdefault("connect_args", {})
             connect_args["options"] = _with_jit_off(connect_args.get("options") or _url_options(uri))
     elif uri.startswith("sqlite"):
-        opts.setdefault("connect_args", {}).setdefault("timeout", 30)
+        from .database import QueuedSQLiteConnection
+
+        connect_args = opts.setdefault("connect_args", {})
+        connect_args.setdefault("timeout", 30)
+        # Writers of one process queue for the database file instead of polling for it.
+        connect_args.setdefault("factory", QueuedSQLiteConnection)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = opts
 
 

@@ -4,6 +4,11 @@ SQLite: WAL, a busy timeout, foreign keys, and SQLAlchemy's documented pysqlite 
 every write transaction starts with ``BEGIN IMMEDIATE``: writers queue for the lock at the start
 instead of failing with "database is locked" when they try to upgrade a read lock. Read-only
 requests begin DEFERRED (see ``sqlite_begin_mode``); in WAL mode they read beside the writer.
+Within a process, writers to one database file also queue on a lock of their own
+(``QueuedSQLiteConnection``) before their ``BEGIN IMMEDIATE``, and the one that finishes wakes the
+next at once. SQLite's own wait for a busy database is a sleep that grows to 100 ms between tries,
+so without the queue a writer that came second often slept long after the first had committed:
+one approval in a hundred took over a second with eight at a time.
 
 PostgreSQL: the same read-only requests begin ``READ ONLY`` (psycopg's ``BEGIN READ ONLY``, no
 extra round trip) and end with a COMMIT, which then has nothing to write, instead of a ROLLBACK:
@@ -13,6 +18,10 @@ again. The READ ONLY is what makes the COMMIT safe: a read-only request cannot w
 """
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
+import time
 from contextvars import ContextVar
 from functools import lru_cache
 
@@ -29,6 +38,114 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # DEFERRED so that they never wait for, nor hold up, a writer; everything else (POSTs, CLI
 # commands, tests) begins IMMEDIATE and so takes the write lock before its first read.
 sqlite_begin_mode: ContextVar[str] = ContextVar("sqlite_begin_mode", default="IMMEDIATE")
+
+
+class _WriterQueue:
+    """The queue of one database file's writers: a lock for this process's threads, and a lock
+    file (``<database>-writer``, ``flock``) for the processes. The process lock is waited for
+    without polling; the lock file is tried every millisecond, by one thread of a process at a
+    time. SQLite's own lock is still what guards the data: a writer that gives up on the queue
+    fails as a busy database does, and one that does not use it (another program) is waited for
+    with the busy timeout as before. The lock file is opened for each turn and closed after it,
+    so that a forked process never shares its parent's lock, and nothing is left open."""
+
+    def __init__(self, path: str):
+        self.threads = threading.Lock()
+        self.path = path + "-writer"
+        self.fd: int | None = None
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for this process's turn and then the file's; say
+        whether both were taken."""
+        import fcntl
+
+        deadline = time.monotonic() + timeout
+        if not self.threads.acquire(timeout=timeout):
+            return False
+        fd = None
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    self.fd = fd
+                    return True
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.001)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            self.threads.release()
+            raise
+        os.close(fd)
+        self.threads.release()
+        return False
+
+    def release(self) -> None:
+        fd, self.fd = self.fd, None
+        try:
+            os.close(fd)  # which releases the file's lock
+        finally:
+            self.threads.release()
+
+
+_writer_queues: dict[str, _WriterQueue] = {}
+_writer_queues_guard = threading.Lock()
+
+
+def _writer_lock(database: str) -> _WriterQueue | None:
+    """The queue of the writers to the database file ``database`` (None for a database in
+    memory, which each connection has to itself)."""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    path = os.path.realpath(database)
+    with _writer_queues_guard:
+        return _writer_queues.setdefault(path, _WriterQueue(path))
+
+
+class QueuedSQLiteConnection(sqlite3.Connection):
+    """A pysqlite connection whose write transactions queue for their database file
+    (``_WriterQueue``): ``begin_write`` joins the queue, waiting at most the connection's
+    ``timeout`` and then failing as a busy database does, and the commit, rollback or close that
+    ends the transaction hands the file to the next writer."""
+
+    def __init__(self, database, *args, **kwargs):
+        super().__init__(database, *args, **kwargs)
+        self._queue = None if kwargs.get("uri") else _writer_lock(os.fspath(database))
+        self._timeout = float(kwargs.get("timeout", 5.0))
+        self._queued = False
+
+    def begin_write(self) -> None:
+        if self._queue is None or self._queued:
+            return
+        if not self._queue.acquire(self._timeout):
+            raise sqlite3.OperationalError("database is locked")
+        self._queued = True
+
+    def leave_queue(self) -> None:
+        if self._queued:
+            self._queued = False
+            self._queue.release()
+
+    def commit(self):
+        try:
+            super().commit()
+        finally:
+            self.leave_queue()
+
+    def rollback(self):
+        try:
+            super().rollback()
+        finally:
+            self.leave_queue()
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            self.leave_queue()
 
 
 def reads_only() -> bool:
@@ -74,7 +191,19 @@ def configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        conn.exec_driver_sql("BEGIN DEFERRED" if sqlite_begin_mode.get() == "DEFERRED" else "BEGIN IMMEDIATE")
+        if sqlite_begin_mode.get() == "DEFERRED":
+            conn.exec_driver_sql("BEGIN DEFERRED")
+            return
+        dbapi = conn.connection.dbapi_connection
+        queued = isinstance(dbapi, QueuedSQLiteConnection)
+        if queued:
+            dbapi.begin_write()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if queued:
+                dbapi.leave_queue()
+            raise
 
 
 def dialect() -> str:

@@ -1,0 +1,182 @@
+"""SQLite's writers queue for their database file (``database.QueuedSQLiteConnection``).
+
+A writer takes its process's lock of the file and then the lock file beside the database before
+its ``BEGIN IMMEDIATE``; the commit, rollback or close that ends its transaction hands both to the
+next writer. These tests use the database file directly, whichever database the suite runs on.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from pointsapp import create_app
+from pointsapp.database import QueuedSQLiteConnection, _writer_lock, sqlite_begin_mode
+from pointsapp.extensions import db
+
+
+def connect(path, timeout=5.0) -> QueuedSQLiteConnection:
+    conn = sqlite3.connect(str(path), timeout=timeout, factory=QueuedSQLiteConnection, check_same_thread=False)
+    conn.isolation_level = None  # as the app's engine: the BEGIN is ours
+    return conn
+
+
+def begin_write(conn) -> None:
+    conn.begin_write()
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except BaseException:
+        conn.leave_queue()
+        raise
+
+
+@pytest.fixture
+def dbfile(tmp_path):
+    path = tmp_path / "queue.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (n INTEGER)")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def lock_file_is_taken(path) -> bool:
+    fd = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_second_writer_waits_in_the_queue_and_goes_on_when_the_first_commits(dbfile):
+    first, second = connect(dbfile), connect(dbfile)
+    begin_write(first)
+    first.execute("INSERT INTO t VALUES (1)")
+    queue = _writer_lock(str(dbfile))
+    assert queue.threads.locked() and lock_file_is_taken(dbfile)
+
+    began = threading.Event()
+    seen = []
+
+    def writer():
+        begin_write(second)
+        began.set()
+        seen.append(second.execute("SELECT count(*) FROM t").fetchone()[0])
+        second.execute("INSERT INTO t VALUES (2)")
+        second.commit()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    assert not began.wait(0.3)  # queued behind the first writer, not inside a transaction
+    first.commit()
+    t.join(10)
+    assert began.is_set() and seen == [1]  # it began after the commit, and saw the first row
+    assert not queue.threads.locked() and not lock_file_is_taken(dbfile)
+    assert [r[0] for r in first.execute("SELECT n FROM t ORDER BY n")] == [1, 2]
+    first.close()
+    second.close()
+
+
+def test_a_writer_that_waits_too_long_fails_as_a_busy_database_and_leaves_the_queue(dbfile):
+    holder, impatient = connect(dbfile), connect(dbfile, timeout=0.2)
+    begin_write(holder)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        begin_write(impatient)
+    assert not impatient.in_transaction
+    holder.rollback()
+    queue = _writer_lock(str(dbfile))
+    assert not queue.threads.locked() and not lock_file_is_taken(dbfile)
+    begin_write(impatient)  # its turn now
+    impatient.execute("INSERT INTO t VALUES (3)")
+    impatient.commit()
+    assert holder.execute("SELECT n FROM t").fetchall() == [(3,)]
+    holder.close()
+    impatient.close()
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback", "close"])
+def test_whatever_ends_the_transaction_hands_on_the_queue(dbfile, end):
+    conn = connect(dbfile)
+    begin_write(conn)
+    getattr(conn, end)()
+    queue = _writer_lock(str(dbfile))
+    assert not queue.threads.locked() and not lock_file_is_taken(dbfile)
+    other = connect(dbfile, timeout=0)
+    begin_write(other)
+    other.rollback()
+    other.close()
+    if end != "close":
+        conn.close()
+
+
+def test_a_writer_of_another_process_holds_the_queue_until_it_is_done(dbfile):
+    """The lock file is what orders processes: while another process holds it, this one's
+    writer waits, and fails as a busy database past its timeout."""
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys\n"
+         f"fd = os.open({str(dbfile) + '-writer'!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "print('held', flush=True)\n"
+         "sys.stdin.readline()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "held"
+        conn = connect(dbfile, timeout=0.3)
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            begin_write(conn)
+        assert not _writer_lock(str(dbfile)).threads.locked()  # gave its process's turn back too
+        child.stdin.write("\n")
+        child.stdin.flush()
+        child.wait(10)
+        begin_write(conn)
+        conn.execute("INSERT INTO t VALUES (4)")
+        conn.commit()
+        conn.close()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_a_database_in_memory_has_no_queue():
+    conn = sqlite3.connect(":memory:", factory=QueuedSQLiteConnection)
+    conn.isolation_level = None
+    begin_write(conn)
+    assert conn._queue is None and not conn._queued
+    conn.rollback()
+    conn.close()
+
+
+def test_the_apps_writers_queue_and_its_readers_do_not(dbfile, tmp_path, monkeypatch):
+    """Through the app's engine: a write transaction (BEGIN IMMEDIATE) takes the queue, a read
+    (BEGIN DEFERRED, as a GET's) does not, and reads beside the writer."""
+    monkeypatch.setenv("POINTS_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{dbfile}", "SECRET_KEY": "k", "TESTING": True})
+    queue = _writer_lock(str(dbfile))
+    with app.app_context():
+        try:
+            with db.engine.connect() as writer:
+                assert isinstance(writer.connection.dbapi_connection, QueuedSQLiteConnection)
+                writer.exec_driver_sql("INSERT INTO t VALUES (5)")
+                assert queue.threads.locked() and lock_file_is_taken(dbfile)
+                token = sqlite_begin_mode.set("DEFERRED")
+                try:
+                    with db.engine.connect() as reader:
+                        assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+                finally:
+                    sqlite_begin_mode.reset(token)
+                writer.commit()
+            assert not queue.threads.locked() and not lock_file_is_taken(dbfile)
+        finally:
+            db.engine.dispose()
