@@ -127,6 +127,19 @@ class Server:
                 pass
         return sizes
 
+    def cpu_seconds(self) -> dict:
+        """CPU seconds used so far by the workers, by every PostgreSQL process, by this process
+        (the load) and by the whole machine; with the wall clock, for ``cpu_per_request``."""
+        workers = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        postgres = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()
+        load = os.times()
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+        tick = os.sysconf("SC_CLK_TCK")
+        return {"app": sum(_process_cpu(p) for p in workers), "postgres": sum(_process_cpu(p) for p in postgres),
+                "load": load.user + load.system, "busy": (sum(fields[:3]) + sum(fields[5:8])) / tick,
+                "wall": time.monotonic()}
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -144,14 +157,38 @@ class Server:
         self.stop()
 
 
+def _process_cpu(pid: str) -> float:
+    """User and system CPU seconds of a process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(before: dict, after: dict, requests: int) -> str:
+    """Where the CPU went, in ms per request: the app's workers, PostgreSQL, the load generator,
+    and how busy the machine's cores were meanwhile. The throughput goals are a budget of CPU per
+    request: 0.40 × pgbench on 2 cores leaves 2,000 ms / (0.40 × pgbench tps) for all three."""
+    n = max(requests, 1)
+    cores = os.cpu_count() or 1
+    busy = (after["busy"] - before["busy"]) / (cores * (after["wall"] - before["wall"]))
+    return (f"CPU per request: app {1000 * (after['app'] - before['app']) / n:.1f} ms, PostgreSQL "
+            f"{1000 * (after['postgres'] - before['postgres']) / n:.1f} ms, load {1000 * (after['load'] - before['load']) / n:.1f} ms; "
+            f"cores {100 * busy:.0f} % busy")
+
+
 # --- the load -------------------------------------------------------------------------------
 
 
 class Load:
     """``clients`` threads, each with one keep-alive connection, calling ``step`` until time is up."""
 
-    def __init__(self, port: int, clients: int, seconds: float, step):
+    def __init__(self, port: int, clients: int, seconds: float, step, server: "Server | None" = None):
         self.port, self.clients, self.seconds, self.step = port, clients, seconds, step
+        self.server = server
+        self.cpu = ""
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = {}
         self.done = 0
@@ -194,11 +231,14 @@ class Load:
                 self.done += n
 
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(self.clients)]
+        cpu_before = self.server.cpu_seconds() if self.server else None
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         self.elapsed = time.monotonic() - start
+        if cpu_before is not None:
+            self.cpu = cpu_per_request(cpu_before, self.server.cpu_seconds(), sum(self.statuses.values()))
         return self
 
     def pct(self, p: float) -> float:
@@ -340,7 +380,7 @@ def bench_credit(fx: Fixtures, srv: Server, clients: int, seconds: int, offset: 
                          {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())})
         return status != 0
 
-    load = Load(srv.port, clients, seconds, step).run()
+    load = Load(srv.port, clients, seconds, step, server=srv).run()
     ok = load.statuses.get(200, 0)
     return ok / load.elapsed, load
 
@@ -374,7 +414,7 @@ def bench_redeem(fx: Fixtures, srv: Server, clients: int, seconds: int, n: int):
                     wins[code] = wins.get(code, 0) + 1
         return True
 
-    load = Load(srv.port, clients, seconds, step).run()
+    load = Load(srv.port, clients, seconds, step, server=srv).run()
     doubles = sum(1 for v in wins.values() if v > 1)
     db_max = fx.captures_per_voucher_max()
     return len(wins) / load.elapsed, load, doubles, db_max, len(queue)
@@ -535,14 +575,14 @@ def main(argv=None) -> int:
             if "credit" in only:
                 tps, load = bench_credit(large, srv, c, s, offset=0, label="PostgreSQL")
                 row(f"(a) crediting: claim approvals via API, PostgreSQL, {c} connections",
-                    f"{tps:.0f} /s (p99 {load.pct(0.99):.0f} ms; statuses {load.statuses})",
+                    f"{tps:.0f} /s (p99 {load.pct(0.99):.0f} ms; statuses {load.statuses}; {load.cpu})",
                     f"pgbench TPC-B {pg_ref:.0f} tps", f"{tps / pg_ref:.2f}", "≥ 0.40", tps / pg_ref >= 0.40)
             if "redeem" in only:
                 tps, load, doubles, db_max, tried = bench_redeem(large, srv, c, s, n=max(200, 40 * s * 2))
                 p99 = load.pct(0.99)
                 row(f"(b) redemption: lookup + confirm via API, {c} connections, each code at 2 tills",
                     f"{tps:.0f} redemptions/s; request p99 {p99:.0f} ms; double redemptions {doubles} "
-                    f"(max captures per voucher in DB {db_max})",
+                    f"(max captures per voucher in DB {db_max}; {load.cpu})",
                     f"pgbench TPC-B {pg_ref:.0f} tps", f"{tps / pg_ref:.2f}",
                     "≥ 0.40, p99 < 50 ms, 0 doubles", tps / pg_ref >= 0.40 and p99 < 50 and doubles == 0 and db_max <= 1)
             if "bulk" in only:
@@ -590,7 +630,7 @@ def main(argv=None) -> int:
             with Server(args.sqlite) as srv:
                 tps, load = bench_credit(lite, srv, 8, s, offset=0, label="SQLite")
             row("(f) crediting: claim approvals via API, SQLite, 8 connections",
-                f"{tps:.0f} /s (p99 {load.pct(0.99):.0f} ms; statuses {load.statuses})", "—", "—",
+                f"{tps:.0f} /s (p99 {load.pct(0.99):.0f} ms; statuses {load.statuses}; {load.cpu})", "—", "—",
                 "≥ 1,000 /s", tps >= 1000)
     finally:
         if rows:
