@@ -89,6 +89,7 @@ class Server:
     """gunicorn with the production config on a free port; stopped on exit."""
 
     def __init__(self, url: str, workers: int | None = None):
+        self.url = url
         self.port = free_port()
         env = dict(os.environ, DATABASE_URL=url, GUNICORN_BIND=f"127.0.0.1:{self.port}",
                    GUNICORN_LOGLEVEL="warning", POINTS_LOGIN_LIMIT="100000 per minute",
@@ -179,6 +180,41 @@ def cpu_per_request(before: dict, after: dict, requests: int) -> str:
             f"cores {100 * busy:.0f} % busy")
 
 
+class WaitSampler:
+    """What the app's PostgreSQL connections are doing, sampled every 20 ms while a load runs:
+    waiting for a row lock, in a transaction waiting for the app, running a statement, or idle."""
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.conn = psycopg.connect(libpq(url), autocommit=True)
+        self.database = libpq(url).rsplit("/", 1)[1].split("?")[0]
+        self.counts: dict[str, int] = {}
+        self.samples = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        query = ("SELECT state, wait_event_type FROM pg_stat_activity WHERE datname = %s "
+                 "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+        while not self.done.wait(0.02):
+            for state, wait in self.conn.execute(query, (self.database,)):
+                kind = ("waiting for a lock" if wait == "Lock" else "in a transaction, waiting for the app"
+                        if state == "idle in transaction" else "idle" if state == "idle" else "in PostgreSQL")
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+            self.samples += 1
+
+    def stop(self) -> str:
+        self.done.set()
+        self.thread.join()
+        self.conn.close()
+        n = max(self.samples, 1)
+        parts = [f"{self.counts.get(k, 0) / n:.1f} {k}" for k in
+                 ("waiting for a lock", "in a transaction, waiting for the app", "in PostgreSQL", "idle")]
+        return "the app's connections on average: " + ", ".join(parts)
+
+
 # --- the load -------------------------------------------------------------------------------
 
 
@@ -189,6 +225,7 @@ class Load:
         self.port, self.clients, self.seconds, self.step = port, clients, seconds, step
         self.server = server
         self.cpu = ""
+        self.waits = ""
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = {}
         self.done = 0
@@ -232,6 +269,7 @@ class Load:
 
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(self.clients)]
         cpu_before = self.server.cpu_seconds() if self.server else None
+        sampler = WaitSampler(self.server.url) if self.server and self.server.url.startswith("postgresql") else None
         for t in threads:
             t.start()
         for t in threads:
@@ -239,6 +277,8 @@ class Load:
         self.elapsed = time.monotonic() - start
         if cpu_before is not None:
             self.cpu = cpu_per_request(cpu_before, self.server.cpu_seconds(), sum(self.statuses.values()))
+        if sampler is not None:
+            self.waits = sampler.stop()
         return self
 
     def pct(self, p: float) -> float:
@@ -575,14 +615,14 @@ def main(argv=None) -> int:
             if "credit" in only:
                 tps, load = bench_credit(large, srv, c, s, offset=0, label="PostgreSQL")
                 row(f"(a) crediting: claim approvals via API, PostgreSQL, {c} connections",
-                    f"{tps:.0f} /s (p99 {load.pct(0.99):.0f} ms; statuses {load.statuses}; {load.cpu})",
+                    f"{tps:.0f} /s (p99 {load.pct(0.99):.0f} ms; statuses {load.statuses}; {load.cpu}; {load.waits})",
                     f"pgbench TPC-B {pg_ref:.0f} tps", f"{tps / pg_ref:.2f}", "≥ 0.40", tps / pg_ref >= 0.40)
             if "redeem" in only:
                 tps, load, doubles, db_max, tried = bench_redeem(large, srv, c, s, n=max(200, 40 * s * 2))
                 p99 = load.pct(0.99)
                 row(f"(b) redemption: lookup + confirm via API, {c} connections, each code at 2 tills",
                     f"{tps:.0f} redemptions/s; request p99 {p99:.0f} ms; double redemptions {doubles} "
-                    f"(max captures per voucher in DB {db_max}; {load.cpu})",
+                    f"(max captures per voucher in DB {db_max}; {load.cpu}; {load.waits})",
                     f"pgbench TPC-B {pg_ref:.0f} tps", f"{tps / pg_ref:.2f}",
                     "≥ 0.40, p99 < 50 ms, 0 doubles", tps / pg_ref >= 0.40 and p99 < 50 and doubles == 0 and db_max <= 1)
             if "bulk" in only:
