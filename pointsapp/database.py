@@ -147,6 +147,11 @@ class QueuedSQLiteConnection(sqlite3.Connection):
         finally:
             self.leave_queue()
 
+    def __del__(self):
+        # A connection dropped without being closed (the pool closes and rolls back its own)
+        # must not keep the file from every other writer of the process.
+        self.leave_queue()
+
 
 def reads_only() -> bool:
     """Say whether transactions begun now are read-only ones (a GET, a consistent snapshot)."""

@@ -118,6 +118,21 @@ def test_whatever_ends_the_transaction_hands_on_the_queue(dbfile, end):
         conn.close()
 
 
+def test_a_connection_dropped_in_its_transaction_leaves_the_queue(dbfile):
+    import gc
+
+    conn = connect(dbfile)
+    begin_write(conn)
+    del conn
+    gc.collect()
+    queue = _writer_lock(str(dbfile))
+    assert not queue.threads.locked() and not lock_file_is_taken(dbfile)
+    other = connect(dbfile, timeout=0.5)
+    begin_write(other)
+    other.rollback()
+    other.close()
+
+
 def test_a_writer_of_another_process_holds_the_queue_until_it_is_done(dbfile):
     """The lock file is what orders processes: while another process holds it, this one's
     writer waits, and fails as a busy database past its timeout."""
