@@ -57,6 +57,16 @@ def lock_file_is_taken(path) -> bool:
     return False
 
 
+def assert_queue_free(path) -> None:
+    """Neither lock of the file's queue is held, and a writer that will not wait begins at once."""
+    queue = _writer_lock(str(path))
+    assert not queue.threads.locked() and not lock_file_is_taken(path)
+    other = connect(path, timeout=0)
+    begin_write(other)
+    other.rollback()
+    other.close()
+
+
 def test_a_second_writer_waits_in_the_queue_and_goes_on_when_the_first_commits(dbfile):
     first, second = connect(dbfile), connect(dbfile)
     begin_write(first)
@@ -108,12 +118,7 @@ def test_whatever_ends_the_transaction_hands_on_the_queue(dbfile, end):
     conn = connect(dbfile)
     begin_write(conn)
     getattr(conn, end)()
-    queue = _writer_lock(str(dbfile))
-    assert not queue.threads.locked() and not lock_file_is_taken(dbfile)
-    other = connect(dbfile, timeout=0)
-    begin_write(other)
-    other.rollback()
-    other.close()
+    assert_queue_free(dbfile)
     if end != "close":
         conn.close()
 
@@ -125,12 +130,7 @@ def test_a_connection_dropped_in_its_transaction_leaves_the_queue(dbfile):
     begin_write(conn)
     del conn
     gc.collect()
-    queue = _writer_lock(str(dbfile))
-    assert not queue.threads.locked() and not lock_file_is_taken(dbfile)
-    other = connect(dbfile, timeout=0.5)
-    begin_write(other)
-    other.rollback()
-    other.close()
+    assert_queue_free(dbfile)
 
 
 def test_a_writer_of_another_process_holds_the_queue_until_it_is_done(dbfile):
