@@ -55,8 +55,8 @@ class _WriterQueue:
         self.fd: int | None = None
 
     def acquire(self, timeout: float) -> bool:
-        """Wait at most ``timeout`` seconds for this process's turn and then the file's; say
-        whether both were taken."""
+        """Wait at most ``timeout`` seconds for this process's turn and then the file's (where the
+        lock file can be opened); say whether the turn was taken."""
         import fcntl
 
         deadline = time.monotonic() + timeout
@@ -64,7 +64,9 @@ class _WriterQueue:
             return False
         fd = None
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = self._open()
+            if fd is None:  # no lock file to be had here: SQLite's own lock orders the processes
+                return True
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -83,10 +85,29 @@ class _WriterQueue:
         self.threads.release()
         return False
 
+    def _open(self) -> int | None:
+        """Open the lock file, made with the database file's permissions (as SQLite makes its
+        ``-wal`` and ``-shm`` files), so that every user who may write the database may queue.
+        None when it cannot be opened (a read-only folder, another owner's file)."""
+        try:
+            mode = os.stat(self.path[: -len("-writer")]).st_mode & 0o666
+        except OSError:
+            mode = 0o600
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+        except OSError:
+            return None
+        try:
+            os.fchmod(fd, mode)  # past the umask, as the database's own; not ours to change: kept
+        except OSError:
+            pass
+        return fd
+
     def release(self) -> None:
         fd, self.fd = self.fd, None
         try:
-            os.close(fd)  # which releases the file's lock
+            if fd is not None:
+                os.close(fd)  # which releases the file's lock
         finally:
             self.threads.release()
 
@@ -125,7 +146,7 @@ class QueuedSQLiteConnection(sqlite3.Connection):
         self._queued = True
 
     def leave_queue(self) -> None:
-        if self._queued:
+        if getattr(self, "_queued", False):  # False too when __init__ failed before setting it
             self._queued = False
             self._queue.release()
 

@@ -164,6 +164,34 @@ def test_a_writer_of_another_process_holds_the_queue_until_it_is_done(dbfile):
             child.wait()
 
 
+def test_without_a_lock_file_the_process_still_queues_and_sqlite_orders_the_rest(dbfile):
+    """Where the lock file cannot be opened (here a folder stands in its place), writers still
+    take their process's turn and write; between processes SQLite's busy timeout decides."""
+    os.mkdir(f"{dbfile}-writer")
+    first, second = connect(dbfile), connect(dbfile, timeout=0.2)
+    begin_write(first)
+    assert _writer_lock(str(dbfile)).threads.locked()
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        begin_write(second)
+    first.execute("INSERT INTO t VALUES (6)")
+    first.commit()
+    begin_write(second)
+    second.execute("INSERT INTO t VALUES (7)")
+    second.commit()
+    assert [r[0] for r in first.execute("SELECT n FROM t ORDER BY n")] == [6, 7]
+    first.close()
+    second.close()
+
+
+def test_the_lock_file_has_the_databases_permissions(dbfile):
+    os.chmod(dbfile, 0o660)
+    conn = connect(dbfile)
+    begin_write(conn)
+    conn.rollback()
+    conn.close()
+    assert os.stat(f"{dbfile}-writer").st_mode & 0o777 == 0o660
+
+
 def test_a_database_in_memory_has_no_queue():
     conn = sqlite3.connect(":memory:", factory=QueuedSQLiteConnection)
     conn.isolation_level = None
