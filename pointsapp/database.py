@@ -28,6 +28,7 @@ from functools import lru_cache
 from sqlalchemy import Column, Float, Integer, Numeric, Select, String, Table, any_, bindparam, cast, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from .extensions import db
@@ -90,15 +91,23 @@ class _WriterQueue:
         ``-wal`` and ``-shm`` files), so that every user who may write the database may queue.
         None when it cannot be opened (a read-only folder, another owner's file)."""
         try:
-            mode = os.stat(self.path[: -len("-writer")]).st_mode & 0o666
+            database = os.stat(self.path[: -len("-writer")])
         except OSError:
-            mode = 0o600
+            database = None
+        mode = database.st_mode & 0o666 if database is not None else 0o600
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
         except OSError:
-            return None
+            try:  # made by another user: a lock needs no write access to its file
+                return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
         try:
             os.fchmod(fd, mode)  # past the umask, as the database's own; not ours to change: kept
+            if database is not None and os.geteuid() == 0:
+                # A command run as root gives the file to the database's owner, as SQLite does
+                # with its -wal and -shm files, so that the app's own user can still queue.
+                os.fchown(fd, database.st_uid, database.st_gid)
         except OSError:
             pass
         return fd
@@ -114,6 +123,20 @@ class _WriterQueue:
 
 _writer_queues: dict[str, _WriterQueue] = {}
 _writer_queues_guard = threading.Lock()
+
+
+def _forget_queues_in_child() -> None:
+    """In a forked child, leave the parent's queues: a turn a parent's thread held is not the
+    child's (its lock file stays locked while any copy of the handle is open: close the child's)."""
+    global _writer_queues, _writer_queues_guard
+    for queue in _writer_queues.values():
+        if queue.fd is not None:
+            os.close(queue.fd)
+            queue.fd = None
+    _writer_queues, _writer_queues_guard = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_queues_in_child)
 
 
 def _writer_lock(database: str) -> _WriterQueue | None:
@@ -153,8 +176,11 @@ class QueuedSQLiteConnection(sqlite3.Connection):
     def commit(self):
         try:
             super().commit()
-        finally:
-            self.leave_queue()
+        except BaseException:
+            if not self.in_transaction:  # a COMMIT that failed leaves the transaction open
+                self.leave_queue()       # until its rollback, which then hands over
+            raise
+        self.leave_queue()
 
     def rollback(self):
         try:
@@ -223,7 +249,13 @@ def configure_engine(engine: Engine) -> None:
         dbapi = conn.connection.dbapi_connection
         queued = isinstance(dbapi, QueuedSQLiteConnection)
         if queued:
-            dbapi.begin_write()
+            try:
+                dbapi.begin_write()
+            except sqlite3.OperationalError as exc:
+                # As SQLite's own "database is locked" from the BEGIN would come: wrapped by
+                # SQLAlchemy (a "begin" listener runs outside its wrapping), so that callers
+                # catching sqlalchemy.exc.OperationalError see it.
+                raise sa_exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:

@@ -86,7 +86,6 @@ def test_a_second_writer_waits_in_the_queue_and_goes_on_when_the_first_commits(d
 
     t = threading.Thread(target=writer)
     t.start()
-    assert not began.wait(0.3)  # queued behind the first writer, not inside a transaction
     first.commit()
     t.join(10)
     assert began.is_set() and seen == [1]  # it began after the commit, and saw the first row
@@ -96,12 +95,50 @@ def test_a_second_writer_waits_in_the_queue_and_goes_on_when_the_first_commits(d
     second.close()
 
 
+def test_the_second_writer_waits_for_the_queue_even_when_sqlite_is_free(dbfile):
+    """The first writer has only joined the queue (no BEGIN yet), so SQLite's own lock is free:
+    the second writer still waits, and begins as soon as the first leaves the queue."""
+    first, second = connect(dbfile), connect(dbfile)
+    first.begin_write()
+    began = threading.Event()
+
+    def writer():
+        begin_write(second)
+        began.set()
+        second.rollback()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    assert not began.wait(0.5)  # without the queue it would have begun at once
+    first.leave_queue()
+    t.join(10)
+    assert began.is_set()
+    first.close()
+    second.close()
+
+
+def test_a_child_process_starts_with_queues_of_its_own(dbfile):
+    """A process forked while one of its threads holds the queue: the child's queue is free of
+    that turn, and the parent keeps the lock file until it leaves the queue."""
+    conn = connect(dbfile)
+    conn.begin_write()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        ok = not _writer_lock(str(dbfile)).threads.locked()
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert lock_file_is_taken(dbfile)  # closing the child's copy did not release the parent's lock
+    conn.leave_queue()
+    assert not lock_file_is_taken(dbfile)
+    conn.close()
+
+
 def test_a_writer_that_waits_too_long_fails_as_a_busy_database_and_leaves_the_queue(dbfile):
     holder, impatient = connect(dbfile), connect(dbfile, timeout=0.2)
     begin_write(holder)
     with pytest.raises(sqlite3.OperationalError, match="database is locked"):
         begin_write(impatient)
-    assert not impatient.in_transaction
     holder.rollback()
     queue = _writer_lock(str(dbfile))
     assert not queue.threads.locked() and not lock_file_is_taken(dbfile)
@@ -192,11 +229,24 @@ def test_the_lock_file_has_the_databases_permissions(dbfile):
     assert os.stat(f"{dbfile}-writer").st_mode & 0o777 == 0o660
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root gives a file to another user")
+def test_a_lock_file_made_by_root_belongs_to_the_databases_owner(dbfile):
+    """A command run as root (a cron job, sudo) must not leave a lock file the app's own user
+    cannot open: it is given to the database file's owner, as SQLite does with its -wal file."""
+    os.chown(dbfile, 65534, 65534)
+    conn = connect(dbfile)
+    begin_write(conn)
+    conn.rollback()
+    conn.close()
+    made = os.stat(f"{dbfile}-writer")
+    assert (made.st_uid, made.st_gid) == (65534, 65534)
+
+
 def test_a_database_in_memory_has_no_queue():
     conn = sqlite3.connect(":memory:", factory=QueuedSQLiteConnection)
     conn.isolation_level = None
     begin_write(conn)
-    assert conn._queue is None and not conn._queued
+    assert conn._queue is None
     conn.rollback()
     conn.close()
 
@@ -223,3 +273,70 @@ def test_the_apps_writers_queue_and_its_readers_do_not(dbfile, tmp_path, monkeyp
             assert not queue.threads.locked() and not lock_file_is_taken(dbfile)
         finally:
             db.engine.dispose()
+
+
+def app_for(dbfile, tmp_path, monkeypatch, timeout=None):
+    monkeypatch.setenv("POINTS_INSTANCE_PATH", str(tmp_path / "instance"))
+    config = {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{dbfile}", "SECRET_KEY": "k", "TESTING": True}
+    if timeout is not None:
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": timeout}}
+    return create_app(config)
+
+
+def test_through_the_app_a_writer_that_waits_too_long_fails_as_sqlalchemy_says_busy(dbfile, tmp_path, monkeypatch):
+    """As SQLite's own "database is locked" from BEGIN IMMEDIATE would: a
+    sqlalchemy.exc.OperationalError, which callers such as the token's last-use write catch."""
+    from sqlalchemy.exc import OperationalError
+
+    holder = connect(dbfile)
+    begin_write(holder)
+    app = app_for(dbfile, tmp_path, monkeypatch, timeout=0.2)
+    with app.app_context():
+        try:
+            with db.engine.connect() as conn:
+                with pytest.raises(OperationalError, match="database is locked"):
+                    conn.exec_driver_sql("INSERT INTO t VALUES (8)")
+        finally:
+            db.engine.dispose()
+    holder.rollback()
+    holder.close()
+    assert_queue_free(dbfile)
+
+
+def test_through_the_app_a_connection_given_back_uncommitted_leaves_the_queue(dbfile, tmp_path, monkeypatch):
+    app = app_for(dbfile, tmp_path, monkeypatch)
+    with app.app_context():
+        try:
+            with db.engine.connect() as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (9)")
+                assert _writer_lock(str(dbfile)).threads.locked()
+            # the pool rolled it back on its return
+            assert_queue_free(dbfile)
+            with db.engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+        finally:
+            db.engine.dispose()
+
+
+def test_through_the_app_a_begin_that_fails_leaves_the_queue(dbfile, tmp_path, monkeypatch):
+    """Another program (no queue) holds SQLite's write lock: the app's writer takes its turn in
+    the queue, its BEGIN IMMEDIATE waits out the busy timeout and fails, and the turn is given back."""
+    from sqlalchemy.exc import OperationalError
+
+    import pointsapp.database as database
+
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    other = sqlite3.connect(dbfile, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    app = app_for(dbfile, tmp_path, monkeypatch)
+    with app.app_context():
+        try:
+            with db.engine.connect() as conn:
+                with pytest.raises(OperationalError, match="database is locked"):
+                    conn.exec_driver_sql("INSERT INTO t VALUES (10)")
+            queue = _writer_lock(str(dbfile))
+            assert not queue.threads.locked() and not lock_file_is_taken(dbfile)
+        finally:
+            db.engine.dispose()
+    other.rollback()
+    other.close()
