@@ -12,6 +12,12 @@ most ``workers × threads`` connections (5 × 4 = 20 on 2 cores). Keep the sum o
 PostgreSQL's ``max_connections`` (100 by default) with room for cron jobs and psql, or put
 PgBouncer in transaction mode in between (1.21 or newer with ``max_prepared_statements``, or set
 ``POINTS_DB_PREPARE=off``).
+
+Writes: a worker runs ``POINTS_WRITE_SLOTS`` write requests at once (1 by default; reads are not
+limited), so one machine has at most ``workers`` writing transactions (5 on 2 cores). Credits of a
+street all update its one issuance account and audited actions the one audit chain head: more
+writers at once only wait on those rows inside PostgreSQL (docs/PERFORMANCE.md). Across machines,
+keep the writers near two or three times PostgreSQL's cores.
 """
 import multiprocessing
 import os

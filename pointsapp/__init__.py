@@ -71,15 +71,28 @@ def create_app(config: type | dict | None = None) -> Flask:
     from .database import sqlite_begin_mode
     from flask import g, request
 
+    write_slots = _write_slots(app)
+
     @app.before_request
-    def _choose_sqlite_begin_mode():
-        g.begin_mode = sqlite_begin_mode.set("DEFERRED" if request.method in ("GET", "HEAD", "OPTIONS") else "IMMEDIATE")
+    def _write_turn_and_begin_mode():
+        reading = request.method in ("GET", "HEAD", "OPTIONS")
+        if write_slots is not None and not reading:
+            # Taken before anything touches the database; given back at the request's teardown.
+            if not write_slots.acquire(timeout=app.config["WRITE_SLOT_WAIT"]):
+                from werkzeug.exceptions import ServiceUnavailable
+
+                raise ServiceUnavailable(retry_after=5)
+            g.write_slot = True
+        g.begin_mode = sqlite_begin_mode.set("DEFERRED" if reading else "IMMEDIATE")
 
     @app.teardown_request
-    def _forget_begin_mode(exc):
+    def _end_write_turn_and_begin_mode(exc):
         # Registered before the web's teardown, so it runs after it (Flask runs them in reverse):
-        # what runs next in this thread (a command, a test's own set-up) begins its transactions
-        # as the default says, writable.
+        # the request's transaction has ended when the next writer gets the turn, and what runs
+        # next in this thread (a command, a test's own set-up) begins its transactions as the
+        # default says, writable.
+        if g.pop("write_slot", False):
+            write_slots.release()
         token = g.pop("begin_mode", None)
         if token is not None:
             sqlite_begin_mode.reset(token)
@@ -98,6 +111,14 @@ def create_app(config: type | dict | None = None) -> Flask:
 
     app.cli.add_command(points_cli)
     return app
+
+
+def _write_slots(app: Flask):
+    """The semaphore of the write requests this process runs at once (``WRITE_SLOTS``), or None."""
+    import threading
+
+    slots = int(app.config.get("WRITE_SLOTS") or 0)
+    return threading.BoundedSemaphore(slots) if slots > 0 else None
 
 
 def _render_migration_item(type_, obj, autogen_context):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, make_response, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import bindparam, select
@@ -113,11 +113,18 @@ def register_web(app: Flask) -> None:
             405: _("This action is not possible here."),
             413: _("The upload is too large."),
             429: _("Too many attempts. Wait a minute and try again."),
+            503: _("The server is busy. Nothing was changed. Try again in a moment."),
         }
         msg = messages.get(exc.code) or _("This request could not be handled. Go back and try again.")
         if wants_json():
-            return jsonify(code=f"http_{exc.code}", message=msg), exc.code
-        return render_template("error.html", title=str(exc.code), message=msg), exc.code
+            resp = jsonify(code=f"http_{exc.code}", message=msg)
+        else:
+            resp = make_response(render_template("error.html", title=str(exc.code), message=msg))
+        resp.status_code = exc.code
+        for name, value in exc.get_headers():
+            if name == "Retry-After":  # when to try again (503 from a full write queue)
+                resp.headers[name] = value
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
