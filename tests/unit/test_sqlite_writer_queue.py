@@ -160,6 +160,25 @@ def test_whatever_ends_the_transaction_hands_on_the_queue(dbfile, end):
         conn.close()
 
 
+def test_a_commit_that_fails_keeps_the_turn_until_the_rollback(dbfile):
+    """A deferred foreign key makes COMMIT fail and leaves the transaction open: the writer still
+    holds SQLite's lock, so it keeps its turn until the rollback ends the transaction."""
+    conn = connect(dbfile)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE child (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+    begin_write(conn)
+    conn.execute("INSERT INTO child VALUES (42)")
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.commit()
+    assert conn.in_transaction
+    queue = _writer_lock(str(dbfile))
+    assert queue.threads.locked() and lock_file_is_taken(dbfile)
+    conn.rollback()
+    assert_queue_free(dbfile)
+    conn.close()
+
+
 def test_a_connection_dropped_in_its_transaction_leaves_the_queue(dbfile):
     import gc
 
