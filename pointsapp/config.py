@@ -90,12 +90,12 @@ class Config:
     # Number of reverse proxies in front of the app (nginx: 1). Their X-Forwarded-For/-Proto
     # headers are then trusted, so rate limits count per real client and URLs use https.
     PROXY_COUNT = int(os.environ.get("POINTS_PROXY_COUNT", "0"))
-    # Write requests (POST, PUT, PATCH, DELETE) one process runs at once; the others wait their
-    # turn, at most WRITE_SLOT_WAIT seconds, then get 503. Every credit of a street updates its one
-    # issuance account row and every audited action the one audit chain head, so more writers at
-    # once only queue on those rows inside PostgreSQL, spending CPU on the waiting: one writer a
-    # process gave 18-21 % more approvals a second than four (docs/PERFORMANCE.md). Reads are not
-    # limited. 0: no limit.
+    # Write requests (any method but GET, HEAD and OPTIONS) one process runs at once; the others
+    # wait their turn, at most WRITE_SLOT_WAIT seconds, then get 503. Every credit of a street
+    # updates its one issuance account row and every audited action the one audit chain head, so
+    # more writers at once only queue on those rows inside PostgreSQL, which spent 6-26 % more
+    # CPU per approval with four writers a process than with one (docs/PERFORMANCE.md). Reads are
+    # not limited. 0: no limit.
     WRITE_SLOTS = int(os.environ.get("POINTS_WRITE_SLOTS", "1"))
     WRITE_SLOT_WAIT = float(os.environ.get("POINTS_WRITE_SLOT_WAIT", "30"))
     TESTING = False
