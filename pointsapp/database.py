@@ -27,8 +27,8 @@ from functools import lru_cache
 
 from sqlalchemy import Column, Float, Integer, Numeric, Select, String, Table, any_, bindparam, cast, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 
 from .extensions import db
@@ -50,9 +50,10 @@ class _WriterQueue:
     with the busy timeout as before. The lock file is opened for each turn and closed after it,
     so that a forked process never shares its parent's lock, and nothing is left open."""
 
-    def __init__(self, path: str):
+    def __init__(self, database: str):
         self.threads = threading.Lock()
-        self.path = path + "-writer"
+        self.database = database
+        self.path = database + "-writer"
         self.fd: int | None = None
 
     def acquire(self, timeout: float) -> bool:
@@ -91,7 +92,7 @@ class _WriterQueue:
         ``-wal`` and ``-shm`` files), so that every user who may write the database may queue.
         None when it cannot be opened (a read-only folder, another owner's file)."""
         try:
-            database = os.stat(self.path[: -len("-writer")])
+            database = os.stat(self.database)
         except OSError:
             database = None
         mode = database.st_mode & 0o666 if database is not None else 0o600
@@ -146,7 +147,10 @@ def _writer_lock(database: str) -> _WriterQueue | None:
         return None
     path = os.path.realpath(database)
     with _writer_queues_guard:
-        return _writer_queues.setdefault(path, _WriterQueue(path))
+        queue = _writer_queues.get(path)
+        if queue is None:
+            queue = _writer_queues[path] = _WriterQueue(path)
+        return queue
 
 
 class QueuedSQLiteConnection(sqlite3.Connection):
