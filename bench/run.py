@@ -221,9 +221,11 @@ class WaitSampler:
 class Load:
     """``clients`` threads, each with one keep-alive connection, calling ``step`` until time is up."""
 
-    def __init__(self, port: int, clients: int, seconds: float, step, server: "Server | None" = None):
+    def __init__(self, port: int, clients: int, seconds: float, step, server: "Server | None" = None,
+                 sample_waits: bool = True):
         self.port, self.clients, self.seconds, self.step = port, clients, seconds, step
         self.server = server
+        self.sample_waits = sample_waits
         self.cpu = ""
         self.waits = ""
         self.latencies: list[float] = []
@@ -269,7 +271,8 @@ class Load:
 
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(self.clients)]
         cpu_before = self.server.cpu_seconds() if self.server else None
-        sampler = WaitSampler(self.server.url) if self.server and self.server.url.startswith("postgresql") else None
+        sampler = (WaitSampler(self.server.url) if self.sample_waits and self.server
+                   and self.server.url.startswith("postgresql") else None)
         for t in threads:
             t.start()
         for t in threads:
@@ -279,6 +282,70 @@ class Load:
             self.cpu = cpu_per_request(cpu_before, self.server.cpu_seconds(), sum(self.statuses.values()))
         if sampler is not None:
             self.waits = sampler.stop()
+        return self
+
+    def rate(self) -> float:
+        """Requests answered per second."""
+        return sum(self.statuses.values()) / self.elapsed
+
+    def pct(self, p: float) -> float:
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000 if xs else float("nan")
+
+
+class PacedLoad:
+    """Requests sent at a fixed rate (open loop) for ``seconds``, by ``threads`` threads with one
+    keep-alive connection each: request k is due at start + k / rate, whether or not the ones
+    before it were answered. Its latency counts from when it was due, so time spent waiting for
+    a free thread is counted too (a closed loop would instead slow down with the server and hide
+    that wait). Tells what a page costs a person when the server is not saturated."""
+
+    def __init__(self, port: int, rate: float, seconds: float, step, threads: int = 8):
+        self.port, self.rate, self.seconds, self.step, self.threads = port, rate, seconds, step, threads
+        self.latencies: list[float] = []
+        self.failed = 0
+        self.lock = threading.Lock()
+
+    def run(self) -> "PacedLoad":
+        total = int(self.rate * self.seconds)
+        start = time.perf_counter() + 0.05
+        counter = iter(range(total))
+
+        def worker(i):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            lat, failed = [], 0
+            while True:
+                with self.lock:
+                    k = next(counter, None)
+                if k is None:
+                    break
+                due = start + k / self.rate
+                pause = due - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+
+                def call(method, path, body=None, headers=None):
+                    try:
+                        conn.request(method, path, body=body, headers=headers or {})
+                        resp = conn.getresponse()
+                        return resp.status, resp.read()
+                    except (http.client.HTTPException, OSError):
+                        conn.close()
+                        return 0, b""
+
+                ok = self.step(i, call)
+                lat.append(time.perf_counter() - due)
+                failed += not ok
+            conn.close()
+            with self.lock:
+                self.latencies.extend(lat)
+                self.failed += failed
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(self.threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         return self
 
     def pct(self, p: float) -> float:
@@ -499,16 +566,26 @@ def login(port: int, username: str, password: str) -> str:
 
 
 def bench_reads(fx: Fixtures, srv: Server, clients: int, seconds: int):
-    """The volunteer home page and the history API for the busiest volunteers; return (home p95, history p95)."""
+    """The volunteer home page and the history API for the busiest volunteers: ``clients``
+    closed-loop connections, then at half the rate they reached, paced; return the two loads
+    (each with its paced one as ``.paced``)."""
     from pointsapp.demo import DEMO_PASSWORD
 
     vols = fx.volunteers(clients, busiest=True)
     cookies = [login(srv.port, u, DEMO_PASSWORD) for _, u in vols]
     tokens = [fx.token(u) for _, u in vols]
     home = Load(srv.port, clients, seconds, lambda i, call: call("GET", "/volunteer/", None,
-                                                                 {"Cookie": cookies[i]})[0] == 200).run()
+                                                                 {"Cookie": cookies[i]})[0] == 200, srv,
+                sample_waits=False).run()
     hist = Load(srv.port, clients, seconds, lambda i, call: call(
-        "GET", "/api/v1/me/history?limit=20", None, {"Authorization": f"Bearer {tokens[i]}"})[0] == 200).run()
+        "GET", "/api/v1/me/history?limit=20", None, {"Authorization": f"Bearer {tokens[i]}"})[0] == 200, srv,
+        sample_waits=False).run()
+    # The same requests at half the rate the closed loop reached: the server busy, not saturated.
+    n = len(vols)
+    home.paced = PacedLoad(srv.port, home.rate() / 2, seconds, lambda i, call: call(
+        "GET", "/volunteer/", None, {"Cookie": cookies[i % n]})[0] == 200).run()
+    hist.paced = PacedLoad(srv.port, hist.rate() / 2, seconds, lambda i, call: call(
+        "GET", "/api/v1/me/history?limit=20", None, {"Authorization": f"Bearer {tokens[i % n]}"})[0] == 200).run()
     return home, hist
 
 
@@ -685,7 +762,10 @@ def main(argv=None) -> int:
             for name, a, b in (("volunteer home page", home_s, home_l), ("history API", hist_s, hist_l)):
                 ps, pl = a.pct(0.95), b.pct(0.95)
                 row(f"(c) {name} p95, busiest volunteers, {args.read_clients} connections",
-                    f"{pl:.1f} ms at {n_large:,} entries", f"{ps:.1f} ms at {n_small:,} entries",
+                    f"{pl:.1f} ms at {n_large:,} entries ({b.rate():.0f} requests/s; {b.cpu}; at half that rate, "
+                    f"paced: p95 {b.paced.pct(0.95):.1f} ms, p99 {b.paced.pct(0.99):.1f} ms, {b.paced.failed} failed)",
+                    f"{ps:.1f} ms at {n_small:,} entries ({a.rate():.0f} requests/s; at half that rate, paced: p95 "
+                    f"{a.paced.pct(0.95):.1f} ms)",
                     f"{pl / ps:.2f}", "p95 < 20 ms; ratio ≤ 1.30", pl < 20 and pl / ps <= 1.30)
         if "sqlite" in only:
             lite = Fixtures(args.sqlite)
