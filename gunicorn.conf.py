@@ -51,7 +51,7 @@ preload_app = os.environ.get("GUNICORN_PRELOAD", "1") != "0"
 # Memory: glibc gives each thread that allocates its own malloc arena (up to 8 per core), and
 # freed memory stays in the arena it came from, so a worker with 4 threads grows by an arena's
 # worth per thread under load and does not give it back. Two arenas per worker keep its RSS close
-# to what it uses, for a contention cost that does not show at 4 threads (docs/PERFORMANCE.md).
+# to what it uses, for a contention cost that does not show at 4 threads (docs/performance-history.md).
 # ``GUNICORN_MALLOC_ARENAS=0`` keeps glibc's default; a ``MALLOC_ARENA_MAX`` set in the
 # environment wins.
 malloc_arenas = int(os.environ.get("GUNICORN_MALLOC_ARENAS", "2"))

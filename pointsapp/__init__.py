@@ -138,7 +138,7 @@ def _engine_options(app: Flask) -> None:
         opts.setdefault("pool_size", int(os.environ.get("POINTS_DB_POOL_SIZE", "10")))
         opts.setdefault("max_overflow", int(os.environ.get("POINTS_DB_MAX_OVERFLOW", "10")))
         # No JIT compilation: the app's queries are short, and a report's join, whose estimated
-        # cost passes jit_above_cost, spent 1.6 s compiling for 0.1 s of work (docs/PERFORMANCE.md).
+        # cost passes jit_above_cost, spent 1.6 s compiling for 0.1 s of work (docs/performance-history.md).
         # POINTS_DB_JIT=on leaves the server's setting.
         if os.environ.get("POINTS_DB_PREPARE", "on").strip().lower() in ("off", "0", "false", "no"):
             # Behind PgBouncer in transaction mode older than 1.21 (or without

@@ -1,6 +1,6 @@
 """What a gunicorn worker imports at start: only what every request needs.
 
-Each library loaded at start costs every worker its memory for good (docs/PERFORMANCE.md,
+Each library loaded at start costs every worker its memory for good (docs/performance-history.md,
 "Worker memory"); the ones only some pages use are imported where they are used.
 """
 from __future__ import annotations
