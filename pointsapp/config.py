@@ -86,6 +86,10 @@ class Config:
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     REMEMBER_COOKIE_SAMESITE = "Lax"
     PERMANENT_SESSION_LIFETIME = timedelta(hours=int(os.environ.get("POINTS_SESSION_HOURS", "12")))
+    # The session cookie is written when the session changes, not on every response: the idle
+    # timeout's last-seen time changes it at least once a minute while the person is active,
+    # which also moves the cookie's expiry on. Re-signing it on every page cost CPU for nothing.
+    SESSION_REFRESH_EACH_REQUEST = False
     WTF_CSRF_TIME_LIMIT = None
     # Number of reverse proxies in front of the app (nginx: 1). Their X-Forwarded-For/-Proto
     # headers are then trusted, so rate limits count per real client and URLs use https.

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from babel import Locale
-from flask import Flask, has_request_context, request, session
-from flask_babel import get_locale
+from flask import Flask, g, has_request_context, request, session
+from flask_babel import get_locale, get_translations
 
 from .extensions import babel
 
@@ -30,6 +30,18 @@ def select_locale() -> Locale:
     return LOCALES["zh_CN"]
 
 
+def _request_translations():
+    """The request's translations (Flask-Babel's), kept on ``g`` with the locale they are for,
+    so that a locale chosen anew within the request (``flask_babel.refresh``) is followed."""
+    if not has_request_context():
+        return get_translations()
+    locale = get_locale()
+    kept = g.get("_points_translations")
+    if kept is None or kept[0] is not locale:
+        kept = g._points_translations = (locale, get_translations())
+    return kept[1]
+
+
 def init_i18n(app: Flask) -> None:
     from pathlib import Path
 
@@ -37,6 +49,16 @@ def init_i18n(app: Flask) -> None:
         "BABEL_TRANSLATION_DIRECTORIES", str(Path(__file__).resolve().parent / "translations")
     )
     babel.init_app(app, locale_selector=select_locale)
+
+    # The templates' gettext looks the request's translations up once: Flask-Babel's own
+    # callables look up its domain, locale and catalogue again on every string of every page.
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: _request_translations().ugettext(s),
+        ngettext=lambda s, p, n: _request_translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: _request_translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: _request_translations().unpgettext(c, s, p, n),
+    )
 
     @app.context_processor
     def _lang():

@@ -167,3 +167,19 @@ def test_a_plain_string_domain_error_is_translated_when_shown(app):
     with app.test_request_context("/"):
         assert InvalidInput("The password must have at least %(n)s characters.", n=8).message == "密码至少要 8 位。"
         assert Forbidden("You cannot approve your own claim; another staff member must.").message.startswith("不能")
+
+
+def test_template_strings_follow_the_locale_of_their_request_even_when_it_changes_within_it(app):
+    import flask_babel
+    from flask import render_template_string, session
+
+    page = "{{ _('Refused') }}|{{ ngettext('%(num)s point', '%(num)s points', 2) }}"
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert render_template_string(page) == "Refused|2 points"
+        session["lang"] = "zh_CN"
+        flask_babel.refresh()
+        assert render_template_string(page).startswith("无法办理|")
+    with app.test_request_context(headers={"Accept-Language": "zh-CN"}):
+        assert render_template_string(page).startswith("无法办理|")
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert render_template_string(page) == "Refused|2 points"

@@ -15,8 +15,9 @@ from ..models.rewards import VOUCHER_ISSUED
 from ..models.user import initials_name
 
 def page_is_zh() -> bool:
-    """Say whether the page is shown in Chinese."""
-    return str(get_locale() or "zh_CN").startswith("zh")
+    """Say whether the page is shown in Chinese (its locale's language, without building its name)."""
+    locale = get_locale()
+    return locale is None or locale.language == "zh"
 
 
 def localtime(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:

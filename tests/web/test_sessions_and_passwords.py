@@ -174,6 +174,21 @@ def test_activity_within_the_timeout_keeps_the_session_alive(street, client, aut
         assert time.time() - sess[SEEN_KEY] < 5  # the clock restarted
 
 
+def test_the_session_cookie_is_written_when_the_session_changes_not_on_every_page(street, client, auth):
+    auth.login("vol_a")
+    assert client.get("/volunteer/").status_code == 200
+    # Within the minute of the last-seen time nothing in the session changes: no new cookie.
+    resp = client.get("/volunteer/")
+    assert resp.status_code == 200 and "Set-Cookie" not in resp.headers
+    # A minute on, the last-seen time moves, and the cookie (and its expiry) with it.
+    with client.session_transaction() as sess:
+        sess[SEEN_KEY] -= 61
+    resp = client.get("/volunteer/")
+    assert resp.status_code == 200 and "Expires=" in resp.headers["Set-Cookie"]
+    with client.session_transaction() as sess:
+        assert time.time() - sess[SEEN_KEY] < 5
+
+
 def test_a_deactivated_persons_open_session_ends_at_once(app, street, client, auth):
     auth.login("vol_a")
     people.set_active(street.admin_a, street.vol_a.id, False)
