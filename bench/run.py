@@ -219,6 +219,21 @@ class WaitSampler:
 # --- the load -------------------------------------------------------------------------------
 
 
+def send(conn: http.client.HTTPConnection, method: str, path: str, body=None, headers=None) -> tuple[int, bytes]:
+    """One request on a keep-alive connection (``body`` sent as JSON); return its status and
+    payload, or (0, b"") when the connection failed (it is closed, and reopened by the next)."""
+    data = json.dumps(body).encode() if body is not None else None
+    h = {"Content-Type": "application/json"} if data is not None else {}
+    h.update(headers or {})
+    try:
+        conn.request(method, path, body=data, headers=h)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    except (http.client.HTTPException, OSError):
+        conn.close()
+        return 0, b""
+
+
 class Load:
     """``clients`` threads, each with one keep-alive connection, calling ``step`` until time is up."""
 
@@ -243,21 +258,12 @@ class Load:
             lat, stat, n = [], {}, 0
 
             def call(method, path, body=None, headers=None):
-                data = json.dumps(body).encode() if body is not None else None
-                h = {"Content-Type": "application/json"} if data is not None else {}
-                h.update(headers or {})
                 t0 = time.perf_counter()
-                try:
-                    conn.request(method, path, body=data, headers=h)
-                    resp = conn.getresponse()
-                    payload = resp.read()
-                except (http.client.HTTPException, OSError):
-                    conn.close()
-                    stat[0] = stat.get(0, 0) + 1
-                    return 0, b""
-                lat.append(time.perf_counter() - t0)
-                stat[resp.status] = stat.get(resp.status, 0) + 1
-                return resp.status, payload
+                status, payload = send(conn, method, path, body, headers)
+                if status:  # a connection that failed is counted, not timed
+                    lat.append(time.perf_counter() - t0)
+                stat[status] = stat.get(status, 0) + 1
+                return status, payload
 
             while time.monotonic() < deadline:
                 if self.step(i, call) is False:
@@ -332,17 +338,8 @@ class PacedLoad:
         sent = [0.0]
 
         def call(method, path, body=None, headers=None):
-            data = json.dumps(body).encode() if body is not None else None
-            h = {"Content-Type": "application/json"} if data is not None else {}
-            h.update(headers or {})
             sent[0] = time.perf_counter()
-            try:
-                conn.request(method, path, body=data, headers=h)
-                resp = conn.getresponse()
-                return resp.status, resp.read()
-            except (http.client.HTTPException, OSError):
-                conn.close()
-                return 0, b""
+            return send(conn, method, path, body, headers)
 
         while True:
             with self.lock:

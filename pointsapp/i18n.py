@@ -30,6 +30,12 @@ def select_locale() -> Locale:
     return LOCALES["zh_CN"]
 
 
+def page_is_zh() -> bool:
+    """Say whether the page is shown in Chinese (its locale's language, without building its name)."""
+    locale = get_locale()
+    return locale is None or locale.language == "zh"
+
+
 def _request_translations():
     """The request's translations (Flask-Babel's), kept on ``g`` with the locale they are for,
     so that a locale chosen anew within the request (``flask_babel.refresh``) is followed."""
@@ -62,5 +68,4 @@ def init_i18n(app: Flask) -> None:
 
     @app.context_processor
     def _lang():
-        loc = str(get_locale() or "zh_CN")
-        return {"current_locale": loc, "is_zh": loc.startswith("zh")}
+        return {"current_locale": str(get_locale() or "zh_CN"), "is_zh": page_is_zh()}

@@ -5,20 +5,15 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from flask import Flask
-from flask_babel import format_datetime, format_decimal, get_locale
+from flask_babel import format_datetime, format_decimal
 from flask_babel import gettext as _
 
 from ..domain.clock import now_utc, to_local
+from ..i18n import page_is_zh
 from ..models import LotUse, PointLot, Transfer, Voucher
 from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_CREDIT, TRANSFER_DEDUCTION, TRANSFER_EXPIRY, TRANSFER_REVERSAL
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.user import initials_name
-
-def page_is_zh() -> bool:
-    """Say whether the page is shown in Chinese (its locale's language, without building its name)."""
-    locale = get_locale()
-    return locale is None or locale.language == "zh"
-
 
 def localtime(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """Format a UTC timestamp in the street's local time."""
