@@ -288,9 +288,12 @@ def among(column, name: str, dialect_name: str):
     return column.in_(bindparam(name, expanding=True))
 
 
-def insert_rows(table: Table, rows: list[dict], *, returning: Column | None = None) -> list | None:
+def insert_rows(table: Table, rows: list[dict], *, returning: Column | None = None, then=None,
+                then_params: dict | None = None) -> list | None:
     """INSERT ``rows`` (dicts with the same keys) into ``table`` in one statement; with
     ``returning`` (an integer key filled by a sequence), return its values in the order of ``rows``.
+    ``then``: an UPDATE or INSERT (built once) to run with them, with ``then_params``: on
+    PostgreSQL in the same statement (a data-modifying CTE: one round trip), on SQLite after it.
 
     PostgreSQL: ``INSERT ... SELECT ... FROM unnest(:col1, :col2, ...)``, one array parameter per
     column whatever the number of rows. A multi-row ``VALUES`` has a placeholder per value, which
@@ -307,12 +310,17 @@ def insert_rows(table: Table, rows: list[dict], *, returning: Column | None = No
     if session_bind.dialect.name != "postgresql":
         if returning is None:
             db.session.execute(insert(table), rows)
-            return None
-        return list(db.session.execute(insert(table).returning(returning, sort_by_parameter_order=True), rows).scalars())
+            keys = None
+        else:
+            keys = list(db.session.execute(insert(table).returning(returning, sort_by_parameter_order=True), rows).scalars())
+        if then is not None:
+            db.session.execute(then, then_params or {})
+        return keys
     names, same = _split_constant(rows)
-    stmt = _insert_from_arrays(table, names, same, returning)
+    stmt = _insert_from_arrays(table, names, same, returning, then)
     params = array_params(rows, names)
     params.update({f"one_{name}": rows[0][name] for name in same})
+    params.update(then_params or {})
     if returning is None:
         db.session.execute(stmt, params)
         return None
@@ -360,15 +368,20 @@ def array_params(rows: list[dict], names: tuple[str, ...]) -> dict:
 
 
 @lru_cache(maxsize=None)
-def _insert_from_arrays(table: Table, names: tuple[str, ...], same: tuple[str, ...], returning: Column | None):
+def _insert_from_arrays(table: Table, names: tuple[str, ...], same: tuple[str, ...], returning: Column | None,
+                        then=None):
     """INSERT of the columns ``names`` from arrays and ``same`` from one value each (see
-    ``unnest_select``), in the order of the arrays' rows."""
+    ``unnest_select``), in the order of the arrays' rows; with the statement ``then`` as a CTE."""
     stmt = insert(table).from_select([*names, *same], unnest_select(table, names, same))
+    if then is not None:
+        stmt = stmt.add_cte(then.cte("then"))
     return stmt if returning is None else stmt.returning(returning)
 
 
 @lru_cache(maxsize=None)
-def _add_from_arrays(table: Table, names: tuple[str, ...], key: tuple[str, ...]):
+def add_from_arrays(table: Table, names: tuple[str, ...], key: tuple[str, ...]):
+    """PostgreSQL: the upsert of ``add_to_rows`` (parameters from ``array_params``), which a caller
+    may also run inside another statement as a CTE."""
     return _adding(postgresql.insert(table).from_select(list(names), unnest_select(table, names)), names, key)
 
 
@@ -422,7 +435,7 @@ def add_to_rows(table: Table, rows: list[dict], *, key: list[str], per_statement
         return
     names = tuple(rows[0])
     if dialect() == "postgresql":
-        stmt = _add_from_arrays(table, names, tuple(key))
+        stmt = add_from_arrays(table, names, tuple(key))
         for i in range(0, len(rows), per_statement):
             db.session.execute(stmt, array_params(rows[i:i + per_statement], names))
         return

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from .domain import budgets, claims, honours, ledger, notice, people, rules, vouchers
 from .domain.clock import local_today, local_zone, now_utc
@@ -32,6 +32,7 @@ from .domain.uploads import store_photo
 from .extensions import db
 from .models import Account, Activity, Merchant, OrgUnit, PointRule, PointRuleVersion, Reward, Transfer, User
 from .models.rules import UNIT_HOUR, UNIT_OCCURRENCE
+from .models.types import stamping_with
 from .models.user import (
     ROLE_COMMUNITY_ADMIN,
     ROLE_GRID_STAFF,
@@ -244,28 +245,15 @@ class _Clock:
         self.now = now
 
 
-@contextmanager
 def _stamped_with(clock: _Clock):
-    """Give rows that take their ``created_at`` from the database default the history's time.
+    """Give rows that take their ``created_at`` from the default the history's time.
 
     The domain functions take ``now=`` for the rows that matter to rules (activities, vouchers);
     accounts, transfers, people and rules default to the wall clock. In a replayed history those
     must carry the moment they were made, or a volunteer's statement would show every credit
     as made today.
     """
-    classes = (User, Account, Transfer, Merchant, Reward, PointRule, PointRuleVersion)
-
-    def stamp(mapper, connection, target):
-        if getattr(target, "created_at", None) is None:
-            target.created_at = clock.now
-
-    for cls in classes:
-        event.listen(cls, "before_insert", stamp)
-    try:
-        yield
-    finally:
-        for cls in classes:
-            event.remove(cls, "before_insert", stamp)
+    return stamping_with(lambda: clock.now)
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..database import insert_rows
@@ -110,7 +110,10 @@ def _head_locked():
 
 @lru_cache(maxsize=None)
 def _head_update():
-    return update(head_t).where(head_t.c.id == 1)
+    return (
+        update(head_t).where(head_t.c.id == 1)
+        .values(seq=bindparam("head_seq", type_=head_t.c.seq.type), hash=bindparam("head_hash", type_=head_t.c.hash.type))
+    )
 
 
 def _lock_head() -> tuple[int, str]:
@@ -177,8 +180,7 @@ def record_many(actor: User | None, entries: list[Entry], *, now: datetime | Non
         )
         row["hash"] = prev_hash = record_hash(prev_hash, row)
         rows.append(row)
-    insert_rows(audit_t, rows)
-    db.session.execute(_head_update(), {"seq": seq, "hash": prev_hash})
+    insert_rows(audit_t, rows, then=_head_update(), then_params={"head_seq": seq, "head_hash": prev_hash})
 
 
 def common_path(paths: list[str]) -> str | None:

@@ -142,11 +142,12 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Date, and_, bindparam, case, func, insert, literal, or_, select, text, union_all, update
+from sqlalchemy import Date, and_, bindparam, case, func, insert, literal, or_, select, text, true, union_all, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
-from ..database import add_to_rows, among, array_params, dialect, insert_rows, unnest_select
+from ..database import add_from_arrays, add_to_rows, among, array_params, dialect, insert_rows, unnest_select
 from ..extensions import db
 from ..models import Account, AccountMonth, Entry, LotUse, OrgUnit, PointLot, Transfer, User, Voucher
 from ..models.ledger import (
@@ -303,7 +304,7 @@ def _lot_insert():
 
 @lru_cache(maxsize=None)
 def _open_lots(one_lot: bool, preferring: bool):
-    """The account's lots with points left, in the order they are spent (see _take_from_lots)."""
+    """The account's lots with points left, in the order they are spent (see _lots_to_take)."""
     query = select(lot_t.c.id, lot_t.c.remaining).where(
         lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > 0
     )
@@ -381,6 +382,30 @@ def _debit(account_id: int, amount: int, *, from_held: bool, unearn: int = 0) ->
     return row[0], row[1]
 
 
+@lru_cache(maxsize=None)
+def _issuance_debit():
+    """Take ``amount`` from the issuance account of street ``street_id``: the account's id, new
+    balance and kind, or no row before the street's first credit."""
+    return (
+        update(account_t)
+        .where(account_t.c.kind == ACCOUNT_ISSUANCE, account_t.c.org_unit_id == bindparam("street_id"))
+        .values(balance=account_t.c.balance - _points("amount"))
+        .returning(account_t.c.id, account_t.c.balance, account_t.c.kind)
+    )
+
+
+def _debit_issuance(street_id: int, amount: int) -> tuple[int, int, str]:
+    """Take ``amount`` from a street's issuance account (which may go negative), creating the
+    account on the street's first credit; return its id, new balance and kind. One statement
+    where finding the account and then debiting it take two."""
+    row = db.session.execute(_issuance_debit(), {"street_id": street_id, "amount": amount}).first()
+    if row is None:
+        account_id = _account(ACCOUNT_ISSUANCE, org_unit_id=street_id).id
+        return (account_id, *_debit(account_id, amount, from_held=False))
+    _expire_loaded(row[0])
+    return row[0], row[1], row[2]
+
+
 def _deposit(account_id: int, amount: int, *, earn: bool) -> tuple[int, str]:
     row = db.session.execute(_deposit_update(earn), {"account_id": account_id, "amount": amount}).first()
     _expire_loaded(account_id)
@@ -389,15 +414,16 @@ def _deposit(account_id: int, amount: int, *, earn: bool) -> tuple[int, str]:
     return row[0], row[1]
 
 
-def _take_from_lots(
-    account_id: int, transfer_id: int, amount: int, *, prefer_transfer_id: int | None = None, lot_id: int | None = None
-) -> None:
-    """Take ``amount`` from a volunteer's lots, earliest-expiring first (never-expiring last, ties
-    by id), or from the lot made by ``prefer_transfer_id`` first, or only from lot ``lot_id``.
+def _lots_to_take(
+    account_id: int, amount: int, *, prefer_transfer_id: int | None = None, lot_id: int | None = None
+) -> list[dict]:
+    """Choose the lots a debit of ``amount`` from a volunteer takes from, earliest-expiring first
+    (never-expiring last, ties by id), or from the lot made by ``prefer_transfer_id`` first, or
+    only from lot ``lot_id``: rows ``{"id": lot id, "remaining": points taken}`` for
+    ``_write_transfer``.
 
     Runs under the account's lock, after the balance was debited: the lots hold exactly the
-    balance, so they cover the amount. One SELECT of the open lots, one UPDATE and one INSERT
-    (each executed for the lots taken from, usually one).
+    balance, so they cover the amount.
     """
     params = {"account_id": account_id, "lot_id": lot_id, "prefer_transfer_id": prefer_transfer_id}
     query = _open_lots(lot_id is not None, prefer_transfer_id is not None)
@@ -405,16 +431,22 @@ def _take_from_lots(
     left = amount
     for lid, remaining in db.session.execute(query, {k: v for k, v in params.items() if v is not None}):
         take = min(remaining, left)
-        takes.append({"lid": lid, "change": take})
+        takes.append({"id": lid, "remaining": take})
         left -= take
         if not left:
             break
     if left:
         # The lots no longer add up to the balance: stop, never paper over it.
         raise RuntimeError(f"account {account_id}: its lots lack {left} of the {amount} points taken")
-    db.session.execute(_lot_remaining_update(-1), takes)
+    return takes
+
+
+def _take_from_lots(transfer_id: int, takes: list[dict]) -> None:
+    """Take ``takes`` (``_lots_to_take``) from their lots for transfer ``transfer_id``: one UPDATE
+    and one INSERT, each executed for the lots taken from (usually one)."""
+    db.session.execute(_lot_remaining_update(-1), [{"lid": t["id"], "change": t["remaining"]} for t in takes])
     db.session.execute(
-        insert(lot_use_t), [{"lot_id": t["lid"], "transfer_id": transfer_id, "amount": t["change"]} for t in takes]
+        insert(lot_use_t), [{"lot_id": t["id"], "transfer_id": transfer_id, "amount": t["remaining"]} for t in takes]
     )
 
 
@@ -455,14 +487,123 @@ def _today() -> date:
     return local_today()
 
 
+# The columns of a lot that ``_lots_to_take`` gives: the lot's id and the points taken from it.
+_TAKE_COLUMNS = ("id", "remaining")
+
+_TRANSFER_COLUMNS = (
+    "kind", "amount", "from_account_id", "to_account_id", "reason", "cause_key", "activity_id", "voucher_id",
+    "reverses_id", "created_by_id", "created_at",
+)
+
+
+def _typed(table, name: str, column: str | None = None):
+    return bindparam(name, type_=table.c[column or name].type)
+
+
+@lru_cache(maxsize=None)
+def _transfer_insert_pg(with_lot: bool, with_months: bool, with_takes: bool):
+    """PostgreSQL: a transfer, its two entries (the debit's first), for a credit to a volunteer
+    its new lot, for a debit of a volunteer the points taken from their lots (and the lots'
+    uses), and the volunteers' legs added to their monthly totals (``add_to_months``), in one
+    statement (data-modifying CTEs): one round trip where separate statements take up to six.
+    The key constraints are checked at the statement's end, when the transfer row is there."""
+    transfer_t, entry_t = Transfer.__table__, Entry.__table__
+    new = (
+        insert(transfer_t).values({c: _typed(transfer_t, f"t_{c}", c) for c in _TRANSFER_COLUMNS})
+        .returning(transfer_t.c.id).cte("new_transfer")
+    )
+    legs = [
+        select(new.c.id, _typed(entry_t, f"{side}_account", "account_id"), _typed(entry_t, f"{side}_amount", "amount"),
+               _typed(entry_t, f"{side}_after", "balance_after"))
+        for side in ("from", "to")
+    ]
+    stmt = insert(entry_t).from_select(["transfer_id", "account_id", "amount", "balance_after"], union_all(*legs))
+    if with_lot:
+        lot = insert(lot_t).from_select(
+            ["account_id", "transfer_id", "amount", "remaining", "earned_on", "expires_on"],
+            select(_typed(lot_t, "to_account", "account_id"), new.c.id, _typed(lot_t, "lot_amount", "amount"),
+                   _typed(lot_t, "lot_remaining", "remaining"), _typed(lot_t, "lot_earned_on", "earned_on"),
+                   _typed(lot_t, "lot_expires_on", "expires_on")),
+        ).cte("new_lot")
+        stmt = stmt.add_cte(lot)
+    if with_months:
+        stmt = stmt.add_cte(add_from_arrays(account_month_t, _MONTH_COLUMNS, _MONTH_KEY).cte("months"))
+    if with_takes:
+        taken = unnest_select(lot_t, _TAKE_COLUMNS).subquery("taken")
+        stmt = stmt.add_cte(
+            update(lot_t).where(lot_t.c.id == taken.c.id).values(remaining=lot_t.c.remaining - taken.c.remaining)
+            .cte("lots_taken")
+        )
+        uses = unnest_select(lot_t, _TAKE_COLUMNS).subquery("uses")
+        stmt = stmt.add_cte(
+            insert(lot_use_t).from_select(
+                ["lot_id", "transfer_id", "amount"],
+                select(uses.c.id, new.c.id, uses.c.remaining).select_from(uses.join(new, true())),
+            )
+            .cte("lot_uses")
+        )
+    return stmt.returning(entry_t.c.transfer_id)
+
+
+@lru_cache(maxsize=None)
+def _transfer_insert():
+    return insert(Transfer.__table__).returning(Transfer.__table__.c.id)
+
+
+def _write_transfer(
+    row: dict, from_after: int, to_after: int, new_lot: dict | None, months: list[dict], takes: list[dict]
+) -> Transfer:
+    """Write the transfer ``row`` with its two entries (and ``new_lot``, the lot of a credit),
+    take ``takes`` (``_lots_to_take``) from the debited volunteer's lots, and add ``months``
+    (``_month_rows``) to the monthly totals, as plain rows; return the transfer as a loaded
+    object: an ORM insert of the transfer and its entries cost more Python than the rest of a
+    credit's writes together."""
+    amount = row["amount"]
+    if dialect() == "postgresql":
+        # No parameter is named as a column of the tables written: SQLAlchemy would take it as
+        # a value to set in the statement's UPDATEs.
+        params = {
+            **{f"t_{name}": value for name, value in row.items()},
+            "from_account": row["from_account_id"], "from_amount": -amount, "from_after": from_after,
+            "to_account": row["to_account_id"], "to_amount": amount, "to_after": to_after,
+        }
+        if new_lot is not None:
+            params.update(lot_amount=amount, lot_remaining=amount,
+                          lot_earned_on=new_lot["earned_on"], lot_expires_on=new_lot["expires_on"])
+        if months:
+            params.update(array_params(months, _MONTH_COLUMNS))
+        if takes:
+            params.update(array_params(takes, _TAKE_COLUMNS))
+        stmt = _transfer_insert_pg(new_lot is not None, bool(months), bool(takes))
+        transfer_id = db.session.execute(stmt, params).scalars().first()
+    else:
+        transfer_id = db.session.execute(_transfer_insert(), row).scalar_one()
+        db.session.execute(
+            insert(Entry.__table__),
+            [{"transfer_id": transfer_id, "account_id": row["from_account_id"], "amount": -amount, "balance_after": from_after},
+             {"transfer_id": transfer_id, "account_id": row["to_account_id"], "amount": amount, "balance_after": to_after}],
+        )
+        if new_lot is not None:
+            _new_lot(row["to_account_id"], transfer_id, amount, **new_lot)
+        if takes:
+            _take_from_lots(transfer_id, takes)
+        _add_month_rows(months)
+    t = Transfer(id=transfer_id, **row)
+    # Known to be in the database as it is: the session holds it as if loaded by a query.
+    make_transient_to_detached(t)
+    db.session.add(t)
+    return t
+
+
 def _transfer(
     *,
     kind: str,
-    from_id: int,
+    from_id: int | None,
     to_id: int,
     amount: int,
     reason: str,
     cause_key: str,
+    from_street: int | None = None,
     from_held: bool = False,
     earn: bool = False,
     unearn: int = 0,
@@ -483,49 +624,42 @@ def _transfer(
     if amount <= 0:
         raise ValueError("a transfer moves a positive amount")
     db.session.flush()
-    if not to_locked:
-        lock_accounts([from_id, to_id])
-    from_after, from_kind = _debit(from_id, amount, from_held=from_held, unearn=unearn)
+    if from_id is None:
+        # A street's issuance account (``from_street``), found by the debit itself; the caller
+        # holds the credited account's lock, which comes first in the global order.
+        assert to_locked and from_street is not None
+        from_id, from_after, from_kind = _debit_issuance(from_street, amount)
+    else:
+        if not to_locked:
+            lock_accounts([from_id, to_id])
+        from_after, from_kind = _debit(from_id, amount, from_held=from_held, unearn=unearn)
     to_after, to_kind = _deposit(to_id, amount, earn=earn)
-    t = Transfer(
-        kind=kind,
-        amount=amount,
-        from_account_id=from_id,
-        to_account_id=to_id,
-        reason=reason,
-        cause_key=cause_key,
-        activity_id=activity_id,
-        voucher_id=voucher_id,
-        reverses_id=reverses_id,
-        created_by_id=created_by_id,
-    )
-    if created_at is not None:
-        t.created_at = created_at
-    db.session.add(t)
-    db.session.flush()
-    db.session.add_all(
-        [
-            Entry(transfer_id=t.id, account_id=from_id, amount=-amount, balance_after=from_after),
-            Entry(transfer_id=t.id, account_id=to_id, amount=amount, balance_after=to_after),
-        ]
-    )
-    db.session.flush()
+    row = {
+        "kind": kind, "amount": amount, "from_account_id": from_id, "to_account_id": to_id, "reason": reason,
+        "cause_key": cause_key, "activity_id": activity_id, "voucher_id": voucher_id, "reverses_id": reverses_id,
+        "created_by_id": created_by_id, "created_at": created_at or utcnow(),
+    }
     # Lots: every debit of a volunteer takes from them, every deposit adds to them.
+    takes = []
     if from_kind == ACCOUNT_VOLUNTEER:
-        _take_from_lots(
-            from_id, t.id, amount, prefer_transfer_id=reverses_id if kind == TRANSFER_REVERSAL else None, lot_id=lot_id
+        takes = _lots_to_take(
+            from_id, amount, prefer_transfer_id=reverses_id if kind == TRANSFER_REVERSAL else None, lot_id=lot_id
         )
-    if to_kind == ACCOUNT_VOLUNTEER:
-        if kind == TRANSFER_CREDIT:
-            _new_lot(to_id, t.id, amount, earned_on=earned_on or _today(), expires_on=expires_on)
-        else:
-            _give_back_to_lots(to_id, t.id, reverses_id, amount)
+    # A credit to a volunteer is one new lot of the points (written with the transfer).
+    new_lot = (
+        {"earned_on": earned_on or _today(), "expires_on": expires_on}
+        if to_kind == ACCOUNT_VOLUNTEER and kind == TRANSFER_CREDIT else None
+    )
+    # The volunteers' legs in their monthly totals (written with the transfer).
+    month = month_of(row["created_at"])
+    months = _month_rows(
+        [(acc, month, kind, signed) for acc, acc_kind, signed in ((from_id, from_kind, -amount), (to_id, to_kind, amount))
+         if acc_kind == ACCOUNT_VOLUNTEER]
+    )
+    t = _write_transfer(row, from_after, to_after, new_lot, months, takes)
+    if to_kind == ACCOUNT_VOLUNTEER and new_lot is None:
+        _give_back_to_lots(to_id, t.id, reverses_id, amount)
     budgets.on_transfer(t)  # charge or give back the budget behind the points, after the accounts' locks
-    month = month_of(t.created_at)
-    legs = [(acc, month, kind, signed) for acc, acc_kind, signed in ((from_id, from_kind, -amount), (to_id, to_kind, amount))
-            if acc_kind == ACCOUNT_VOLUNTEER]
-    if legs:
-        add_to_months(legs)
     return t
 
 
@@ -559,6 +693,38 @@ def credit(
         earned_on=earned_on,
         expires_on=expires_on,
         to_locked=volunteer_locked,
+    )
+
+
+def credit_from_street(
+    street_id: int,
+    volunteer: Account,
+    amount: int,
+    *,
+    reason: str,
+    cause_key: str,
+    activity_id: int | None = None,
+    created_by_id: int | None = None,
+    earned_on: date | None = None,
+    expires_on: date | None = None,
+) -> Transfer:
+    """``credit`` from the issuance account of street ``street_id`` (the root above the
+    volunteer), to a volunteer's account whose lock the caller holds
+    (``locked_account_for_volunteer``): the issuance account is found by its debit."""
+    return _transfer(
+        kind=TRANSFER_CREDIT,
+        from_id=None,
+        from_street=street_id,
+        to_id=volunteer.id,
+        amount=amount,
+        reason=reason,
+        cause_key=cause_key,
+        earn=True,
+        activity_id=activity_id,
+        created_by_id=created_by_id,
+        earned_on=earned_on,
+        expires_on=expires_on,
+        to_locked=True,
     )
 
 
@@ -689,20 +855,33 @@ def month_of(moment: datetime) -> date:
     return moment.astimezone(local_zone()).date().replace(day=1)
 
 
-def add_to_months(legs: list[tuple[int, date, str, int]]) -> None:
-    """Add volunteers' legs ``(account id, month, transfer kind, signed amount)`` to their monthly
-    totals (``AccountMonth``), creating the rows a month's first leg needs: one upsert for up
-    to ``MONTH_ROWS_PER_STATEMENT`` rows, in key order."""
+_MONTH_COLUMNS = ("month", "account_id", "kind", "amount", "transfers")
+_MONTH_KEY = ("month", "account_id", "kind")
+
+
+def _month_rows(legs: list[tuple[int, date, str, int]]) -> list[dict]:
+    """The monthly totals' rows to add for volunteers' legs ``(account id, month, transfer kind,
+    signed amount)``: one per account, month and kind, in key order (the rows' lock order)."""
     sums: dict[tuple[date, int, str], list[int]] = {}
     for account_id, month, kind, amount in legs:
         row = sums.setdefault((month, account_id, kind), [0, 0])
         row[0] += amount
         row[1] += 1
-    rows = [
+    return [
         {"month": m, "account_id": a, "kind": k, "amount": amount, "transfers": n}
         for (m, a, k), (amount, n) in sorted(sums.items())
     ]
-    add_to_rows(account_month_t, rows, key=["month", "account_id", "kind"], per_statement=MONTH_ROWS_PER_STATEMENT)
+
+
+def _add_month_rows(rows: list[dict]) -> None:
+    add_to_rows(account_month_t, rows, key=list(_MONTH_KEY), per_statement=MONTH_ROWS_PER_STATEMENT)
+
+
+def add_to_months(legs: list[tuple[int, date, str, int]]) -> None:
+    """Add volunteers' legs ``(account id, month, transfer kind, signed amount)`` to their monthly
+    totals (``AccountMonth``), creating the rows a month's first leg needs: one upsert for up
+    to ``MONTH_ROWS_PER_STATEMENT`` rows, in key order."""
+    _add_month_rows(_month_rows(legs))
 
 
 def _month_legs(month: date):

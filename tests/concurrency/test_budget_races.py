@@ -53,6 +53,34 @@ def test_credits_racing_for_a_budget_use_exactly_what_fits(app, street, check_le
     check_ledger()
 
 
+def test_approvals_racing_for_a_budget_use_exactly_what_fits(app, street, check_ledger):
+    """Claims approved at once, each credited on its own (on PostgreSQL the budget is found,
+    drawn on and charged in one statement): 6 credits of 15 fit in the community's 100."""
+    budgets.record_funding(street.street_admin, street.community_a, fen=10_000, source="partner",
+                           funded_on=local_today(), note=None, key="race-fund")  # 100 points
+    rule = rules.create_rule(street.street_admin, street.street,
+                             rule_terms(name_zh="巡逻15", name_en="Patrol 15", points=15))
+    acts = [
+        claims.submit_claim(person(f"racer{i}", street.grid_a), rule_id=rule.id, activity_date=local_today(), note="巡逻")
+        for i in range(12)
+    ]
+    db.session.commit()
+    ids, staff_id = [a.id for a in acts], street.street_admin.id
+
+    def approve(i):
+        claims.approve_claim(db.session.get(User, staff_id), ids[i])
+        db.session.commit()
+
+    results = race(app, len(ids), approve)
+    assert tally(results) == {"ok": 6, "BudgetExhausted": 6}, unexpected(results, "BudgetExhausted")
+    budget = db.session.scalar(select(Budget).where(Budget.org_unit_id == street.community_a.id))
+    assert (budgets.status(budget).used, budgets.status(budget).remaining) == (90, 10)
+    assert db.session.scalar(select(func.sum(Transfer.amount)).where(Transfer.kind == "credit")) == 90
+    assert db.session.scalar(select(func.count()).select_from(BudgetCharge)) == 6
+    assert db.session.scalar(select(func.sum(BudgetCharge.points))) == 90
+    check_ledger()
+
+
 def test_first_funding_records_at_once_make_one_budget(app, street, check_ledger):
     admin_id, unit_id = street.street_admin.id, street.community_b.id
 

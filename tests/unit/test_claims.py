@@ -378,6 +378,53 @@ def test_approving_reads_the_claim_with_its_node_rule_and_volunteer_at_once(stre
     check_ledger()
 
 
+def test_an_approval_writes_its_credit_in_few_statements(street, check_ledger):
+    """On PostgreSQL, crediting an approved claim writes its transfer, two entries, lot and the
+    volunteer's monthly total in one statement, finds, draws on and charges the budget in one,
+    and appends the audit record with the chain head in one; the issuance account is found by
+    its debit. SQLite runs them one by one. The same rows are written either way."""
+    from sqlalchemy import event, func, select
+
+    from pointsapp.domain import budgets
+    from pointsapp.models import AccountMonth, AuditRecord, BudgetCharge, Entry, PointLot, Transfer, User
+
+    budgets.record_funding(street.street_admin, street.street, fen=10_000, source="partner",
+                           funded_on=local_today(), note=None, key="fund-1")
+    approve(street.street_admin, claim(street.vol_b, street.meeting))  # the street's first credit makes its issuance account
+    act = claim(street.vol_a, street.meeting)
+    db.session.commit()
+    act_id, staff_id = act.id, street.staff_a.id
+    db.session.expunge_all()
+    staff = db.session.get(User, staff_id)
+    staff.roles  # the approver's own grants, as authentication loads them
+    seen = []
+    keep = lambda conn, cur, statement, params, ctx, many: seen.append(" ".join(statement.split()[:3]))  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        done = claims.approve_claim(staff, act_id)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", keep)
+    db.session.commit()
+    assert (done.status, done.points_credited) == ("approved", 10)
+    if db.engine.dialect.name == "postgresql":
+        assert len(seen) == 13, "\n".join(seen)
+        assert [s for s in seen if s.startswith("WITH")] == [
+            "WITH new_transfer AS", "WITH found AS", 'WITH "then" AS',  # the credit, the budget, the audit
+        ]
+        assert not any(s.startswith(("INSERT INTO entry", "INSERT INTO point_lot", "INSERT INTO account_month",
+                                     "INSERT INTO budget_charge", "UPDATE audit_chain_head")) for s in seen)
+    [transfer] = db.session.scalars(select(Transfer).where(Transfer.activity_id == act_id))
+    assert sorted(db.session.scalars(select(Entry.amount).where(Entry.transfer_id == transfer.id))) == [-10, 10]
+    lot = db.session.scalar(select(PointLot).where(PointLot.transfer_id == transfer.id))
+    assert (lot.amount, lot.remaining, lot.earned_on) == (10, 10, done.activity_date)
+    assert db.session.scalar(select(func.sum(AccountMonth.amount)).where(AccountMonth.account_id == transfer.to_account_id)) == 10
+    assert db.session.scalar(select(BudgetCharge.points).where(BudgetCharge.transfer_id == transfer.id)) == 10
+    record = db.session.scalar(select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(1))
+    assert (record.action, record.target_id) == ("claim.approved", act_id)
+    assert balance(db.session.get(User, done.volunteer_id)).balance == 10
+    check_ledger()
+
+
 def test_approving_twice_is_refused_and_credits_once(street, check_ledger):
     act = approve(street.staff_a, claim(street.vol_a, street.meeting))
     before = ledger_state()
