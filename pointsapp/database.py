@@ -25,7 +25,7 @@ import time
 from contextvars import ContextVar
 from functools import lru_cache
 
-from sqlalchemy import Column, Float, Integer, Numeric, Select, String, Table, any_, bindparam, cast, event, func, insert, select, update
+from sqlalchemy import Column, Float, Integer, Numeric, Select, String, Table, any_, bindparam, cast, event, func, insert, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -379,10 +379,15 @@ def _insert_from_arrays(table: Table, names: tuple[str, ...], same: tuple[str, .
 
 
 @lru_cache(maxsize=None)
-def add_from_arrays(table: Table, names: tuple[str, ...], key: tuple[str, ...]):
+def add_from_arrays(table: Table, names: tuple[str, ...], key: tuple[str, ...], only_with=None):
     """PostgreSQL: the upsert of ``add_to_rows`` (parameters from ``array_params``), which a caller
-    may also run inside another statement as a CTE."""
-    return _adding(postgresql.insert(table).from_select(list(names), unnest_select(table, names)), names, key)
+    may also run inside another statement as a CTE; ``only_with``: a CTE of that statement, the
+    rows being added only when it has a row."""
+    rows = unnest_select(table, names)
+    if only_with is not None:
+        given = rows.subquery("given")
+        rows = select(*(given.c[name] for name in names)).select_from(given.join(only_with, true()))
+    return _adding(postgresql.insert(table).from_select(list(names), rows), names, key)
 
 
 @lru_cache(maxsize=None)

@@ -243,13 +243,17 @@ def _decide(activity_id: int, status: str, actor: User, now: datetime, reason: s
         set_committed_value(obj, key, value)
 
 
-def _approve(act: Activity, actor: User, now: datetime) -> None:
-    """Decide a pending activity approved: credit it now, or post it for public notice first."""
+def _approve(act: Activity, actor: User, now: datetime, then=None) -> None:
+    """Decide a pending activity approved: credit it now, or post it for public notice first.
+    ``then``: called once it is decided, before it is credited."""
     days = notice.notice_days_for(act.org_unit)
     if days:
         _decide(act.id, STATUS_ON_NOTICE, actor, now, notice_until=notice.notice_end(now, days))
     else:
         _decide(act.id, STATUS_APPROVED, actor, now)
+    if then is not None:
+        then()
+    if not days:
         _credit(act, actor)
 
 
@@ -339,9 +343,10 @@ def approve_claim(actor: User, activity_id: int, now: datetime | None = None, co
         # One approval needed: this vote is it. The deciding conditional UPDATE locks the row
         # and refuses a claim no longer pending, as _lock_pending would; a pending claim of
         # such a rule has no votes yet (the first would have decided it).
+        # The vote is written once the claim is decided and before it is credited, which
+        # holds the street's issuance account locked to the end of the transaction.
         approvals = 1
-        _approve(act, actor, now)
-        _vote(act, actor, VOTE_APPROVE, comment, now)
+        _approve(act, actor, now, then=lambda: _vote(act, actor, VOTE_APPROVE, comment, now))
     audit.record(
         actor, audit.CLAIM_APPROVED, "activity", act.id,
         {"volunteer_id": act.volunteer_id, "points_requested": act.points_requested,
@@ -406,6 +411,9 @@ def _credit(act: Activity, actor: User) -> None:
     db.session.execute(_credited_update(), {"activity_id": act.id, "new_points_credited": grant, "new_cap_note": cap_note})
     set_committed_value(act, "points_credited", grant)
     set_committed_value(act, "cap_note", cap_note)
+    # The volunteer's yearly totals before the ledger's writes: the street's issuance account,
+    # which the credit then updates, stays locked for fewer statements.
+    activity_totals.add([act])
     if grant > 0:
         ledger.credit_from_street(
             volunteer.org_unit.root_id,
@@ -418,7 +426,6 @@ def _credit(act: Activity, actor: User) -> None:
             earned_on=act.activity_date,
             expires_on=version.expires_on(act.activity_date),
         )
-    activity_totals.add([act])
 
 
 def record_attendance(

@@ -501,23 +501,47 @@ def _typed(table, name: str, column: str | None = None):
 
 
 @lru_cache(maxsize=None)
-def _transfer_insert_pg(with_lot: bool, with_months: bool, with_takes: bool):
+def _transfer_insert_pg(with_lot: bool, with_months: bool, with_takes: bool, street_debit: bool = False):
     """PostgreSQL: a transfer, its two entries (the debit's first), for a credit to a volunteer
     its new lot, for a debit of a volunteer the points taken from their lots (and the lots'
     uses), and the volunteers' legs added to their monthly totals (``add_to_months``), in one
     statement (data-modifying CTEs): one round trip where separate statements take up to six.
-    The key constraints are checked at the statement's end, when the transfer row is there."""
+    The key constraints are checked at the statement's end, when the transfer row is there.
+
+    ``street_debit``: the statement also takes the points from the issuance account of street
+    ``debit_street`` (its id and balance after feed the transfer and its entry), and writes
+    nothing at all when the street has no issuance account yet. Returned: each entry's
+    transfer id, account and amount."""
     transfer_t, entry_t = Transfer.__table__, Entry.__table__
-    new = (
-        insert(transfer_t).values({c: _typed(transfer_t, f"t_{c}", c) for c in _TRANSFER_COLUMNS})
-        .returning(transfer_t.c.id).cte("new_transfer")
-    )
-    legs = [
-        select(new.c.id, _typed(entry_t, f"{side}_account", "account_id"), _typed(entry_t, f"{side}_amount", "amount"),
-               _typed(entry_t, f"{side}_after", "balance_after"))
-        for side in ("from", "to")
-    ]
-    stmt = insert(entry_t).from_select(["transfer_id", "account_id", "amount", "balance_after"], union_all(*legs))
+    debit = None
+    if street_debit:
+        debit = (
+            update(account_t)
+            .where(account_t.c.kind == ACCOUNT_ISSUANCE, account_t.c.org_unit_id == bindparam("debit_street"))
+            .values(balance=account_t.c.balance - _points("debit_amount"))
+            .returning(account_t.c.id, account_t.c.balance)
+            .cte("debit")
+        )
+        values = [_typed(transfer_t, f"t_{c}", c) for c in _TRANSFER_COLUMNS if c != "from_account_id"]
+        new = (
+            insert(transfer_t)
+            .from_select([c for c in _TRANSFER_COLUMNS if c != "from_account_id"] + ["from_account_id"],
+                         select(*values, debit.c.id))
+            .returning(transfer_t.c.id).cte("new_transfer")
+        )
+        from_leg = select(new.c.id, debit.c.id, _typed(entry_t, "from_amount", "amount"), debit.c.balance).select_from(
+            new.join(debit, true())
+        )
+    else:
+        new = (
+            insert(transfer_t).values({c: _typed(transfer_t, f"t_{c}", c) for c in _TRANSFER_COLUMNS})
+            .returning(transfer_t.c.id).cte("new_transfer")
+        )
+        from_leg = select(new.c.id, _typed(entry_t, "from_account", "account_id"), _typed(entry_t, "from_amount", "amount"),
+                          _typed(entry_t, "from_after", "balance_after"))
+    to_leg = select(new.c.id, _typed(entry_t, "to_account", "account_id"), _typed(entry_t, "to_amount", "amount"),
+                    _typed(entry_t, "to_after", "balance_after"))
+    stmt = insert(entry_t).from_select(["transfer_id", "account_id", "amount", "balance_after"], union_all(from_leg, to_leg))
     if with_lot:
         lot = insert(lot_t).from_select(
             ["account_id", "transfer_id", "amount", "remaining", "earned_on", "expires_on"],
@@ -527,7 +551,7 @@ def _transfer_insert_pg(with_lot: bool, with_months: bool, with_takes: bool):
         ).cte("new_lot")
         stmt = stmt.add_cte(lot)
     if with_months:
-        stmt = stmt.add_cte(add_from_arrays(account_month_t, _MONTH_COLUMNS, _MONTH_KEY).cte("months"))
+        stmt = stmt.add_cte(add_from_arrays(account_month_t, _MONTH_COLUMNS, _MONTH_KEY, only_with=debit).cte("months"))
     if with_takes:
         taken = unnest_select(lot_t, _TAKE_COLUMNS).subquery("taken")
         stmt = stmt.add_cte(
@@ -542,7 +566,27 @@ def _transfer_insert_pg(with_lot: bool, with_months: bool, with_takes: bool):
             )
             .cte("lot_uses")
         )
-    return stmt.returning(entry_t.c.transfer_id)
+    return stmt.returning(entry_t.c.transfer_id, entry_t.c.account_id, entry_t.c.amount)
+
+
+def _transfer_params(row: dict, from_after: int | None, to_after: int, new_lot: dict | None, months: list[dict],
+                     takes: list[dict]) -> dict:
+    """The parameters of ``_transfer_insert_pg``. None is named as a column of the tables
+    written: SQLAlchemy would take such a parameter as a value to set in the statement's UPDATEs."""
+    amount = row["amount"]
+    params = {
+        **{f"t_{name}": value for name, value in row.items()},
+        "from_account": row.get("from_account_id"), "from_amount": -amount, "from_after": from_after,
+        "to_account": row["to_account_id"], "to_amount": amount, "to_after": to_after,
+    }
+    if new_lot is not None:
+        params.update(lot_amount=amount, lot_remaining=amount,
+                      lot_earned_on=new_lot["earned_on"], lot_expires_on=new_lot["expires_on"])
+    if months:
+        params.update(array_params(months, _MONTH_COLUMNS))
+    if takes:
+        params.update(array_params(takes, _TAKE_COLUMNS))
+    return params
 
 
 @lru_cache(maxsize=None)
@@ -551,31 +595,33 @@ def _transfer_insert():
 
 
 def _write_transfer(
-    row: dict, from_after: int, to_after: int, new_lot: dict | None, months: list[dict], takes: list[dict]
+    row: dict, from_after: int | None, to_after: int, new_lot: dict | None, months: list[dict], takes: list[dict],
+    street_debit: int | None = None,
 ) -> Transfer:
     """Write the transfer ``row`` with its two entries (and ``new_lot``, the lot of a credit),
     take ``takes`` (``_lots_to_take``) from the debited volunteer's lots, and add ``months``
     (``_month_rows``) to the monthly totals, as plain rows; return the transfer as a loaded
     object: an ORM insert of the transfer and its entries cost more Python than the rest of a
-    credit's writes together."""
+    credit's writes together.
+
+    ``street_debit`` (PostgreSQL): debit the issuance account of that street in the same
+    statement (``row`` has no ``from_account_id`` yet, ``from_after`` is None), creating the
+    account on the street's first credit."""
     amount = row["amount"]
-    if dialect() == "postgresql":
-        # No parameter is named as a column of the tables written: SQLAlchemy would take it as
-        # a value to set in the statement's UPDATEs.
-        params = {
-            **{f"t_{name}": value for name, value in row.items()},
-            "from_account": row["from_account_id"], "from_amount": -amount, "from_after": from_after,
-            "to_account": row["to_account_id"], "to_amount": amount, "to_after": to_after,
-        }
-        if new_lot is not None:
-            params.update(lot_amount=amount, lot_remaining=amount,
-                          lot_earned_on=new_lot["earned_on"], lot_expires_on=new_lot["expires_on"])
-        if months:
-            params.update(array_params(months, _MONTH_COLUMNS))
-        if takes:
-            params.update(array_params(takes, _TAKE_COLUMNS))
+    if street_debit is not None:
+        stmt = _transfer_insert_pg(new_lot is not None, bool(months), False, street_debit=True)
+        params = _transfer_params(row, None, to_after, new_lot, months, [])
+        params.update(debit_street=street_debit, debit_amount=amount)
+        legs = db.session.execute(stmt, params).all()
+        if not legs:  # the street's first credit: nothing was written; make its account, then write
+            _account(ACCOUNT_ISSUANCE, org_unit_id=street_debit)
+            legs = db.session.execute(stmt, params).all()
+        [(transfer_id, from_id, _)] = [leg for leg in legs if leg[2] < 0]
+        _expire_loaded(from_id)
+        row = {**row, "from_account_id": from_id}
+    elif dialect() == "postgresql":
         stmt = _transfer_insert_pg(new_lot is not None, bool(months), bool(takes))
-        transfer_id = db.session.execute(stmt, params).scalars().first()
+        transfer_id = db.session.execute(stmt, _transfer_params(row, from_after, to_after, new_lot, months, takes)).scalars().first()
     else:
         transfer_id = db.session.execute(_transfer_insert(), row).scalar_one()
         db.session.execute(
@@ -624,21 +670,31 @@ def _transfer(
     if amount <= 0:
         raise ValueError("a transfer moves a positive amount")
     db.session.flush()
+    street_debit = None
     if from_id is None:
         # A street's issuance account (``from_street``), found by the debit itself; the caller
-        # holds the credited account's lock, which comes first in the global order.
+        # holds the credited account's lock, which comes first in the global order. The
+        # credited account is updated first: every credit of the street updates the issuance
+        # account, whose lock is then held for as few statements as possible (on PostgreSQL the
+        # debit is part of the statement that writes the transfer).
         assert to_locked and from_street is not None
-        from_id, from_after, from_kind = _debit_issuance(from_street, amount)
+        to_after, to_kind = _deposit(to_id, amount, earn=earn)
+        if dialect() == "postgresql":
+            street_debit, from_after, from_kind = from_street, None, ACCOUNT_ISSUANCE
+        else:
+            from_id, from_after, from_kind = _debit_issuance(from_street, amount)
     else:
         if not to_locked:
             lock_accounts([from_id, to_id])
         from_after, from_kind = _debit(from_id, amount, from_held=from_held, unearn=unearn)
-    to_after, to_kind = _deposit(to_id, amount, earn=earn)
+        to_after, to_kind = _deposit(to_id, amount, earn=earn)
     row = {
         "kind": kind, "amount": amount, "from_account_id": from_id, "to_account_id": to_id, "reason": reason,
         "cause_key": cause_key, "activity_id": activity_id, "voucher_id": voucher_id, "reverses_id": reverses_id,
         "created_by_id": created_by_id, "created_at": created_at or utcnow(),
     }
+    if street_debit is not None:
+        del row["from_account_id"]  # known once the statement has debited the account
     # Lots: every debit of a volunteer takes from them, every deposit adds to them.
     takes = []
     if from_kind == ACCOUNT_VOLUNTEER:
@@ -656,7 +712,7 @@ def _transfer(
         [(acc, month, kind, signed) for acc, acc_kind, signed in ((from_id, from_kind, -amount), (to_id, to_kind, amount))
          if acc_kind == ACCOUNT_VOLUNTEER]
     )
-    t = _write_transfer(row, from_after, to_after, new_lot, months, takes)
+    t = _write_transfer(row, from_after, to_after, new_lot, months, takes, street_debit)
     if to_kind == ACCOUNT_VOLUNTEER and new_lot is None:
         _give_back_to_lots(to_id, t.id, reverses_id, amount)
     budgets.on_transfer(t)  # charge or give back the budget behind the points, after the accounts' locks
@@ -696,36 +752,14 @@ def credit(
     )
 
 
-def credit_from_street(
-    street_id: int,
-    volunteer: Account,
-    amount: int,
-    *,
-    reason: str,
-    cause_key: str,
-    activity_id: int | None = None,
-    created_by_id: int | None = None,
-    earned_on: date | None = None,
-    expires_on: date | None = None,
-) -> Transfer:
+def credit_from_street(street_id: int, volunteer: Account, amount: int, *, reason: str, cause_key: str,
+                       **details) -> Transfer:
     """``credit`` from the issuance account of street ``street_id`` (the root above the
     volunteer), to a volunteer's account whose lock the caller holds
-    (``locked_account_for_volunteer``): the issuance account is found by its debit."""
-    return _transfer(
-        kind=TRANSFER_CREDIT,
-        from_id=None,
-        from_street=street_id,
-        to_id=volunteer.id,
-        amount=amount,
-        reason=reason,
-        cause_key=cause_key,
-        earn=True,
-        activity_id=activity_id,
-        created_by_id=created_by_id,
-        earned_on=earned_on,
-        expires_on=expires_on,
-        to_locked=True,
-    )
+    (``locked_account_for_volunteer``): the issuance account is found by its debit. ``details``:
+    ``credit``'s ``activity_id``, ``created_by_id``, ``earned_on`` and ``expires_on``."""
+    return _transfer(kind=TRANSFER_CREDIT, from_id=None, from_street=street_id, to_id=volunteer.id, amount=amount,
+                     reason=reason, cause_key=cause_key, earn=True, to_locked=True, **details)
 
 
 @dataclass(frozen=True)

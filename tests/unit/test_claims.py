@@ -346,18 +346,32 @@ def test_a_claim_waits_for_approval_before_any_points_move(street, check_ledger)
     check_ledger()
 
 
-def test_approving_reads_the_claim_with_its_node_rule_and_volunteer_at_once(street, check_ledger):
-    """One statement loads the activity, its node (scope), rule version and volunteer (active?);
-    the volunteer's role grants are not read."""
+def approve_watching(staff, act, listener):
+    """Approve ``act`` as ``staff`` in a fresh session, as an API request would (the approver and
+    their grants loaded, nothing else), with ``listener`` on every statement sent; commit."""
     from sqlalchemy import event
 
     from pointsapp.models import User
 
-    act = claim(street.vol_a, street.meeting)
-    act_id, staff_id = act.id, street.staff_a.id
+    act_id, staff_id = act.id, staff.id
     db.session.expunge_all()
     staff = db.session.get(User, staff_id)
     staff.roles  # the approver's own grants, as authentication loads them
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        done = claims.approve_claim(staff, act_id)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    db.session.commit()
+    return done
+
+
+def test_approving_reads_the_claim_with_its_node_rule_and_volunteer_at_once(street, check_ledger):
+    """One statement loads the activity, its node (scope), rule version and volunteer (active?);
+    the volunteer's role grants are not read."""
+    from pointsapp.models import User
+
+    act = claim(street.vol_a, street.meeting)
     tables = []
 
     def keep(conn, cur, statement, params, ctx, many):
@@ -365,12 +379,7 @@ def test_approving_reads_the_claim_with_its_node_rule_and_volunteer_at_once(stre
         if found:
             tables.append(found.group(1))
 
-    event.listen(db.engine, "before_cursor_execute", keep)
-    try:
-        done = claims.approve_claim(staff, act_id)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", keep)
-    db.session.commit()
+    done = approve_watching(street.staff_a, act, keep)
     assert done.status == "approved"
     assert tables[0] == "activity"  # the claim, with its node, rule version and volunteer joined
     assert "role_grant" not in tables and "point_rule_version" not in tables and "user_account" not in tables
@@ -379,11 +388,11 @@ def test_approving_reads_the_claim_with_its_node_rule_and_volunteer_at_once(stre
 
 
 def test_an_approval_writes_its_credit_in_few_statements(street, check_ledger):
-    """On PostgreSQL, crediting an approved claim writes its transfer, two entries, lot and the
-    volunteer's monthly total in one statement, finds, draws on and charges the budget in one,
-    and appends the audit record with the chain head in one; the issuance account is found by
-    its debit. SQLite runs them one by one. The same rows are written either way."""
-    from sqlalchemy import event, func, select
+    """On PostgreSQL, crediting an approved claim debits the street's issuance account and
+    writes the transfer, its two entries, its lot and the volunteer's monthly total in one
+    statement, finds, draws on and charges the budget in one, and appends the audit record with
+    the chain head in one. SQLite runs them one by one. The same rows are written either way."""
+    from sqlalchemy import func, select
 
     from pointsapp.domain import budgets
     from pointsapp.models import AccountMonth, AuditRecord, BudgetCharge, Entry, PointLot, Transfer, User
@@ -393,24 +402,20 @@ def test_an_approval_writes_its_credit_in_few_statements(street, check_ledger):
     approve(street.street_admin, claim(street.vol_b, street.meeting))  # the street's first credit makes its issuance account
     act = claim(street.vol_a, street.meeting)
     db.session.commit()
-    act_id, staff_id = act.id, street.staff_a.id
-    db.session.expunge_all()
-    staff = db.session.get(User, staff_id)
-    staff.roles  # the approver's own grants, as authentication loads them
+    act_id = act.id
     seen = []
-    keep = lambda conn, cur, statement, params, ctx, many: seen.append(" ".join(statement.split()[:3]))  # noqa: E731
-    event.listen(db.engine, "before_cursor_execute", keep)
-    try:
-        done = claims.approve_claim(staff, act_id)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", keep)
-    db.session.commit()
+    done = approve_watching(
+        street.staff_a, act, lambda conn, cur, statement, params, ctx, many: seen.append(" ".join(statement.split()[:3]))
+    )
     assert (done.status, done.points_credited) == ("approved", 10)
     if db.engine.dialect.name == "postgresql":
-        assert len(seen) == 13, "\n".join(seen)
+        assert len(seen) == 12, "\n".join(seen)
         assert [s for s in seen if s.startswith("WITH")] == [
-            "WITH new_transfer AS", "WITH found AS", 'WITH "then" AS',  # the credit, the budget, the audit
+            "WITH debit AS", "WITH found AS", 'WITH "then" AS',  # the credit, the budget, the audit
         ]
+        # The issuance account, which every credit of the street updates, is locked by the
+        # last statements of the transaction: the credit, the budget's charge and the audit.
+        assert seen.index("WITH debit AS") == len(seen) - 4
         assert not any(s.startswith(("INSERT INTO entry", "INSERT INTO point_lot", "INSERT INTO account_month",
                                      "INSERT INTO budget_charge", "UPDATE audit_chain_head")) for s in seen)
     [transfer] = db.session.scalars(select(Transfer).where(Transfer.activity_id == act_id))
