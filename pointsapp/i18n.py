@@ -36,6 +36,13 @@ def page_is_zh() -> bool:
     return locale is None or locale.language == "zh"
 
 
+def gettext(string: str, **variables) -> str:
+    """Flask-Babel's ``gettext`` (the string translated, then ``%`` its ``variables``), with the
+    request's translations looked up once (``_request_translations``)."""
+    s = _request_translations().ugettext(string)
+    return s % variables if variables else s
+
+
 def _request_translations():
     """The request's translations (Flask-Babel's), kept on ``g`` with the locale they are for,
     so that a locale chosen anew within the request (``flask_babel.refresh``) is followed."""

@@ -1,14 +1,19 @@
 """Template helpers every page uses: local time, names in the page's language, ledger reasons."""
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 
+from babel import Locale
+from babel.dates import format_datetime as babel_format_datetime
+from babel.dates import get_date_format, get_datetime_format, get_time_format
 from flask import Flask
-from flask_babel import format_datetime, format_decimal
-from flask_babel import gettext as _
+from flask_babel import format_decimal, get_locale, get_timezone
 
 from ..domain.clock import now_utc, to_local
+from ..i18n import gettext as _
 from ..i18n import page_is_zh
 from ..models import LotUse, PointLot, Transfer, Voucher
 from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_CREDIT, TRANSFER_DEDUCTION, TRANSFER_EXPIRY, TRANSFER_REVERSAL
@@ -20,9 +25,38 @@ def localtime(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return to_local(moment).strftime(fmt) if moment else ""
 
 
+NAMED_FORMATS = ("short", "medium", "long", "full")
+
+
+@lru_cache(maxsize=64)
+def datetime_pattern(locale: Locale, fmt: str) -> str:
+    """The one pattern that writes a date and time as Babel's ``format_datetime`` writes the
+    named format ``fmt`` in ``locale``: the locale's date and time patterns, joined as the locale
+    joins them (its literal text quoted). Babel formats a named format's date and time apart and
+    joins them on every call; one pattern, parsed once, does the same in one pass."""
+    parts = re.split(r"(\{0\}|\{1\})", get_datetime_format(fmt, locale=locale).replace("'", ""))
+    out = []
+    for part in parts:
+        if part == "{0}":
+            out.append(get_time_format(fmt, locale=locale).pattern)
+        elif part == "{1}":
+            out.append(get_date_format(fmt, locale=locale).pattern)
+        elif re.search("[A-Za-z]", part):
+            out.append("'" + part.replace("'", "''") + "'")
+        else:
+            out.append(part)
+    return "".join(out)
+
+
 def when(moment: datetime | None, fmt: str = "short") -> str:
-    """Format a UTC timestamp in the street's time zone, as the page's language writes dates."""
-    return format_datetime(moment, fmt) if moment else ""
+    """Format a UTC timestamp in the street's time zone, as the page's language writes dates
+    (a named format, or a Babel pattern such as ``HH:mm``): what Flask-Babel's
+    ``format_datetime`` writes, with a named format's pattern built once per locale."""
+    if not moment:
+        return ""
+    locale = get_locale()
+    pattern = datetime_pattern(locale, fmt) if fmt in NAMED_FORMATS else fmt
+    return babel_format_datetime(moment, pattern, tzinfo=get_timezone(), locale=locale)
 
 
 def number(value) -> str:
