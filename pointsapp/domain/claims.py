@@ -411,9 +411,6 @@ def _credit(act: Activity, actor: User) -> None:
     db.session.execute(_credited_update(), {"activity_id": act.id, "new_points_credited": grant, "new_cap_note": cap_note})
     set_committed_value(act, "points_credited", grant)
     set_committed_value(act, "cap_note", cap_note)
-    # The volunteer's yearly totals before the ledger's writes: the street's issuance account,
-    # which the credit then updates, stays locked for fewer statements.
-    activity_totals.add([act])
     if grant > 0:
         ledger.credit_from_street(
             volunteer.org_unit.root_id,
@@ -426,6 +423,9 @@ def _credit(act: Activity, actor: User) -> None:
             earned_on=act.activity_date,
             expires_on=version.expires_on(act.activity_date),
         )
+    # After the ledger's writes (activity_totals: closing a check-in event writes the yearly
+    # totals of attendees whose accounts it does not lock, after the street's issuance account).
+    activity_totals.add([act])
 
 
 def record_attendance(

@@ -96,10 +96,14 @@ Concurrency
     (a batch's new activity rows may be written after the accounts' locks: no one else can hold
     rows not yet written), then people's and merchants' accounts by id (with a volunteer's
     lots), then the street's issuance account, then its expiry account, then the budget row the
-    points draw on (``pointsapp.domain.budgets``), then the volunteers' monthly totals, then
-    their yearly totals of activities (``pointsapp.domain.activity_totals``, written after the
-    ledger's writes), then the reward's stock row, and the audit chain's head last. No path
-    takes them in another order, so no two writers deadlock.
+    points draw on (``pointsapp.domain.budgets``), then the volunteers' yearly totals of
+    activities (``pointsapp.domain.activity_totals``, written after the ledger's writes), then
+    the reward's stock row, and the audit chain's head last. No path takes them in another
+    order, so no two writers deadlock. A volunteer's monthly totals are written with the
+    transfer (before the budget row) and only under the volunteer account's lock, so they queue
+    behind that lock. A credit from a street updates the credited account first and debits the
+    issuance account, which every credit of the street updates, in the statement that writes
+    the transfer: the street's credits queue on that row for as few statements as possible.
 
 Monthly totals
     Each leg on a volunteer's account is also added, in the same transaction, to the row of
@@ -142,8 +146,9 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Date, and_, bindparam, case, func, insert, literal, or_, select, text, true, union_all, update
+from sqlalchemy import Date, and_, bindparam, case, event, func, insert, literal, or_, select, text, true, union_all, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
@@ -635,10 +640,53 @@ def _write_transfer(
             _take_from_lots(transfer_id, takes)
         _add_month_rows(months)
     t = Transfer(id=transfer_id, **row)
-    # Known to be in the database as it is: the session holds it as if loaded by a query.
-    make_transient_to_detached(t)
-    db.session.add(t)
+    _hold_as_loaded(t)
     return t
+
+
+_WRITTEN_ROWS = "ledger_written_rows"
+
+
+def _hold_as_loaded(obj) -> None:
+    """Give the session ``obj``, a row just written by a plain INSERT, as if loaded by a query.
+
+    The session did not insert it, so a rollback would not forget it as it forgets what it
+    inserted itself: ``_forget_rolled_back`` does, for the rollback of the transaction (or
+    savepoint) that wrote it. Kept, it would stand in the way of a later row given the same
+    key (SQLite reuses the key of a row rolled back)."""
+    session = db.session()
+    make_transient_to_detached(obj)
+    session.add(obj)
+    writing = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_WRITTEN_ROWS, []).append((obj, writing))
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _forget_rolled_back(session, previous_transaction) -> None:
+    kept = session.info.get(_WRITTEN_ROWS)
+    if not kept:
+        return
+
+    def undone(tx) -> bool:
+        while tx is not None:
+            if tx is previous_transaction:
+                return True
+            tx = tx.parent
+        return False
+
+    left = []
+    for obj, tx in kept:
+        if undone(tx):
+            if obj in session:
+                session.expunge(obj)
+        else:
+            left.append((obj, tx))
+    session.info[_WRITTEN_ROWS] = left
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _forget_committed(session) -> None:
+    session.info.pop(_WRITTEN_ROWS, None)
 
 
 def _transfer(

@@ -121,3 +121,52 @@ def test_an_edit_racing_a_closing_either_comes_first_or_is_refused(app, street, 
         assert act.note.startswith(event.title)  # credited under the title the event was closed with
         assert act.status == "approved" and act.points_credited == 10 * act.hours
     check_ledger()
+
+
+def test_an_approval_and_an_event_closing_at_once_do_not_deadlock(app, street, monkeypatch):
+    """Closing an event writes the yearly totals of an hours-only attendee without their account
+    lock, after the street's issuance account. An approval for that attendee at the same moment
+    must take the issuance account before their yearly totals too, or each waits for the other
+    (PostgreSQL then aborts one). The approval is held just before its credit while the event
+    closes."""
+    import threading
+    import time
+
+    import pytest
+
+    from pointsapp.domain import claims, ledger
+    from pointsapp.domain.clock import local_today
+    from tests.unit.test_checkin import _signed, hour_rule, make_event
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time")
+    event = make_event(street, hour_rule(street, backfill_earns_points=False), start=now_utc() - timedelta(hours=4))
+    _signed(street, event, street.vol_a, 0, 60)  # earns points: the close locks the issuance account
+    checkin.add_attendee(street.staff_a, event.id, street.vol_a2.id, hours="2")  # hours only: no account lock
+    act = claims.submit_claim(street.vol_a2, rule_id=street.meeting.id, activity_date=local_today(), note="会议")
+    db.session.commit()
+    act_id, event_id, staff_id = act.id, event.id, street.staff_a.id
+    approving = threading.Event()
+    credit = ledger.credit_from_street
+
+    def held_credit(*args, **kwargs):
+        approving.set()
+        time.sleep(1.5)  # the event closes meanwhile
+        return credit(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "credit_from_street", held_credit)
+
+    def run(i):
+        if i == 0:
+            claims.approve_claim(db.session.get(User, staff_id), act_id)
+        else:
+            assert approving.wait(30)
+            time.sleep(0.2)
+            checkin.close_event(db.session.get(User, staff_id), event_id)
+        db.session.commit()
+        return "ok"
+
+    results = race(app, 2, run)
+    assert results == ["ok", "ok"], results
+    assert db.session.get(Activity, act_id).status == "approved"
+    assert db.session.get(CheckinEvent, event_id).closed_at is not None

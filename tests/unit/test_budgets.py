@@ -88,6 +88,25 @@ def test_a_claim_approved_over_budget_stays_pending(street, check_ledger):
     check_ledger()
 
 
+def test_a_credit_refused_and_rolled_back_leaves_nothing_in_the_session(street, check_ledger):
+    """The refused credit's transfer was written as a plain row and given to the session; the
+    rollback must take it out again, or the next credit (given the same key on SQLite) fails."""
+    fund(street, street.street, 5)
+    a = claims.submit_claim(street.vol_a, rule_id=street.meeting.id, activity_date=local_today(), note="会议")
+    b = claims.submit_claim(street.vol_b, rule_id=street.meeting.id, activity_date=local_today(), note="会议")
+    db.session.commit()
+    with pytest.raises(BudgetExhausted) as refused:  # the traceback keeps the refused transfer alive
+        claims.approve_claim(street.staff_a, a.id)
+    db.session.rollback()
+    assert refused.value.params["needed"] == 10
+    assert not [o for o in db.session.identity_map.values() if isinstance(o, Transfer)]
+    fund(street, street.street, 100)
+    done = claims.approve_claim(street.admin_b, b.id)
+    db.session.commit()
+    assert done.status == "approved" and credit_of(done).amount == 10
+    check_ledger()
+
+
 def test_without_any_funding_crediting_is_unlimited(street, check_ledger):
     award(street, street.vol_a, 10_000)
     assert db.session.scalar(select(func.count()).select_from(BudgetCharge)) == 0
