@@ -612,6 +612,25 @@ def _write_transfer(
     ``street_debit`` (PostgreSQL): debit the issuance account of that street in the same
     statement (``row`` has no ``from_account_id`` yet, ``from_after`` is None), creating the
     account on the street's first credit."""
+    try:
+        transfer_id, row = _insert_transfer(row, from_after, to_after, new_lot, months, takes, street_debit)
+    except IntegrityError:
+        # A second transfer for the same cause (``cause_key``), refused by its unique index. The
+        # balances were already moved in this transaction: it is rolled back here, so that no
+        # caller can go on and commit them without their transfer (PostgreSQL has aborted the
+        # transaction anyway; SQLite would let it go on).
+        db.session.rollback()
+        raise
+    t = Transfer(id=transfer_id, **row)
+    _hold_as_loaded(t)
+    return t
+
+
+def _insert_transfer(
+    row: dict, from_after: int | None, to_after: int, new_lot: dict | None, months: list[dict], takes: list[dict],
+    street_debit: int | None,
+) -> tuple[int, dict]:
+    """``_write_transfer``'s statements; return the transfer's id and its row."""
     amount = row["amount"]
     if street_debit is not None:
         stmt = _transfer_insert_pg(new_lot is not None, bool(months), False, street_debit=True)
@@ -639,9 +658,7 @@ def _write_transfer(
         if takes:
             _take_from_lots(transfer_id, takes)
         _add_month_rows(months)
-    t = Transfer(id=transfer_id, **row)
-    _hold_as_loaded(t)
-    return t
+    return transfer_id, row
 
 
 _WRITTEN_ROWS = "ledger_written_rows"

@@ -96,6 +96,22 @@ def test_the_same_cause_cannot_move_points_twice(street, check_ledger):
     check_ledger()
 
 
+def test_a_refused_second_transfer_for_a_cause_leaves_nothing_to_commit(street, check_ledger):
+    """The unique cause is checked when the transfer is written, after both balances moved: the
+    refusal rolls the transaction back, so a caller that goes on and commits commits none of it."""
+    vol = ledger.account_for_volunteer(street.vol_a)
+    iss = ledger.issuance_account(street.street)
+    ledger.credit(iss, vol, 5, reason="bonus", cause_key="bonus:1")
+    db.session.commit()
+    vol_id, iss_id = vol.id, iss.id
+    with pytest.raises(IntegrityError):
+        ledger.credit(iss, vol, 5, reason="bonus again", cause_key="bonus:1")
+    db.session.commit()  # nothing left to commit
+    assert ledger.balance_of(vol_id).balance == 5 and db.session.get(Account, iss_id).balance == -5
+    assert db.session.scalar(select(func.count()).select_from(Transfer)) == 1
+    check_ledger()
+
+
 def test_hold_reserves_points_and_release_gives_them_back(street):
     award(street, street.vol_a, 40)
     acc = ledger.account_for_volunteer(street.vol_a)
