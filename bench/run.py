@@ -512,6 +512,10 @@ def bench_credit(fx: Fixtures, srv: Server, clients: int, seconds: int, offset: 
     """Approve pending claims through the API, each with its own idempotency key; return approvals/s."""
     day = date.today() - timedelta(days=1)
     vols = fx.volunteers(max(2000, clients * 200), offset=offset, undecided_on=day)
+    if len(vols) < clients * 10:
+        raise SystemExit(f"{label}: only {len(vols)} volunteers of this database have no decided claim of {day} "
+                         "(each run approves claims of up to 2,000 of them): rebuild it (make bench-data) "
+                         "or run again tomorrow")
     ids = fx.pending_claims([v for v, _ in vols], day)
     token = fx.token("jiedao")
     it = iter(ids)
