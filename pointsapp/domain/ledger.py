@@ -141,6 +141,7 @@ caller must roll back: an earlier statement of the same transaction may already 
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -675,7 +676,9 @@ def _hold_as_loaded(obj) -> None:
     make_transient_to_detached(obj)
     session.add(obj)
     writing = session.get_nested_transaction() or session.get_transaction()
-    session.info.setdefault(_WRITTEN_ROWS, []).append((obj, writing))
+    # Weak references: the session keeps a loaded object only while something else refers to
+    # it, and a long transaction (a history replayed, a night's expiry) must not keep them all.
+    session.info.setdefault(_WRITTEN_ROWS, {}).setdefault(writing, []).append(weakref.ref(obj))
 
 
 @event.listens_for(OrmSession, "after_soft_rollback")
@@ -691,14 +694,11 @@ def _forget_rolled_back(session, previous_transaction) -> None:
             tx = tx.parent
         return False
 
-    left = []
-    for obj, tx in kept:
-        if undone(tx):
-            if obj in session:
+    for tx in [tx for tx in kept if undone(tx)]:
+        for ref in kept.pop(tx):
+            obj = ref()
+            if obj is not None and obj in session:
                 session.expunge(obj)
-        else:
-            left.append((obj, tx))
-    session.info[_WRITTEN_ROWS] = left
 
 
 @event.listens_for(OrmSession, "after_commit")
