@@ -674,6 +674,11 @@ def _hold_as_loaded(obj) -> None:
     key (SQLite reuses the key of a row rolled back)."""
     session = db.session()
     make_transient_to_detached(obj)
+    # The INSERT has just made this key: an object the session still holds under it is a copy
+    # of a row a rollback took away (its copy loaded again after the one given here was gone).
+    stale = session.identity_map.get(identity_key(type(obj), obj.id))
+    if stale is not None:
+        session.expunge(stale)
     session.add(obj)
     writing = session.get_nested_transaction() or session.get_transaction()
     # Weak references: the session keeps a loaded object only while something else refers to
@@ -703,6 +708,9 @@ def _forget_rolled_back(session, previous_transaction) -> None:
 
 @event.listens_for(OrmSession, "after_commit")
 def _forget_committed(session) -> None:
+    # Fired by a savepoint's release too, after which the rows are still the transaction's to undo.
+    if session.in_nested_transaction():
+        return
     session.info.pop(_WRITTEN_ROWS, None)
 
 

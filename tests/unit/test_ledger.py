@@ -329,3 +329,32 @@ def test_the_database_refuses_a_transfer_of_nothing(street):
     with pytest.raises(ValueError):
         ledger.credit(iss, vol, 0, reason="nothing", cause_key="zero:2")
     db.session.rollback()
+
+
+def test_a_rollback_forgets_the_transfers_it_undid_whatever_savepoints_came_between(street):
+    """Transfers are written as rows and given to the session; a rollback takes out those it
+    undid, also after a savepoint of their own was released and after an account's first use (a
+    savepoint) came later. A copy of such a row loaded again, and kept, is replaced when a later
+    transfer is given the same key (SQLite reuses the key of a row rolled back)."""
+    import gc
+
+    vol = ledger.account_for_volunteer(street.vol_a)
+    iss = ledger.issuance_account(street.street)
+    db.session.commit()
+    with db.session.begin_nested():
+        first = ledger.credit(iss, vol, 5, reason="x", cause_key="x:1")
+    second = ledger.credit(iss, vol, 5, reason="x", cause_key="x:2")
+    ledger.account_for_volunteer(street.vol_b)  # its first use: a savepoint, released
+    db.session.rollback()
+    assert first not in db.session and second not in db.session
+    third_id = ledger.credit(iss, vol, 5, reason="x", cause_key="x:3").id
+    gc.collect()  # the object given is gone: the row is loaded again, and this copy kept
+    again = db.session.get(Transfer, third_id)
+    assert again.cause_key == "x:3"
+    db.session.rollback()
+    done = ledger.credit(db.session.get(Account, iss.id), db.session.get(Account, vol.id), 7, reason="y",
+                         cause_key="y:1")
+    db.session.commit()
+    assert db.session.get(Transfer, done.id) is done and done.cause_key == "y:1"
+    assert ledger.balance_of(vol.id).balance == 7
+    assert db.session.scalar(select(func.count()).select_from(Transfer)) == 1
