@@ -29,6 +29,7 @@ from sqlalchemy import Column, Float, Integer, Numeric, Select, String, Table, a
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.engine import Engine
 
 from .extensions import db
@@ -286,6 +287,14 @@ def among(column, name: str, dialect_name: str):
         array = ARRAY(_unbounded(column.type))
         return column == any_(cast(bindparam(name, type_=array), array))
     return column.in_(bindparam(name, expanding=True))
+
+
+def expire_loaded(model, key: int, *attributes: str) -> None:
+    """Drop the session's copy of row ``key`` of ``model`` (only ``attributes``, if given), if it
+    holds one, after a plain UPDATE changed the row: the next read loads it again."""
+    obj = db.session.identity_map.get(identity_key(model, key))
+    if obj is not None:
+        db.session.expire(obj, list(attributes) or None)
 
 
 def insert_rows(table: Table, rows: list[dict], *, returning: Column | None = None, then=None,

@@ -66,7 +66,7 @@ def init_i18n(app: Flask) -> None:
     # The templates' gettext looks the request's translations up once: Flask-Babel's own
     # callables look up its domain, locale and catalogue again on every string of every page.
     app.jinja_env.install_gettext_callables(
-        gettext=lambda s: _request_translations().ugettext(s),
+        gettext=gettext,
         ngettext=lambda s, p, n: _request_translations().ungettext(s, p, n),
         newstyle=True,
         pgettext=lambda c, s: _request_translations().upgettext(c, s),

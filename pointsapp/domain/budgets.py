@@ -45,9 +45,8 @@ from functools import lru_cache
 from sqlalchemy import Date, Integer, String, bindparam, case, cast, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
-from sqlalchemy.orm.util import identity_key
 
-from ..database import among, dialect, insert_rows
+from ..database import among, dialect, expire_loaded, insert_rows
 from ..extensions import db
 from ..models import (
     Account,
@@ -136,7 +135,7 @@ def on_transfer(t: Transfer) -> None:
             if row is None:
                 return  # no budget above the volunteer
             if row.charged is not None:
-                _expire_used(row.id)
+                expire_loaded(Budget, row.id, "used")
                 return
             # It does not fit: the statements below find the budget again and say by how much.
         found = db.session.execute(_budget_of_account(), {"account_id": t.to_account_id}).first()
@@ -207,13 +206,6 @@ def _charge_credit_pg():
         .cte("charged")
     )
     return select(found.c.id, select(charged.c.budget_id).scalar_subquery().label("charged"))
-
-
-def _expire_used(budget_id: int) -> None:
-    """Forget a loaded budget's ``used`` after a statement changed it in the database."""
-    obj = db.session.identity_map.get(identity_key(Budget, budget_id))
-    if obj is not None:
-        _expire(obj)
 
 
 @lru_cache(maxsize=None)

@@ -243,18 +243,21 @@ def _decide(activity_id: int, status: str, actor: User, now: datetime, reason: s
         set_committed_value(obj, key, value)
 
 
-def _approve(act: Activity, actor: User, now: datetime, then=None) -> None:
-    """Decide a pending activity approved: credit it now, or post it for public notice first.
-    ``then``: called once it is decided, before it is credited."""
+def _approve(act: Activity, actor: User, now: datetime) -> None:
+    """Decide a pending activity approved: credit it now, or post it for public notice first."""
+    if _decide_approved(act, actor, now):
+        _credit(act, actor)
+
+
+def _decide_approved(act: Activity, actor: User, now: datetime) -> bool:
+    """Decide a pending activity approved, or posted for public notice where its community has
+    notice on; say whether it is to be credited now."""
     days = notice.notice_days_for(act.org_unit)
     if days:
         _decide(act.id, STATUS_ON_NOTICE, actor, now, notice_until=notice.notice_end(now, days))
-    else:
-        _decide(act.id, STATUS_APPROVED, actor, now)
-    if then is not None:
-        then()
-    if not days:
-        _credit(act, actor)
+        return False
+    _decide(act.id, STATUS_APPROVED, actor, now)
+    return True
 
 
 def _lock_pending(act: Activity) -> None:
@@ -346,7 +349,10 @@ def approve_claim(actor: User, activity_id: int, now: datetime | None = None, co
         # The vote is written once the claim is decided and before it is credited, which
         # holds the street's issuance account locked to the end of the transaction.
         approvals = 1
-        _approve(act, actor, now, then=lambda: _vote(act, actor, VOTE_APPROVE, comment, now))
+        credit_now = _decide_approved(act, actor, now)
+        _vote(act, actor, VOTE_APPROVE, comment, now)
+        if credit_now:
+            _credit(act, actor)
     audit.record(
         actor, audit.CLAIM_APPROVED, "activity", act.id,
         {"volunteer_id": act.volunteer_id, "points_requested": act.points_requested,

@@ -153,7 +153,9 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
-from ..database import add_from_arrays, add_to_rows, among, array_params, dialect, insert_rows, unnest_select
+from ..database import (
+    add_from_arrays, add_to_rows, among, array_params, dialect, expire_loaded, insert_rows, unnest_select,
+)
 from ..extensions import db
 from ..models import Account, AccountMonth, Entry, LotUse, OrgUnit, PointLot, Transfer, User, Voucher
 from ..models.ledger import (
@@ -184,9 +186,7 @@ account_month_t = AccountMonth.__table__
 
 def _expire_loaded(account_id: int) -> None:
     """Drop a stale in-session copy of an account after a Core UPDATE changed its row."""
-    obj = db.session.identity_map.get(identity_key(Account, account_id))
-    if obj is not None:
-        db.session.expire(obj)
+    expire_loaded(Account, account_id)
 
 
 def _account(kind: str, **owner) -> Account:
@@ -390,21 +390,23 @@ def _debit(account_id: int, amount: int, *, from_held: bool, unearn: int = 0) ->
 
 @lru_cache(maxsize=None)
 def _issuance_debit():
-    """Take ``amount`` from the issuance account of street ``street_id``: the account's id, new
-    balance and kind, or no row before the street's first credit."""
+    """Take ``debit_amount`` from the issuance account of street ``debit_street`` (which may go
+    negative): the account's id, new balance and kind, or no row before the street's first
+    credit. On PostgreSQL it is part of the statement that writes the transfer
+    (``_transfer_insert_pg``), on SQLite a statement of its own (``_debit_issuance``)."""
     return (
         update(account_t)
-        .where(account_t.c.kind == ACCOUNT_ISSUANCE, account_t.c.org_unit_id == bindparam("street_id"))
-        .values(balance=account_t.c.balance - _points("amount"))
+        .where(account_t.c.kind == ACCOUNT_ISSUANCE, account_t.c.org_unit_id == bindparam("debit_street"))
+        .values(balance=account_t.c.balance - _points("debit_amount"))
         .returning(account_t.c.id, account_t.c.balance, account_t.c.kind)
     )
 
 
 def _debit_issuance(street_id: int, amount: int) -> tuple[int, int, str]:
-    """Take ``amount`` from a street's issuance account (which may go negative), creating the
-    account on the street's first credit; return its id, new balance and kind. One statement
-    where finding the account and then debiting it take two."""
-    row = db.session.execute(_issuance_debit(), {"street_id": street_id, "amount": amount}).first()
+    """Take ``amount`` from a street's issuance account, creating the account on the street's
+    first credit; return its id, new balance and kind. One statement where finding the account
+    and then debiting it take two."""
+    row = db.session.execute(_issuance_debit(), {"debit_street": street_id, "debit_amount": amount}).first()
     if row is None:
         account_id = _account(ACCOUNT_ISSUANCE, org_unit_id=street_id).id
         return (account_id, *_debit(account_id, amount, from_held=False))
@@ -521,13 +523,7 @@ def _transfer_insert_pg(with_lot: bool, with_months: bool, with_takes: bool, str
     transfer_t, entry_t = Transfer.__table__, Entry.__table__
     debit = None
     if street_debit:
-        debit = (
-            update(account_t)
-            .where(account_t.c.kind == ACCOUNT_ISSUANCE, account_t.c.org_unit_id == bindparam("debit_street"))
-            .values(balance=account_t.c.balance - _points("debit_amount"))
-            .returning(account_t.c.id, account_t.c.balance)
-            .cte("debit")
-        )
+        debit = _issuance_debit().cte("debit")
         values = [_typed(transfer_t, f"t_{c}", c) for c in _TRANSFER_COLUMNS if c != "from_account_id"]
         new = (
             insert(transfer_t)
