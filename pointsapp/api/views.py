@@ -217,9 +217,12 @@ def _my_account_id_query():
 def my_balance():
     """The volunteer's balance, the part held by open vouchers, what is available, what expires in the
     next 30 days; lifetime points earned and hours (never reduced by spending or expiry), and this year's."""
-    t = honours.volunteer_totals(actor())
+    require_role(ROLE_VOLUNTEER)
+    f = honours.volunteer_figures(actor().user.id)
+    b, t = f.balance, f.totals
     return respond(MyBalanceOut().dump({
-        **_balance_with_expiry(db.session.scalar(_my_account_id_query())),
+        "balance": b.balance, "held": b.held, "available": b.available, "earned": b.earned,
+        "expiring_soon": f.expiring.points, "expiring_first_date": f.expiring.first_date,
         "lifetime_hours": _hours(t.hours), "year": t.year, "year_earned": t.year_earned,
         "year_hours": _hours(t.year_hours),
     }))

@@ -17,19 +17,19 @@ notice board, the CSV) except themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
 
-from sqlalchemy import Integer, bindparam, cast, exists, func, or_, select
+from sqlalchemy import Integer, and_, bindparam, case, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..models import Account, Activity, Entry, OrgLevel, OrgUnit, Transfer, User
-from ..models.ledger import TRANSFER_DEDUCTION
+from ..models.ledger import ACCOUNT_VOLUNTEER, TRANSFER_DEDUCTION
 from ..models.rules import STATUS_APPROVED
 from ..models.user import HONOUR_DISPLAYS, ROLE_VOLUNTEER, STAFF_ROLES, initials_name
-from . import activity_totals
+from . import activity_totals, ledger
 from .access import ancestor_paths, in_scope, subtree_filter
 from .clock import FIRST_YEAR, LAST_YEAR, add_months, local_today, utc_start_of
 from .errors import Forbidden, InvalidInput, NotFound
@@ -293,37 +293,88 @@ class Totals:
     year_hours: Decimal
 
 
-def volunteer_totals(volunteer, today: date | None = None, account: Account | None = None) -> Totals:
+def volunteer_totals(volunteer, today: date | None = None) -> Totals:
     """Return the volunteer's lifetime points and hours and this year's.
 
-    The sums come from the volunteer's yearly rows (``activity_totals``) and the deductions
-    index; pass the volunteer's ``account`` when the caller has it loaded, to save reading it again."""
-    year = year_period((today or local_today()).year)
-    sums = activity_totals.totals_of(volunteer.id, year.start.year)
-    if account is None:
-        account = db.session.execute(
-            select(Account.id, Account.earned).where(Account.user_id == volunteer.id)
-        ).one_or_none()
-    earned, deducted = (account.earned, _deducted_from(account.id, year)) if account else (0, 0)
-    return Totals(
-        earned=int(earned), hours=Decimal(sums.centi_hours) / 100, year=year.start.year,
-        year_earned=max(sums.year_points - int(deducted), 0), year_hours=Decimal(sums.year_centi_hours) / 100,
+    The sums come from the volunteer's yearly rows (``activity_totals``), the account's ``earned``
+    and the deductions index (``volunteer_figures``)."""
+    return volunteer_figures(volunteer.id, today).totals
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What the volunteer's home page and balance show: their account's id (None before their
+    first credit), balance, points expiring soon and totals."""
+    account_id: int | None
+    balance: "ledger.Balance"
+    expiring: "ledger.Expiring"
+    totals: Totals
+
+
+def volunteer_figures(user_id: int, today: date | None = None) -> Figures:
+    """Return the volunteer's balance, what expires within ``ledger.EXPIRING_DAYS`` and their totals, as
+    ``ledger.balance_of``, ``ledger.expiring_soon`` and ``volunteer_totals`` give them, read in
+    one statement (every volunteer's home page runs it)."""
+    today = today or local_today()
+    year = year_period(today.year)
+    row = db.session.execute(_figures_query(), {
+        "user_id": user_id, "year": year.start.year, "horizon": today + timedelta(days=ledger.EXPIRING_DAYS),
+        "since": utc_start_of(year.start), "until": utc_start_of(year.end),
+    }).one()
+    account_id, balance, held, earned, expiring, first, deducted, centi_hours, year_points, year_centi_hours = row
+    if account_id is None:
+        balance = held = earned = deducted = 0
+    soon = max(0, int(expiring) - held)
+    return Figures(
+        account_id=account_id,
+        balance=ledger.Balance(balance, held, earned),
+        expiring=ledger.Expiring(soon, first if soon else None),
+        totals=Totals(
+            earned=int(earned), hours=Decimal(int(centi_hours)) / 100, year=year.start.year,
+            year_earned=max(int(year_points) - int(deducted), 0), year_hours=Decimal(int(year_centi_hours)) / 100,
+        ),
     )
 
 
-def _deducted_from(account_id: int, period: Period) -> int:
-    """Return the points deducted from one account in a period: its deduction transfers, read
-    through their partial index (not every entry of the account, which grows with its history)."""
-    return int(db.session.scalar(_deducted_query(), {
-        "account_id": account_id, "since": utc_start_of(period.start), "until": utc_start_of(period.end)}))
-
-
 @lru_cache(maxsize=None)
-def _deducted_query():
-    """Built once: the volunteer's pages run it on every request."""
+def _figures_query():
+    """Built once. One row whether or not the volunteer has an account yet: the account is
+    outer-joined to a one-row selection, and each figure is a subquery of its own index (the
+    account's lots, its deductions, the volunteer's yearly rows), as the functions it stands for
+    read them."""
+    account_t, lot_t = Account.__table__, ledger.lot_t
+    year_t = activity_totals.year_t
+    this_year = year_t.c.year == bindparam("year", type_=year_t.c.year.type)
+    one = select(literal(1).label("one")).subquery("one")
+
+    def expiring(what):
+        return select(what).where(
+            lot_t.c.account_id == account_t.c.id, lot_t.c.remaining > 0,
+            lot_t.c.expires_on < bindparam("horizon", type_=lot_t.c.expires_on.type),
+        ).scalar_subquery()
+
+    def yearly(what):
+        return select(func.coalesce(func.sum(what), 0)).where(year_t.c.volunteer_id == bindparam("user_id")).scalar_subquery()
+
+    deducted = _deducted_in_period().where(Transfer.from_account_id == account_t.c.id)
+    return select(
+        account_t.c.id, account_t.c.balance, account_t.c.held, account_t.c.earned,
+        expiring(func.coalesce(func.sum(lot_t.c.remaining), 0)),
+        expiring(func.min(lot_t.c.expires_on)),
+        deducted.scalar_subquery(),
+        yearly(year_t.c.centi_hours),
+        yearly(case((this_year, year_t.c.points), else_=0)),
+        yearly(case((this_year, year_t.c.centi_hours), else_=0)),
+    ).select_from(
+        one.outerjoin(account_t, and_(account_t.c.user_id == bindparam("user_id"),
+                                      account_t.c.kind == ACCOUNT_VOLUNTEER))
+    )
+
+
+def _deducted_in_period():
+    """The deductions of a period (``since``, ``until``), of whichever account the caller names."""
     at = Transfer.created_at
     return select(func.coalesce(func.sum(Transfer.amount), 0)).where(
-        Transfer.from_account_id == bindparam("account_id"),
         Transfer.kind == TRANSFER_DEDUCTION,
         _not_reversed(),
         at >= bindparam("since", type_=at.type),

@@ -1234,7 +1234,11 @@ class Expiring:
     first_date: date | None
 
 
-def expiring_soon(account_id: int, today: date | None = None, days: int = 30, held: int | None = None) -> Expiring:
+EXPIRING_DAYS = 30  # what the volunteer is warned of: points expiring within this many days
+
+
+def expiring_soon(account_id: int, today: date | None = None, days: int = EXPIRING_DAYS,
+                  held: int | None = None) -> Expiring:
     """Points of a volunteer that expire within ``days`` (past their last day by then), less
     what open vouchers reserve (``held``: read from the account unless the caller has it), and
     the earliest such last day."""

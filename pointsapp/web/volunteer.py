@@ -30,6 +30,7 @@ from ..domain.errors import AlreadyRecorded, PointsError, RuleNotApplicable
 from ..extensions import db
 from ..forms import ClaimForm, rule_choices, show_domain_error
 from ..models import Account, Activity, Entry, Merchant, PointRuleVersion, Reward, Transfer, User, Voucher
+from ..models.ledger import ACCOUNT_VOLUNTEER
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.rules import STATUS_APPROVED
 from ..models.user import ROLE_VOLUNTEER
@@ -52,6 +53,15 @@ def _me() -> User:
 
 def _account() -> Account | None:
     return ledger.volunteer_account(current_user.id)
+
+
+def _account_id() -> int | None:
+    return db.session.scalar(_account_id_query(), {"user_id": current_user.id})
+
+
+@lru_cache(maxsize=None)
+def _account_id_query():
+    return select(Account.id).where(Account.user_id == bindparam("user_id"), Account.kind == ACCOUNT_VOLUNTEER)
 
 
 # The statements every volunteer page runs are built once (and run with parameters).
@@ -89,15 +99,15 @@ class _EntryLine:
     what: str
 
 
-def _entries(account: Account | None, before: int | None, limit: int) -> tuple[list[_EntryLine], bool]:
+def _entries(account_id: int | None, before: int | None, limit: int) -> tuple[list[_EntryLine], bool]:
     """The account's latest ``limit`` entries, newest first, and whether there are more; each with
     what its line says (described only for the lines returned): the activity's rule in the same
     statement, the voucher's reward and merchant in a second one only when there are redemptions
     among them. Plain rows, as these pages only read them (loading them as related objects took
     three times as long)."""
-    if account is None:
+    if account_id is None:
         return [], False
-    params = {"account_id": account.id, "limit": limit + 1}
+    params = {"account_id": account_id, "limit": limit + 1}
     if before:
         params["before"] = before
     rows = db.session.execute(_entries_query(bool(before)), params).all()
@@ -158,11 +168,10 @@ def send_photo(activity: Activity):
 def home():
     """Show the balance (available first), lifetime and this year's points and hours, the latest
     entries and one-tap links."""
-    account = _account()
-    expiring = ledger.expiring_soon(account.id, held=account.held) if account else None
+    figures = honours.volunteer_figures(current_user.id)
     return render_template(
-        "volunteer/home.html", account=account, entries=_entries(account, None, RECENT_ENTRIES)[0], expiring=expiring,
-        totals=honours.volunteer_totals(_me(), account=account),
+        "volunteer/home.html", balance=figures.balance, totals=figures.totals,
+        expiring=figures.expiring, entries=_entries(figures.account_id, None, RECENT_ENTRIES)[0],
     )
 
 
@@ -170,7 +179,7 @@ def home():
 @role_required(ROLE_VOLUNTEER)
 def history():
     """List the volunteer's ledger entries, newest first, a page at a time."""
-    entries, more = _entries(_account(), _before_arg(), PAGE_SIZE)
+    entries, more = _entries(_account_id(), _before_arg(), PAGE_SIZE)
     return render_template(
         "volunteer/history.html", entries=entries, next_before=entries[-1].id if more else None
     )
