@@ -55,20 +55,13 @@ def _account() -> Account | None:
     return ledger.volunteer_account(current_user.id)
 
 
-def _account_id() -> int | None:
-    return db.session.scalar(_account_id_query(), {"user_id": current_user.id})
-
-
-@lru_cache(maxsize=None)
-def _account_id_query():
-    return select(Account.id).where(Account.user_id == bindparam("user_id"), Account.kind == ACCOUNT_VOLUNTEER)
-
-
 # The statements every volunteer page runs are built once (and run with parameters).
 
 @lru_cache(maxsize=None)
-def _entries_query(paged: bool):
-    """The account's entries, newest first (before entry ``before`` when ``paged``), ``limit`` of them."""
+def _entries_query(paged: bool, by_owner: bool):
+    """The account's entries, newest first (before entry ``before`` when ``paged``), ``limit`` of
+    them: of account ``account_id``, or (``by_owner``) of the volunteer account of ``user_id``,
+    found in the same statement."""
     query = (
         select(
             Entry.id, Entry.amount, Entry.balance_after,
@@ -78,7 +71,10 @@ def _entries_query(paged: bool):
         .join(Transfer, Transfer.id == Entry.transfer_id)
         .outerjoin(Activity, Activity.id == Transfer.activity_id)
         .outerjoin(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
-        .where(Entry.account_id == bindparam("account_id"))
+        .where(Entry.account_id == (
+            select(Account.id).where(Account.user_id == bindparam("user_id"), Account.kind == ACCOUNT_VOLUNTEER)
+            .scalar_subquery() if by_owner else bindparam("account_id")
+        ))
         .order_by(Entry.id.desc())
         .limit(bindparam("limit", type_=Integer))
     )
@@ -99,18 +95,20 @@ class _EntryLine:
     what: str
 
 
-def _entries(account_id: int | None, before: int | None, limit: int) -> tuple[list[_EntryLine], bool]:
-    """The account's latest ``limit`` entries, newest first, and whether there are more; each with
+def _entries(account_id: int | None, before: int | None, limit: int, *,
+             owner_id: int | None = None) -> tuple[list[_EntryLine], bool]:
+    """The latest ``limit`` entries of account ``account_id`` (or of the volunteer ``owner_id``'s
+    account, when the caller has not read it), newest first, and whether there are more; each with
     what its line says (described only for the lines returned): the activity's rule in the same
     statement, the voucher's reward and merchant in a second one only when there are redemptions
     among them. Plain rows, as these pages only read them (loading them as related objects took
     three times as long)."""
-    if account_id is None:
+    if account_id is None and owner_id is None:
         return [], False
-    params = {"account_id": account_id, "limit": limit + 1}
+    params = {"limit": limit + 1, **({"user_id": owner_id} if owner_id is not None else {"account_id": account_id})}
     if before:
         params["before"] = before
-    rows = db.session.execute(_entries_query(bool(before)), params).all()
+    rows = db.session.execute(_entries_query(bool(before), owner_id is not None), params).all()
     more, rows = len(rows) > limit, rows[:limit]
     voucher_ids = {row.voucher_id for row in rows if row.voucher_id is not None}
     names = {
@@ -179,7 +177,7 @@ def home():
 @role_required(ROLE_VOLUNTEER)
 def history():
     """List the volunteer's ledger entries, newest first, a page at a time."""
-    entries, more = _entries(_account_id(), _before_arg(), PAGE_SIZE)
+    entries, more = _entries(None, _before_arg(), PAGE_SIZE, owner_id=current_user.id)
     return render_template(
         "volunteer/history.html", entries=entries, next_before=entries[-1].id if more else None
     )

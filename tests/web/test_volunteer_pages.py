@@ -58,28 +58,35 @@ def test_home_shows_available_points_first_then_held_and_earned(street, client, 
     check_ledger()
 
 
-def test_the_home_page_reads_the_person_their_figures_and_their_latest_entries_in_three_statements(
-        street, client, login):
-    """Every volunteer opens it: the person (with their roles), one statement for the balance,
-    expiring points and totals, one for the latest entries; however long their history."""
+def test_the_home_page_and_history_read_in_three_and_two_statements(street, client, login):
+    """Every volunteer opens them: the person (with their roles), then on the home page one
+    statement for the balance, expiring points and totals and one for the latest entries, on
+    the history page one for a page of entries; however long their history."""
     from sqlalchemy import event
 
     for amount in (11, 12, 13, 14, 15, 16):
         give_points(street, street.vol_a, amount)
     login("vol_a")
-    client.get("/volunteer/")  # the first request of a process fills its caches
-    statements = []
 
-    def keep(conn, cursor, statement, params, context, executemany):
-        statements.append(statement.lstrip().split()[0].upper())
+    def selects(path: str) -> tuple[list[str], str]:
+        client.get(path)  # the first request of a process fills its caches
+        statements = []
 
-    event.listen(db.engine, "before_cursor_execute", keep)
-    try:
-        resp = client.get("/volunteer/")
-    finally:
-        event.remove(db.engine, "before_cursor_execute", keep)
-    assert resp.status_code == 200 and 'id="available">81<' in resp.get_data(as_text=True)
-    assert [s for s in statements if s in ("SELECT", "WITH")] == ["SELECT"] * 3
+        def keep(conn, cursor, statement, params, context, executemany):
+            statements.append(statement.lstrip().split()[0].upper())
+
+        event.listen(db.engine, "before_cursor_execute", keep)
+        try:
+            resp = client.get(path)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", keep)
+        assert resp.status_code == 200
+        return [s for s in statements if s in ("SELECT", "WITH")], resp.get_data(as_text=True)
+
+    home, body = selects("/volunteer/")
+    assert home == ["SELECT"] * 3 and 'id="available">81<' in body
+    history, body = selects("/volunteer/history")
+    assert history == ["SELECT"] * 2 and all(f"奖励{n}" in body for n in (11, 16))
 
 
 def test_history_shows_reasons_signed_amounts_and_balance_after(street, client, login, issued_voucher, check_ledger):
