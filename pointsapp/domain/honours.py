@@ -312,9 +312,9 @@ class Figures:
 
 
 def volunteer_figures(user_id: int, today: date | None = None) -> Figures:
-    """Return the volunteer's balance, what expires within ``ledger.EXPIRING_DAYS`` and their totals, as
-    ``ledger.balance_of``, ``ledger.expiring_soon`` and ``volunteer_totals`` give them, read in
-    one statement (every volunteer's home page runs it)."""
+    """Return the volunteer's balance, what expires within ``ledger.EXPIRING_DAYS`` and their
+    totals, as ``ledger.balance_of``, ``ledger.expiring_soon`` and ``volunteer_totals`` give
+    them, read in one statement (every volunteer's home page runs it)."""
     today = today or local_today()
     year = year_period(today.year)
     row = db.session.execute(_figures_query(), {
@@ -354,7 +354,8 @@ def _figures_query():
         ).scalar_subquery()
 
     def yearly(what):
-        return select(func.coalesce(func.sum(what), 0)).where(year_t.c.volunteer_id == bindparam("user_id")).scalar_subquery()
+        volunteer = year_t.c.volunteer_id == bindparam("user_id")
+        return select(func.coalesce(func.sum(what), 0)).where(volunteer).scalar_subquery()
 
     deducted = _deducted_in_period().where(Transfer.from_account_id == account_t.c.id)
     return select(

@@ -328,7 +328,8 @@ def test_a_volunteers_figures_are_one_statement_and_what_each_figure_read_alone_
     hours_only(street, other, "2", day=date(local_today().year - 1, 6, 1))
     figures = honours.volunteer_figures(other.id)
     assert figures.account_id is None
-    assert (figures.balance.balance, figures.balance.held, figures.balance.available, figures.balance.earned) == (0, 0, 0, 0)
+    b = figures.balance
+    assert (b.balance, b.held, b.available, b.earned) == (0, 0, 0, 0)
     assert (figures.expiring.points, figures.expiring.first_date) == (0, None)
     assert (figures.totals.earned, figures.totals.hours, figures.totals.year_earned, figures.totals.year_hours) == (
         0, Decimal("3.5"), 0, Decimal("1.5"))
