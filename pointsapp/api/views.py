@@ -23,7 +23,6 @@ from ..domain.access import (
 )
 from ..domain.clock import local_today, parse_month
 from ..domain.errors import NotFound
-from ..domain.ledger import balance_of
 from ..domain.org import add_unit
 from ..extensions import db
 from ..models import Account, Activity, AuditRecord, Entry, Merchant, OrgUnit, Reward, Transfer, User, Voucher
@@ -205,13 +204,6 @@ def token_revoke(token_id: int):
 # --- volunteers: balance, history, claims, rewards, vouchers --------------------------------
 
 
-def _my_account_id_query():
-    """SELECT the volunteer's account id (none before it exists: these GETs only read, on
-    PostgreSQL READ ONLY, so they do not create it as a first credit does)."""
-    require_role(ROLE_VOLUNTEER)
-    return select(Account.id).where(Account.user_id == actor().user.id)
-
-
 @bp.get("/me/balance")
 @doc("My balance", tag="volunteer", response=MyBalanceOut, roles=("volunteer",))
 def my_balance():
@@ -219,24 +211,27 @@ def my_balance():
     next 30 days; lifetime points earned and hours (never reduced by spending or expiry), and this year's."""
     require_role(ROLE_VOLUNTEER)
     f = honours.volunteer_figures(actor().user.id)
-    b, t = f.balance, f.totals
+    t = f.totals
     return respond(MyBalanceOut().dump({
-        "balance": b.balance, "held": b.held, "available": b.available, "earned": b.earned,
-        "expiring_soon": f.expiring.points, "expiring_first_date": f.expiring.first_date,
-        "lifetime_hours": _hours(t.hours), "year": t.year, "year_earned": t.year_earned,
+        **_balance_fields(f), "lifetime_hours": _hours(t.hours), "year": t.year, "year_earned": t.year_earned,
         "year_hours": _hours(t.year_hours),
     }))
 
 
-def _balance_with_expiry(account_id: int | None) -> dict:
-    if account_id is None:
-        return {"balance": 0, "held": 0, "available": 0, "earned": 0, "expiring_soon": 0, "expiring_first_date": None}
-    b = balance_of(account_id)
-    soon = ledger.expiring_soon(account_id)
+def _balance_fields(f: honours.Figures) -> dict:
+    """A volunteer's balance as ``BalanceOut`` gives it (zeros before their account exists)."""
+    b = f.balance
     return {
         "balance": b.balance, "held": b.held, "available": b.available, "earned": b.earned,
-        "expiring_soon": soon.points, "expiring_first_date": soon.first_date,
+        "expiring_soon": f.expiring.points, "expiring_first_date": f.expiring.first_date,
     }
+
+
+def _my_account_id():
+    """SQL: the volunteer's account id (none before it exists: these GETs only read, on
+    PostgreSQL READ ONLY, so they do not create it as a first credit does)."""
+    require_role(ROLE_VOLUNTEER)
+    return ledger.volunteer_account_id_of(actor().user.id)
 
 
 @bp.get("/me/history")
@@ -250,7 +245,7 @@ def my_history():
         select(Entry.id, Entry.transfer_id, Entry.amount, Entry.balance_after, Transfer.kind, Transfer.reason,
                Transfer.activity_id, Transfer.voucher_id, Transfer.created_at)
         .join(Transfer, Transfer.id == Entry.transfer_id)
-        .where(Entry.account_id == _my_account_id_query().scalar_subquery(),
+        .where(Entry.account_id == _my_account_id(),
                *_between(Transfer.created_at, args))
     )
     return paginate(query, Entry.id, Entry.id, args, lambda rows: EntryOut(many=True).dump(map(_entry_row, rows)),
@@ -603,10 +598,10 @@ def person_show(user_id: int):
 def person_balance(user_id: int):
     """The balance of a volunteer in the admin's subtrees."""
     person = people.person_in_scope(_admin(), user_id)
-    account = ledger.volunteer_account(person.id)
-    if account is None:
+    figures = honours.volunteer_figures(person.id)
+    if figures.account_id is None:
         raise NotFound()
-    return respond(BalanceOut().dump(_balance_with_expiry(account.id)))
+    return respond(BalanceOut().dump(_balance_fields(figures)))
 
 
 @bp.post("/people/<int:user_id>/active")

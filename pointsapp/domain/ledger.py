@@ -214,6 +214,14 @@ def volunteer_account(user_id: int) -> Account | None:
     return db.session.scalar(_account_of(ACCOUNT_VOLUNTEER, "user_id"), {"owner_id": user_id})
 
 
+def volunteer_account_id_of(user_id):
+    """SQL: the id of the volunteer account of ``user_id`` (a value or a bound parameter), as a
+    subquery of the statement that reads by it (NULL before the account exists: it is not created)."""
+    return select(account_t.c.id).where(
+        account_t.c.user_id == user_id, account_t.c.kind == ACCOUNT_VOLUNTEER
+    ).scalar_subquery()
+
+
 def account_for_volunteer(user: User) -> Account:
     """Return the volunteer's account, creating it on first use."""
     return _account(ACCOUNT_VOLUNTEER, user_id=user.id)

@@ -30,7 +30,6 @@ from ..domain.errors import AlreadyRecorded, PointsError, RuleNotApplicable
 from ..extensions import db
 from ..forms import ClaimForm, rule_choices, show_domain_error
 from ..models import Account, Activity, Entry, Merchant, PointRuleVersion, Reward, Transfer, User, Voucher
-from ..models.ledger import ACCOUNT_VOLUNTEER
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.rules import STATUS_APPROVED
 from ..models.user import ROLE_VOLUNTEER
@@ -58,10 +57,9 @@ def _account() -> Account | None:
 # The statements every volunteer page runs are built once (and run with parameters).
 
 @lru_cache(maxsize=None)
-def _entries_query(paged: bool, by_owner: bool):
-    """The account's entries, newest first (before entry ``before`` when ``paged``), ``limit`` of
-    them: of account ``account_id``, or (``by_owner``) of the volunteer account of ``user_id``,
-    found in the same statement."""
+def _entries_query(paged: bool):
+    """The entries of the volunteer account of ``user_id`` (found in the same statement), newest
+    first (before entry ``before`` when ``paged``), ``limit`` of them."""
     query = (
         select(
             Entry.id, Entry.amount, Entry.balance_after,
@@ -71,10 +69,7 @@ def _entries_query(paged: bool, by_owner: bool):
         .join(Transfer, Transfer.id == Entry.transfer_id)
         .outerjoin(Activity, Activity.id == Transfer.activity_id)
         .outerjoin(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
-        .where(Entry.account_id == (
-            select(Account.id).where(Account.user_id == bindparam("user_id"), Account.kind == ACCOUNT_VOLUNTEER)
-            .scalar_subquery() if by_owner else bindparam("account_id")
-        ))
+        .where(Entry.account_id == ledger.volunteer_account_id_of(bindparam("user_id")))
         .order_by(Entry.id.desc())
         .limit(bindparam("limit", type_=Integer))
     )
@@ -95,20 +90,16 @@ class _EntryLine:
     what: str
 
 
-def _entries(account_id: int | None, before: int | None, limit: int, *,
-             owner_id: int | None = None) -> tuple[list[_EntryLine], bool]:
-    """The latest ``limit`` entries of account ``account_id`` (or of the volunteer ``owner_id``'s
-    account, when the caller has not read it), newest first, and whether there are more; each with
-    what its line says (described only for the lines returned): the activity's rule in the same
-    statement, the voucher's reward and merchant in a second one only when there are redemptions
-    among them. Plain rows, as these pages only read them (loading them as related objects took
-    three times as long)."""
-    if account_id is None and owner_id is None:
-        return [], False
-    params = {"limit": limit + 1, **({"user_id": owner_id} if owner_id is not None else {"account_id": account_id})}
+def _entries(user_id: int, before: int | None, limit: int) -> tuple[list[_EntryLine], bool]:
+    """The latest ``limit`` entries of the volunteer ``user_id``'s account (none before it
+    exists), newest first, and whether there are more; each with what its line says (described
+    only for the lines returned): the activity's rule in the same statement, the voucher's reward
+    and merchant in a second one only when there are redemptions among them. Plain rows, as these
+    pages only read them (loading them as related objects took three times as long)."""
+    params = {"user_id": user_id, "limit": limit + 1}
     if before:
         params["before"] = before
-    rows = db.session.execute(_entries_query(bool(before), owner_id is not None), params).all()
+    rows = db.session.execute(_entries_query(bool(before)), params).all()
     more, rows = len(rows) > limit, rows[:limit]
     voucher_ids = {row.voucher_id for row in rows if row.voucher_id is not None}
     names = {
@@ -169,7 +160,7 @@ def home():
     figures = honours.volunteer_figures(current_user.id)
     return render_template(
         "volunteer/home.html", balance=figures.balance, totals=figures.totals,
-        expiring=figures.expiring, entries=_entries(figures.account_id, None, RECENT_ENTRIES)[0],
+        expiring=figures.expiring, entries=_entries(current_user.id, None, RECENT_ENTRIES)[0],
     )
 
 
@@ -177,7 +168,7 @@ def home():
 @role_required(ROLE_VOLUNTEER)
 def history():
     """List the volunteer's ledger entries, newest first, a page at a time."""
-    entries, more = _entries(None, _before_arg(), PAGE_SIZE, owner_id=current_user.id)
+    entries, more = _entries(current_user.id, _before_arg(), PAGE_SIZE)
     return render_template(
         "volunteer/history.html", entries=entries, next_before=entries[-1].id if more else None
     )
