@@ -32,6 +32,8 @@ from ..schemas import (
     ActiveIn,
     AdminEntryOut,
     AuditOut,
+    ApproveManyIn,
+    ApproveManyOut,
     AttendanceIn,
     AttendanceOut,
     BalanceOut,
@@ -485,6 +487,21 @@ def claim_approve(activity_id: int):
     once (409 ``already_voted``)."""
     require_role(*STAFF_ROLES)
     return respond(StaffClaimOut().dump(claims.approve_claim(actor(), activity_id)))
+
+
+@bp.post("/claims/approve")
+@idempotent
+@doc("Approve many claims", tag="staff", body=ApproveManyIn, response=ApproveManyOut, roles=STAFF_ROLES,
+     idempotent=True)
+def claim_approve_many():
+    """Vote to approve up to 100 pending claims of one street at once: each ends as approving it
+    alone would leave it, in one transaction. When one cannot be approved (decided meanwhile,
+    already voted on by you, a deactivated volunteer, the budget), none is, and the error names it."""
+    require_role(*STAFF_ROLES)
+    data = load_body(ApproveManyIn)
+    acts = claims.approve_claims(actor(), data["activity_ids"], comment=data["comment"])
+    count = {s: sum(1 for a in acts if a.status == s) for s in ("approved", "on_notice", "pending")}
+    return respond(ApproveManyOut().dump({"items": acts, **count, "total_points": sum(a.points_credited for a in acts)}))
 
 
 @bp.post("/claims/<int:activity_id>/reject")

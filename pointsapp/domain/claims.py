@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..database import among, dialect, insert_rows, insert_unless_taken
+from ..database import among, dialect, insert_rows, insert_unless_taken, update_rows
 from ..extensions import db
 from ..models import Account, Activity, ApprovalVote, OrgUnit, PointRule, PointRuleVersion, RoleGrant, Transfer, User
 from ..models.ledger import ACCOUNT_VOLUNTEER, TRANSFER_CREDIT
@@ -364,6 +364,224 @@ def approve_claim(actor: User, activity_id: int, now: datetime | None = None, co
     return act
 
 
+APPROVE_MANY_MAX = 100  # claims approved at once: one page of the queue
+
+
+def approve_claims(actor: User, activity_ids, now: datetime | None = None, comment: str | None = None) -> list[Activity]:
+    """Vote to approve many pending claims at once (a verifier's "approve the selected"), in one
+    transaction: all of them, or, when one cannot be approved, none (the error names it).
+
+    Each claim ends as ``approve_claim`` would leave it, one after another in id order: credited
+    up to its rule's caps (counting the batch's earlier claims of the same volunteer and rule),
+    posted for public notice, or still pending for another verifier's vote; the same votes,
+    ledger rows, yearly totals and audit records are written. What is shared is written
+    together: the claims' rows are locked by one statement (ascending id), decided by one, the
+    accounts locked by one (``_capped_grants``'s order), each street's credits written by
+    ``ledger.credit_many`` and the audit records appended by one. The claims must be of one
+    street (the issuance account and budgets of a second street would be locked after the
+    first's budget, against the global lock order of pointsapp.domain.ledger).
+    """
+    now = now or now_utc()
+    ids = sorted({int(i) for i in activity_ids})
+    if not ids:
+        raise InvalidInput("Choose at least one claim.", field="activity_ids")
+    if len(ids) > APPROVE_MANY_MAX:
+        raise InvalidInput("Approve at most %(n)s claims at a time.", field="activity_ids", n=APPROVE_MANY_MAX)
+    on = dialect()
+    acts = list(db.session.scalars(_activities_to_decide(on), {"ids": ids}).unique())
+    if len(acts) != len(ids):
+        raise NotFound()
+    for act in acts:
+        require_in_scope(actor, act.org_unit, APPROVER_ROLES)
+    for act in acts:
+        if act.volunteer_id == actor.id:
+            raise Forbidden("You cannot approve your own claim; another staff member must.")
+        if not act.volunteer.is_active:
+            raise VolunteerInactive(
+                _l("%(name)s's account is deactivated: ask an admin to reactivate it, or leave their claim out. "
+                   "Nothing was approved."), name=act.volunteer.full_name)
+    if len({act.org_unit.root_id for act in acts}) > 1:
+        raise InvalidInput("Approve the claims of one street at a time.", field="activity_ids")
+    comment = (comment or "").strip()[:1000] or None
+    db.session.flush()
+
+    # The claims' rows, locked in ascending id (as each single decision locks its one row first).
+    status_now = dict(db.session.execute(_lock_activities(on), {"ids": ids}).all())
+    for act in acts:
+        if status_now[act.id] != STATUS_PENDING:
+            raise AlreadyDecided(
+                _l("The claim of %(name)s (%(rule)s, %(day)s) was already %(status)s; nothing was approved. "
+                   "Reload the queue and choose again."),
+                name=act.volunteer.full_name, rule=act.rule_version.name_zh, day=act.activity_date.isoformat(),
+                status=STATUS_LABELS.get(status_now[act.id], status_now[act.id]),
+            )
+    # The votes: a claim of a one-approval rule has none while pending (the first decides it);
+    # a claim needing several gets this verifier's vote and is decided when it has enough.
+    approvals: dict[int, int] = {}
+    for act in acts:
+        required = act.rule_version.approvals_required or 1
+        if required == 1:
+            approvals[act.id] = 1
+            continue
+        try:
+            _vote(act, actor, VOTE_APPROVE, comment, now)
+        except AlreadyVoted as exc:
+            raise AlreadyVoted(
+                _l("You already voted on the claim of %(name)s (%(rule)s, %(day)s); another verifier must decide "
+                   "it. Nothing was approved: leave it out and approve again."),
+                name=act.volunteer.full_name, rule=act.rule_version.name_zh, day=act.activity_date.isoformat(),
+            ) from exc
+        approvals[act.id] = approvals_of(act.id)
+    firsts = [act for act in acts if (act.rule_version.approvals_required or 1) == 1]
+    vote_t = ApprovalVote.__table__
+    try:
+        insert_rows(vote_t, [{"activity_id": act.id, "voter_id": actor.id, "decision": VOTE_APPROVE, "comment": comment,
+                              "created_at": now} for act in firsts])
+    except IntegrityError as exc:  # not while the rows are locked and pending; kept as the check
+        raise AlreadyVoted(decision="", when="") from exc
+    deciding = [act for act in acts if approvals[act.id] >= (act.rule_version.approvals_required or 1)]
+
+    # The decisions: approved now, or posted for public notice where the community has it on.
+    days_at = notice.notice_days_for_units({act.org_unit for act in deciding})
+    decided = []
+    for act in deciding:
+        days = days_at[act.org_unit_id]
+        decided.append({"id": act.id, "status": STATUS_ON_NOTICE if days else STATUS_APPROVED, "decided_at": now,
+                        "decided_by_id": actor.id, "notice_until": notice.notice_end(now, days) if days else None})
+    update_rows(Activity.__table__, decided)
+    for act, row in zip(deciding, decided):
+        for key in ("status", "decided_at", "decided_by_id", "notice_until"):
+            set_committed_value(act, key, row[key])
+    to_credit = [act for act in deciding if act.status == STATUS_APPROVED]
+    if to_credit:
+        _credit_approved(to_credit, actor, now)
+
+    entries = []
+    for act in acts:
+        required = act.rule_version.approvals_required or 1
+        if act.status == STATUS_PENDING:
+            entries.append(audit.Entry(
+                audit.CLAIM_VOTED, "activity", act.id,
+                {"volunteer_id": act.volunteer_id, "decision": VOTE_APPROVE, "approvals": approvals[act.id],
+                 "required": required, "comment": comment},
+                act.org_unit.path,
+            ))
+        else:
+            entries.append(audit.Entry(
+                audit.CLAIM_APPROVED, "activity", act.id,
+                {"volunteer_id": act.volunteer_id, "points_requested": act.points_requested,
+                 "points_credited": act.points_credited, "cap_note": act.cap_note,
+                 "approvals": approvals[act.id], "required": required, "status": act.status,
+                 "notice_until": act.notice_until.isoformat() if act.notice_until else None},
+                act.org_unit.path,
+            ))
+    audit.record_many(actor, entries, now=now)
+    return acts
+
+
+def _credit_approved(acts: list[Activity], actor: User, now: datetime) -> None:
+    """Credit claims of one street just decided approved (ascending id), as ``_credit`` credits
+    each in turn: their volunteers' accounts locked first (ascending id), each claim capped by what
+    its rule credited the volunteer that day and month, this batch's earlier claims included."""
+    accounts = _locked_accounts_of(list({act.volunteer_id: act.volunteer for act in acts}.values()))
+    used = _credited_by_day(acts)
+    rows = []
+    for act in acts:
+        version = act.rule_version
+        first, nxt = _month_bounds(act.activity_date)
+        mine = used.setdefault((act.volunteer_id, act.rule_id), {})
+        grant, cap_note = _capped(
+            version, act.points_requested,
+            mine.get(act.activity_date, 0) if version.daily_cap else 0,
+            sum(p for day, p in mine.items() if first <= day < nxt) if version.monthly_cap else 0,
+        )
+        mine[act.activity_date] = mine.get(act.activity_date, 0) + grant
+        rows.append({"id": act.id, "points_credited": grant, "cap_note": cap_note})
+        set_committed_value(act, "points_credited", grant)
+        set_committed_value(act, "cap_note", cap_note)
+    update_rows(Activity.__table__, rows)
+    issuance_id = ledger.issuance_account(acts[0].volunteer.org_unit).id
+    # credit_many credits an account once per call: a volunteer's second claim goes in the next.
+    rounds: list[list[ledger.Credit]] = []
+    seen: dict[int, int] = {}
+    for act in acts:
+        if act.points_credited <= 0:
+            continue
+        n = seen[act.volunteer_id] = seen.get(act.volunteer_id, -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        version = act.rule_version
+        rounds[n].append(ledger.Credit(
+            account_id=accounts[act.volunteer_id], amount=act.points_credited,
+            reason=f"{version.name_zh} {act.activity_date.isoformat()}", cause_key=f"activity:{act.id}",
+            activity_id=act.id, created_by_id=actor.id, earned_on=act.activity_date,
+            expires_on=version.expires_on(act.activity_date),
+        ))
+    try:
+        for credits in rounds:
+            ledger.credit_many(issuance_id, credits, created_at=now)
+    except BudgetExhausted as exc:
+        raise BudgetExhausted(
+            _l(
+                "The points budget of %(unit)s cannot cover these approvals: they need %(needed)s points and "
+                "only %(left)s are left (%(used)s issued of a budget of %(capacity)s); nothing was approved. "
+                "Approve fewer claims, or ask the street admin to record more funding."
+            ),
+            needed=exc.params["needed"], left=exc.params["left"], used=exc.params["used"],
+            capacity=exc.params["capacity"], unit=exc.params["unit"], budget_id=exc.params["budget_id"],
+        ) from exc
+    # After the ledger's writes, as in _credit.
+    activity_totals.add(acts)
+
+
+def _credited_by_day(acts: list[Activity]) -> dict[tuple[int, int], dict[date, int]]:
+    """What each (volunteer, capped rule) of ``acts`` was credited, by activity day, in the months
+    of their claims, leaving the claims themselves out: one query per capped rule."""
+    out: dict[tuple[int, int], dict[date, int]] = {}
+    capped = {}
+    for act in acts:
+        if act.rule_version.daily_cap or act.rule_version.monthly_cap:
+            capped.setdefault(act.rule_id, []).append(act)
+    for rule_id, mine in capped.items():
+        params = {
+            "volunteer_ids": sorted({a.volunteer_id for a in mine}), "rule_id": rule_id,
+            "since": min(_month_bounds(a.activity_date)[0] for a in mine),
+            "until": max(_month_bounds(a.activity_date)[1] for a in mine),
+            "but": [a.id for a in acts],
+        }
+        for vid, day, points in db.session.execute(_credited_by_day_query(dialect()), params):
+            out.setdefault((vid, rule_id), {})[day] = points
+    return out
+
+
+@lru_cache(maxsize=None)
+def _credited_by_day_query(dialect_name: str):
+    return select(Activity.volunteer_id, Activity.activity_date, func.sum(Activity.points_credited)).where(
+        among(Activity.volunteer_id, "volunteer_ids", dialect_name),
+        Activity.rule_id == bindparam("rule_id"),
+        Activity.status == STATUS_APPROVED,
+        Activity.activity_date >= bindparam("since", type_=Activity.activity_date.type),
+        Activity.activity_date < bindparam("until", type_=Activity.activity_date.type),
+        ~among(Activity.id, "but", dialect_name),
+    ).group_by(Activity.volunteer_id, Activity.activity_date)
+
+
+@lru_cache(maxsize=None)
+def _activities_to_decide(dialect_name: str):
+    """``_activity_to_decide`` for the activities ``ids``."""
+    return select(Activity).where(among(Activity.id, "ids", dialect_name)).order_by(Activity.id).options(
+        joinedload(Activity.org_unit), joinedload(Activity.rule_version),
+        joinedload(Activity.volunteer).lazyload(User.roles),
+    )
+
+
+@lru_cache(maxsize=None)
+def _lock_activities(dialect_name: str):
+    """Lock the activities ``ids`` in ascending id (PostgreSQL sorts, then locks) and read their status."""
+    return (select(Activity.id, Activity.status).where(among(Activity.id, "ids", dialect_name))
+            .order_by(Activity.id).with_for_update())
+
+
 def reject_claim(actor: User, activity_id: int, reason: str, now: datetime | None = None) -> Activity:
     """Reject a pending claim with a reason the volunteer will see.
 
@@ -579,11 +797,7 @@ def _capped_grants(volunteers: list[User], version: PointRuleVersion, day: date,
     if not volunteers:
         return {}, {}
     vol_ids = [v.id for v in volunteers]
-    accounts = dict(db.session.execute(_accounts_of_users(dialect()), {"ids": vol_ids}).all())
-    for v in volunteers:
-        if v.id not in accounts:  # a first credit: the account is created on first use
-            accounts[v.id] = ledger.account_for_volunteer(v).id
-    ledger.lock_accounts(accounts.values())
+    accounts = _locked_accounts_of(volunteers)
 
     daily = _credited_under_rule(vol_ids, version.rule_id, day, day + timedelta(days=1)) if version.daily_cap else {}
     monthly = _credited_under_rule(vol_ids, version.rule_id, *_month_bounds(day)) if version.monthly_cap else {}
@@ -593,6 +807,17 @@ def _capped_grants(volunteers: list[User], version: PointRuleVersion, day: date,
         for vid in vol_ids
     }
     return accounts, grants
+
+
+def _locked_accounts_of(volunteers: list[User]) -> dict[int, int]:
+    """Lock the accounts of ``volunteers`` (ascending id, creating those not yet used) and return
+    their ids by volunteer id."""
+    accounts = dict(db.session.execute(_accounts_of_users(dialect()), {"ids": [v.id for v in volunteers]}).all())
+    for v in volunteers:
+        if v.id not in accounts:  # a first credit: the account is created on first use
+            accounts[v.id] = ledger.account_for_volunteer(v).id
+    ledger.lock_accounts(accounts.values())
+    return accounts
 
 
 def _credited_under_rule(volunteer_ids: list[int], rule_id: int, since: date, until: date,

@@ -285,6 +285,21 @@ class RejectIn(In):
     reason = Text(required=True, validate=validate.Length(1, 2000))
 
 
+class ApproveManyIn(In):
+    activity_ids = fields.List(Id(), required=True, validate=validate.Length(1, 100),
+                               metadata={"description": "The claims to approve (at most 100, of one street)."})
+    comment = Text(load_default=None, allow_none=True, validate=validate.Length(0, 1000))
+
+
+class ApproveManyOut(Schema):
+    items = fields.List(fields.Nested(StaffClaimOut), required=True,
+                        metadata={"description": "The claims in id order, each as approving it alone leaves it."})
+    approved = fields.Integer(required=True, metadata={"description": "Claims approved and credited now."})
+    on_notice = fields.Integer(required=True, metadata={"description": "Claims posted for public notice."})
+    pending = fields.Integer(required=True, metadata={"description": "Claims still waiting for another verifier."})
+    total_points = fields.Integer(required=True)
+
+
 class AttendanceIn(In):
     rule_id = Id(required=True)
     activity_date = fields.Date(required=True)

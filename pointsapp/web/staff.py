@@ -92,6 +92,39 @@ def approve(activity_id: int):
     return redirect(url_for(".queue"))
 
 
+@bp.route("/claims/approve", methods=["POST"])
+@role_required(*STAFF_ROLES)
+def approve_selected():
+    """Approve the claims ticked in the queue, all of them or none."""
+    try:
+        ids = [int(i) for i in request.form.getlist("activity_ids")]
+    except ValueError:
+        abort(400)
+    try:
+        acts = claims.approve_claims(_me(), ids)
+        db.session.commit()
+    except PointsError as exc:
+        db.session.rollback()
+        if exc.status in (403, 404):
+            raise
+        flash(exc.message, "error")
+        return redirect(url_for(".queue"))
+    approved = [a for a in acts if a.status == "approved"]
+    parts = [_("Claims approved: %(n)s, %(points)s points credited.", n=len(approved),
+               points=sum(a.points_credited for a in approved))]
+    capped = sum(1 for a in approved if a.cap_note)
+    if capped:
+        parts.append(_("Capped by their rule: %(n)s.", n=capped))
+    on_notice = sum(1 for a in acts if a.status == "on_notice")
+    if on_notice:
+        parts.append(_("Posted for public notice: %(n)s; their points are credited after it.", n=on_notice))
+    waiting = sum(1 for a in acts if a.status == "pending")
+    if waiting:
+        parts.append(_("Waiting for another verifier's approval: %(n)s.", n=waiting))
+    flash(" ".join(parts), "ok")
+    return redirect(url_for(".queue"))
+
+
 @bp.route("/claims/<int:activity_id>/reject", methods=["POST"])
 @role_required(*STAFF_ROLES)
 def reject(activity_id: int):

@@ -27,6 +27,38 @@ def test_staff_of_another_community_neither_sees_nor_approves_the_claim(api_as, 
     assert db.session.get(Activity, pending_claim.id).status == "pending"
 
 
+def test_staff_approves_the_selected_claims_in_one_request(api_as, street, check_ledger):
+    from pointsapp.domain import claims, notice
+
+    notice.set_notice_days(street.admin_b, street.community_b, 5)
+    db.session.commit()
+    ids = [claims.submit_claim(v, rule_id=street.meeting.id, activity_date=yesterday()).id
+           for v in (street.vol_a, street.vol_a2, street.vol_b)]
+    db.session.commit()
+    s = api_as("street_admin")
+    resp = s.post("/claims/approve", {"activity_ids": list(reversed(ids)), "comment": "核实无误"})
+    assert resp.status_code == 200, resp.json
+    assert [c["id"] for c in resp.json["items"]] == ids
+    assert [c["status"] for c in resp.json["items"]] == ["approved", "approved", "on_notice"]
+    assert (resp.json["approved"], resp.json["on_notice"], resp.json["pending"], resp.json["total_points"]) == (2, 1, 0, 20)
+    assert (balance(street.vol_a).balance, balance(street.vol_a2).balance, balance(street.vol_b).balance) == (10, 10, 0)
+    again = s.post("/claims/approve", {"activity_ids": ids[:1]})
+    assert again.status_code == 409 and again.json["code"] == "already_decided"
+    assert "张秀华" in again.json["message"]
+    check_ledger()
+
+
+def test_approving_selected_claims_refuses_bad_input_and_changes_nothing(api_as, street, pending_claim):
+    s = api_as("staff_a")
+    for body in ({}, {"activity_ids": []}, {"activity_ids": list(range(1, 102))}, {"activity_ids": ["x"]}):
+        resp = s.post("/claims/approve", body)
+        assert resp.status_code == 422 and any(f.startswith("activity_ids") for f in resp.json["fields"]), (body, resp.json)
+    assert s.post("/claims/approve", {"activity_ids": [pending_claim.id, 10 ** 9]}).status_code == 404
+    assert api_as("staff_b").post("/claims/approve", {"activity_ids": [pending_claim.id]}).status_code == 404
+    assert api_as("vol_a2").post("/claims/approve", {"activity_ids": [pending_claim.id]}).status_code == 403
+    assert db.session.get(Activity, pending_claim.id).status == "pending"
+
+
 def test_staff_rejects_with_a_reason_and_an_empty_reason_is_422(api_as, pending_claim):
     s = api_as("staff_a")
     empty = s.post(f"/claims/{pending_claim.id}/reject", {"reason": ""}, key=None)

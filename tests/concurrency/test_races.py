@@ -527,3 +527,72 @@ def test_yearly_totals_rebuilt_while_meetings_are_recorded_count_every_activity_
     assert tally(results) == {"ok": 11}, unexpected(results)
     assert year_rows() == {(v, today.year): (100, 0, 10) for v in ids}
     check_ledger()
+
+
+def test_the_same_batch_of_approvals_sent_ten_times_at_once_credits_each_claim_once(app, street, check_ledger):
+    group = [person(f"tap{i}", street.unit_a, title="resident") for i in range(8)]
+    db.session.commit()
+    act_ids = [claims.submit_claim(v, rule_id=street.meeting.id, activity_date=yesterday()).id for v in group]
+    db.session.commit()
+    staff_id = street.staff_a.id
+
+    def approve_all(i):
+        claims.approve_claims(db.session.get(User, staff_id), act_ids)
+        db.session.commit()
+
+    results = race(app, 10, approve_all)
+    assert tally(results) == {"ok": 1, "AlreadyDecided": 9}, unexpected(results, "AlreadyDecided")
+    assert count(select(Transfer.id).where(Transfer.activity_id.in_(act_ids))) == 8
+    assert [balance(v).balance for v in group] == [10] * 8
+    check_ledger()
+
+
+def test_overlapping_batches_single_approvals_a_meeting_and_redemptions_at_once_approve_each_claim_once(
+        app, street, check_ledger):
+    """Batches of claims in different orders and overlapping sets, single approvals and
+    rejections of the same claims, a meeting recorded for the same volunteers and their
+    redemptions: no deadlock, each claim decided once, the daily cap counted across all of them."""
+    group = [person(f"mix{i}", street.unit_a, title="resident") for i in range(6)]
+    db.session.commit()
+    award_many(street, group, 30)
+    # Two patrol claims of 3 hours (6 points each) per volunteer on the same day: the cap is 8.
+    pending = [claims.submit_claim(v, rule_id=street.patrol.id, activity_date=yesterday(), hours="3")
+               for v in group for _ in range(2)]
+    db.session.commit()
+    act_ids, ids = [a.id for a in pending], [v.id for v in group]
+    staff_id, admin_id, top_id = street.staff_a.id, street.admin_a.id, street.street_admin.id
+    rule_id, rice_id, day = street.meeting.id, street.rice.id, yesterday()
+    batches = [act_ids[:8], act_ids[4:], list(reversed(act_ids)), act_ids[::2], act_ids[1::3]]
+
+    def work(i):
+        if i < len(batches):
+            claims.approve_claims(db.session.get(User, (staff_id, admin_id, top_id)[i % 3]), batches[i])
+        elif i < 11:
+            act_id = act_ids[11 - i]
+            if i % 2:
+                claims.approve_claim(db.session.get(User, admin_id), act_id)
+            else:
+                claims.reject_claim(db.session.get(User, staff_id), act_id, "重复申报")
+        elif i == 11:
+            claims.record_attendance(db.session.get(User, staff_id), rule_id=rule_id, activity_date=day,
+                                     volunteer_ids=list(reversed(ids)), batch_key="mix-meeting")
+        else:
+            vouchers.issue_voucher(db.session.get(User, ids[i - 12]), rice_id)
+        db.session.commit()
+
+    results = race(app, 18, work)
+    outcomes = tally(results)
+    assert set(outcomes) <= {"ok", "AlreadyDecided"}, unexpected(results, "AlreadyDecided")
+    assert outcomes["ok"] >= 1 + 6 + 1  # one batch at least, the meeting and the redemptions
+    acts = {a.id: a for a in db.session.scalars(select(Activity).where(Activity.id.in_(act_ids)))}
+    credits = Counter(db.session.scalars(select(Transfer.activity_id).where(Transfer.activity_id.in_(act_ids))))
+    assert all(n == 1 for n in credits.values())
+    for v in group:
+        mine = [a for a in acts.values() if a.volunteer_id == v.id]
+        approved = [a for a in mine if a.status == "approved"]
+        assert {a.status for a in mine} <= {"approved", "rejected", "pending"}
+        assert sum(a.points_credited for a in approved) == min(8, 6 * len(approved))
+        assert sorted(a.id for a in approved if a.points_credited) == sorted(a.id for a in approved if credits[a.id])
+        b = balance(v)
+        assert (b.balance, b.held) == (30 + 10 + sum(a.points_credited for a in approved), 10)
+    check_ledger()

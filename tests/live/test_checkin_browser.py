@@ -99,3 +99,38 @@ def test_a_phone_opens_the_code_logs_in_and_signs_in(street, app, strict_csp, li
     db.session.rollback()
     row = db.session.scalar(db.select(CheckinAttendance))
     assert row.volunteer_id == street.vol_a.id and row.signed_in_at is not None
+
+
+@pytest.mark.slow
+def test_staff_tick_every_claim_on_a_phone_and_approve_them_together(street, app, strict_csp, live_server, pw):
+    """The approval queue's "select all" box (app.js, under the strict policy) ticks each claim;
+    one tap approves them all."""
+    from pointsapp.domain import claims
+    from tests.factories import balance, yesterday
+
+    for v in (street.vol_a, street.vol_a2):
+        claims.submit_claim(v, rule_id=street.meeting.id, activity_date=yesterday())
+    db.session.commit()
+    db.session.rollback()
+    csp = CspWatch()
+    browser = launch(pw)
+    try:
+        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
+        csp.attach(page)
+        log_in(page, WORDS["zh"], "staff_a")
+        page.goto("/staff/")
+        boxes = page.locator('input[name="activity_ids"]')
+        expect(boxes).to_have_count(2)
+        page.get_by_label("全选").check()
+        for i in range(2):
+            expect(boxes.nth(i)).to_be_checked()
+        snap(page, "queue-1-all-ticked")
+        page.get_by_role("button", name="通过所选").click()
+        expect(page.locator("body")).to_contain_text("已通过 2 条申请，发放 20 积分。")
+        expect(page.locator('input[name="activity_ids"]')).to_have_count(0)
+        snap(page, "queue-2-approved")
+        assert csp.violations == []
+    finally:
+        browser.close()
+    db.session.rollback()
+    assert (balance(street.vol_a).balance, balance(street.vol_a2).balance) == (10, 10)

@@ -117,6 +117,7 @@ ROUTES: dict[str, Row] = {
     # grid staff (and admins, who are staff of their subtree too)
     "staff.queue": Row(get=only(*STAFF)),
     "staff.approve": Row(post=only(*STAFF, ok=REACHED)),
+    "staff.approve_selected": Row(post=only(*STAFF, ok=REACHED)),
     "staff.reject": Row(post=only(*STAFF, ok=REACHED)),
     "staff.claim_photo": Row(get=only(*STAFF)),
     "staff.attendance": Row(get=only(*STAFF), post=only(*STAFF, ok=REACHED)),

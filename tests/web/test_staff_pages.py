@@ -69,6 +69,51 @@ def test_approve_without_csrf_token_is_refused(street, client, login, pending_cl
     assert db.session.get(Activity, pending_claim.id).status == "pending"
 
 
+def test_staff_approve_the_ticked_claims_together(street, client, login, auth, check_ledger):
+    from pointsapp.domain import claims, rules
+    from tests.factories import rule_terms
+
+    two_votes = rules.create_rule(street.street_admin, street.street, rule_terms(
+        name_zh="见义勇为", name_en="Brave deed", category="brave_deed", points=50, approvals_required=2))
+    db.session.commit()
+    a = claims.submit_claim(street.vol_a, rule_id=street.meeting.id, activity_date=yesterday())
+    b = claims.submit_claim(street.vol_a2, rule_id=street.patrol.id, activity_date=yesterday(), hours="5")
+    voted = claims.submit_claim(street.vol_a2, rule_id=two_votes.id, activity_date=yesterday())
+    db.session.commit()
+    claims.approve_claim(street.staff_a, voted.id)
+    db.session.commit()
+    use_english(client)
+    login("staff_a")
+    body = client.get("/staff/").get_data(as_text=True)
+    assert 'id="approve-selected"' in body and 'action="/staff/claims/approve"' in body
+    for act in (a, b):
+        assert f'name="activity_ids" value="{act.id}" form="approve-selected"' in body
+    assert f'value="{voted.id}" form="approve-selected"' not in body  # already voted on by this verifier
+
+    resp = auth.post("/staff/claims/approve", {"activity_ids": [str(a.id), str(b.id)]})
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/staff/")
+    text = page_text(client.get("/staff/"))
+    assert "Claims approved: 2, 18 points credited. Capped by their rule: 1." in text
+    assert (balance(street.vol_a).balance, balance(street.vol_a2).balance) == (10, 8)
+
+    again = auth.post("/staff/claims/approve", {"activity_ids": [str(a.id)]})
+    assert again.status_code == 302
+    assert "The claim of 张秀华" in page_text(client.get("/staff/"))
+    assert auth.post("/staff/claims/approve", {}).status_code == 302
+    assert "Choose at least one claim." in page_text(client.get("/staff/"))
+    assert auth.post("/staff/claims/approve", {"activity_ids": ["x"]}).status_code == 400
+    check_ledger()
+
+
+def test_approving_the_ticked_claims_needs_the_csrf_token_and_the_scope(street, client, login, auth, pending_claim):
+    login("staff_b")
+    assert auth.post("/staff/claims/approve", {"activity_ids": [str(pending_claim.id)]}).status_code == 404
+    login("staff_a")
+    assert client.post("/staff/claims/approve", data={"activity_ids": [str(pending_claim.id)]}).status_code == 400
+    db.session.expire_all()
+    assert db.session.get(Activity, pending_claim.id).status == "pending"
+
+
 def test_rejecting_needs_a_reason_shown_at_the_claim(street, client, login, auth, pending_claim):
     login("staff_a")
     use_english(client)

@@ -29,6 +29,16 @@
     });
   }
 
+  // Approval queue: one box ticks every claim for "approve the selected".
+  var selectAll = document.getElementById('select-all');
+  if (selectAll) {
+    var picks = document.querySelectorAll('input[name="activity_ids"][form="approve-selected"]');
+    document.getElementById('select-all-box').hidden = picks.length === 0;
+    selectAll.addEventListener('change', function () {
+      picks.forEach(function (box) { box.checked = selectAll.checked; });
+    });
+  }
+
   // Show the hours field only for activities counted per hour.
   var rule = document.getElementById('rule_id'), hoursBox = document.getElementById('hours-box');
   if (rule && hoursBox && rule.tagName === 'SELECT') {
