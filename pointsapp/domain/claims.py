@@ -365,6 +365,7 @@ def approve_claim(actor: User, activity_id: int, now: datetime | None = None, co
 
 
 APPROVE_MANY_MAX = 100  # claims approved at once: one page of the queue
+ID_MAX = 2 ** 31 - 1  # the id columns are 32-bit integers
 
 
 def approve_claims(actor: User, activity_ids, now: datetime | None = None, comment: str | None = None) -> list[Activity]:
@@ -387,6 +388,8 @@ def approve_claims(actor: User, activity_ids, now: datetime | None = None, comme
         raise InvalidInput("Choose at least one claim.", field="activity_ids")
     if len(ids) > APPROVE_MANY_MAX:
         raise InvalidInput("Approve at most %(n)s claims at a time.", field="activity_ids", n=APPROVE_MANY_MAX)
+    if ids[0] < 1 or ids[-1] > ID_MAX:  # no such row (and not a value for the id column)
+        raise NotFound()
     on = dialect()
     acts = list(db.session.scalars(_activities_to_decide(on), {"ids": ids}).unique())
     if len(acts) != len(ids):
@@ -501,25 +504,19 @@ def _credit_approved(acts: list[Activity], actor: User, now: datetime) -> None:
         set_committed_value(act, "cap_note", cap_note)
     update_rows(Activity.__table__, rows)
     issuance_id = ledger.issuance_account(acts[0].volunteer.org_unit).id
-    # credit_many credits an account once per call: a volunteer's second claim goes in the next.
-    rounds: list[list[ledger.Credit]] = []
-    seen: dict[int, int] = {}
+    credits = []
     for act in acts:
         if act.points_credited <= 0:
             continue
-        n = seen[act.volunteer_id] = seen.get(act.volunteer_id, -1) + 1
-        if n == len(rounds):
-            rounds.append([])
         version = act.rule_version
-        rounds[n].append(ledger.Credit(
+        credits.append(ledger.Credit(
             account_id=accounts[act.volunteer_id], amount=act.points_credited,
             reason=f"{version.name_zh} {act.activity_date.isoformat()}", cause_key=f"activity:{act.id}",
             activity_id=act.id, created_by_id=actor.id, earned_on=act.activity_date,
             expires_on=version.expires_on(act.activity_date),
         ))
     try:
-        for credits in rounds:
-            ledger.credit_many(issuance_id, credits, created_at=now)
+        ledger.credit_many(issuance_id, credits, created_at=now)
     except BudgetExhausted as exc:
         raise BudgetExhausted(
             _l(
@@ -812,6 +809,7 @@ def _capped_grants(volunteers: list[User], version: PointRuleVersion, day: date,
 def _locked_accounts_of(volunteers: list[User]) -> dict[int, int]:
     """Lock the accounts of ``volunteers`` (ascending id, creating those not yet used) and return
     their ids by volunteer id."""
+    volunteers = sorted(volunteers, key=lambda v: v.id)  # accounts created in id order too
     accounts = dict(db.session.execute(_accounts_of_users(dialect()), {"ids": [v.id for v in volunteers]}).all())
     for v in volunteers:
         if v.id not in accounts:  # a first credit: the account is created on first use

@@ -874,16 +874,19 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
     lot, the budget's charge), but set-based: one lock of every account, one INSERT per table for
     the whole batch, one UPDATE of the volunteers' accounts and one of the issuance account, one
     conditional UPDATE per budget (``budgets.charge_credits``). One meeting of 1,000 attendees is
-    a handful of statements instead of thousands. A volunteer appears at most once; every amount
-    is positive. The transfers are stamped ``created_at`` (default: now).
+    a handful of statements instead of thousands. Every amount is positive. An account may be
+    credited more than once (a verifier's batch of claims): it is updated once by the sum, and
+    each entry's balance after counts the credits before it in ``credits``. The transfers are
+    stamped ``created_at`` (default: now).
     """
     if not credits:
         return []
     if any(c.amount <= 0 for c in credits):
         raise ValueError("a transfer moves a positive amount")
-    ids = [c.account_id for c in credits]
-    if len(set(ids)) != len(ids):
-        raise ValueError("credit_many credits each account at most once")
+    sums: dict[int, int] = {}
+    for c in credits:
+        sums[c.account_id] = sums.get(c.account_id, 0) + c.amount
+    ids = sorted(sums)
     db.session.flush()
     lock_accounts(ids + [issuance_id])
     # Under the locks the balances cannot move: each entry's balance after is computed here.
@@ -897,17 +900,17 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
     if on == "postgresql":
         # One UPDATE ... FROM unnest(ids, amounts) for every volunteer's account (two array
         # parameters, whatever the number of accounts; see database.insert_rows).
-        # (each credit's amount travels in the array typed as the ``balance`` column)
+        # (each account's sum travels in the array typed as the ``balance`` column)
         db.session.execute(
             _credit_accounts_from_arrays(),
-            array_params([{"id": c.account_id, "balance": c.amount} for c in credits], ("id", "balance")),
+            array_params([{"id": acc, "balance": sums[acc]} for acc in ids], ("id", "balance")),
         )
     else:  # SQLite runs the statement once per account, in process
         db.session.execute(
             update(account_t)
             .where(account_t.c.id == bindparam("aid"))
             .values(balance=account_t.c.balance + bindparam("amt"), earned=account_t.c.earned + bindparam("amt")),
-            [{"aid": c.account_id, "amt": c.amount} for c in credits],
+            [{"aid": acc, "amt": sums[acc]} for acc in ids],
         )
     total = sum(c.amount for c in credits)
     db.session.execute(update(account_t).where(account_t.c.id == issuance_id).values(balance=account_t.c.balance - total))
@@ -930,11 +933,13 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
     )
     entries = []
     issuance_after = rows[issuance_id][0]
+    after = {acc: rows[acc][0] for acc in ids}
     for tid, c in zip(transfer_ids, credits):
         issuance_after -= c.amount
+        after[c.account_id] += c.amount
         entries.append({"transfer_id": tid, "account_id": issuance_id, "amount": -c.amount, "balance_after": issuance_after})
         entries.append({"transfer_id": tid, "account_id": c.account_id, "amount": c.amount,
-                        "balance_after": rows[c.account_id][0] + c.amount})
+                        "balance_after": after[c.account_id]})
     insert_rows(Entry.__table__, entries)
     today = _today()
     insert_rows(

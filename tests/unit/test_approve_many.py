@@ -233,6 +233,8 @@ def test_the_batch_is_refused_for_claims_out_of_scope_or_unknown_and_a_deactivat
     a, b = claim(s.vol_a, s.meeting), claim(s.vol_b, s.meeting)
     refused(s.staff_a, [a.id, b.id], NotFound)  # vol_b is in community B
     refused(s.staff_a, [a.id, 10 ** 9], NotFound)
+    refused(s.staff_a, [a.id, 2 ** 40], NotFound)  # beyond the id column's range: not a database error
+    refused(s.staff_a, [0, a.id], NotFound)
     people.set_active(s.street_admin, s.vol_b.id, False)
     db.session.commit()
     exc = refused(s.street_admin, [a.id, b.id], VolunteerInactive)
@@ -261,9 +263,10 @@ def test_a_budget_that_cannot_cover_the_batch_approves_none(street, check_ledger
                            note=None, key="fund-small")
     db.session.commit()
     capacity = budgets.status(budgets.budget_of_unit(s.street)).capacity
-    acts = [claim(v, s.meeting) for v in (s.vol_a, s.vol_a2, s.vol_b)]
-    assert capacity < 30, capacity
+    acts = [claim(v, s.meeting, note=f"#{n}") for n, v in enumerate((s.vol_a, s.vol_a, s.vol_a2, s.vol_b))]
+    assert capacity < 40, capacity
     exc = refused(s.street_admin, [a.id for a in acts], BudgetExhausted)
-    assert exc.params["needed"] > exc.params["left"]
+    # What the whole batch needs, and what was left before it (a volunteer's two claims included).
+    assert (exc.params["needed"], exc.params["left"], exc.params["used"]) == (40, capacity, 0)
     assert "Approve fewer claims" in exc.message or "请少选几条" in exc.message
     check_ledger()

@@ -102,6 +102,7 @@ def test_staff_approve_the_ticked_claims_together(street, client, login, auth, c
     assert auth.post("/staff/claims/approve", {}).status_code == 302
     assert "Choose at least one claim." in page_text(client.get("/staff/"))
     assert auth.post("/staff/claims/approve", {"activity_ids": ["x"]}).status_code == 400
+    assert auth.post("/staff/claims/approve", {"activity_ids": [str(2 ** 40)]}).status_code == 404
     check_ledger()
 
 
