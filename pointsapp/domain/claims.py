@@ -508,25 +508,15 @@ def _credit_approved(acts: list[Activity], actor: User, now: datetime) -> None:
     for act in acts:
         if act.points_credited <= 0:
             continue
-        version = act.rule_version
-        credits.append(ledger.Credit(
-            account_id=accounts[act.volunteer_id], amount=act.points_credited,
-            reason=f"{version.name_zh} {act.activity_date.isoformat()}", cause_key=f"activity:{act.id}",
-            activity_id=act.id, created_by_id=actor.id, earned_on=act.activity_date,
-            expires_on=version.expires_on(act.activity_date),
-        ))
+        credits.append(_credit_of(act, act.rule_version, accounts[act.volunteer_id], actor))
     try:
         ledger.credit_many(issuance_id, credits, created_at=now)
     except BudgetExhausted as exc:
-        raise BudgetExhausted(
-            _l(
-                "The points budget of %(unit)s cannot cover these approvals: they need %(needed)s points and "
-                "only %(left)s are left (%(used)s issued of a budget of %(capacity)s); nothing was approved. "
-                "Approve fewer claims, or ask the street admin to record more funding."
-            ),
-            needed=exc.params["needed"], left=exc.params["left"], used=exc.params["used"],
-            capacity=exc.params["capacity"], unit=exc.params["unit"], budget_id=exc.params["budget_id"],
-        ) from exc
+        raise _over_budget(exc, _l(
+            "The points budget of %(unit)s cannot cover these approvals: they need %(needed)s points and "
+            "only %(left)s are left (%(used)s issued of a budget of %(capacity)s); nothing was approved. "
+            "Approve fewer claims, or ask the street admin to record more funding."
+        )) from exc
     # After the ledger's writes, as in _credit.
     activity_totals.add(acts)
 
@@ -869,14 +859,7 @@ def _credit_batch(acts: list[Activity], accounts: dict[int, int], version: Point
         unit = act.volunteer.org_unit
         if unit.root_id not in issuance:
             issuance[unit.root_id] = ledger.issuance_account(unit).id
-        by_street.setdefault(unit.root_id, []).append(
-            ledger.Credit(
-                account_id=accounts[act.volunteer_id], amount=act.points_credited,
-                reason=f"{version.name_zh} {act.activity_date.isoformat()}", cause_key=f"activity:{act.id}",
-                activity_id=act.id, created_by_id=actor.id, earned_on=act.activity_date,
-                expires_on=version.expires_on(act.activity_date),
-            )
-        )
+        by_street.setdefault(unit.root_id, []).append(_credit_of(act, version, accounts[act.volunteer_id], actor))
     if len(by_street) > 1:
         # The rule's subtree keeps a batch inside one street; two would lock the second street's
         # issuance account after the first's budget, against the global lock order.
@@ -885,17 +868,31 @@ def _credit_batch(acts: list[Activity], accounts: dict[int, int], version: Point
         ledger.credit_many(issuance[root], credits, created_at=now)
 
 
-def _batch_over_budget(exc: BudgetExhausted) -> BudgetExhausted:
-    """Restate a refused batch for the person recording it: what it needs from that budget, what is left."""
-    return BudgetExhausted(
-        _l(
-            "The points budget of %(unit)s cannot cover this attendance: it needs %(needed)s points and only "
-            "%(left)s are left (%(used)s issued of a budget of %(capacity)s); nothing was recorded. Record "
-            "fewer volunteers, or ask the street admin to record more funding."
-        ),
-        needed=exc.params["needed"], left=exc.params["left"], used=exc.params["used"],
-        capacity=exc.params["capacity"], unit=exc.params["unit"], budget_id=exc.params["budget_id"],
+def _credit_of(act: Activity, version: PointRuleVersion, account_id: int, actor: User) -> ledger.Credit:
+    """The credit of an approved, capped activity of ``version``, as ``_credit`` writes it, for
+    ``credit_many``."""
+    return ledger.Credit(
+        account_id=account_id, amount=act.points_credited,
+        reason=f"{version.name_zh} {act.activity_date.isoformat()}", cause_key=f"activity:{act.id}",
+        activity_id=act.id, created_by_id=actor.id, earned_on=act.activity_date,
+        expires_on=version.expires_on(act.activity_date),
     )
+
+
+def _over_budget(exc: BudgetExhausted, message) -> BudgetExhausted:
+    """Restate a refused batch for the person sending it, with ``message``: what it needs from
+    that budget, what is left."""
+    return BudgetExhausted(message, **{key: exc.params[key] for key in
+                                       ("needed", "left", "used", "capacity", "unit", "budget_id")})
+
+
+def _batch_over_budget(exc: BudgetExhausted) -> BudgetExhausted:
+    """Restate a refused attendance batch for the person recording it."""
+    return _over_budget(exc, _l(
+        "The points budget of %(unit)s cannot cover this attendance: it needs %(needed)s points and only "
+        "%(left)s are left (%(used)s issued of a budget of %(capacity)s); nothing was recorded. Record "
+        "fewer volunteers, or ask the street admin to record more funding."
+    ))
 
 
 def pending_claims_query(actor: User):
