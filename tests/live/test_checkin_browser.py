@@ -121,11 +121,17 @@ def test_staff_tick_every_claim_on_a_phone_and_approve_them_together(street, app
         page.goto("/staff/")
         boxes = page.locator('input[name="activity_ids"]')
         expect(boxes).to_have_count(2)
+        button = page.get_by_role("button", name="通过所选")
+        expect(button).to_be_disabled()  # nothing ticked yet
+        boxes.nth(0).check()
+        expect(page.locator("#picked-count")).to_have_text("已选：1 条")
+        expect(button).to_be_enabled()
         page.get_by_label("全选").check()
         for i in range(2):
             expect(boxes.nth(i)).to_be_checked()
+        expect(page.locator("#picked-count")).to_have_text("已选：2 条")
         snap(page, "queue-1-all-ticked")
-        page.get_by_role("button", name="通过所选").click()
+        button.click()
         expect(page.locator("body")).to_contain_text("已通过 2 条申请，发放 20 积分。")
         expect(page.locator('input[name="activity_ids"]')).to_have_count(0)
         snap(page, "queue-2-approved")

@@ -29,14 +29,28 @@
     });
   }
 
-  // Approval queue: one box ticks every claim for "approve the selected".
+  // Approval queue: one box ticks every claim for "approve the selected"; the count of the ticked
+  // claims shows beside the button, which waits until at least one is ticked.
   var selectAll = document.getElementById('select-all');
   if (selectAll) {
     var picks = document.querySelectorAll('input[name="activity_ids"][form="approve-selected"]');
+    var count = document.getElementById('picked-count');
+    var approveButton = document.getElementById('approve-selected-button');
+    var syncPicked = function () {
+      var n = 0;
+      picks.forEach(function (box) { if (box.checked) { n += 1; } });
+      count.textContent = count.dataset.template.replace('{n}', String(n));
+      count.hidden = false;
+      approveButton.disabled = n === 0;
+      selectAll.checked = n > 0 && n === picks.length;
+    };
     document.getElementById('select-all-box').hidden = picks.length === 0;
     selectAll.addEventListener('change', function () {
       picks.forEach(function (box) { box.checked = selectAll.checked; });
+      syncPicked();
     });
+    picks.forEach(function (box) { box.addEventListener('change', syncPicked); });
+    syncPicked();
   }
 
   // Show the hours field only for activities counted per hour.
