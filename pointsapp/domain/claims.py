@@ -377,7 +377,7 @@ def approve_claims(actor: User, activity_ids, now: datetime | None = None, comme
     posted for public notice, or still pending for another verifier's vote; the same votes,
     ledger rows, yearly totals and audit records are written. What is shared is written
     together: the claims' rows are locked by one statement (ascending id), decided by one, the
-    accounts locked by one (``_capped_grants``'s order), each street's credits written by
+    accounts locked by one (``_locked_accounts_of``, ascending id), the credits written by one
     ``ledger.credit_many`` and the audit records appended by one. The claims must be of one
     street (the issuance account and budgets of a second street would be locked after the
     first's budget, against the global lock order of pointsapp.domain.ledger).
@@ -441,7 +441,8 @@ def approve_claims(actor: User, activity_ids, now: datetime | None = None, comme
         insert_rows(vote_t, [{"activity_id": act.id, "voter_id": actor.id, "decision": VOTE_APPROVE, "comment": comment,
                               "created_at": now} for act in firsts])
     except IntegrityError as exc:  # not while the rows are locked and pending; kept as the check
-        raise AlreadyVoted(decision="", when="") from exc
+        raise AlreadyVoted(_l("One of these claims was voted on meanwhile; nothing was approved. Reload the "
+                              "queue and choose again.")) from exc
     deciding = [act for act in acts if approvals[act.id] >= (act.rule_version.approvals_required or 1)]
 
     # The decisions: approved now, or posted for public notice where the community has it on.
@@ -503,14 +504,11 @@ def _credit_approved(acts: list[Activity], actor: User, now: datetime) -> None:
         set_committed_value(act, "points_credited", grant)
         set_committed_value(act, "cap_note", cap_note)
     update_rows(Activity.__table__, rows)
-    issuance_id = ledger.issuance_account(acts[0].volunteer.org_unit).id
-    credits = []
-    for act in acts:
-        if act.points_credited <= 0:
-            continue
-        credits.append(_credit_of(act, act.rule_version, accounts[act.volunteer_id], actor))
+    credits = [_credit_of(act, act.rule_version, accounts[act.volunteer_id], actor)
+               for act in acts if act.points_credited > 0]
     try:
-        ledger.credit_many(issuance_id, credits, created_at=now)
+        if credits:  # (the street's issuance account is made by its first credit, not before)
+            ledger.credit_many(ledger.issuance_account(acts[0].volunteer.org_unit).id, credits, created_at=now)
     except BudgetExhausted as exc:
         raise _over_budget(exc, _l(
             "The points budget of %(unit)s cannot cover these approvals: they need %(needed)s points and "
