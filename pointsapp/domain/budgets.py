@@ -19,9 +19,12 @@ Charging (the hook in ``ledger._transfer``: ``on_transfer``)
       ``used + n <= funded_fen // rate`` computed in SQL, and a ``BudgetCharge`` row records
       which budget paid; when no row comes back, ``BudgetExhausted`` is raised (the caller rolls
       back: nothing is written);
-    * a reversal undoes exactly the charge of the transfer it reverses, on the same budget;
+    * a reversal undoes the charge of the transfer it reverses, on the same budget;
     * points leaving a volunteer for good (``FREEING_KINDS``: expiry, deductions) give budget
       back to the volunteer's budget, never more than it has used.
+    Budget given back is never more than the budget has used: points that were never charged
+    (credited before the budget existed) may have freed a later credit's charge by leaving, and
+    reversing that credit then gives back what is left of it.
     The budget row is locked after the accounts of the transfer (people's, then the street's
     issuance account), as the global lock order of ``pointsapp.domain.ledger`` says for
     street-level rows. Invariants (``check_budgets``, part of ``check_ledger``): a budget's
@@ -147,14 +150,14 @@ def on_transfer(t: Transfer) -> None:
             return
         budget = db.session.get(Budget, charged.budget_id)
         if charged.points > 0:
-            _give_back(budget, charged.points, t.id, exact=True)
+            _give_back(budget, charged.points, t.id)
         else:  # undoing an expiry or a deduction draws on the budget again
             _charge(budget, -charged.points, t.id)
     elif t.kind in FREEING_KINDS:
         found = db.session.execute(_budget_of_account(), {"account_id": t.from_account_id}).first()
         if found is not None:
             budget = found[0]
-            _give_back(budget, t.amount, t.id, exact=False)
+            _give_back(budget, t.amount, t.id)
 
 
 @lru_cache(maxsize=None)
@@ -297,17 +300,17 @@ def _units_of_accounts(dialect_name: str):
     )
 
 
-def _give_back(budget: Budget, points: int, transfer_id: int, *, exact: bool) -> None:
-    """Lower ``used`` by ``points`` (``exact``), or by as much of it as was used."""
-    if not exact:
-        # Under the row's lock: never free more than is used (points credited before the budget
-        # existed were never charged to it).
-        used = db.session.execute(
-            select(budget_t.c.used).where(budget_t.c.id == budget.id).with_for_update()
-        ).scalar()
-        points = min(points, used)
-        if points <= 0:
-            return
+def _give_back(budget: Budget, points: int, transfer_id: int) -> None:
+    """Lower ``used`` by ``points``, or by as much of it as is used."""
+    # Under the row's lock: never free more than is used. Points credited before the budget
+    # existed were never charged to it, yet free it when they expire or are deducted; a credit
+    # reversed after that finds less of its charge left.
+    used = db.session.execute(
+        select(budget_t.c.used).where(budget_t.c.id == budget.id).with_for_update()
+    ).scalar()
+    points = min(points, used)
+    if points <= 0:
+        return
     left = db.session.execute(
         update(budget_t)
         .where(budget_t.c.id == budget.id, budget_t.c.used >= points)

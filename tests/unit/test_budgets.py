@@ -174,6 +174,52 @@ def test_points_that_leave_for_good_free_budget_but_never_more_than_was_used(app
     assert budgets.check_budgets() == []
 
 
+def _deduct(s, volunteer, points):
+    from pointsapp.domain import deductions, rules
+    from tests.factories import rule_terms
+
+    rule = rules.create_rule(s.street_admin, s.street,
+                             rule_terms(name_zh="楼道堆物", name_en="Clutter in the stairwell", points=points, kind="deduct"))
+    db.session.commit()
+    deductions.apply_deduction(s.staff_a, volunteer_id=volunteer.id, rule_id=rule.id, reason="楼道堆物",
+                               submission_key=secrets.token_hex(8))
+    db.session.commit()
+
+
+@pytest.mark.parametrize("leave", ["deduction", "expiry"])
+def test_a_credit_reversed_after_uncharged_points_freed_its_charge_gives_back_what_is_left(street, check_ledger, leave):
+    """Points credited before the budget existed were never charged, yet free budget when they
+    leave; reversing a charged credit afterwards gives back what its budget still has used."""
+    from pointsapp.cli import expire_points
+
+    today = local_today()
+    if leave == "deduction":
+        award(street, street.vol_a, 10)  # before the budget: never charged
+    else:
+        ledger.credit(ledger.issuance_account(street.street), ledger.account_for_volunteer(street.vol_a), 10,
+                      reason="旧积分", cause_key="old-points", earned_on=today - timedelta(days=400),
+                      expires_on=today + timedelta(days=1))
+        db.session.commit()
+    fund(street, street.street, 100)
+    act = award(street, street.vol_a, 10)
+    assert state_of(street.street).used == 10
+    if leave == "deduction":
+        _deduct(street, street.vol_a, 10)
+    else:
+        assert expire_points(today + timedelta(days=5)).points == 10
+    assert state_of(street.street).used == 0  # the charged credit's 10 were freed by the others
+
+    reversal = claims.reverse_transfer(street.street_admin, credit_of(act).id, "录入错误")
+    db.session.commit()
+    assert reversal.amount == 10
+    assert state_of(street.street).used == 0
+    # Nothing was given back twice: no charge row for the reversal.
+    assert db.session.scalar(select(func.count()).select_from(BudgetCharge).where(
+        BudgetCharge.transfer_id == reversal.id)) == 0
+    assert budgets.check_budgets() == []
+    check_ledger()
+
+
 # -- which budget -----------------------------------------------------------------------------------
 
 def test_a_community_budget_is_used_before_and_instead_of_the_street_budget(street, check_ledger):
