@@ -917,6 +917,10 @@ def reverse_transfer(actor: User, transfer_id: int, reason: str) -> Transfer:
     if volunteer_acc is None:
         raise NotFound()
     require_in_scope(actor, volunteer_acc.user.org_unit, ADMIN_ROLES)
+    if volunteer_acc.user_id == actor.id:
+        # As with approving, deducting and redeeming: no one corrects their own points (undoing a
+        # deduction of theirs, or getting back the points of goods they took home).
+        raise Forbidden(_l("You cannot reverse an entry of your own points; another admin must."))
     if original.voucher_id is not None:
         # A redemption's reversal takes points back from the merchant: admins of both only.
         require_merchant_admin(actor, original.voucher.merchant_id)

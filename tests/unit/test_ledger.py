@@ -262,6 +262,47 @@ def test_only_an_admin_over_the_volunteer_may_reverse(street, check_ledger):
     check_ledger()
 
 
+def test_no_admin_reverses_an_entry_of_their_own_points(street, check_ledger):
+    """An admin who also volunteers can neither undo a deduction of theirs nor get back the points
+    of goods they redeemed; another admin over them can."""
+    from pointsapp.domain import deductions, people, rules
+    from pointsapp.domain.errors import Forbidden
+    from pointsapp.models.user import ROLE_MERCHANT_STAFF, ROLE_VOLUNTEER
+    from tests.factories import person, rule_terms
+
+    me = street.admin_a
+    people.grant_role(street.street_admin, me, ROLE_VOLUNTEER, unit=street.community_a)
+    db.session.commit()
+    credit = credit_of(award(street, me, 40))
+    rule = rules.create_rule(street.street_admin, street.street,
+                             rule_terms(name_zh="乱扔垃圾", name_en="Littering", points=15, kind="deduct"))
+    db.session.commit()
+    deduction = deductions.apply_deduction(street.street_admin, volunteer_id=me.id, rule_id=rule.id,
+                                           reason="楼道堆物", submission_key="own-1").transfer
+    # A merchant of the admin's own community, where they redeem a voucher of their own.
+    shop = vouchers.create_merchant(me, street.community_a, name="青山小卖部", kind="shop")
+    till = person("till_a", None, roles=(ROLE_MERCHANT_STAFF,), merchant=shop)
+    oil = vouchers.create_reward(me, shop.id, vouchers.RewardTerms(name="食用油", price=10))
+    db.session.commit()
+    issued = vouchers.issue_voucher(me, oil.id)
+    vouchers.confirm_redemption(till, issued.code)
+    db.session.commit()
+    capture = db.session.scalar(select(Transfer).where(Transfer.voucher_id == issued.voucher.id))
+    assert balance(me).balance == 15
+
+    before = ledger_state()
+    for own in (deduction, capture, credit):
+        with pytest.raises(Forbidden) as exc:
+            claims.reverse_transfer(me, own.id, "我不同意")
+        assert "another admin" in exc.value.message
+        db.session.rollback()
+    assert ledger_state() == before
+    claims.reverse_transfer(street.street_admin, deduction.id, "复核后撤销")
+    db.session.commit()
+    assert balance(me).balance == 30
+    check_ledger()
+
+
 def test_a_reversal_needs_a_reason(street):
     from pointsapp.domain.errors import InvalidInput
 

@@ -357,6 +357,30 @@ def test_admin_of_another_community_cannot_reverse(street, client, login, auth):
     assert balance(street.vol_a).balance == 30
 
 
+def test_an_admin_who_volunteers_cannot_reverse_their_own_entries(street, client, login, auth, check_ledger):
+    from pointsapp.domain import people
+    from pointsapp.models.user import ROLE_VOLUNTEER
+
+    people.grant_role(street.street_admin, street.admin_a, ROLE_VOLUNTEER, unit=street.community_a)
+    db.session.commit()
+    give_points(street, street.admin_a, 30)
+    credit = db.session.scalar(select(Transfer).where(Transfer.kind == "credit"))
+    login("admin_a")
+    page = client.get(f"/admin/people/{street.admin_a.id}/ledger")
+    assert page.status_code == 200
+    assert "本人积分，须由其他管理员更正" in page_text(page)
+    assert f"/transfers/{credit.id}/reverse" not in page.get_data(as_text=True)
+    resp = auth.post(f"/admin/people/{street.admin_a.id}/transfers/{credit.id}/reverse", {"reason": "自己改"})
+    assert resp.status_code == 403
+    assert "不能更正自己的积分记录，请由其他管理员更正。" in page_text(resp)
+    assert balance(street.admin_a).balance == 30
+    # Another admin over them sees the form and may.
+    login("street_admin")
+    page = client.get(f"/admin/people/{street.admin_a.id}/ledger")
+    assert f"/transfers/{credit.id}/reverse" in page.get_data(as_text=True)
+    check_ledger()
+
+
 # --- the org tree ---------------------------------------------------------------------------
 
 
