@@ -23,13 +23,14 @@ from datetime import datetime
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from ..extensions import db
-from ..models import Merchant, OrgUnit, Reward, User, Voucher
+from ..models import Merchant, OrgUnit, Reward, Transfer, User, Voucher
+from ..models.ledger import TRANSFER_REVERSAL
 from ..models.rewards import VOUCHER_CANCELLED, VOUCHER_EXPIRED, VOUCHER_ISSUED, VOUCHER_REDEEMED
 from ..models.user import ROLE_VOLUNTEER
 from . import audit, ledger, uploads
@@ -157,6 +158,9 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None) 
                 Voucher.volunteer_id == volunteer.id,
                 Voucher.reward_id == reward.id,
                 Voucher.status.in_((VOUCHER_ISSUED, VOUCHER_REDEEMED)),
+                # A redemption an admin reversed (the goods were not handed over) gave its points
+                # back, and does not count: its reversal carries the voucher's id.
+                ~exists().where(Transfer.voucher_id == Voucher.id, Transfer.kind == TRANSFER_REVERSAL),
             )
         )
         if taken >= limit:

@@ -303,6 +303,33 @@ def test_no_admin_reverses_an_entry_of_their_own_points(street, check_ledger):
     check_ledger()
 
 
+def test_a_reversed_redemption_does_not_count_against_the_rewards_limit_per_volunteer(street, check_ledger):
+    from pointsapp.domain.errors import LimitReached
+
+    award(street, street.vol_a, 30)
+    once = vouchers.create_reward(street.street_admin, street.shop.id,
+                                  vouchers.RewardTerms(name="限领一次", price=10, per_volunteer_limit=1))
+    db.session.commit()
+    first = vouchers.issue_voucher(street.vol_a, once.id)
+    vouchers.confirm_redemption(street.cashier, first.code)
+    db.session.commit()
+    with pytest.raises(LimitReached):
+        vouchers.issue_voucher(street.vol_a, once.id)
+    db.session.rollback()
+    capture = db.session.scalar(select(Transfer).where(Transfer.voucher_id == first.voucher.id))
+    claims.reverse_transfer(street.street_admin, capture.id, "收银错误，未交货")
+    db.session.commit()
+    again = vouchers.issue_voucher(street.vol_a, once.id)  # the reversed one no longer counts
+    db.session.commit()
+    with pytest.raises(LimitReached):  # the open one does
+        vouchers.issue_voucher(street.vol_a, once.id)
+    db.session.rollback()
+    vouchers.confirm_redemption(street.cashier, again.code)
+    db.session.commit()
+    assert balance(street.vol_a).balance == 20
+    check_ledger()
+
+
 def test_a_reversal_needs_a_reason(street):
     from pointsapp.domain.errors import InvalidInput
 
