@@ -126,7 +126,7 @@ class VoucherAlreadyRedeemed(PointsError):
 
 class VoucherExpired(PointsError):
     code = "voucher_expired"
-    template = _l("This voucher expired at %(when)s. Its points were returned to the volunteer.")
+    template = _l("This voucher expired at %(when)s. Do not hand over goods; its points go back to the volunteer.")
 
 
 class VoucherCancelled(PointsError):

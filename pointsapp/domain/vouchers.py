@@ -378,6 +378,11 @@ def cancel_voucher(volunteer: User, voucher_id: int, now: datetime | None = None
     status = VOUCHER_EXPIRED if voucher.expires_at <= now else VOUCHER_CANCELLED
     if not _close([voucher.id], status, now):
         db.session.refresh(voucher)
+        if voucher.status == VOUCHER_REDEEMED:  # told to the volunteer, not to a cashier
+            raise VoucherAlreadyRedeemed(
+                _l("This voucher was already redeemed at %(when)s at %(merchant)s, so it cannot be cancelled."),
+                when=to_local(voucher.redeemed_at).strftime("%Y-%m-%d %H:%M"), merchant=voucher.merchant.name,
+            )
         _refuse_for_state(voucher, now)
     db.session.refresh(voucher)
     return voucher
