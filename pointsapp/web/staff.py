@@ -26,7 +26,7 @@ from ..models import Activity, OrgUnit, PointRule, RoleGrant, User
 from ..models.rules import RULE_DEDUCT, RULE_EARN
 from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
 from .guards import role_required
-from .template_helpers import page_is_zh
+from .template_helpers import cap_note_text, page_is_zh
 from .volunteer import send_photo
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -87,7 +87,7 @@ def approve(activity_id: int):
         "Approved: %(points)s points for %(name)s.", points=act.points_credited, name=act.volunteer.full_name
     )
     if act.cap_note:
-        message += " " + act.cap_note
+        message += " " + cap_note_text(act.cap_note)
     flash(message, "ok")
     return redirect(url_for(".queue"))
 

@@ -73,6 +73,27 @@ def bilingual(thing) -> str:
     return thing.name_zh if page_is_zh() else thing.name_en
 
 
+# The note an activity keeps when a cap cut its points (``claims._capped``), in one fixed form
+# (the API and the audit log give it as it is); pages say it in their own language.
+_CAP_NOTE = re.compile(r"capped: (\d+) of (\d+) credited \((.*)\)")
+_CAP_PART = re.compile(r"(daily|monthly) cap (\d+)")
+
+
+def cap_note_text(note: str | None) -> str:
+    """Say an activity's cap note in the page's language: how many points of how many were
+    credited, and which caps bit. A note in another form is shown as it is."""
+    if not note:
+        return ""
+    found = _CAP_NOTE.fullmatch(note)
+    parts = [_CAP_PART.fullmatch(p) for p in found.group(3).split(", ")] if found else []
+    if not found or not all(parts):
+        return note
+    caps = [(_("daily cap %(points)s") if p.group(1) == "daily" else _("monthly cap %(points)s")) % {"points": p.group(2)}
+            for p in parts]
+    return _("capped: %(credited)s of %(asked)s credited (%(caps)s)",
+             credited=found.group(1), asked=found.group(2), caps=_(", ").join(caps))
+
+
 def transfer_reason(transfer: Transfer) -> str:
     """Describe a transfer as a person would: what was credited, redeemed or corrected."""
     # Only the kind's own relations are read: each is a statement for an object not yet loaded.
@@ -145,7 +166,7 @@ def register(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
     app.add_template_filter(when, "when")
     app.add_template_filter(number, "number")
-    for fn in (bilingual, transfer_reason, voucher_state, rule_terms_label):
+    for fn in (bilingual, transfer_reason, voucher_state, rule_terms_label, cap_note_text):
         app.add_template_global(fn)
     app.add_template_global(initials_name, "initials")
     app.add_template_filter(hours_text, "hours")

@@ -187,6 +187,34 @@ def test_attendance_summary_says_who_was_capped(street, client, login, check_led
     check_ledger()
 
 
+def test_a_cap_note_is_said_in_the_pages_language(street, client, login, check_ledger):
+    """The note is kept in one form (the API gives it so); the pages say it in Chinese."""
+    login("staff_a")
+    resp = post_attendance(
+        client, attendance_form(client), rule_id=street.patrol.id, hours="5", volunteer_ids=[street.vol_a.id]
+    )
+    text = page_text(client.get(resp.headers["Location"]))
+    assert "张秀华：因达到上限，应得 10 分，实记 8 分（每日上限 8 分）" in text
+    assert "capped" not in text
+    login("vol_a")
+    text = page_text(client.get("/volunteer/claims"))
+    assert "因达到上限，应得 10 分，实记 8 分（每日上限 8 分）" in text and "capped" not in text
+    check_ledger()
+
+
+def test_a_cap_note_in_another_form_is_shown_as_it_is(app):
+    from pointsapp.web.template_helpers import cap_note_text
+
+    with app.test_request_context(headers={"Accept-Language": "zh-CN"}):
+        assert cap_note_text("capped: 0 of 4 credited (daily cap 8, monthly cap 30)") == (
+            "因达到上限，应得 4 分，实记 0 分（每日上限 8 分、每月上限 30 分）")
+        assert cap_note_text("capped by hand") == "capped by hand"
+        assert cap_note_text("capped: 0 of 4 credited (weekly cap 8)") == "capped: 0 of 4 credited (weekly cap 8)"
+        assert cap_note_text(None) == ""
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert cap_note_text("capped: 2 of 4 credited (monthly cap 30)") == "capped: 2 of 4 credited (monthly cap 30)"
+
+
 def test_double_submitting_the_attendance_form_credits_once(street, client, login, check_ledger):
     use_english(client)
     login("staff_a")
