@@ -76,6 +76,24 @@ def test_unknown_code_is_refused_with_404(street, client, login, auth, issued_vo
     resp = auth.post("/merchant/lookup", {"code": "ZZZZ-ZZZZ"})
     assert resp.status_code == 404
     assert "Unknown code." in page_text(resp)
+    # The typed code stays in its box, to be checked and corrected.
+    assert code_box(resp) == "ZZZZ-ZZZZ"
+
+
+def code_box(resp) -> str:
+    """The value of the page's code input (the one the cashier types into)."""
+    box = re.search(r'<input[^>]*id="code"[^>]*>', resp.get_data(as_text=True)).group(0)
+    return re.search(r'value="([^"]*)"', box).group(1)
+
+
+def test_a_refused_scan_leaves_the_code_box_empty(street, client, login, auth, issued_voucher, check_ledger):
+    use_english(client)
+    login("cashier")
+    assert auth.post("/merchant/confirm", {"code": issued_voucher.token}).status_code == 302
+    again = auth.post("/merchant/lookup", {"code": issued_voucher.token})
+    assert again.status_code == 409 and "Do not hand over" in page_text(again)
+    assert code_box(again) == ""  # a scanned token is no use to correct by hand
+    check_ledger()
 
 
 def test_empty_code_is_a_field_error(street, client, login, auth):
