@@ -14,7 +14,7 @@ import pytest
 from pointsapp.domain import checkin
 from pointsapp.domain.clock import now_utc
 from pointsapp.extensions import db
-from pointsapp.models import CheckinAttendance
+from pointsapp.models import Activity, CheckinAttendance
 
 from .browser import CspWatch, launch, phone, snap
 from .test_phone_journey import WORDS, log_in, pw, strict_csp  # noqa: F401  (fixtures)
@@ -140,3 +140,39 @@ def test_staff_tick_every_claim_on_a_phone_and_approve_them_together(street, app
         browser.close()
     db.session.rollback()
     assert (balance(street.vol_a).balance, balance(street.vol_a2).balance) == (10, 10)
+
+
+@pytest.mark.slow
+def test_a_refused_rejection_low_on_a_long_queue_shows_its_error_on_the_screen(street, app, strict_csp, live_server, pw):
+    """Rejecting the last of many claims without a reason comes back as the whole queue, at its
+    top; app.js brings the error and its field into view, with the cursor in the field."""
+    from pointsapp.domain import claims
+    from tests.factories import yesterday
+
+    for days in range(12):
+        for v in (street.vol_a, street.vol_a2):
+            claims.submit_claim(v, rule_id=street.meeting.id, activity_date=yesterday() - timedelta(days=days))
+    db.session.commit()
+    db.session.rollback()
+    csp = CspWatch()
+    browser = launch(pw)
+    try:
+        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
+        csp.attach(page)
+        log_in(page, WORDS["zh"], "staff_a")
+        page.goto("/staff/")
+        rejects = page.get_by_role("button", name="驳回")
+        expect(rejects).to_have_count(24)
+        rejects.nth(23).click()
+        error = page.locator(".field-error")
+        expect(error).to_have_count(1)
+        expect(error).to_be_in_viewport()
+        assert page.evaluate("window.scrollY") > 2000  # the page is long: this was scrolled to
+        focused = page.evaluate("document.activeElement && document.activeElement.name")
+        assert focused == "reason"
+        snap(page, "queue-3-rejection-refused")
+        assert csp.violations == []
+    finally:
+        browser.close()
+    db.session.rollback()
+    assert db.session.scalar(db.select(db.func.count()).select_from(Activity).where(Activity.status == "pending")) == 24

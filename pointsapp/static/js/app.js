@@ -21,6 +21,18 @@
   window.addEventListener('offline', syncOnline);
   syncOnline();
 
+  // A refused form comes back as the whole page, at its top: on a long page (the approval queue,
+  // a merchant's cashiers) its error may be far below. Bring the first one into view, and put the
+  // cursor in its field.
+  var firstError = document.querySelector('main .field-error, main form .error[role="alert"]');
+  if (firstError) {
+    var errorBox = firstError.closest('.field') || firstError.closest('form') || firstError;
+    var rect = errorBox.getBoundingClientRect();
+    if (rect.top < 0 || rect.bottom > window.innerHeight) { errorBox.scrollIntoView({ block: 'center' }); }
+    var errorInput = errorBox.querySelector('input:not([type="hidden"]), select, textarea');
+    if (errorInput && !document.querySelector('[autofocus]')) { errorInput.focus({ preventScroll: true }); }
+  }
+
   // Voucher list: fetch each usable voucher once, so that the service worker keeps it for offline.
   var list = document.getElementById('voucher-list');
   if (list && list.dataset.keepOffline && navigator.serviceWorker && navigator.serviceWorker.controller && navigator.onLine) {
