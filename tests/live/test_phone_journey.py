@@ -119,6 +119,14 @@ def assert_fits_the_phone(page) -> None:
     assert overflow <= 0, f"{page.url} is {overflow}px wider than a 360px phone"
 
 
+def assert_tables_fit(page) -> None:
+    """No table of the page scrolls sideways inside its box (a column out of sight)."""
+    hidden = page.evaluate(
+        "() => [...document.querySelectorAll('main table')].map(t => t.scrollWidth - t.clientWidth)"
+    )
+    assert hidden and max(hidden) <= 0, f"{page.url}: tables wider than their box by {hidden} px"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_phone_journey_claim_approve_redeem_scan_confirm(
@@ -174,6 +182,12 @@ def test_phone_journey_claim_approve_redeem_scan_confirm(
         expect(vol.locator("#available")).to_have_text("10")
         expect(vol.locator("ul.entries")).to_contain_text("10")
         snap(vol, f"{lang}-2-volunteer-home")
+        vol.goto("/volunteer/history")
+        expect(vol.locator("main")).to_contain_text("+10")
+        assert_fits_the_phone(vol)
+        assert_tables_fit(vol)
+        snap(vol, f"{lang}-2-history")
+        vol.goto("/volunteer/")
         vol.get_by_role("link", name=words["rewards"]).first.click()
         expect(vol).to_have_url(re.compile(r"/volunteer/rewards$"))
         assert_fits_the_phone(vol)
