@@ -176,3 +176,37 @@ def test_a_refused_rejection_low_on_a_long_queue_shows_its_error_on_the_screen(s
         browser.close()
     db.session.rollback()
     assert db.session.scalar(db.select(db.func.count()).select_from(Activity).where(Activity.status == "pending")) == 24
+
+
+@pytest.mark.slow
+def test_going_back_after_recording_attendance_does_not_send_it_again(street, app, strict_csp, live_server, pw):
+    """Back from the summary brings the attendance form back empty (the pages are not stored, so
+    it is a new form with a new key): the same meeting is not credited twice by sending it again."""
+    from tests.factories import balance
+
+    meeting_id = street.meeting.id
+    db.session.rollback()
+    csp = CspWatch()
+    browser = launch(pw)
+    try:
+        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
+        csp.attach(page)
+        log_in(page, WORDS["zh"], "staff_a")
+        page.goto("/staff/attendance")
+        page.get_by_label("积分事项", exact=True).select_option(value=str(meeting_id))
+        page.get_by_label("张秀华").check()
+        page.get_by_role("button", name="登记并记积分").click()
+        expect(page).to_have_url(re.compile(r"/staff/attendance/[\w-]+$"))
+        expect(page.locator("#summary")).to_contain_text("10")
+        page.go_back()
+        expect(page).to_have_url(re.compile(r"/staff/attendance$"))
+        page.wait_for_load_state("load")
+        expect(page.get_by_label("张秀华")).not_to_be_checked()
+        page.get_by_role("button", name="登记并记积分").click()
+        expect(page.locator(".field-error, .error").first).to_be_visible()  # nobody ticked: refused
+        snap(page, "attendance-back-empty")
+        assert csp.violations == []
+    finally:
+        browser.close()
+    db.session.rollback()
+    assert balance(street.vol_a).balance == 10
