@@ -9,7 +9,8 @@ from flask_login import current_user
 
 from ..domain import reports
 from ..domain.clock import local_today, parse_month
-from ..domain.errors import NotFound
+from ..domain.access import require_in_scope
+from ..domain.errors import InvalidInput, NotFound
 from ..extensions import db
 from ..models import OrgUnit
 from ..models.user import ADMIN_ROLES, User
@@ -30,7 +31,8 @@ def _parse_month(name: str, default: date) -> date:
     return parse_month(text, field=name) if text else default
 
 
-def _range() -> reports.Range:
+def _unit() -> OrgUnit:
+    """The node asked for (``unit``), else the admin's first; NotFound when there is none."""
     me = _me()
     unit_id = request.args.get("unit", type=db_int)
     if unit_id is None:
@@ -39,6 +41,12 @@ def _range() -> reports.Range:
         unit = db.session.get(OrgUnit, unit_id)
     if unit is None:
         raise NotFound()
+    return unit
+
+
+def _range() -> reports.Range:
+    me = _me()
+    unit = _unit()
     this_month = local_today().replace(day=1)
     last = _parse_month("last", this_month)
     first = _parse_month("first", reports.add_months(last, -5))
@@ -53,11 +61,21 @@ def _args(r: reports.Range) -> dict:
 @role_required(*ADMIN_ROLES)
 def index():
     """Show every report of a subtree and a range of months."""
-    r = _range()
     # The street, its communities and grids: a city's buildings and units are thousands of nodes.
     units = managed_units(_me(), max_rank=2)
+    try:
+        r = _range()
+    except InvalidInput as exc:
+        if exc.field not in ("first", "last"):
+            raise
+        # Months that make no range: the form again, as typed, with the message beside the field.
+        unit = _unit()
+        require_in_scope(_me(), unit, ADMIN_ROLES)
+        args = {"unit": unit.id, "first": request.args.get("first", ""), "last": request.args.get("last", "")}
+        return render_template("reports/index.html", unit=unit, tables=[], units=units, args=args, error=exc), 422
     return render_template(
-        "reports/index.html", r=r, tables=reports.build(r, page_is_zh()), units=units, args=_args(r),
+        "reports/index.html", unit=r.unit, tables=reports.build(r, page_is_zh()), units=units, args=_args(r),
+        error=None,
     )
 
 

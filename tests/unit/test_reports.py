@@ -202,3 +202,22 @@ def test_category_and_top_activities_sum_each_rules_versions_and_read_the_activi
     assert len(reads) == 1
     assert tables["points_by_category"].rows[0] == ["Attending meetings", 2, 14]
     assert tables["top_activities"].rows[0] == ["Night patrol", 3, 13]
+
+
+def test_months_that_make_no_range_bring_the_form_back_with_the_message_beside_the_field(client, activity, auth):
+    auth.login("street_admin")
+    resp = client.get(f"/reports/?unit={activity.street.id}&first=2026-11&last=2026-09")
+    assert resp.status_code == 422
+    body = resp.get_data(as_text=True)
+    assert 'id="report-range"' in body  # the form, not a dead end
+    assert 'name="first" type="month" value="2026-11"' in body and 'name="last" type="month" value="2026-09"' in body
+    field = body[body.index('id="last"'):]
+    assert field.index('class="field-error"') < field.index("</form>")
+    assert "结束月份早于起始月份" in body or "The last month comes before the first." in body
+    assert 'id="report-points_by_month"' not in body  # no figures for a range that is not one
+    too_long = client.get("/reports/?first=2020-01&last=2026-09")
+    assert too_long.status_code == 422 and 'id="report-range"' in too_long.get_data(as_text=True)
+    auth.logout()
+    # Another community's node stays out of sight, whatever the months.
+    auth.login("admin_a")
+    assert client.get(f"/reports/?unit={activity.community_b.id}&first=2026-11&last=2026-09").status_code == 404
