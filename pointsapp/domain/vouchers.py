@@ -417,6 +417,15 @@ def todays_redemptions(staff: User, merchant_id: int, now=None) -> list[Voucher]
     )
 
 
+def reversed_voucher_ids(voucher_ids: list[int]) -> set[int]:
+    """Of ``voucher_ids``, those whose redemption an admin has reversed (its points given back)."""
+    if not voucher_ids:
+        return set()
+    return set(db.session.scalars(
+        select(Transfer.voucher_id).where(Transfer.voucher_id.in_(voucher_ids), Transfer.kind == TRANSFER_REVERSAL)
+    ))
+
+
 @dataclass
 class RewardTerms:
     name: str

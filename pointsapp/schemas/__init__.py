@@ -446,6 +446,9 @@ class CashierVoucherOut(Schema):
     volunteer_name = fields.String(required=True, attribute="volunteer.masked_name")
     expires_at = fields.DateTime(required=True)
     redeemed_at = fields.DateTime(allow_none=True)
+    reversed = fields.Boolean(metadata={
+        "description": "In today's redemptions only: an admin reversed this redemption (its points went back "
+                       "to the volunteer); it is not in the day's total."})
 
 
 class IssueVoucherIn(In):

@@ -16,7 +16,23 @@ def test_cashier_looks_up_and_confirms_a_voucher_seeing_only_the_masked_name(api
     assert confirmed.json["redeemed_at"]
     assert balance(street.vol_a).balance == 40
     today = c.get("/redemptions/today")
-    assert [v["id"] for v in today.json] == [confirmed.json["id"]]
+    assert [(v["id"], v["reversed"]) for v in today.json] == [(confirmed.json["id"], False)]
+    check_ledger()
+
+
+def test_a_reversed_redemption_is_marked_in_todays_list(api_as, street, issued_voucher, check_ledger):
+    from pointsapp.domain import claims
+    from pointsapp.extensions import db
+    from pointsapp.models import Transfer
+
+    c = api_as("cashier")
+    confirmed = c.post("/redemptions", {"code": issued_voucher.code})
+    assert confirmed.status_code == 201
+    capture = db.session.scalar(db.select(Transfer).where(Transfer.voucher_id == confirmed.json["id"]))
+    claims.reverse_transfer(street.street_admin, capture.id, "收银错误，未交货")
+    db.session.commit()
+    today = c.get("/redemptions/today")
+    assert [(v["id"], v["reversed"]) for v in today.json] == [(confirmed.json["id"], True)]
     check_ledger()
 
 

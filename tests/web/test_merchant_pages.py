@@ -147,6 +147,29 @@ def test_todays_redemptions_list_what_was_redeemed(street, client, login, auth, 
     assert "大米 5kg" not in page_text(client.get(f"/merchant/today?merchant_id={street.shop.id}"))
 
 
+def test_a_reversed_redemption_is_marked_and_left_out_of_the_days_total(
+    street, client, login, auth, issued_voucher, check_ledger
+):
+    from pointsapp.domain import claims
+    from pointsapp.models import Transfer
+
+    use_english(client)
+    give_points(street, street.vol_a, 20)
+    second = vouchers.issue_voucher(street.vol_a, street.rice.id)
+    db.session.commit()
+    login("cashier")
+    for code in (issued_voucher.code, second.code):
+        assert auth.post("/merchant/confirm", {"code": code}).status_code == 302
+    capture = db.session.scalar(db.select(Transfer).where(Transfer.voucher_id == issued_voucher.voucher.id))
+    claims.reverse_transfer(street.street_admin, capture.id, "收银错误，未交货")
+    db.session.commit()
+    text = page_text(client.get("/merchant/today"))
+    assert "1 voucher, 10 points." in text  # the reversed one is not counted
+    assert text.count("张*华 钱收银") == 2  # both listed
+    assert text.count("Reversed by an admin: the points went back to the volunteer") == 1
+    check_ledger()
+
+
 def test_cashier_of_two_merchants_chooses_where_they_are(street, client, login, auth, issued_voucher, check_ledger):
     people.grant_role(None, street.cashier, ROLE_MERCHANT_STAFF, merchant=street.other_shop)
     db.session.commit()
