@@ -925,8 +925,8 @@ def my_statement():
     year = load_args(YearArgs)["year"] or local_today().year
     st = statements.volunteer_year(actor(), year)
     return respond(YearStatementOut().dump({
-        **{k: getattr(st, k) for k in ("year", "opening", "earned", "corrected", "spent", "closing",
-                                        "activities", "expired_vouchers", "expired_points")},
+        **{k: getattr(st, k) for k in ("year", "opening", "earned", "corrected", "spent", "points_expired",
+                                        "deducted", "closing", "activities", "expired_vouchers", "expired_points")},
         "hours": str(st.hours),
         "by_category": [{"category": c, "activities": n, "hours": str(h), "points": p} for c, n, h, p in st.by_category],
         "redemptions": [{"redeemed_at": w, "reward": r, "merchant": m, "points": p} for w, r, m, p in st.redemptions],
@@ -964,7 +964,13 @@ def redemption_list():
     within = _in_unit(vol_unit.path, args, ADMIN_ROLES)
     if within is not None:
         query = query.where(within)
-    return paginate(query, Voucher.redeemed_at, Voucher.id, args, RedemptionOut(many=True).dump)
+    return paginate(query, Voucher.redeemed_at, Voucher.id, args, _redemptions_out)
+
+
+def _redemptions_out(rows) -> list[dict]:
+    """A page of redeemed vouchers, each marked when an admin has reversed it."""
+    reversed_ids = vouchers.reversed_voucher_ids([v.id for v in rows])
+    return [{**out, "reversed": out["voucher_id"] in reversed_ids} for out in RedemptionOut(many=True).dump(rows)]
 
 
 # --- admins: role revocation, password resets, reward pictures, the audit log ----------------

@@ -9,6 +9,7 @@ from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..models import Account, Activity, Entry, Merchant, OrgUnit, PointRuleVersion, Reward, Transfer, User, Voucher
+from ..models.ledger import TRANSFER_REVERSAL
 from ..models.rules import CATEGORIES
 from ..models.user import ADMIN_ROLES, TITLES
 from .access import subtree_filter
@@ -102,11 +103,20 @@ def ledger_entries(actor: User, zh: bool):
 
 
 def redemptions(actor: User, zh: bool):
-    headers = [_l("Voucher"), _l("Redeemed at"), _l("Volunteer"), _l("Reward"), _l("Merchant"), _l("Points")]
+    headers = [_l("Voucher"), _l("Redeemed at"), _l("Volunteer"), _l("Reward"), _l("Merchant"), _l("Points"),
+               _l("Reversed at")]
     vol_unit = aliased(OrgUnit)
     merchant_unit = aliased(OrgUnit)
+    # When an admin reversed the redemption (its points went back to the volunteer), if they did.
+    reversed_at = (
+        select(Transfer.created_at)
+        .where(Transfer.voucher_id == Voucher.id, Transfer.kind == TRANSFER_REVERSAL)
+        .limit(1)
+        .scalar_subquery()
+    )
     rows = db.session.execute(
-        select(Voucher.id, Voucher.redeemed_at, User.full_name, Reward.name, Merchant.name, Voucher.points)
+        select(Voucher.id, Voucher.redeemed_at, User.full_name, Reward.name, Merchant.name, Voucher.points,
+               reversed_at)
         .join(User, User.id == Voucher.volunteer_id)
         .join(Reward, Reward.id == Voucher.reward_id)
         .join(Merchant, Merchant.id == Voucher.merchant_id)
@@ -118,7 +128,7 @@ def redemptions(actor: User, zh: bool):
         )
         .order_by(Voucher.redeemed_at, Voucher.id)
     ).all()
-    return headers, [[i, _local(at), v, r, m, p] for i, at, v, r, m, p in rows]
+    return headers, [[i, _local(at), v, r, m, p, _local(back)] for i, at, v, r, m, p, back in rows]
 
 
 TITLES_OF = {

@@ -686,13 +686,18 @@ class YearStatementOut(Schema):
     earned = fields.Integer(required=True)
     corrected = fields.Integer(required=True)
     spent = fields.Integer(required=True)
-    closing = fields.Integer(required=True)
+    points_expired = fields.Integer(required=True, metadata={"description": "Points that passed their last day."})
+    deducted = fields.Integer(required=True, metadata={"description": "Points deducted (a reversed deduction counts "
+                                                                      "in corrected)."})
+    closing = fields.Integer(required=True, metadata={
+        "description": "opening + earned + corrected - spent - points_expired - deducted."})
     hours = fields.String(required=True, metadata={"description": "A decimal, e.g. \"12.5\"."})
     activities = fields.Integer(required=True)
     by_category = fields.List(fields.Nested(CategoryTotalOut), required=True)
     redemptions = fields.List(fields.Nested(YearRedemptionOut), required=True)
-    expired_vouchers = fields.Integer(required=True)
-    expired_points = fields.Integer(required=True)
+    expired_vouchers = fields.Integer(required=True, metadata={"description": "Vouchers that expired unused."})
+    expired_points = fields.Integer(required=True, metadata={
+        "description": "The points those vouchers held, given back to the volunteer (not points_expired)."})
 
 
 # --- lists an admin can export --------------------------------------------------------------
@@ -717,6 +722,8 @@ class RedemptionOut(Schema):
     merchant_id = fields.Integer(required=True)
     merchant_name = fields.String(required=True, attribute="merchant.name")
     points = fields.Integer(required=True)
+    reversed = fields.Boolean(required=True, metadata={
+        "description": "An admin reversed this redemption: its points went back to the volunteer."})
 
 
 # --- people's passwords, reward pictures, the audit log --------------------------------------

@@ -157,7 +157,8 @@ def test_the_volunteer_reads_their_yearly_statement(api_as, street):
     assert resp.status_code == 200, resp.json
     body = resp.json
     assert body["year"] == year and body["spent"] == 10
-    assert body["opening"] + body["earned"] + body["corrected"] - body["spent"] == body["closing"]
+    assert body["opening"] + body["earned"] + body["corrected"] - body["spent"] - body["points_expired"] \
+        - body["deducted"] == body["closing"]
     assert [(r["reward"], r["merchant"], r["points"]) for r in body["redemptions"]] == [("大米 5kg", "友谊慈善超市", 10)]
     this_year = v.get("/me/statement")
     assert this_year.json["year"] == local_today().year
@@ -165,6 +166,65 @@ def test_the_volunteer_reads_their_yearly_statement(api_as, street):
     assert (empty["opening"], empty["earned"], empty["closing"], empty["redemptions"]) == (0, 0, 0, [])
     assert v.get("/me/statement", year=1999).status_code == 422
     assert api_as("cashier").get("/me/statement").status_code == 403
+
+
+def test_the_yearly_statement_adds_up_with_deducted_and_expired_points(api_as, street, check_ledger):
+    """Every figure that moves the balance is in the answer: the closing balance follows from them."""
+    import secrets
+
+    from pointsapp.cli import expire_points
+    from pointsapp.domain import deductions, ledger, rules
+    from tests.factories import balance, rule_terms
+
+    today = local_today()
+    award(street, street.vol_a, 50)
+    ledger.credit(ledger.issuance_account(street.street), ledger.account_for_volunteer(street.vol_a), 7,
+                  reason="旧积分", cause_key="old", earned_on=today, expires_on=today)
+    db.session.commit()
+    assert expire_points(today + timedelta(days=1)).points == 7
+    rule = rules.create_rule(street.street_admin, street.street,
+                             rule_terms(name_zh="楼道堆物", name_en="Clutter", points=20, kind="deduct"))
+    db.session.commit()
+    deductions.apply_deduction(street.staff_a, volunteer_id=street.vol_a.id, rule_id=rule.id, reason="楼道堆物",
+                               submission_key=secrets.token_hex(8))
+    body = api_as("vol_a").get("/me/statement").json
+    assert (body["deducted"], body["points_expired"], body["expired_points"]) == (20, 7, 0)
+    assert body["closing"] == balance(street.vol_a).balance == 30
+    assert body["opening"] + body["earned"] + body["corrected"] - body["spent"] - body["points_expired"] \
+        - body["deducted"] == body["closing"]
+    check_ledger()
+
+
+def test_a_reversed_redemption_is_marked_in_the_list_and_the_export_and_left_out_of_the_report(
+        api_as, client, auth, street, check_ledger):
+    import io
+
+    from openpyxl import load_workbook
+
+    from pointsapp.domain import claims, reports, vouchers
+    from pointsapp.models import Transfer
+
+    award(street, street.vol_a, 100)
+    for _ in range(2):
+        issued = vouchers.issue_voucher(street.vol_a, street.rice.id)
+        vouchers.confirm_redemption(street.cashier, issued.code)
+        db.session.commit()
+    undone = db.session.scalar(select(Transfer).where(Transfer.kind == "capture").order_by(Transfer.id.desc()))
+    claims.reverse_transfer(street.street_admin, undone.id, "收银误操作")
+    db.session.commit()
+
+    items = api_as("street_admin").get("/redemptions").json["items"]
+    assert sorted((r["voucher_id"], r["reversed"]) for r in items) == sorted(
+        [(undone.voucher_id, True), (next(r["voucher_id"] for r in items if r["voucher_id"] != undone.voucher_id), False)])
+    r = reports.make_range(street.street_admin, street.street, local_today(), local_today())
+    assert reports.rewards_redeemed(r).rows == [["大米 5kg", "友谊慈善超市", 1, 10]]
+    auth.login("street_admin")
+    wb = load_workbook(io.BytesIO(client.get("/sheets/export/redemptions.xlsx").data))
+    rows = [list(row) for row in wb.active.iter_rows(values_only=True)]
+    assert rows[0][-1] == "更正时间"
+    reversed_at = {row[0]: row[-1] for row in rows[1:]}
+    assert reversed_at[undone.voucher_id] is not None and sum(v is None for v in reversed_at.values()) == 1
+    check_ledger()
 
 
 def test_admins_page_through_the_ledger_entries_and_redemptions_of_their_subtree(api_as, street):
