@@ -275,8 +275,9 @@ def roll(viewer, unit: OrgUnit, period: Period, top: int = DEFAULT_TOP, public: 
 def roll_table(r: Roll) -> tuple[list[str], list[list]]:
     """Return the roll as one table (both rankings), for CSV and XLSX."""
     from flask_babel import gettext as _
+    from flask_babel import pgettext
 
-    headers = [_("Ranking"), _("Place"), _("Name"), _("Points"), _("Hours")]
+    headers = [_("Ranking"), pgettext("honour roll", "Place"), pgettext("person", "Name"), _("Points"), _("Hours")]
     rows = [[_("By points"), p.place, p.name, p.points, float(p.hours)] for p in r.by_points]
     rows += [[_("By hours"), p.place, p.name, p.points, float(p.hours)] for p in r.by_hours]
     return headers, rows

@@ -100,3 +100,17 @@ def test_the_volunteer_chooses_initials_and_others_see_only_the_surname(street, 
 def test_a_cashier_has_no_honour_roll(street, client, login):
     login("cashier")
     assert client.get("/honours/").status_code == 403
+
+
+def test_the_roll_says_place_name_and_period_as_a_notice_board_does_and_staff_find_it_in_the_menu(
+        street, client, login):
+    give_points(street, street.vol_a, 12)
+    login("admin_a")
+    home = client.get("/admin/").get_data(as_text=True)
+    assert 'href="/honours/"' in home  # in the main menu
+    page = page_text(client.get("/honours/"))
+    assert "名次 姓名" in page and "统计期间" in page
+    assert "地点" not in page and "结算期" not in page and "名称" not in page
+    download = client.get(f"/honours/roll.csv?unit={street.community_a.id}")
+    header = next(csv.reader(io.StringIO(download.get_data(as_text=True).lstrip("\ufeff"))))
+    assert header[1:3] == ["名次", "姓名"]
