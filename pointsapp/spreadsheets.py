@@ -26,7 +26,8 @@ class Sheet:
 
 def _cell(value):
     if isinstance(value, datetime):
-        return value.replace(tzinfo=None)  # openpyxl cannot store time zones; values are local already
+        # openpyxl cannot store time zones (values are local already); to the second, as the pages show.
+        return value.replace(tzinfo=None, microsecond=0)
     return value
 
 
@@ -59,7 +60,8 @@ def csv_bytes(headers: list[str], rows: list[list]) -> bytes:
     writer = csv.writer(buf)
     writer.writerow([str(h) for h in headers])
     for row in rows:
-        writer.writerow(["" if v is None else (v.isoformat(sep=" ") if isinstance(v, datetime) else v) for v in row])
+        writer.writerow(["" if v is None else (v.isoformat(sep=" ", timespec="seconds") if isinstance(v, datetime) else v)
+                         for v in row])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
@@ -67,7 +69,7 @@ def _download(body: bytes, mimetype: str, filename: str) -> Response:
     ascii_name = filename.encode("ascii", "ignore").decode() or "download"
     return Response(
         body,
-        mimetype=mimetype,
+        content_type=mimetype,  # as given: CSV's names its charset once
         headers={
             "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}",
             "Cache-Control": "no-store",

@@ -40,7 +40,8 @@ def people(actor: User, zh: bool):
         .order_by(OrgUnit.path, User.username)
     ).all()
     return headers, [
-        [u, n, p, _pair(TITLES, t, zh) if t else None, unit, bool(active), bal or 0, earned or 0]
+        [u, n, p, _pair(TITLES, t, zh) if t else None, unit, str(_l("yes") if active else _l("no")), bal or 0,
+         earned or 0]
         for u, n, p, t, unit, active, bal, earned in rows
     ]
 

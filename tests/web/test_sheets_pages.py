@@ -66,6 +66,9 @@ def test_exports_are_scoped_to_the_admins_subtree_and_carry_chinese_headers(clie
     assert rows[0][:2] == ["用户名", "姓名"]
     usernames = {r[0] for r in rows[1:]}
     assert {"vol_a", "vol_a2"} <= usernames and "vol_b" not in usernames
+    assert resp.headers["Content-Type"] == "text/csv; charset=utf-8"
+    active = rows[0].index("启用")
+    assert {r[active] for r in rows[1:]} == {"是"}  # in words, not True/False
 
     wb = load_workbook(io.BytesIO(client.get("/sheets/export/ledger.xlsx").data))
     ledger_rows = list(wb.active.iter_rows(min_row=2, values_only=True))
@@ -144,3 +147,17 @@ def test_a_streamed_check_or_a_file_with_problems_changes_nothing(client, street
     assert refused[-1]["ok"] is False and "<td>7</td>" in refused[-1]["html"]
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(User).where(User.username.like("lz-%"))) == 0
+
+
+def test_export_times_are_to_the_second(client, street, login, issued_voucher):
+    import re
+
+    from pointsapp.domain import vouchers
+
+    vouchers.confirm_redemption(street.cashier, issued_voucher.code)
+    db.session.commit()
+    login("street_admin")
+    rows = list(csv.reader(io.StringIO(client.get("/sheets/export/redemptions.csv").data.decode("utf-8-sig"))))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows[1][1])
+    wb = load_workbook(io.BytesIO(client.get("/sheets/export/redemptions.xlsx").data))
+    assert next(wb.active.iter_rows(min_row=2, values_only=True))[1].microsecond == 0
