@@ -33,6 +33,12 @@
     if (errorInput && !document.querySelector('[autofocus]')) { errorInput.focus({ preventScroll: true }); }
   }
 
+  // Actions that cannot be undone (closing a period, deactivating a person) ask first.
+  document.addEventListener('submit', function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute('data-confirm');
+    if (question && !window.confirm(question)) { event.preventDefault(); }
+  });
+
   // Voucher list: fetch each usable voucher once, so that the service worker keeps it for offline.
   var list = document.getElementById('voucher-list');
   if (list && list.dataset.keepOffline && navigator.serviceWorker && navigator.serviceWorker.controller && navigator.onLine) {

@@ -1,0 +1,54 @@
+"""Admin pages in a real browser (Debian's Chromium), under the strict Content-Security-Policy:
+actions that cannot be undone ask first (app.js), and nothing happens when the admin says no."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pointsapp.extensions import db
+from pointsapp.models import User
+
+from .browser import CspWatch, launch, phone, snap
+from .test_phone_journey import WORDS, log_in, pw, strict_csp  # noqa: F401  (fixtures)
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test requirement: make test installs it")
+expect = sync_api.expect
+
+
+@pytest.mark.slow
+def test_deactivating_a_person_asks_first_and_no_changes_nothing(street, app, strict_csp, live_server, pw):
+    person_id = street.vol_a2.id
+    db.session.rollback()
+    csp = CspWatch()
+    browser = launch(pw)
+    asked = []
+    try:
+        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
+        csp.attach(page)
+        log_in(page, WORDS["zh"], "admin_a")
+        page.goto(f"/admin/people/{person_id}")
+
+        def answer(dialog, accept):
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        page.once("dialog", lambda d: answer(d, False))
+        page.get_by_role("button", name="停用账号").click()
+        page.wait_for_load_state("load")
+        expect(page).to_have_url(re.compile(rf"/admin/people/{person_id}$"))
+        expect(page.get_by_role("button", name="停用账号")).to_be_visible()  # still active
+        db.session.expire_all()
+        assert db.session.get(User, person_id).is_active
+        db.session.rollback()
+
+        page.once("dialog", lambda d: answer(d, True))
+        page.get_by_role("button", name="停用账号").click()
+        expect(page.get_by_role("button", name="恢复账号")).to_be_visible()
+        snap(page, "admin-deactivated")
+        assert csp.violations == []
+    finally:
+        browser.close()
+    assert asked == ["停用 刘建国？重新启用前无法登录。"] * 2
+    db.session.expire_all()
+    assert not db.session.get(User, person_id).is_active
