@@ -52,3 +52,28 @@ def test_deactivating_a_person_asks_first_and_no_changes_nothing(street, app, st
     assert asked == ["停用 刘建国？重新启用前无法登录。"] * 2
     db.session.expire_all()
     assert not db.session.get(User, person_id).is_active
+
+
+@pytest.mark.slow
+def test_a_table_wider_than_the_phone_says_it_scrolls_sideways(street, app, strict_csp, live_server, pw):
+    db.session.rollback()
+    csp = CspWatch()
+    browser = launch(pw)
+    try:
+        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
+        csp.attach(page)
+        log_in(page, WORDS["zh"], "street_admin")
+        page.goto("/admin/rules")
+        widths = page.evaluate("() => [...document.querySelectorAll('main table')].map(t => t.scrollWidth - t.clientWidth)")
+        assert widths and max(widths) > 0  # the rules table is wider than 360 pixels
+        expect(page.locator(".wide-table-hint").first).to_have_text("⇆ 表格较宽，请左右滑动查看所有列。")
+        snap(page, "admin-rules-wide-table")
+        desk = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live_server,
+                                   locale="zh-CN").new_page()
+        log_in(desk, WORDS["zh"], "street_admin")
+        desk.goto("/admin/rules")
+        desk.wait_for_load_state("load")
+        assert desk.locator(".wide-table-hint").count() == 0  # room enough on a desk
+        assert csp.violations == []
+    finally:
+        browser.close()

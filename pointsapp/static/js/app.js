@@ -33,6 +33,17 @@
     if (errorInput && !document.querySelector('[autofocus]')) { errorInput.focus({ preventScroll: true }); }
   }
 
+  // A table wider than the screen scrolls sideways (app.css), which a phone does not show until
+  // touched: say so above it.
+  document.querySelectorAll('main table').forEach(function (table) {
+    if (table.scrollWidth > table.clientWidth + 1 && body.dataset.msgWideTable) {
+      var hint = document.createElement('p');
+      hint.className = 'wide-table-hint';
+      hint.textContent = '⇆ ' + body.dataset.msgWideTable;
+      table.parentNode.insertBefore(hint, table);
+    }
+  });
+
   // Actions that cannot be undone (closing a period, deactivating a person) ask first.
   document.addEventListener('submit', function (event) {
     var question = event.target.getAttribute && event.target.getAttribute('data-confirm');
