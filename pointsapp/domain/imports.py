@@ -41,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..database import among, dialect
 from ..extensions import db
+from ..i18n import page_is_zh
 from ..models import OrgLevel, OrgUnit, User
 from ..models.user import ADMIN_ROLES, ROLE_VOLUNTEER, TITLES
 from .access import require_admin_of
@@ -126,7 +127,14 @@ def _title(text: str) -> str | None:
     for code, (zh, en) in TITLES.items():
         if _norm(text) in (code, _norm(zh), _norm(en)):
             return code
-    raise InvalidInput("Unknown title %(title)s.", title=text)
+    known = [zh if page_is_zh() else en for zh, en in TITLES.values()]
+    raise InvalidInput("Unknown title %(title)s. Write one of: %(titles)s, or leave it empty.", title=text,
+                       titles=("、" if page_is_zh() else ", ").join(known))
+
+
+def _level_name(level: OrgLevel) -> str:
+    """A level's name in the page's language (社区, or community)."""
+    return level.name_zh if page_is_zh() else level.name_en.lower()
 
 
 def _street_of(actor: User) -> OrgUnit:
@@ -275,10 +283,10 @@ class _Plan:
         parent, new_units = self.street, []
         for rank, name in names:
             if not name:
-                raise InvalidInput("The %(level)s is missing.", level=self.levels[rank].name_zh)
+                raise InvalidInput("The %(level)s is missing.", level=_level_name(self.levels[rank]))
             if len(name) > NAME_MAX:
                 raise InvalidInput("The %(level)s's name can have at most %(n)s characters.",
-                                   level=self.levels[rank].name_zh, n=NAME_MAX)
+                                   level=_level_name(self.levels[rank]), n=NAME_MAX)
             child = self.children.get((parent, name))
             if child is None:
                 require_admin_of(self.actor, parent)

@@ -350,7 +350,7 @@ def new_person(
         raise InvalidInput("The username %(u)s is taken.", field="username", u=username)
     full_name = (full_name or "").strip()
     if not full_name:
-        raise InvalidInput("A name is required.", field="full_name")
+        raise InvalidInput("Enter the person's full name.", field="full_name")
     if len(full_name) > NAME_MAX:
         raise InvalidInput("Keep the full name to %(n)s characters.", field="full_name", n=NAME_MAX)
     phone = (phone or "").strip() or None

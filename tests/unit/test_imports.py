@@ -495,3 +495,24 @@ def test_rows_holding_a_nul_character_are_refused_with_their_numbers(street):
     assert [n for n, _ in result.errors] == [2, 3, 4]
     assert all("NUL" in message for _, message in result.errors)
     assert counts() == before
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_a_rows_problem_is_said_in_the_pages_language_and_an_unknown_title_lists_the_known_ones(app, street, lang):
+    rows = GOOD + [
+        ["青山社区", "", "5号楼", "", "lz5", "钱楼长", "", ""],  # a gap in the path
+        ["青山社区", "第二网格", "", "", "lz7", "孙", "", "厨师"],  # unknown title
+        ["青山社区", "第二网格", "", "", "lz9", "", "13800000009", ""],  # no name
+    ]
+    with app.test_request_context(headers={"Accept-Language": lang}):
+        result = import_people(street.street_admin, rows)
+        db.session.rollback()
+        messages = [m for _, m in result.errors]
+    if lang == "en":
+        assert messages[0] == "The grid is missing."
+        assert messages[1].startswith("Unknown title 厨师. Write one of: Building leader, Unit leader")
+        assert messages[2] == "Enter the person's full name."
+    else:
+        assert "网格" in messages[0] and "grid" not in messages[0]
+        assert "厨师" in messages[1] and "楼长、单元长" in messages[1]
+        assert messages[2] == "请填写姓名。"
