@@ -64,3 +64,41 @@ def test_an_admin_uploads_a_roster_and_the_bar_counts_the_rows_then_the_result_a
         browser.close()
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(User).where(User.username.like("lz-%"))) == ROWS
+
+
+@pytest.mark.slow
+def test_a_file_over_the_limit_is_refused_beside_the_form_and_sent_at_most_once(street, app, live_server, pw, tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_bytes(csv_bytes(HEADER, [
+        ["青山社区", "第二网格", f"{i}号楼", "", f"lz-{i}", f"楼长{i}", "", "楼长"] for i in range(400)
+    ]))
+    size = roster.stat().st_size
+    browser = launch(pw)
+    sent = []
+    try:
+        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
+        csp = CspWatch()
+        csp.attach(page)
+        page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/sheets/import") else None)
+        log_in(page, WORDS["zh"], "street_admin")
+        # The page knows the limit: a larger file is refused at once, without sending it.
+        app.config["UPLOAD_MAX_BYTES"] = size - 1
+        page.goto("/sheets/")
+        page.set_input_files("#file", str(roster))
+        page.get_by_role("button", name="上传").click()
+        expect(page.locator("#import-outcome .error")).to_contain_text("文件太大")
+        assert sent == []
+        # Should the server refuse it all the same (its own limit), it is not sent a second time.
+        app.config["UPLOAD_MAX_BYTES"], app.config["MAX_CONTENT_LENGTH"] = size * 2, size // 2
+        page.goto("/sheets/")
+        page.set_input_files("#file", str(roster))
+        page.get_by_role("button", name="上传").click()
+        expect(page.locator("#import-outcome .error")).to_contain_text("文件太大")
+        page.wait_for_timeout(500)
+        assert len(sent) == 1
+        assert page.url.endswith("/sheets/")
+        snap(page, "zh-11-import-too-large")
+        assert csp.violations == []
+    finally:
+        browser.close()
+    assert db.session.scalar(select(func.count()).select_from(User).where(User.username.like("lz-%"))) == 0

@@ -13,6 +13,14 @@
   var button = form.querySelector('button[type="submit"]');
 
   function say(text) { status.textContent = text; }
+  function refuse(text) {
+    var p = document.createElement('p');
+    p.className = 'error';
+    p.setAttribute('role', 'alert');
+    p.textContent = text;
+    outcome.textContent = '';
+    outcome.appendChild(p);
+  }
   function checked(done, total) {
     return form.getAttribute('data-checked').replace('{done}', done).replace('{total}', total);
   }
@@ -30,6 +38,12 @@
     var file = form.querySelector('input[type="file"]');
     if (!file || !file.files || !file.files.length) { return; }  // the server explains
     event.preventDefault();
+    var tooLarge = form.getAttribute('data-too-large');
+    if (file.files[0].size > Number(form.getAttribute('data-max-bytes'))) {
+      // Said at once, beside the field, instead of sending megabytes the server refuses.
+      refuse(tooLarge);
+      return;
+    }
     box.hidden = false;
     bar.removeAttribute('value');  // indeterminate while the file travels
     say(form.getAttribute('data-sending'));
@@ -39,6 +53,11 @@
       method: 'POST', body: new FormData(form), credentials: 'same-origin',
       headers: {'Accept': 'application/x-ndjson'}
     }).then(function (resp) {
+      if (resp.status === 413) {  // not sent again: it would be refused again
+        finished = true;
+        refuse(tooLarge);
+        return;
+      }
       if (!resp.ok || (resp.headers.get('Content-Type') || '').indexOf('application/x-ndjson') !== 0) {
         // A refusal (an unreadable file, an expired form) changed nothing: send the form the
         // plain way, so the page shows the refusal with its field messages.
