@@ -294,6 +294,14 @@ class PersonForm(PersonFields):
     )
 
 
+class PersonDetailsForm(FlaskForm):
+    """A person's details an admin corrects: not the username, the node or the roles."""
+
+    full_name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=100)])
+    phone = StringField(_l("Phone"), validators=[Optional(), Length(max=32)])
+    title = SelectField(_l("Title (volunteers)"), validators=[Optional()])
+
+
 class GrantRoleForm(FlaskForm):
     role = SelectField(
         _l("Role"), choices=[SelectChoice(r, ROLE_LABELS[r]) for r in GRANTABLE_ROLES], validators=[InputRequired()]

@@ -459,6 +459,40 @@ def set_active(actor: User, user_id: int, active: bool) -> User:
     return user
 
 
+def update_details(actor: User, user_id: int, *, full_name: str, phone: str | None, title: str | None) -> User:
+    """Correct a person's full name, phone and title (a wrong number, a new title); the username,
+    the node and the roles stay. Checked as a new person's are; the audit record keeps what was
+    there before."""
+    user = person_in_scope(actor, user_id)
+    # As with deactivating: only someone who could give each of the person's roles.
+    if not all(can_grant(actor, g.role, g.org_unit, g.merchant) for g in user.roles):
+        raise Forbidden()
+    full_name = (full_name or "").strip()
+    if not full_name:
+        raise InvalidInput("Enter the person's full name.", field="full_name")
+    if len(full_name) > NAME_MAX:
+        raise InvalidInput("Keep the full name to %(n)s characters.", field="full_name", n=NAME_MAX)
+    phone = (phone or "").strip() or None
+    if phone is not None and len(phone) > PHONE_MAX:
+        raise InvalidInput("Keep the phone number to %(n)s characters.", field="phone", n=PHONE_MAX)
+    title = title or None
+    if title is not None and title not in TITLES:
+        raise InvalidInput("Unknown title.", field="title")
+    before = {"full_name": user.full_name, "phone": user.phone, "title": user.title}
+    after = {"full_name": full_name, "phone": phone, "title": title}
+    if before == after:
+        return user
+    user.full_name, user.phone, user.title = full_name, phone, title
+    db.session.flush()
+    changed = [k for k in after if before[k] != after[k]]
+    audit.record(
+        actor, audit.PERSON_CHANGED, "user", user.id,
+        {"username": user.username, "before": {k: before[k] for k in changed}, "after": {k: after[k] for k in changed}},
+        org_path=_person_path(user),
+    )
+    return user
+
+
 def end_sessions(user: User) -> None:
     """End every session of ``user``: each session's version no longer matches (see ``web.sessions``)."""
     db.session.flush()

@@ -160,6 +160,14 @@ class PersonIn(In):
     )
 
 
+class PersonDetailsIn(In):
+    """A person's details an admin corrects; the username, node and roles stay."""
+
+    full_name = Text(required=True, validate=validate.Length(1, 100))
+    phone = Text(load_default=None, allow_none=True, validate=validate.Length(0, 32))
+    title = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(list(TITLES)))
+
+
 class ActiveIn(In):
     active = fields.Boolean(required=True)
 

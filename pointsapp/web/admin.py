@@ -26,6 +26,7 @@ from ..forms import (
     GrantRoleForm,
     MerchantForm,
     OrgUnitForm,
+    PersonDetailsForm,
     PersonForm,
     ReverseForm,
     RewardEditForm,
@@ -461,10 +462,18 @@ def _grant_form(form: GrantRoleForm) -> GrantRoleForm:
     return form
 
 
-def _person_page(person: User, form: GrantRoleForm, status: int = 200, temporary_password: str | None = None):
+def _details_form(person: User, formdata=None) -> PersonDetailsForm:
+    form = PersonDetailsForm(formdata=formdata, full_name=person.full_name, phone=person.phone, title=person.title or "")
+    form.title.choices = [SelectChoice("", _("No title"))] + title_choices(page_is_zh())
+    return form
+
+
+def _person_page(person: User, form: GrantRoleForm, status: int = 200, temporary_password: str | None = None,
+                 details: PersonDetailsForm | None = None):
     account = ledger.volunteer_account(person.id)
     return render_template(
-        "admin/person.html", person=person, account=account, form=form, temporary_password=temporary_password
+        "admin/person.html", person=person, account=account, form=form, temporary_password=temporary_password,
+        details=details or _details_form(person),
     ), status
 
 
@@ -475,6 +484,29 @@ def person(user_id: int):
     person = people.person_in_scope(_me(), user_id)
     form = _grant_form(GrantRoleForm(formdata=None, org_unit_id=person.org_unit_id))
     return _person_page(person, form)
+
+
+@bp.route("/people/<int:user_id>/details", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def person_details(user_id: int):
+    """Correct a person's full name, phone and title."""
+    person = people.person_in_scope(_me(), user_id)
+    details = _details_form(person, request.form)
+    grant_form = _grant_form(GrantRoleForm(formdata=None, org_unit_id=person.org_unit_id))
+    if not details.validate_on_submit():
+        return _person_page(person, grant_form, 422, details=details)
+    try:
+        people.update_details(_me(), user_id, full_name=details.full_name.data, phone=details.phone.data,
+                              title=details.title.data or None)
+        db.session.commit()
+    except PointsError as exc:
+        db.session.rollback()
+        if exc.status in (403, 404):
+            raise
+        person = people.person_in_scope(_me(), user_id)
+        return _person_page(person, grant_form, show_domain_error(details, exc), details=details)
+    flash(_("The details of %(name)s were saved.", name=details.full_name.data.strip()), "ok")
+    return redirect(url_for(".person", user_id=user_id))
 
 
 @bp.route("/people/<int:user_id>/active", methods=["POST"])

@@ -157,6 +157,17 @@ def test_admin_lists_a_reward_and_changes_its_stock(api_as, street):
     assert too_far.status_code == 422 and "stock_change" in too_far.json["fields"]
 
 
+def test_admin_corrects_a_persons_details(api_as, street):
+    a = api_as("admin_a")
+    resp = a.put(f"/people/{street.vol_a.id}", {"full_name": "张秀花", "phone": "13900000001", "title": "unit_leader"})
+    assert resp.status_code == 200, resp.json
+    assert (resp.json["full_name"], resp.json["phone"], resp.json["title"]) == ("张秀花", "13900000001", "unit_leader")
+    bad = a.put(f"/people/{street.vol_a.id}", {"full_name": "", "phone": None, "title": None})
+    assert bad.status_code == 422 and "full_name" in bad.json["fields"]
+    assert api_as("admin_b").put(f"/people/{street.vol_a.id}", {"full_name": "别人"}).status_code == 404
+    assert a.get(f"/people/{street.vol_a.id}").json["full_name"] == "张秀花"
+
+
 def test_admin_reverses_a_credit_once(api_as, street, check_ledger):
     give_points(street, street.vol_a, 30)
     a = api_as("street_admin")

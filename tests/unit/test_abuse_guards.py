@@ -1,10 +1,10 @@
 """Refusals that stop people crediting, redeeming or locking out beyond their office."""
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from pointsapp.domain import claims, ledger, people, vouchers
 from pointsapp.domain.clock import local_today
-from pointsapp.domain.errors import Forbidden, NotFound, RewardUnavailable
+from pointsapp.domain.errors import Forbidden, InvalidInput, NotFound, RewardUnavailable
 from pointsapp.extensions import db
 from pointsapp.models import Reward, User
 from pointsapp.models.user import ROLE_MERCHANT_STAFF, ROLE_VOLUNTEER
@@ -138,3 +138,44 @@ def test_numbers_too_large_for_the_database_are_not_a_server_error(street, auth,
     auth.login(who)
     resp = client.get(path)
     assert resp.status_code in (200, 404), resp.status_code
+
+
+def test_an_admin_corrects_a_persons_details_only_where_they_could_give_the_persons_roles(street):
+    from pointsapp.models import AuditRecord
+
+    boss = person("boss", street.community_a, roles=("street_admin",), full_name="王主任")
+    db.session.commit()
+    with pytest.raises(Forbidden):
+        people.update_details(street.admin_a, boss.id, full_name="改名", phone=None, title=None)
+    db.session.rollback()
+    with pytest.raises(NotFound):  # another community's volunteer is out of sight
+        people.update_details(street.admin_a, street.vol_b.id, full_name="改名", phone=None, title=None)
+    db.session.rollback()
+    for bad, field in ((" ", "full_name"), ("名" * 101, "full_name")):
+        with pytest.raises(InvalidInput) as exc:
+            people.update_details(street.admin_a, street.vol_a.id, full_name=bad, phone=None, title=None)
+        assert exc.value.field == field
+        db.session.rollback()
+    with pytest.raises(InvalidInput) as exc:
+        people.update_details(street.admin_a, street.vol_a.id, full_name="张秀华", phone="1" * 33, title=None)
+    assert exc.value.field == "phone"
+    db.session.rollback()
+    with pytest.raises(InvalidInput) as exc:
+        people.update_details(street.admin_a, street.vol_a.id, full_name="张秀华", phone=None, title="chef")
+    assert exc.value.field == "title"
+    db.session.rollback()
+    assert db.session.get(User, street.vol_a.id).full_name == "张秀华"
+
+    people.update_details(street.admin_a, street.vol_a.id, full_name=" 张秀花 ", phone=" 13900000001 ",
+                          title="unit_leader")
+    db.session.commit()
+    vol = db.session.get(User, street.vol_a.id)
+    assert (vol.full_name, vol.phone, vol.title, vol.username) == ("张秀花", "13900000001", "unit_leader", "vol_a")
+    record = db.session.scalar(select(AuditRecord).where(AuditRecord.action == "person.changed"))
+    assert '"before"' in record.summary and "张秀华" in record.summary and "张秀花" in record.summary
+    # Sending the same details again writes nothing more.
+    people.update_details(street.admin_a, street.vol_a.id, full_name="张秀花", phone="13900000001",
+                          title="unit_leader")
+    db.session.commit()
+    assert db.session.scalar(select(func.count()).select_from(AuditRecord).where(
+        AuditRecord.action == "person.changed")) == 1

@@ -274,6 +274,30 @@ def test_deactivating_stops_login_and_reactivating_restores_it(street, client, l
     assert auth.login("vol_a").status_code == 302
 
 
+def test_admin_corrects_a_volunteers_phone_and_title_and_a_refusal_keeps_what_was_typed(street, client, login, auth):
+    login("admin_a")
+    page = client.get(f"/admin/people/{street.vol_a.id}")
+    assert "更正姓名、电话或职务" in page_text(page)
+    path = f"/admin/people/{street.vol_a.id}/details"
+    refused = auth.post(path, {"full_name": "", "phone": "13911112222", "title": "unit_leader"})
+    assert refused.status_code == 422
+    body = refused.get_data(as_text=True)
+    assert 'value="13911112222"' in body and "<details id=\"edit-details\" open>" in body
+    assert db.session.get(User, street.vol_a.id).phone != "13911112222"
+    done = auth.post(path, {"full_name": "张秀华", "phone": "13911112222", "title": "unit_leader"})
+    assert done.status_code == 302
+    after = page_text(client.get(done.headers["Location"]))
+    assert "已保存 张秀华 的信息。" in after and "13911112222" in after and "单元长" in after
+    db.session.expire_all()
+    vol = db.session.get(User, street.vol_a.id)
+    assert (vol.phone, vol.title) == ("13911112222", "unit_leader")
+    # Another community's admin cannot.
+    login("admin_b")
+    assert auth.post(path, {"full_name": "别人", "phone": "", "title": ""}).status_code == 404
+    db.session.expire_all()
+    assert db.session.get(User, street.vol_a.id).full_name == "张秀华"
+
+
 def test_admin_cannot_deactivate_people_of_another_community(street, client, login, auth):
     login("admin_a")
     assert auth.post(f"/admin/people/{street.vol_b.id}/active", {"active": "0"}).status_code == 404
