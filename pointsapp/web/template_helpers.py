@@ -94,6 +94,46 @@ def cap_note_text(note: str | None) -> str:
              credited=found.group(1), asked=found.group(2), caps=_(", ").join(caps))
 
 
+_ISO_MOMENT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)")
+
+
+def audit_details(summary: str | None) -> list[tuple[str, str]]:
+    """An audit record's summary (canonical JSON, kept as written) as (key, value) lines to read:
+    nested objects as ``before.phone``, moments in the street's local time, lists joined. A summary
+    that is not a JSON object is one line as it is."""
+    import json
+
+    try:
+        data = json.loads(summary or "{}")
+    except ValueError:
+        return [("", summary or "")]
+    if not isinstance(data, dict):
+        return [("", summary or "")]
+    lines: list[tuple[str, str]] = []
+
+    def say(value) -> str:
+        if value is None:
+            return "—"
+        if isinstance(value, bool):
+            return "✓" if value else "✗"
+        if isinstance(value, str) and _ISO_MOMENT.fullmatch(value):
+            return localtime(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        if isinstance(value, list):
+            return ", ".join(say(v) for v in value)
+        return str(value)
+
+    def walk(prefix: str, obj: dict) -> None:
+        for key, value in obj.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(name + ".", value)
+            else:
+                lines.append((name, say(value)))
+
+    walk("", data)
+    return lines
+
+
 def transfer_reason(transfer: Transfer) -> str:
     """Describe a transfer as a person would: what was credited, redeemed or corrected."""
     # Only the kind's own relations are read: each is a statement for an object not yet loaded.
@@ -166,7 +206,7 @@ def register(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
     app.add_template_filter(when, "when")
     app.add_template_filter(number, "number")
-    for fn in (bilingual, transfer_reason, voucher_state, rule_terms_label, cap_note_text):
+    for fn in (bilingual, transfer_reason, voucher_state, rule_terms_label, cap_note_text, audit_details):
         app.add_template_global(fn)
     app.add_template_global(initials_name, "initials")
     app.add_template_filter(hours_text, "hours")

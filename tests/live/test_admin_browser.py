@@ -10,7 +10,7 @@ from pointsapp.extensions import db
 from pointsapp.models import User
 
 from .browser import CspWatch, launch, phone, snap
-from .test_phone_journey import WORDS, log_in, pw, strict_csp  # noqa: F401  (fixtures)
+from .test_phone_journey import WORDS, assert_fits_the_phone, assert_tables_fit, log_in, pw, strict_csp  # noqa: F401
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test requirement: make test installs it")
 expect = sync_api.expect
@@ -46,6 +46,12 @@ def test_deactivating_a_person_asks_first_and_no_changes_nothing(street, app, st
         page.get_by_role("button", name="停用账号").click()
         expect(page.get_by_role("button", name="恢复账号")).to_be_visible()
         snap(page, "admin-deactivated")
+        # The audit log has the record, readable on the phone: each record a card, nothing cut off.
+        page.goto("/admin/audit")
+        expect(page.locator("#audit")).to_contain_text("username")
+        assert_fits_the_phone(page)
+        assert_tables_fit(page)
+        snap(page, "admin-audit-log")
         assert csp.violations == []
     finally:
         browser.close()

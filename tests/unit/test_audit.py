@@ -233,3 +233,16 @@ def test_the_audit_page_shows_an_admin_the_records_of_their_subtree_only(street,
     auth.login("street_admin")
     page = client.get("/admin/audit").get_data(as_text=True)
     assert "甲社区规则" in page and "乙社区规则" in page
+
+
+def test_an_audit_records_details_read_as_lines_with_local_times(app):
+    from pointsapp.web.template_helpers import audit_details
+
+    with app.test_request_context():
+        lines = audit_details('{"before":{"phone":"139"},"ends_at":"2026-12-07T15:40:00.757386+00:00",'
+                              '"ids":[3,4],"name":"甲社区规则","open":true,"note":null}')
+    # Asia/Shanghai is eight hours ahead of UTC.
+    assert lines == [("before.phone", "139"), ("ends_at", "2026-12-07 23:40"), ("ids", "3, 4"),
+                     ("name", "甲社区规则"), ("open", "✓"), ("note", "—")]
+    assert audit_details("not json") == [("", "not json")]
+    assert audit_details("[1, 2]") == [("", "[1, 2]")]
