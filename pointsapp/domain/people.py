@@ -323,6 +323,22 @@ class NewPerson:
         return None
 
 
+def _checked_details(full_name: str | None, phone: str | None, title: str | None) -> tuple[str, str | None, str | None]:
+    """Return a person's full name, phone and title tidied, or raise ``InvalidInput`` naming the field."""
+    full_name = (full_name or "").strip()
+    if not full_name:
+        raise InvalidInput("Enter the person's full name.", field="full_name")
+    if len(full_name) > NAME_MAX:
+        raise InvalidInput("Keep the full name to %(n)s characters.", field="full_name", n=NAME_MAX)
+    phone = (phone or "").strip() or None
+    if phone is not None and len(phone) > PHONE_MAX:
+        raise InvalidInput("Keep the phone number to %(n)s characters.", field="phone", n=PHONE_MAX)
+    title = title or None
+    if title is not None and title not in TITLES:
+        raise InvalidInput("Unknown title.", field="title")
+    return full_name, phone, title
+
+
 def new_person(
     actor: User | None,
     *,
@@ -348,18 +364,9 @@ def new_person(
         )
     if taken is not None and taken(username):
         raise InvalidInput("The username %(u)s is taken.", field="username", u=username)
-    full_name = (full_name or "").strip()
-    if not full_name:
-        raise InvalidInput("Enter the person's full name.", field="full_name")
-    if len(full_name) > NAME_MAX:
-        raise InvalidInput("Keep the full name to %(n)s characters.", field="full_name", n=NAME_MAX)
-    phone = (phone or "").strip() or None
-    if phone is not None and len(phone) > PHONE_MAX:
-        raise InvalidInput("Keep the phone number to %(n)s characters.", field="phone", n=PHONE_MAX)
+    full_name, phone, title = _checked_details(full_name, phone, title)
     if password is not None:
         check_password_strength(password, username)
-    if title is not None and title not in TITLES:
-        raise InvalidInput("Unknown title.", field="title")
     if ROLE_VOLUNTEER in roles and org_unit is None:
         raise InvalidInput("A volunteer belongs to a node of the tree.", field="org_unit")
     grants = []
@@ -467,17 +474,7 @@ def update_details(actor: User, user_id: int, *, full_name: str, phone: str | No
     # As with deactivating: only someone who could give each of the person's roles.
     if not all(can_grant(actor, g.role, g.org_unit, g.merchant) for g in user.roles):
         raise Forbidden()
-    full_name = (full_name or "").strip()
-    if not full_name:
-        raise InvalidInput("Enter the person's full name.", field="full_name")
-    if len(full_name) > NAME_MAX:
-        raise InvalidInput("Keep the full name to %(n)s characters.", field="full_name", n=NAME_MAX)
-    phone = (phone or "").strip() or None
-    if phone is not None and len(phone) > PHONE_MAX:
-        raise InvalidInput("Keep the phone number to %(n)s characters.", field="phone", n=PHONE_MAX)
-    title = title or None
-    if title is not None and title not in TITLES:
-        raise InvalidInput("Unknown title.", field="title")
+    full_name, phone, title = _checked_details(full_name, phone, title)
     before = {"full_name": user.full_name, "phone": user.phone, "title": user.title}
     after = {"full_name": full_name, "phone": phone, "title": title}
     if before == after:
