@@ -23,7 +23,7 @@ from ..domain.errors import (
 from ..extensions import db
 from ..forms import AttendanceForm, DeductionForm, RejectForm, ResolveObjectionForm, rule_choices, show_domain_error
 from ..models import Activity, OrgUnit, PointRule, RoleGrant, User
-from ..models.rules import RULE_DEDUCT, RULE_EARN
+from ..models.rules import RULE_DEDUCT, RULE_EARN, STATUS_ON_NOTICE
 from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
 from .guards import role_required
 from .template_helpers import cap_note_text, page_is_zh
@@ -289,9 +289,13 @@ def attendance_done(batch_key: str):
     )
     if not acts:
         abort(404)
+    on_notice = [a for a in acts if a.status == STATUS_ON_NOTICE]
     return render_template(
         "staff/attendance_done.html",
         activities=acts,
+        credited=len(acts) - len(on_notice),
+        on_notice=on_notice,
+        notice_until=min((a.notice_until for a in on_notice), default=None),
         total=sum(a.points_credited for a in acts),
         capped=[a for a in acts if a.cap_note],
     )

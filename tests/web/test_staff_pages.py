@@ -258,3 +258,19 @@ def test_attendance_summary_of_another_staff_member_is_not_shown(street, client,
     resp = post_attendance(client, hidden, rule_id=street.meeting.id, volunteer_ids=[street.vol_a.id])
     login("staff_b")
     assert client.get(resp.headers["Location"]).status_code == 404
+
+
+def test_attendance_put_on_public_notice_says_so_not_zero_points(street, client, login, check_ledger):
+    from tests.unit.test_approval_notice import notice_on
+
+    notice_on(street, 3)
+    use_english(client)
+    login("staff_a")
+    resp = post_attendance(client, attendance_form(client), rule_id=street.meeting.id,
+                           volunteer_ids=[street.vol_a.id, street.vol_a2.id])
+    assert resp.status_code == 302
+    text = page_text(client.get(resp.headers["Location"]))
+    assert "2 volunteers posted for public notice until" in text
+    assert "credited, 0 points" not in text and "on notice" in text
+    assert balance(street.vol_a).balance == 0
+    check_ledger()
