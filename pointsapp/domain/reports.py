@@ -357,8 +357,10 @@ def liability(r: Range) -> ReportTable:
     vol_balance, vol_held, owed = int(vol_balance), int(vol_held), int(owed)
     return ReportTable(
         "liability", str(_l("Outstanding liability now")),
-        [str(_l("Volunteers' points")), str(_l("of which held for vouchers")), str(_l("Owed to merchants")),
-         str(_l("Total"))],
+        # Merchants located in the subtree, where the budgets page counts its volunteers'
+        # redemptions wherever redeemed: the two agree for a whole street.
+        [str(_l("Volunteers' points")), str(_l("of which held for vouchers")),
+         str(_l("Owed to merchants located here")), str(_l("Total"))],
         [[vol_balance, vol_held, owed, vol_balance + owed]],
     )
 
