@@ -28,7 +28,7 @@ def makefile_keywords() -> list[str]:
     text = (ROOT / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
     recipe = re.search(r"pybabel extract (.*)", text)
     assert recipe, "the Makefile has no `pybabel extract` command"
-    keywords = re.findall(r"-k (\w+)", recipe.group(1))
+    keywords = re.findall(r"-k (\w+(?::[\w,]+)?)", recipe.group(1))  # with a spec: lazy_pgettext:1c,2
     if "$(ERROR_KEYWORDS)" in recipe.group(1):
         defined = re.search(r"^ERROR_KEYWORDS\s*:?=(.*)$", text, flags=re.MULTILINE)
         assert defined, "the Makefile uses ERROR_KEYWORDS without defining it"
@@ -86,7 +86,7 @@ def test_every_extracted_string_has_a_chinese_translation(extracted, chinese):
     for message in extracted:
         if not message.id:
             continue
-        translated = chinese.get(message.id)
+        translated = chinese.get(message.id, context=message.context)  # "Place" of an event and of a roll
         if translated is None:
             problems.append(f"not in the catalogue (run `make messages`): {message.id!r}")
         elif translated.fuzzy:

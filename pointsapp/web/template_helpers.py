@@ -10,7 +10,7 @@ from babel import Locale
 from babel.dates import format_datetime as babel_format_datetime
 from babel.dates import get_date_format, get_datetime_format, get_time_format
 from flask import Flask
-from flask_babel import format_decimal, get_locale, get_timezone
+from flask_babel import format_decimal, get_locale, get_timezone, lazy_pgettext
 
 from ..domain.clock import now_utc, to_local
 from ..i18n import gettext as _
@@ -92,6 +92,68 @@ def cap_note_text(note: str | None) -> str:
             for p in parts]
     return _("capped: %(credited)s of %(asked)s credited (%(caps)s)",
              credited=found.group(1), asked=found.group(2), caps=_(", ").join(caps))
+
+
+# The fields audit records keep, named for people (the record itself keeps the field's name).
+AUDIT_FIELDS = {
+    "amount": lazy_pgettext("audit", "Points"),
+    "points": lazy_pgettext("audit", "Points"),
+    "account_id": lazy_pgettext("audit", "Account"),
+    "volunteer_id": lazy_pgettext("audit", "Volunteer"),
+    "volunteer_ids": lazy_pgettext("audit", "Volunteers"),
+    "transfer_id": lazy_pgettext("audit", "Transfer"),
+    "reversal_id": lazy_pgettext("audit", "Reversal"),
+    "activity_id": lazy_pgettext("audit", "Activity record"),
+    "ids": lazy_pgettext("audit", "Records"),
+    "id": lazy_pgettext("audit", "Number"),
+    "merchant_id": lazy_pgettext("audit", "Merchant"),
+    "org_unit_id": lazy_pgettext("audit", "Node"),
+    "reason": lazy_pgettext("audit", "Reason"),
+    "title": lazy_pgettext("audit", "Title"),
+    "rule_id": lazy_pgettext("audit", "Rule"),
+    "points_credited": lazy_pgettext("audit", "Points credited"),
+    "points_requested": lazy_pgettext("audit", "Points asked"),
+    "kind": lazy_pgettext("audit", "Kind"),
+    "username": lazy_pgettext("audit", "Username"),
+    "status": lazy_pgettext("audit", "Status"),
+    "user_id": lazy_pgettext("audit", "Person"),
+    "phone": lazy_pgettext("audit", "Phone"),
+    "name": lazy_pgettext("audit", "Name"),
+    "name_zh": lazy_pgettext("audit", "Chinese name"),
+    "name_en": lazy_pgettext("audit", "English name"),
+    "full_name": lazy_pgettext("audit", "Full name"),
+    "hours": lazy_pgettext("audit", "Hours"),
+    "decision": lazy_pgettext("audit", "Decision"),
+    "comment": lazy_pgettext("audit", "Comment"),
+    "cap_note": lazy_pgettext("audit", "Cap"),
+    "approvals": lazy_pgettext("audit", "Approvals"),
+    "voucher_id": lazy_pgettext("audit", "Voucher"),
+    "notice_until": lazy_pgettext("audit", "On notice until"),
+    "on_notice": lazy_pgettext("audit", "On notice"),
+    "role": lazy_pgettext("audit", "Role"),
+    "roles": lazy_pgettext("audit", "Roles"),
+    "stock": lazy_pgettext("audit", "Stock"),
+    "is_active": lazy_pgettext("audit", "Active"),
+    "expires_on": lazy_pgettext("audit", "Expires on"),
+    "budget_id": lazy_pgettext("audit", "Budget"),
+    "price": lazy_pgettext("audit", "Price"),
+    "place": lazy_pgettext("audit", "Place"),
+    "per_volunteer_limit": lazy_pgettext("audit", "Limit per volunteer"),
+    "note": lazy_pgettext("audit", "Note"),
+    "starts_at": lazy_pgettext("audit", "Starts at"),
+    "ends_at": lazy_pgettext("audit", "Ends at"),
+    "before": lazy_pgettext("audit", "Before"),
+    "after": lazy_pgettext("audit", "After"),
+    "changes": lazy_pgettext("audit", "Changes"),
+    "fen": lazy_pgettext("audit", "Fen"),
+    "voter_id": lazy_pgettext("audit", "Verifier"),
+    "rule_version": lazy_pgettext("audit", "Rule version"),
+}
+
+
+def audit_field(key: str) -> str:
+    """Name a summary's field (``before.phone``: 修改前 · 电话); an unknown one as it is."""
+    return " · ".join(str(AUDIT_FIELDS.get(part, part)) for part in key.split("."))
 
 
 _ISO_MOMENT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)")
@@ -206,7 +268,7 @@ def register(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
     app.add_template_filter(when, "when")
     app.add_template_filter(number, "number")
-    for fn in (bilingual, transfer_reason, voucher_state, rule_terms_label, cap_note_text, audit_details):
+    for fn in (bilingual, transfer_reason, voucher_state, rule_terms_label, cap_note_text, audit_details, audit_field):
         app.add_template_global(fn)
     app.add_template_global(initials_name, "initials")
     app.add_template_filter(hours_text, "hours")

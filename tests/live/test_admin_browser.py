@@ -48,7 +48,7 @@ def test_deactivating_a_person_asks_first_and_no_changes_nothing(street, app, st
         snap(page, "admin-deactivated")
         # The audit log has the record, readable on the phone: each record a card, nothing cut off.
         page.goto("/admin/audit")
-        expect(page.locator("#audit")).to_contain_text("username")
+        expect(page.locator("#audit")).to_contain_text("用户名")
         assert_fits_the_phone(page)
         assert_tables_fit(page)
         snap(page, "admin-audit-log")

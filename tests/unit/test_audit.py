@@ -246,3 +246,14 @@ def test_an_audit_records_details_read_as_lines_with_local_times(app):
                      ("name", "甲社区规则"), ("open", "✓"), ("note", "—")]
     assert audit_details("not json") == [("", "not json")]
     assert audit_details("[1, 2]") == [("", "[1, 2]")]
+
+
+def test_an_audit_records_fields_are_named_in_the_pages_language(app):
+    from pointsapp.web.template_helpers import audit_field
+
+    with app.test_request_context(headers={"Accept-Language": "zh-CN"}):
+        assert audit_field("before.phone") == "修改前 · 电话"
+        assert audit_field("username") == "用户名"
+        assert audit_field("something_new") == "something_new"  # a field not named yet: as kept
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert audit_field("before.phone") == "Before · Phone"
