@@ -7,6 +7,8 @@ written with the cause key ``activity:<id>`` (unique in the ledger).
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
@@ -830,18 +832,44 @@ def _credited_under_rule_query(leaving_one_out: bool, dialect_name: str):
     return query.group_by(Activity.volunteer_id)
 
 
+# The cap note an activity keeps (``cap_note``), in one fixed form that the API and the audit log
+# give as it is; ``read_cap_note`` reads it back for pages to say in their language.
+_CAP_NOTE = re.compile(r"capped: (\d+) of (\d+) credited \((.*)\)")
+_CAP_PART = re.compile(r"(daily|monthly) cap (\d+)")
+
+
+@dataclass(frozen=True)
+class CapNote:
+    credited: int
+    asked: int
+    caps: list[tuple[str, int]]  # ("daily" or "monthly", the cap), in the order they bit
+
+
+def _cap_note(grant: int, asked: int, caps: list[tuple[str, int]]) -> str:
+    return f"capped: {grant} of {asked} credited ({', '.join(f'{kind} cap {cap}' for kind, cap in caps)})"
+
+
+def read_cap_note(note: str | None) -> CapNote | None:
+    """The figures of a cap note, or None when ``note`` is not one (empty, or written by hand)."""
+    found = _CAP_NOTE.fullmatch(note or "")
+    parts = [_CAP_PART.fullmatch(p) for p in found.group(3).split(", ")] if found else []
+    if not found or not all(parts):
+        return None
+    return CapNote(int(found.group(1)), int(found.group(2)), [(p.group(1), int(p.group(2))) for p in parts])
+
+
 def _capped(version: PointRuleVersion, asked: int, used_that_day: int, used_that_month: int) -> tuple[int, str | None]:
     """Return what a volunteer is granted of ``asked`` under the version's daily and monthly caps,
     given what the same rule already credited them that day and month, and the cap note (None
     when no cap bit)."""
-    grant, notes = asked, []
+    grant, caps = asked, []
     if version.daily_cap and grant > max(0, version.daily_cap - used_that_day):
         grant = max(0, version.daily_cap - used_that_day)
-        notes.append(f"daily cap {version.daily_cap}")
+        caps.append(("daily", version.daily_cap))
     if version.monthly_cap and grant > max(0, version.monthly_cap - used_that_month):
         grant = max(0, version.monthly_cap - used_that_month)
-        notes.append(f"monthly cap {version.monthly_cap}")
-    return grant, (f"capped: {grant} of {asked} credited ({', '.join(notes)})" if notes else None)
+        caps.append(("monthly", version.monthly_cap))
+    return grant, (_cap_note(grant, asked, caps) if caps else None)
 
 
 def _credit_batch(acts: list[Activity], accounts: dict[int, int], version: PointRuleVersion, actor: User,

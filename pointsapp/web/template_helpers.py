@@ -12,6 +12,7 @@ from babel.dates import get_date_format, get_datetime_format, get_time_format
 from flask import Flask
 from flask_babel import format_decimal, get_locale, get_timezone, lazy_pgettext
 
+from ..domain.claims import read_cap_note
 from ..domain.clock import now_utc, to_local
 from ..i18n import gettext as _
 from ..i18n import page_is_zh
@@ -73,25 +74,16 @@ def bilingual(thing) -> str:
     return thing.name_zh if page_is_zh() else thing.name_en
 
 
-# The note an activity keeps when a cap cut its points (``claims._capped``), in one fixed form
-# (the API and the audit log give it as it is); pages say it in their own language.
-_CAP_NOTE = re.compile(r"capped: (\d+) of (\d+) credited \((.*)\)")
-_CAP_PART = re.compile(r"(daily|monthly) cap (\d+)")
-
-
 def cap_note_text(note: str | None) -> str:
-    """Say an activity's cap note in the page's language: how many points of how many were
-    credited, and which caps bit. A note in another form is shown as it is."""
-    if not note:
-        return ""
-    found = _CAP_NOTE.fullmatch(note)
-    parts = [_CAP_PART.fullmatch(p) for p in found.group(3).split(", ")] if found else []
-    if not found or not all(parts):
-        return note
-    caps = [(_("daily cap %(points)s") if p.group(1) == "daily" else _("monthly cap %(points)s")) % {"points": p.group(2)}
-            for p in parts]
+    """Say an activity's cap note (``claims.read_cap_note``) in the page's language: how many
+    points of how many were credited, and which caps bit. A note in another form is shown as it is."""
+    read = read_cap_note(note)
+    if read is None:
+        return note or ""
+    caps = [(_("daily cap %(points)s") if kind == "daily" else _("monthly cap %(points)s")) % {"points": cap}
+            for kind, cap in read.caps]
     return _("capped: %(credited)s of %(asked)s credited (%(caps)s)",
-             credited=found.group(1), asked=found.group(2), caps=_(", ").join(caps))
+             credited=read.credited, asked=read.asked, caps=_(", ").join(caps))
 
 
 # The fields audit records keep, named for people (the record itself keeps the field's name).
