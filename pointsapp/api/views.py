@@ -431,9 +431,9 @@ def redemptions_today():
     args = load_args(MerchantArgs)
     mine = sorted(r.merchant_id for r in actor().grants(ROLE_MERCHANT_STAFF))
     merchant_id = args["merchant_id"] or mine[0]
-    rows = vouchers.todays_redemptions(actor(), merchant_id)
-    reversed_ids = vouchers.reversed_voucher_ids([v.id for v in rows])
-    return respond([{**out, "reversed": out["id"] in reversed_ids} for out in CashierVoucherOut(many=True).dump(rows)])
+    day = vouchers.todays_takings(actor(), merchant_id)
+    return respond([{**out, "reversed": out["id"] in day.reversed_ids}
+                    for out in CashierVoucherOut(many=True).dump(day.vouchers)])
 
 
 # --- grid staff: approvals and attendance -----------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Date, case, cast, distinct, exists, func, select
+from sqlalchemy import Date, case, cast, distinct, func, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
@@ -28,7 +28,6 @@ from ..models import (
     OrgUnit,
     PointRuleVersion,
     Reward,
-    Transfer,
     User,
     Voucher,
 )
@@ -39,6 +38,7 @@ from ..models.user import ADMIN_ROLES
 from .access import require_in_scope
 from .clock import add_months, utc_start_of
 from .errors import InvalidInput
+from .vouchers import redemption_reversed
 
 LOW_STOCK = 5
 MAX_MONTHS = 36
@@ -304,8 +304,7 @@ def rewards_redeemed(r: Range) -> ReportTable:
             Voucher.status == VOUCHER_REDEEMED,
             Voucher.redeemed_at >= utc_start_of(r.start),
             Voucher.redeemed_at < utc_start_of(r.end),
-            # Not one an admin reversed (the goods were not handed over; the points went back).
-            ~exists().where(Transfer.voucher_id == Voucher.id, Transfer.kind == TRANSFER_REVERSAL),
+            ~redemption_reversed(),
         )
         .group_by(Reward.id, Reward.name, Merchant.name)
         .order_by(func.count(Voucher.id).desc(), Reward.name)

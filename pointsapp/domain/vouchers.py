@@ -158,9 +158,7 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None) 
                 Voucher.volunteer_id == volunteer.id,
                 Voucher.reward_id == reward.id,
                 Voucher.status.in_((VOUCHER_ISSUED, VOUCHER_REDEEMED)),
-                # A redemption an admin reversed (the goods were not handed over) gave its points
-                # back, and does not count: its reversal carries the voucher's id.
-                ~exists().where(Transfer.voucher_id == Voucher.id, Transfer.kind == TRANSFER_REVERSAL),
+                ~redemption_reversed(),  # its points came back: it does not count
             )
         )
         if taken >= limit:
@@ -417,13 +415,39 @@ def todays_redemptions(staff: User, merchant_id: int, now=None) -> list[Voucher]
     )
 
 
+def redemption_reversed():
+    """SQL, of a ``Voucher`` row: an admin reversed its redemption (the goods were not handed over;
+    its points went back). The reversal carries the voucher's id."""
+    return exists().where(Transfer.voucher_id == Voucher.id, Transfer.kind == TRANSFER_REVERSAL)
+
+
 def reversed_voucher_ids(voucher_ids: list[int]) -> set[int]:
-    """Of ``voucher_ids``, those whose redemption an admin has reversed (its points given back)."""
+    """Of ``voucher_ids``, those whose redemption an admin has reversed (``redemption_reversed``)."""
     if not voucher_ids:
         return set()
-    return set(db.session.scalars(
-        select(Transfer.voucher_id).where(Transfer.voucher_id.in_(voucher_ids), Transfer.kind == TRANSFER_REVERSAL)
-    ))
+    return set(db.session.scalars(select(Voucher.id).where(Voucher.id.in_(voucher_ids), redemption_reversed())))
+
+
+@dataclass
+class DayRedemptions:
+    """A merchant's redemptions of one day, newest first, and those an admin has reversed since:
+    listed, but not in the day's takings."""
+    vouchers: list[Voucher]
+    reversed_ids: set[int]
+
+    @property
+    def counted(self) -> list[Voucher]:
+        return [v for v in self.vouchers if v.id not in self.reversed_ids]
+
+    @property
+    def points(self) -> int:
+        return sum(v.points for v in self.counted)
+
+
+def todays_takings(staff: User, merchant_id: int, now=None) -> DayRedemptions:
+    """``todays_redemptions``, with the reversed ones marked."""
+    rows = todays_redemptions(staff, merchant_id, now)
+    return DayRedemptions(rows, reversed_voucher_ids([v.id for v in rows]))
 
 
 @dataclass

@@ -120,17 +120,13 @@ def today():
     """List the vouchers redeemed today at one of the cashier's merchants."""
     form = _redeem_form()
     merchant_id = form.merchant_id.data
-    rows = vouchers.todays_redemptions(_me(), merchant_id)
-    # A redemption an admin reversed (the goods were not handed over) stays listed, marked, and
-    # out of the day's total.
-    reversed_ids = vouchers.reversed_voucher_ids([v.id for v in rows])
-    counted = [v for v in rows if v.id not in reversed_ids]
+    day = vouchers.todays_takings(_me(), merchant_id)
     return render_template(
         "merchant/today.html",
         form=form,
-        redemptions=rows,
-        reversed_ids=reversed_ids,
-        counted=len(counted),
-        total=sum(v.points for v in counted),
+        redemptions=day.vouchers,
+        reversed_ids=day.reversed_ids,
+        counted=len(day.counted),
+        total=day.points,
         merchant_id=merchant_id,
     )
