@@ -9,8 +9,10 @@ import pytest
 from pointsapp.extensions import db
 from pointsapp.models import User
 
-from .browser import CspWatch, launch, phone, snap
-from .test_phone_journey import WORDS, assert_fits_the_phone, assert_tables_fit, log_in, pw, strict_csp  # noqa: F401
+from .browser import snap
+from .test_phone_journey import (  # noqa: F401  (pw, strict_csp: fixtures)
+    WORDS, assert_fits_the_phone, assert_tables_fit, log_in, logged_in_phone, pw, strict_csp,
+)
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test requirement: make test installs it")
 expect = sync_api.expect
@@ -20,13 +22,8 @@ expect = sync_api.expect
 def test_deactivating_a_person_asks_first_and_no_changes_nothing(street, app, strict_csp, live_server, pw):
     person_id = street.vol_a2.id
     db.session.rollback()
-    csp = CspWatch()
-    browser = launch(pw)
     asked = []
-    try:
-        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
-        csp.attach(page)
-        log_in(page, WORDS["zh"], "admin_a")
+    with logged_in_phone(pw, live_server, "admin_a") as page:
         page.goto(f"/admin/people/{person_id}")
 
         def answer(dialog, accept):
@@ -52,9 +49,6 @@ def test_deactivating_a_person_asks_first_and_no_changes_nothing(street, app, st
         assert_fits_the_phone(page)
         assert_tables_fit(page)
         snap(page, "admin-audit-log")
-        assert csp.violations == []
-    finally:
-        browser.close()
     assert asked == ["停用 刘建国？重新启用前无法登录。"] * 2
     db.session.expire_all()
     assert not db.session.get(User, person_id).is_active
@@ -63,23 +57,15 @@ def test_deactivating_a_person_asks_first_and_no_changes_nothing(street, app, st
 @pytest.mark.slow
 def test_a_table_wider_than_the_phone_says_it_scrolls_sideways(street, app, strict_csp, live_server, pw):
     db.session.rollback()
-    csp = CspWatch()
-    browser = launch(pw)
-    try:
-        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
-        csp.attach(page)
-        log_in(page, WORDS["zh"], "street_admin")
+    with logged_in_phone(pw, live_server, "street_admin") as page:
         page.goto("/admin/rules")
         widths = page.evaluate("() => [...document.querySelectorAll('main table')].map(t => t.scrollWidth - t.clientWidth)")
         assert widths and max(widths) > 0  # the rules table is wider than 360 pixels
         expect(page.locator(".wide-table-hint").first).to_have_text("⇆ 表格较宽，请左右滑动查看所有列。")
         snap(page, "admin-rules-wide-table")
-        desk = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live_server,
+        desk = page.context.browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live_server,
                                    locale="zh-CN").new_page()
         log_in(desk, WORDS["zh"], "street_admin")
         desk.goto("/admin/rules")
         desk.wait_for_load_state("load")
         assert desk.locator(".wide-table-hint").count() == 0  # room enough on a desk
-        assert csp.violations == []
-    finally:
-        browser.close()

@@ -17,7 +17,7 @@ from pointsapp.extensions import db
 from pointsapp.models import Activity, CheckinAttendance
 
 from .browser import CspWatch, launch, phone, snap
-from .test_phone_journey import WORDS, log_in, pw, strict_csp  # noqa: F401  (fixtures)
+from .test_phone_journey import logged_in_phone, pw, strict_csp  # noqa: F401  (fixtures)
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test requirement: make test installs it")
 expect = sync_api.expect
@@ -39,12 +39,7 @@ def _event(street):
 def test_the_event_page_renews_its_qr_code_and_counts_sign_ins(street, app, strict_csp, live_server, pw, monkeypatch):
     monkeypatch.setattr(checkin, "SLOT_SECONDS", 2)
     event_id = _event(street)
-    csp = CspWatch()
-    browser = launch(pw)
-    try:
-        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
-        csp.attach(page)
-        log_in(page, WORDS["zh"], "staff_a")
+    with logged_in_phone(pw, live_server, "staff_a") as page:
         page.goto(f"/staff/events/{event_id}")
         link = page.locator("#checkin-url")
         first = link.get_attribute("href")
@@ -58,9 +53,6 @@ def test_the_event_page_renews_its_qr_code_and_counts_sign_ins(street, app, stri
         db.session.commit()
         db.session.rollback()
         expect(page.locator("#present")).to_have_text("1", timeout=15_000)
-        assert csp.violations == []
-    finally:
-        browser.close()
 
 
 @pytest.mark.slow
@@ -112,12 +104,7 @@ def test_staff_tick_every_claim_on_a_phone_and_approve_them_together(street, app
         claims.submit_claim(v, rule_id=street.meeting.id, activity_date=yesterday())
     db.session.commit()
     db.session.rollback()
-    csp = CspWatch()
-    browser = launch(pw)
-    try:
-        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
-        csp.attach(page)
-        log_in(page, WORDS["zh"], "staff_a")
+    with logged_in_phone(pw, live_server, "staff_a") as page:
         page.goto("/staff/")
         boxes = page.locator('input[name="activity_ids"]')
         expect(boxes).to_have_count(2)
@@ -135,9 +122,6 @@ def test_staff_tick_every_claim_on_a_phone_and_approve_them_together(street, app
         expect(page.locator("body")).to_contain_text("已通过 2 条申请，发放 20 积分。")
         expect(page.locator('input[name="activity_ids"]')).to_have_count(0)
         snap(page, "queue-2-approved")
-        assert csp.violations == []
-    finally:
-        browser.close()
     db.session.rollback()
     assert (balance(street.vol_a).balance, balance(street.vol_a2).balance) == (10, 10)
 
@@ -154,12 +138,7 @@ def test_a_refused_rejection_low_on_a_long_queue_shows_its_error_on_the_screen(s
             claims.submit_claim(v, rule_id=street.meeting.id, activity_date=yesterday() - timedelta(days=days))
     db.session.commit()
     db.session.rollback()
-    csp = CspWatch()
-    browser = launch(pw)
-    try:
-        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
-        csp.attach(page)
-        log_in(page, WORDS["zh"], "staff_a")
+    with logged_in_phone(pw, live_server, "staff_a") as page:
         page.goto("/staff/")
         rejects = page.get_by_role("button", name="驳回")
         expect(rejects).to_have_count(24)
@@ -171,9 +150,6 @@ def test_a_refused_rejection_low_on_a_long_queue_shows_its_error_on_the_screen(s
         focused = page.evaluate("document.activeElement && document.activeElement.name")
         assert focused == "reason"
         snap(page, "queue-3-rejection-refused")
-        assert csp.violations == []
-    finally:
-        browser.close()
     db.session.rollback()
     assert db.session.scalar(db.select(db.func.count()).select_from(Activity).where(Activity.status == "pending")) == 24
 
@@ -186,12 +162,7 @@ def test_going_back_after_recording_attendance_does_not_send_it_again(street, ap
 
     meeting_id = street.meeting.id
     db.session.rollback()
-    csp = CspWatch()
-    browser = launch(pw)
-    try:
-        page = phone(browser, locale="zh-CN", base_url=live_server).new_page()
-        csp.attach(page)
-        log_in(page, WORDS["zh"], "staff_a")
+    with logged_in_phone(pw, live_server, "staff_a") as page:
         page.goto("/staff/attendance")
         page.get_by_label("积分事项", exact=True).select_option(value=str(meeting_id))
         page.get_by_label("张秀华").check()
@@ -205,8 +176,5 @@ def test_going_back_after_recording_attendance_does_not_send_it_again(street, ap
         page.get_by_role("button", name="登记并记积分").click()
         expect(page.locator(".field-error, .error").first).to_be_visible()  # nobody ticked: refused
         snap(page, "attendance-back-empty")
-        assert csp.violations == []
-    finally:
-        browser.close()
     db.session.rollback()
     assert balance(street.vol_a).balance == 10

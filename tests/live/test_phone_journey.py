@@ -9,6 +9,8 @@ violation (an inline script or style) fails the test. Screenshots go to test-art
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import io
 import re
 
@@ -101,6 +103,22 @@ def log_in(page, words: dict, username: str) -> None:
     page.get_by_label(words["password"]).fill(PASSWORD)
     page.get_by_role("button", name=words["log_in"], exact=True).click()
     expect(page).not_to_have_url(re.compile(r"/login"))
+
+
+@contextmanager
+def logged_in_phone(pw, base_url: str, username: str, lang: str = "zh"):
+    """A 360-pixel phone in a fresh Chromium, logged in as ``username``; its page. On leaving, the
+    strict Content-Security-Policy must have refused nothing."""
+    csp = CspWatch()
+    browser = launch(pw)
+    try:
+        page = phone(browser, locale="zh-CN" if lang == "zh" else "en", base_url=base_url).new_page()
+        csp.attach(page)
+        log_in(page, WORDS[lang], username)
+        yield page
+        assert csp.violations == []
+    finally:
+        browser.close()
 
 
 def assert_every_field_is_labelled(page) -> None:
