@@ -302,6 +302,12 @@ class PersonDetailsForm(FlaskForm):
     title = SelectField(_l("Title (volunteers)"), validators=[Optional()])
 
 
+class MovePersonForm(FlaskForm):
+    """Where a person moves to: a node of their street in the admin's subtrees."""
+
+    org_unit_id = SelectField(_l("Move to"), coerce=int, validators=[InputRequired()])
+
+
 class GrantRoleForm(FlaskForm):
     role = SelectField(
         _l("Role"), choices=[SelectChoice(r, ROLE_LABELS[r]) for r in GRANTABLE_ROLES], validators=[InputRequired()]

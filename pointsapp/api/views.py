@@ -52,6 +52,7 @@ from ..schemas import (
     MeOut,
     MerchantArgs,
     MerchantIn,
+    MoveIn,
     MerchantOut,
     NoticeSettingIn,
     OrgUnitIn,
@@ -621,6 +622,19 @@ def person_update(user_id: int):
     who = _admin()  # the role before the body: a volunteer learns nothing from a 422
     data = load_body(PersonDetailsIn)
     return respond(_person_out(people.update_details(who, user_id, **data)))
+
+
+@bp.post("/people/<int:user_id>/node")
+@doc("Move a person to another node", tag="admin", body=MoveIn, response=PersonOut, roles=ADMIN_ROLES)
+def person_move(user_id: int):
+    """Move a person to another node of their street (they moved house, or were filed under the
+    wrong node); their volunteer role moves with them. Their points and history go with them;
+    work already recorded keeps its node. The admin must administer both nodes, and cannot move
+    themselves. Moving to the node they are at changes nothing."""
+    who = _admin()
+    data = load_body(MoveIn)
+    unit = db.session.get(OrgUnit, data["org_unit_id"])
+    return respond(_person_out(people.move_person(who, user_id, unit)))
 
 
 @bp.get("/people/<int:user_id>/balance")

@@ -490,6 +490,57 @@ def update_details(actor: User, user_id: int, *, full_name: str, phone: str | No
     return user
 
 
+def move_person(actor: User, user_id: int, unit: OrgUnit | None) -> User:
+    """Move a person to another node of their street (they moved house, or were filed under the
+    wrong building): their node and their volunteer role go there. Their points and history go
+    with them; work already recorded keeps the node it was done at, and budgets already charged
+    stay charged (new credits draw on the new node's budget). The actor must administer both
+    nodes; nobody moves themselves."""
+    user = person_in_scope(actor, user_id)
+    old = user.org_unit
+    if old is None:
+        raise InvalidInput("Only a person who belongs to a node of the tree can move; a cashier belongs to "
+                           "their merchant.", field="org_unit_id")
+    if unit is None or not in_scope(actor, unit, ADMIN_ROLES):
+        raise NotFound()
+    if not in_scope(actor, old, ADMIN_ROLES):
+        raise Forbidden()
+    if user.id == actor.id:
+        raise Forbidden("You cannot move yourself; ask another admin.")
+    if unit.root_id != old.root_id:
+        raise InvalidInput("A person moves only within their street: their points were issued by it.",
+                           field="org_unit_id")
+    if unit.id == old.id:
+        return user
+    user.org_unit = unit
+    at_new = {g.role for g in user.roles if g.org_unit_id == unit.id}
+    for g in list(user.roles):
+        if g.role == ROLE_VOLUNTEER and g.org_unit_id == old.id:
+            if g.role in at_new:
+                user.roles.remove(g)
+            else:
+                g.org_unit = unit
+    db.session.flush()
+    audit.record(
+        actor, audit.PERSON_MOVED, "user", user.id,
+        {"username": user.username, "before": {"org_unit_id": old.id, "name": old.name},
+         "after": {"org_unit_id": unit.id, "name": unit.name}},
+        # Where both nodes' admins above them read it: the lowest node over both.
+        org_path=_common_path(old.path, unit.path),
+    )
+    return user
+
+
+def _common_path(a: str, b: str) -> str:
+    """The path of the lowest node above (or at) both paths: "/1/5/7/" and "/1/5/9/" give "/1/5/"."""
+    common = []
+    for x, y in zip(a.strip("/").split("/"), b.strip("/").split("/")):
+        if x != y:
+            break
+        common.append(x)
+    return "/" + "/".join(common) + "/"
+
+
 def end_sessions(user: User) -> None:
     """End every session of ``user``: each session's version no longer matches (see ``web.sessions``)."""
     db.session.flush()

@@ -168,6 +168,12 @@ class PersonDetailsIn(In):
     title = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(list(TITLES)))
 
 
+class MoveIn(In):
+    """Where a person moves: a node of their street in the admin's subtrees."""
+
+    org_unit_id = Id(required=True)
+
+
 class ActiveIn(In):
     active = fields.Boolean(required=True)
 

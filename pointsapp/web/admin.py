@@ -26,6 +26,7 @@ from ..forms import (
     GrantRoleForm,
     MerchantForm,
     OrgUnitForm,
+    MovePersonForm,
     PersonDetailsForm,
     PersonForm,
     ReverseForm,
@@ -73,6 +74,8 @@ AUDIT_ACTIONS = {
     audit.ROLE_REVOKED: _l("Role taken away"),
     audit.PERSON_DEACTIVATED: _l("Person deactivated"),
     audit.PERSON_REACTIVATED: _l("Person reactivated"),
+    audit.PERSON_CHANGED: _l("Person's details corrected"),
+    audit.PERSON_MOVED: _l("Person moved to another node"),
     audit.PASSWORD_RESET: _l("Password reset"),
     audit.RATE_SET: _l("Points rate set"),
     audit.PERIOD_CLOSED: _l("Settlement period closed"),
@@ -468,12 +471,23 @@ def _details_form(person: User, formdata=None) -> PersonDetailsForm:
     return form
 
 
+def _move_form(person: User, formdata=None) -> MovePersonForm | None:
+    """The form that moves a person to another node of their street; None when they have no node
+    (a cashier) or are the admin themselves."""
+    if person.org_unit is None or person.id == _me().id:
+        return None
+    form = MovePersonForm(formdata=formdata, org_unit_id=person.org_unit_id)
+    street = person.org_unit.root_id
+    form.org_unit_id.choices = unit_choices([u for u in managed_units(_me()) if u.root_id == street])
+    return form
+
+
 def _person_page(person: User, form: GrantRoleForm, status: int = 200, temporary_password: str | None = None,
-                 details: PersonDetailsForm | None = None):
+                 details: PersonDetailsForm | None = None, move: MovePersonForm | None = None):
     account = ledger.volunteer_account(person.id)
     return render_template(
         "admin/person.html", person=person, account=account, form=form, temporary_password=temporary_password,
-        details=details or _details_form(person),
+        details=details or _details_form(person), move=move or _move_form(person),
     ), status
 
 
@@ -506,6 +520,31 @@ def person_details(user_id: int):
         person = people.person_in_scope(_me(), user_id)
         return _person_page(person, grant_form, show_domain_error(details, exc), details=details)
     flash(_("The details of %(name)s were saved.", name=details.full_name.data.strip()), "ok")
+    return redirect(url_for(".person", user_id=user_id))
+
+
+@bp.route("/people/<int:user_id>/node", methods=["POST"])
+@role_required(*ADMIN_ROLES)
+def person_move(user_id: int):
+    """Move a person to another node of their street."""
+    person = people.person_in_scope(_me(), user_id)
+    move = _move_form(person, request.form)
+    if move is None:
+        abort(403)
+    grant_form = _grant_form(GrantRoleForm(formdata=None, org_unit_id=person.org_unit_id))
+    if not move.validate_on_submit():
+        return _person_page(person, grant_form, 422, move=move)
+    try:
+        person = people.move_person(_me(), user_id, db.session.get(OrgUnit, move.org_unit_id.data))
+        db.session.commit()
+    except PointsError as exc:
+        db.session.rollback()
+        if exc.status in (403, 404):
+            raise
+        person = people.person_in_scope(_me(), user_id)
+        return _person_page(person, grant_form, show_domain_error(move, exc), move=move)
+    flash(_("%(name)s now belongs to %(node)s; their points and history went with them.",
+            name=person.full_name, node=person.org_unit.name), "ok")
     return redirect(url_for(".person", user_id=user_id))
 
 

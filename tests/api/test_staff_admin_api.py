@@ -168,6 +168,27 @@ def test_admin_corrects_a_persons_details(api_as, street):
     assert a.get(f"/people/{street.vol_a.id}").json["full_name"] == "张秀花"
 
 
+def test_admin_moves_a_person_to_another_node(api_as, street, check_ledger):
+    give_points(street, street.vol_a, 30)
+    # A community admin cannot move someone into another community, nor move someone of another.
+    assert api_as("admin_a").post(f"/people/{street.vol_a.id}/node", {"org_unit_id": street.building_b.id}).status_code == 404
+    assert api_as("admin_b").post(f"/people/{street.vol_a.id}/node", {"org_unit_id": street.building_b.id}).status_code == 404
+    a = api_as("street_admin")
+    bad = a.post(f"/people/{street.vol_a.id}/node", {"org_unit_id": "9号楼"})
+    assert bad.status_code == 422 and "org_unit_id" in bad.json["fields"]
+    assert a.get(f"/people/{street.vol_a.id}").json["org_unit_id"] == street.unit_a.id
+    resp = a.post(f"/people/{street.vol_a.id}/node", {"org_unit_id": street.building_b.id})
+    assert resp.status_code == 200, resp.json
+    assert resp.json["org_unit_id"] == street.building_b.id
+    assert [(g["role"], g["org_unit_id"]) for g in resp.json["roles"]] == [("volunteer", street.building_b.id)]
+    # Now community B's admin has them, with their points.
+    assert api_as("admin_b").get(f"/people/{street.vol_a.id}/balance").json["balance"] == 30
+    assert api_as("admin_a").get(f"/people/{street.vol_a.id}").status_code == 404
+    cashier = a.post(f"/people/{street.cashier.id}/node", {"org_unit_id": street.unit_a.id})
+    assert cashier.status_code == 422 and "org_unit_id" in cashier.json["fields"]
+    check_ledger()
+
+
 def test_admin_reverses_a_credit_once(api_as, street, check_ledger):
     give_points(street, street.vol_a, 30)
     a = api_as("street_admin")

@@ -6,10 +6,10 @@ from datetime import date
 
 from sqlalchemy import func, select
 
-from pointsapp.domain import claims, rules
+from pointsapp.domain import budgets, claims, rules
 from pointsapp.domain.clock import local_today
 from pointsapp.extensions import db
-from pointsapp.models import Account, AccountMonth, Activity, Entry, Reward, Transfer, VolunteerYear, Voucher
+from pointsapp.models import Account, AccountMonth, Activity, Budget, Entry, Reward, Transfer, VolunteerYear, Voucher
 from tests.factories import rule_terms
 
 
@@ -70,3 +70,18 @@ def ledger_state() -> dict:
                              .with_only_columns(*AccountMonth.__table__.c)),
         "year_totals": rows(select(*VolunteerYear.__table__.c).order_by(VolunteerYear.volunteer_id, VolunteerYear.year)),
     }
+
+
+def fund(s, unit, yuan, *, actor=None, note=None, source="street_grant", day=None):
+    """Record ``yuan`` for ``unit``'s points (as the street admin unless ``actor``); commit."""
+    record = budgets.record_funding(
+        actor or s.street_admin, unit, fen=int(yuan * 100), source=source, funded_on=day or local_today(),
+        note=note, key=secrets.token_hex(8),
+    )
+    db.session.commit()
+    return record
+
+
+def state_of(unit) -> budgets.BudgetStatus:
+    db.session.expire_all()
+    return budgets.status(db.session.scalar(select(Budget).where(Budget.org_unit_id == unit.id)))

@@ -14,7 +14,6 @@ from pointsapp.domain.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
-    NotOnNotice,
 )
 from pointsapp.extensions import db
 from pointsapp.models import Activity, ApprovalVote, AuditRecord, NoticeObjection, Transfer, User

@@ -257,3 +257,20 @@ def test_an_audit_records_fields_are_named_in_the_pages_language(app):
         assert audit_field("something_new") == "something_new"  # a field not named yet: as kept
     with app.test_request_context(headers={"Accept-Language": "en"}):
         assert audit_field("before.phone") == "Before · Phone"
+
+
+def test_every_audit_action_is_named_on_the_audit_page_in_both_languages(app):
+    from flask_babel import force_locale
+
+    from pointsapp.web.admin import AUDIT_ACTIONS
+
+    actions = {v for k, v in vars(audit).items() if k.isupper() and isinstance(v, str) and "." in v}
+    assert "person.changed" in actions and "person.moved" in actions
+    assert actions <= set(AUDIT_ACTIONS), sorted(actions - set(AUDIT_ACTIONS))
+    with app.test_request_context():
+        for action in sorted(actions):
+            with force_locale("en"):
+                english = str(AUDIT_ACTIONS[action])
+            with force_locale("zh_Hans_CN"):
+                chinese = str(AUDIT_ACTIONS[action])
+            assert chinese != english, action  # translated

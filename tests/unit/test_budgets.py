@@ -13,22 +13,7 @@ from pointsapp.domain.errors import AlreadyRecorded, BudgetExhausted, Forbidden,
 from pointsapp.extensions import db
 from pointsapp.models import AuditRecord, Budget, BudgetCharge, BudgetFunding, PointsRate, Transfer
 from tests.factories import person
-from tests.unit.helpers import award, award_many, credit_of, ledger_state
-
-
-def fund(s, unit, yuan, *, actor=None, note=None, source="street_grant", day=None):
-    """Record ``yuan`` for ``unit``'s points (as the street admin unless ``actor``); commit."""
-    record = budgets.record_funding(
-        actor or s.street_admin, unit, fen=int(yuan * 100), source=source, funded_on=day or local_today(),
-        note=note, key=secrets.token_hex(8),
-    )
-    db.session.commit()
-    return record
-
-
-def state_of(unit) -> budgets.BudgetStatus:
-    db.session.expire_all()
-    return budgets.status(db.session.scalar(select(Budget).where(Budget.org_unit_id == unit.id)))
+from tests.unit.helpers import award, award_many, credit_of, fund, ledger_state, state_of
 
 
 def refused_award(s, volunteer, points):

@@ -298,6 +298,30 @@ def test_admin_corrects_a_volunteers_phone_and_title_and_a_refusal_keeps_what_wa
     assert db.session.get(User, street.vol_a.id).full_name == "张秀华"
 
 
+def test_admin_moves_a_volunteer_to_another_node_of_their_community(street, client, login, auth):
+    login("admin_a")
+    page = page_text(client.get(f"/admin/people/{street.vol_a.id}"))
+    assert "调到其他组织" in page
+    path = f"/admin/people/{street.vol_a.id}/node"
+    # Community B's building is not among the choices: refused beside the field, nothing moves.
+    refused = auth.post(path, {"org_unit_id": str(street.building_b.id)})
+    assert refused.status_code == 422 and '<details id="move-person" open>' in refused.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(User, street.vol_a.id).org_unit_id == street.unit_a.id
+    done = auth.post(path, {"org_unit_id": str(street.building_a.id)})
+    assert done.status_code == 302
+    after = page_text(client.get(done.headers["Location"]))
+    assert "张秀华 已调到 1号楼，积分和记录随人转移。" in after
+    db.session.expire_all()
+    assert db.session.get(User, street.vol_a.id).org_unit_id == street.building_a.id
+    # The audit log names what happened.
+    assert "人员调到其他组织" in page_text(client.get("/admin/audit"))
+    # An admin's own page has no such form, and another community's admin cannot move them.
+    assert "调到其他组织" not in page_text(client.get(f"/admin/people/{street.admin_a.id}"))
+    login("admin_b")
+    assert auth.post(path, {"org_unit_id": str(street.building_b.id)}).status_code == 404
+
+
 def test_admin_cannot_deactivate_people_of_another_community(street, client, login, auth):
     login("admin_a")
     assert auth.post(f"/admin/people/{street.vol_b.id}/active", {"active": "0"}).status_code == 404

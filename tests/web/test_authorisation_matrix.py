@@ -159,6 +159,7 @@ ROUTES: dict[str, Row] = {
     "admin.person": Row(get=only(*ADMINS)),
     "admin.person_active": Row(post=only(*ADMINS, ok=REACHED)),
     "admin.person_details": Row(post=only(*ADMINS, ok=REACHED)),
+    "admin.person_move": Row(post=only(*ADMINS, ok=REACHED)),
     "admin.person_grant": Row(post=only(*ADMINS, ok=REACHED)),
     "admin.person_reset_password": Row(post=only(*ADMINS, ok=REACHED)),
     "admin.person_ledger": Row(get=only(*ADMINS)),
