@@ -158,7 +158,9 @@ def points_by_month(r: Range, legs: list[tuple] | None = None) -> ReportTable:
     rows = [[m, *found.get(m, (0, 0, 0))] for m in r.months]
     return ReportTable(
         "points_by_month", str(_l("Points issued and redeemed per month")),
-        [str(_l("Month")), str(_l("Points issued")), str(_l("Points redeemed")), str(_l("Corrections"))],
+        [str(_l("Month")), str(_l("Points issued")), str(_l("Points redeemed")),
+         # Reversals of credits take points back, of redemptions give them back: one net figure.
+         str(_l("Corrections, net (+ returned to volunteers, − taken back)"))],
         rows, chart="bar", series=[1, 2],
     )
 

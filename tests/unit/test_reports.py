@@ -52,6 +52,16 @@ def test_monthly_points_equal_the_ledgers_totals(activity):
     assert t.rows[-1][1:] == [77, 10, -12]  # all of it this month
 
 
+def test_the_corrections_column_says_it_nets_reversals_of_credits_and_of_redemptions(activity):
+    capture = db.session.scalar(select(Transfer).where(Transfer.kind == "capture"))
+    claims.reverse_transfer(activity.street_admin, capture.id, "退货")
+    db.session.commit()
+    t = reports.points_by_month(full_range(activity))
+    # 12 taken back from vol_a, 10 given back to them: one net figure, and the header says so.
+    assert t.rows[-1][1:] == [77, 10, -2]
+    assert t.headers[3] == "Corrections, net (+ returned to volunteers, − taken back)"
+
+
 def test_per_community_totals_add_up_to_the_monthly_totals_and_follow_the_subtree(activity):
     t = reports.points_by_community(full_range(activity))
     assert sorted(t.rows) == [["友谊社区", 25, 0], ["青山社区", 52, 10]]
