@@ -312,7 +312,7 @@ class GrantRoleForm(FlaskForm):
     role = SelectField(
         _l("Role"), choices=[SelectChoice(r, ROLE_LABELS[r]) for r in GRANTABLE_ROLES], validators=[InputRequired()]
     )
-    org_unit_id = SelectField(_l("Where"), coerce=int, validators=[InputRequired()])
+    org_unit_id = SelectField(_l("Applies to"), coerce=int, validators=[InputRequired()])
 
 
 class ReverseForm(FlaskForm):

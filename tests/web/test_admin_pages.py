@@ -302,6 +302,7 @@ def test_admin_moves_a_volunteer_to_another_node_of_their_community(street, clie
     login("admin_a")
     page = page_text(client.get(f"/admin/people/{street.vol_a.id}"))
     assert "调到其他组织" in page
+    assert "适用范围" in page and "地点" not in page  # where a role applies, in the role form
     path = f"/admin/people/{street.vol_a.id}/node"
     # Community B's building is not among the choices: refused beside the field, nothing moves.
     refused = auth.post(path, {"org_unit_id": str(street.building_b.id)})
