@@ -1071,12 +1071,11 @@ def deduction_apply():
 
 
 def _liability_out(r: budgets.Liability) -> dict:
-    points = {"issued": r.issued, "redeemed": r.redeemed, "expired": r.expired, "deducted": r.deducted,
-              "held": r.held, "owed": r.owed, "outstanding": r.outstanding, "paid": r.paid}
+    figures = r.figures()
     b = r.budget
     return {
-        "org_unit_id": r.unit.id, "name": r.unit.name, "fen_per_point": r.fen_per_point, "points": points,
-        "fen": {k: r.fen(v) for k, v in points.items()},
+        "org_unit_id": r.unit.id, "name": r.unit.name, "fen_per_point": r.fen_per_point,
+        "points": {name: points for name, points, _ in figures}, "fen": {name: fen for name, _, fen in figures},
         "budget": None if b is None else {"funded_fen": b.funded_fen, "fen_per_point": b.fen_per_point,
                                           "capacity": b.capacity, "used": b.used, "remaining": b.remaining},
     }
@@ -1087,8 +1086,9 @@ def _liability_out(r: budgets.Liability) -> dict:
      roles=ADMIN_ROLES)
 def budget_liability():
     """Per street and per funded community in the admin's subtrees: points issued, redeemed, expired,
-    deducted, held by volunteers, owed to and paid to merchants (points and fen at today's rate), and
-    the budget: funded fen, capacity in points, used and remaining."""
+    deducted, held by volunteers, owed to and paid to merchants (in points and in fen: redemptions and
+    what was paid and is owed for them at the rate of each redemption's day, as settlement values
+    them; the rest at today's rate), and the budget: funded fen, capacity in points, used and remaining."""
     return respond(LiabilityOut(many=True).dump([_liability_out(r) for r in budgets.liabilities(_admin())]))
 
 

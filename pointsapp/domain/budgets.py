@@ -34,7 +34,9 @@ Liability
     ``liability(unit)`` gives, for the volunteers of a subtree: points issued (credits less their
     reversals), redeemed (captures less theirs), expired, deducted, held by volunteers, owed to
     merchants for their redemptions (each merchant's payments retire its oldest unreversed
-    captures first, as in settlement) and paid; in points and in yuan at the current rate.
+    captures first, as in settlement) and paid; in points and in yuan. Redeemed, owed and paid
+    are in yuan as settlement values them (each redemption at the rate of its local day); the
+    rest, not yet redeemed, at the current rate.
     issued = redeemed + held + expired + deducted, and redeemed = paid + owed, per subtree.
     Volunteers count where they belong now (their whole history moves with them).
 """
@@ -45,7 +47,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
-from sqlalchemy import Date, Integer, String, bindparam, case, cast, func, insert, or_, select, update
+from sqlalchemy import Date, Integer, String, bindparam, case, cast, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -79,7 +81,7 @@ from ..models.settlement import DEFAULT_FEN_PER_POINT
 from ..models.user import ADMIN_ROLES
 from . import audit
 from .access import ancestor_paths, require_in_scope, scope_paths
-from .clock import local_today
+from .clock import local_today, utc_start_of
 from .errors import AlreadyRecorded, BudgetExhausted, Forbidden, InvalidInput, NotFound
 
 budget_t = Budget.__table__
@@ -493,17 +495,43 @@ class Liability:
     held: int  # volunteers' balances
     owed: int  # redeemed, not yet paid to merchants
     budget: BudgetStatus | None
+    # Redemptions in fen as settlement values them: each at the rate of its own day.
+    redeemed_fen: int = 0
+    owed_fen: int = 0
 
     @property
     def paid(self) -> int:
         return self.redeemed - self.owed
 
     @property
+    def paid_fen(self) -> int:
+        return self.redeemed_fen - self.owed_fen
+
+    @property
     def outstanding(self) -> int:
         return self.held + self.owed
 
+    @property
+    def outstanding_fen(self) -> int:
+        return self.fen(self.held) + self.owed_fen
+
     def fen(self, points: int) -> int:
+        """``points`` in fen at today's rate (points not yet redeemed have no other value)."""
         return points * self.fen_per_point
+
+    def figures(self) -> list[tuple[str, int, int]]:
+        """Each figure as (name, points, fen): redemptions at their own days' rates, the rest at
+        today's."""
+        return [
+            ("issued", self.issued, self.fen(self.issued)),
+            ("redeemed", self.redeemed, self.redeemed_fen),
+            ("expired", self.expired, self.fen(self.expired)),
+            ("deducted", self.deducted, self.fen(self.deducted)),
+            ("held", self.held, self.fen(self.held)),
+            ("owed", self.owed, self.owed_fen),
+            ("outstanding", self.outstanding, self.outstanding_fen),
+            ("paid", self.paid, self.paid_fen),
+        ]
 
 
 def _subtree(path_col, unit_or_path):
@@ -537,6 +565,8 @@ def liability(unit: OrgUnit, today: date | None = None) -> Liability:
         .where(Account.kind == ACCOUNT_VOLUNTEER, _subtree(OrgUnit.path, unit))
     )
     budget = s.scalar(select(Budget).where(Budget.org_unit_id == unit.id))
+    rate = _rate_at(unit.root_id)
+    owed, owed_fen, redeemed_fen = _owed_for(unit, rate)
     return Liability(
         unit=unit,
         fen_per_point=current_rate(unit.root_id, today),
@@ -545,23 +575,46 @@ def liability(unit: OrgUnit, today: date | None = None) -> Liability:
         expired=-by_kind.get(TRANSFER_EXPIRY, 0),
         deducted=-by_kind.get(TRANSFER_DEDUCTION, 0),
         held=int(held),
-        owed=_owed_for(unit),
+        owed=owed,
         budget=status(budget, today) if budget is not None else None,
+        redeemed_fen=redeemed_fen,
+        owed_fen=owed_fen,
     )
 
 
-def _owed_for(unit: OrgUnit) -> int:
-    """Points the subtree's volunteers redeemed that the street has not yet paid merchants for.
+def _rate_at(street_id: int):
+    """Return a function giving, for a column of moments, SQL for the fen a point was worth at
+    each: the street's rate of that local day (``settlement.rate_on``), as settlement values a
+    redemption. Each rate takes effect at its day's local midnight."""
+    from .settlement import rate_table
+
+    table = rate_table(street_id)
+
+    def at(moment_col):
+        if not table:
+            return literal(DEFAULT_FEN_PER_POINT)
+        whens = [(moment_col < utc_start_of(table[0][0]), DEFAULT_FEN_PER_POINT)]
+        whens += [(moment_col < utc_start_of(nxt[0]), fen) for (_, fen), nxt in zip(table, table[1:])]
+        return case(*whens, else_=table[-1][1])
+
+    return at
+
+
+def _owed_for(unit: OrgUnit, rate_at) -> tuple[int, int, int]:
+    """The points the subtree's volunteers redeemed that the street has not yet paid merchants
+    for, the same in fen, and all their redemptions in fen (each at its day's rate).
 
     Each merchant's payments retire its oldest unreversed captures first (ledger order), as in
     ``pointsapp.domain.settlement``; a capture's unpaid part is what its merchant's payments have
-    not reached."""
+    not reached. A reversed capture counts for nothing (its reversal takes back the same points
+    at the same rate)."""
     reversed_ids = select(Transfer.reverses_id).where(Transfer.reverses_id.is_not(None))
     captures = (
         select(
             Transfer.amount.label("amount"),
             Transfer.from_account_id.label("from_id"),
             Transfer.to_account_id.label("to_id"),
+            rate_at(Transfer.created_at).label("fen_per_point"),
             func.sum(Transfer.amount).over(partition_by=Transfer.to_account_id, order_by=Transfer.id).label("upto"),
         )
         .where(Transfer.kind == TRANSFER_CAPTURE, Transfer.id.not_in(reversed_ids))
@@ -579,15 +632,17 @@ def _owed_for(unit: OrgUnit) -> int:
         (captures.c.upto - captures.c.amount >= p, captures.c.amount),
         else_=captures.c.upto - p,
     )
-    return int(db.session.scalar(
-        select(func.coalesce(func.sum(unpaid), 0))
+    owed, owed_fen, redeemed_fen = db.session.execute(
+        select(func.coalesce(func.sum(unpaid), 0), func.coalesce(func.sum(unpaid * captures.c.fen_per_point), 0),
+               func.coalesce(func.sum(captures.c.amount * captures.c.fen_per_point), 0))
         .select_from(captures)
         .outerjoin(paid, paid.c.acc == captures.c.to_id)
         .join(Account, Account.id == captures.c.from_id)
         .join(User, User.id == Account.user_id)
         .join(OrgUnit, OrgUnit.id == User.org_unit_id)
         .where(_subtree(OrgUnit.path, unit))
-    ))
+    ).one()
+    return int(owed), int(owed_fen), int(redeemed_fen)
 
 
 def liability_units(actor: User) -> list[OrgUnit]:

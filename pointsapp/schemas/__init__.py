@@ -816,7 +816,8 @@ class LiabilityOut(Schema):
     points = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True, metadata={
         "description": "issued, redeemed, expired, deducted, held, owed, outstanding, paid."})
     fen = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True, metadata={
-        "description": "The same figures in fen at the current rate."})
+        "description": "The same figures in fen: redeemed, owed and paid (and owed's part of outstanding) at "
+                       "the rate of each redemption's day, as settlement values them; the rest at the current rate."})
     budget = fields.Nested(BudgetOut, allow_none=True, required=True)
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from ..domain import budgets
@@ -37,6 +38,14 @@ def _form(units: list[OrgUnit], formdata=True) -> FundingForm:
     return form
 
 
+# The liability view's figures (``Liability.figures``), as the page names them.
+FIGURE_LABELS = {
+    "issued": _l("Points issued"), "redeemed": _l("Points redeemed"), "expired": _l("Points expired"),
+    "deducted": _l("Points deducted"), "held": _l("Held by volunteers"), "owed": _l("Owed to merchants"),
+    "outstanding": _l("Outstanding"), "paid": _l("Paid to merchants"),
+}
+
+
 def _page(form: FundingForm | None = None, status: int = 200):
     me = _me()
     units = budgets.fundable_units(me)
@@ -47,7 +56,7 @@ def _page(form: FundingForm | None = None, status: int = 200):
     }
     return render_template(
         "budgets/index.html", rows=rows, history=history, form=form or _form(units, formdata=False),
-        sources=FUNDING_SOURCES, zh=page_is_zh(),
+        sources=FUNDING_SOURCES, zh=page_is_zh(), figure_labels=FIGURE_LABELS,
     ), status
 
 

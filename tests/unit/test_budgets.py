@@ -446,6 +446,36 @@ def test_the_liability_view_reconciles_with_the_ledger(street, check_ledger):
     check_ledger()
 
 
+def test_redemptions_are_in_yuan_at_their_own_days_rate_as_settlement_values_them(street, check_ledger):
+    this_month = local_today().replace(day=1)
+    two_back = settlement.add_months(this_month, -2)
+    for start, fen in ((two_back, 70), (this_month, 40)):  # ¥0.70 a point, then ¥0.40
+        settlement.set_rate(street.street_admin, street.street, start, fen,
+                            now=settlement.utc_start_of(start) - timedelta(days=1))
+        db.session.commit()
+    award(street, street.vol_a, 50, day=two_back)
+    for start in (two_back, this_month):
+        when = settlement.utc_start_of(start) + timedelta(hours=10)
+        issued = vouchers.issue_voucher(street.vol_a, street.rice.id, now=when)
+        vouchers.confirm_redemption(street.cashier, issued.code, now=when)
+        db.session.commit()
+    settlement.record_payment(street.street_admin, street.shop.id, points=5, paid_on=local_today(),
+                              reference="转账002", key="pay-rates")
+    db.session.commit()
+
+    whole = budgets.liability(street.street)
+    assert (whole.redeemed, whole.paid, whole.owed, whole.held) == (20, 5, 15, 30)
+    # Two redemptions of 10 points: at ¥0.70 and at ¥0.40. The payment retired 5 of the older.
+    assert whole.redeemed_fen == 10 * 70 + 10 * 40
+    assert whole.paid_fen == 5 * 70
+    assert whole.owed_fen == 5 * 70 + 10 * 40 == settlement.owed_fen(street.shop.id)
+    # What is not yet redeemed has only today's value.
+    assert whole.fen_per_point == 40 and whole.outstanding_fen == 30 * 40 + whole.owed_fen
+    figures = {name: (points, fen) for name, points, fen in whole.figures()}
+    assert figures["owed"] == (15, 750) and figures["held"] == (30, 1200) and figures["issued"] == (50, 2000)
+    check_ledger()
+
+
 def test_the_view_lists_the_street_and_its_funded_communities_for_each_admin(street):
     fund(street, street.community_b, 10)
     units = lambda actor: [r.unit.id for r in budgets.liabilities(actor)]  # noqa: E731
