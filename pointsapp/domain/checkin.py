@@ -590,7 +590,8 @@ def close_event(actor: User, event_id: int, now: datetime | None = None) -> Clos
             continue
         hours_only = row.backfilled and not version.backfill_earns_points
         points = 0 if hours_only else claims.points_for(version, hours if version.unit == UNIT_HOUR else None)
-        pending = version.needs_approval and not hours_only
+        # The closer's own attendance waits for another verifier: no one credits themselves.
+        pending = (version.needs_approval or volunteer.id == actor.id) and not hours_only
         # A community on public notice posts the attendance for objections before crediting it.
         days = 0 if pending or points == 0 else notice.notice_days_for(volunteer.org_unit)
         act = Activity(

@@ -163,9 +163,17 @@ def submit_claim(
     )
     db.session.add(act)
     _flush_unique(AlreadyRecorded)
-    if not version.needs_approval:
+    # A rule that needs no approval credits at once, except someone who verifies claims where
+    # the work was done: their claim waits for another verifier, as their attendance does.
+    if not version.needs_approval and not verifies_own_work(volunteer, act.org_unit):
         _approve(act, volunteer, now)
     return act
+
+
+def verifies_own_work(volunteer: User, unit: OrgUnit | None) -> bool:
+    """Say whether ``volunteer`` is grid staff or an admin over ``unit``, where their own work is
+    recorded: then no work of theirs is credited without another verifier."""
+    return in_scope(volunteer, unit, APPROVER_ROLES)
 
 
 def _flush_unique(error_cls) -> None:

@@ -189,6 +189,9 @@ def grant_role(
     actor: User | None, user: User, role: str, *, unit: OrgUnit | None = None, merchant: Merchant | None = None
 ) -> RoleGrant:
     """Give ``user`` a role scoped to ``unit`` (staff, admins, volunteers) or ``merchant`` (cashiers)."""
+    if actor is not None and actor.id == user.id:
+        # No one widens their own powers, nor makes themselves a volunteer to credit themselves.
+        raise Forbidden("You cannot give yourself a role; ask another admin.")
     had = {g.id for g in user.roles}
     g = _grant(actor, user, role, unit=unit, merchant=merchant)
     if g.id not in had:

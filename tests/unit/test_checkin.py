@@ -246,6 +246,31 @@ def test_rules_that_need_approval_leave_check_ins_pending_in_the_queue(app, stre
     check_ledger()
 
 
+def test_the_closers_own_attendance_waits_for_another_verifier(app, street, check_ledger):
+    from pointsapp.domain import people
+    from pointsapp.models.user import ROLE_VOLUNTEER
+
+    people.grant_role(street.street_admin, street.staff_a, ROLE_VOLUNTEER, unit=street.grid_a)
+    db.session.commit()
+    event = make_event(street, hour_rule(street), start=now_utc() - timedelta(hours=4))
+    _signed(street, event, street.staff_a, 0, 60)
+    _signed(street, event, street.vol_a, 0, 60)
+    acts = {a.volunteer_id: a for a in checkin.close_event(street.staff_a, event.id).activities}
+    db.session.commit()
+    # The rule needs no approval: vol_a is credited at once, the grid worker who closed it is not.
+    assert (acts[street.vol_a.id].status, acts[street.vol_a.id].points_credited) == ("approved", 10)
+    mine = acts[street.staff_a.id]
+    assert (mine.status, mine.points_requested, mine.points_credited) == ("pending", 10, 0)
+    assert balance(street.staff_a).available == 0
+    with pytest.raises(Forbidden):
+        claims.approve_claim(street.staff_a, mine.id)
+    db.session.rollback()
+    claims.approve_claim(street.admin_a, mine.id)
+    db.session.commit()
+    assert balance(street.staff_a).available == 10
+    check_ledger()
+
+
 def test_occurrence_rules_credit_their_points_and_keep_the_hours(app, street, check_ledger):
     rule = hour_rule(street, unit="occurrence", points=5)
     event = make_event(street, rule, start=now_utc() - timedelta(hours=4))

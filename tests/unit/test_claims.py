@@ -337,6 +337,25 @@ def test_a_claim_needing_no_approval_is_credited_at_once(street, check_ledger):
     check_ledger()
 
 
+def test_a_claim_of_someone_who_verifies_claims_there_waits_for_another_verifier(street, check_ledger):
+    # A community admin who volunteers defines a rule that needs no approval and claims it.
+    people.grant_role(street.street_admin, street.admin_a, ROLE_VOLUNTEER, unit=street.community_a)
+    db.session.commit()
+    rule = make_rule(street, at=street.community_a, name_zh="巡楼", name_en="Walk", category="patrol", points=500,
+                     needs_approval=False)
+    act = claim(street.admin_a, rule)
+    assert (act.status, act.points_credited) == ("pending", 0)
+    assert balance(street.admin_a).balance == 0
+    with pytest.raises(Forbidden):
+        approve(street.admin_a, act)
+    db.session.rollback()
+    # A volunteer of the same community is credited at once; the admin's claim by another verifier.
+    assert claim(street.vol_a, rule).status == "approved"
+    assert approve(street.street_admin, act).status == "approved"
+    assert balance(street.admin_a).balance == 500
+    check_ledger()
+
+
 def test_a_claim_waits_for_approval_before_any_points_move(street, check_ledger):
     act = claim(street.vol_a, street.meeting)
     assert act.status == "pending" and balance(street.vol_a).balance == 0

@@ -1,7 +1,7 @@
 """People, passwords, roles and the subtree every staff member is confined to."""
 import pytest
 from argon2 import extract_parameters
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pointsapp.domain import access, claims, people, rules, vouchers
 from pointsapp.domain.errors import Forbidden, InvalidInput, NotFound
@@ -161,6 +161,29 @@ def test_no_one_takes_away_a_role_outside_their_subtree_or_their_own(street):
     db.session.rollback()
     db.session.expire_all()
     assert [len(u.roles) for u in (street.vol_b, street.admin_a, street.street_admin, peer)] == [1, 1, 1, 1]
+
+
+def test_no_one_gives_themselves_a_role(street):
+    from pointsapp.models import AuditRecord, RoleGrant
+
+    def grants():
+        db.session.expire_all()
+        return (db.session.scalar(select(func.count()).select_from(RoleGrant)),
+                db.session.scalar(select(func.count()).select_from(AuditRecord)))
+
+    before = grants()
+    for actor, role, unit in ((street.admin_a, ROLE_VOLUNTEER, street.community_a),
+                              (street.admin_a, ROLE_GRID_STAFF, street.grid_a),
+                              (street.street_admin, ROLE_COMMUNITY_ADMIN, street.community_b)):
+        with pytest.raises(Forbidden) as exc:
+            people.grant_role(actor, actor, role, unit=unit)
+        assert "ask another admin" in exc.value.message
+        db.session.rollback()
+    assert grants() == before
+    # Another admin may.
+    people.grant_role(street.street_admin, street.admin_a, ROLE_VOLUNTEER, unit=street.community_a)
+    db.session.commit()
+    assert street.admin_a.has_role(ROLE_VOLUNTEER)
 
 
 def test_a_person_may_hold_several_roles(street):

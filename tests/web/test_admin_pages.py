@@ -318,7 +318,10 @@ def test_admin_moves_a_volunteer_to_another_node_of_their_community(street, clie
     # The audit log names what happened.
     assert "人员调到其他组织" in page_text(client.get("/admin/audit"))
     # An admin's own page has no such form, and another community's admin cannot move them.
-    assert "调到其他组织" not in page_text(client.get(f"/admin/people/{street.admin_a.id}"))
+    own = page_text(client.get(f"/admin/people/{street.admin_a.id}"))
+    assert "调到其他组织" not in own and "分配角色" not in own
+    assert auth.post(f"/admin/people/{street.admin_a.id}/roles",
+                     {"role": "volunteer", "org_unit_id": str(street.community_a.id)}).status_code == 403
     login("admin_b")
     assert auth.post(path, {"org_unit_id": str(street.building_b.id)}).status_code == 404
 
