@@ -3,7 +3,7 @@
 Passwords follow OWASP ASVS level 2 (V2.1): at least 10 characters, up to 256, any characters;
 refused when they are among the 20,000 most common passwords, or contain the username; no rules
 about mixing character classes. Changing or resetting a password, and deactivation, end every
-session of the person (``end_sessions``).
+session of the person and revoke their API tokens (``lock_out``).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from ..models.user import (
     ROLES,
     TITLES,
 )
-from . import audit
+from . import audit, tokens
 from .access import in_scope, require_merchant_admin
 from .clock import now_utc
 from .errors import Forbidden, InvalidInput, NotFound
@@ -461,7 +461,7 @@ def set_active(actor: User, user_id: int, active: bool) -> User:
     user.is_active_flag = active
     db.session.flush()
     if not active:
-        end_sessions(user)
+        lock_out(user)
     audit.record(
         actor, audit.PERSON_REACTIVATED if active else audit.PERSON_DEACTIVATED, "user", user.id,
         {"username": user.username}, org_path=_person_path(user),
@@ -555,14 +555,22 @@ def end_sessions(user: User) -> None:
     db.session.refresh(user, ["session_version"])
 
 
+def lock_out(user: User) -> None:
+    """End every session of ``user`` and revoke their API tokens: what a password change or
+    reset, or deactivation, must end (a token made with a stolen session included)."""
+    end_sessions(user)
+    tokens.revoke_all(user.id)
+
+
 def set_password(user: User, password: str) -> None:
-    """Replace a person's password after checking its strength, and end their other sessions."""
+    """Replace a person's password after checking its strength; end their other sessions and
+    revoke their API tokens."""
     check_password_strength(password, user.username)
     user.password_hash = hash_password(password)
     user.must_change_password = False
     user.password_changed_at = now_utc()
     user.activation_hash = user.activation_expires_at = None
-    end_sessions(user)
+    lock_out(user)
 
 
 def change_password(user: User, current: str, new: str) -> None:
@@ -597,7 +605,7 @@ def reset_password(actor: User, user_id: int) -> tuple[User, str]:
     user.activation_hash = user.activation_expires_at = None
     user.must_change_password = True
     user.password_changed_at = now_utc()
-    end_sessions(user)
+    lock_out(user)
     audit.record(actor, audit.PASSWORD_RESET, "user", user.id, {"username": user.username}, org_path=_person_path(user))
     return user, temporary
 

@@ -209,13 +209,22 @@ def actor_for_secret(secret: str) -> ScopedActor | None:
     if cached is not None and cached[0] == cache_key:
         return cached[1]
     token = db.session.scalars(_token_by_hash(), {"token_hash": cache_key}).unique().first()
-    if token is None or token.is_revoked or not token.user.is_active:
+    if token is None or token.is_revoked or not token.user.is_active or token.user.must_change_password:
         found = None
     else:
         found = ScopedActor(token.user, token)
     if has_request_context():
         g._actor_for_secret = (cache_key, found)
     return found
+
+
+def revoke_all(user_id: int, now: datetime | None = None) -> int:
+    """Revoke every live token of a person (their password changed or was reset, or they were
+    deactivated): a token made with a stolen session dies with it. Return how many."""
+    t = ApiToken.__table__
+    return db.session.execute(
+        update(t).where(t.c.user_id == user_id, t.c.revoked_at.is_(None)).values(revoked_at=now or now_utc())
+    ).rowcount
 
 
 def token_use_due(last_used_at: datetime | None, now: datetime | None = None) -> bool:

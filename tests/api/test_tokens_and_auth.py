@@ -1,7 +1,7 @@
 """Personal API tokens: shown once, stored hashed, narrowed, revocable; sessions need CSRF."""
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pointsapp.domain import tokens
 from pointsapp.domain.clock import now_utc
@@ -95,6 +95,48 @@ def test_a_deactivated_owners_tokens_stop_working(app, api_as, street):
     v = api_as("vol_a2")
     assert v.get("/me").status_code == 200
     street.vol_a2.is_active_flag = False
+    db.session.commit()
+    assert v.get("/me").status_code == 401
+
+
+def test_a_password_change_or_reset_or_deactivation_revokes_the_persons_tokens(app, api_as, street):
+    from pointsapp.domain import people
+
+    def live(user):
+        db.session.expire_all()
+        return db.session.scalar(select(func.count()).select_from(ApiToken).where(
+            ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)))
+
+    # An admin resets the password (the owner's session, or a token made with it, was stolen).
+    v = api_as("vol_a")
+    assert v.get("/me").status_code == 200
+    people.reset_password(street.admin_a, street.vol_a.id)
+    db.session.commit()
+    assert v.get("/me").status_code == 401 and live(street.vol_a) == 0
+    # Reactivating or setting a new password does not bring an old token back.
+    people.set_password(db.session.get(type(street.vol_a), street.vol_a.id), "a-new-long-passphrase-7")
+    db.session.commit()
+    assert v.get("/me").status_code == 401
+    # The owner changes their own password.
+    a2 = api_as("vol_a2")
+    assert a2.get("/me").status_code == 200
+    people.set_password(street.vol_a2, "another-long-passphrase-8")
+    db.session.commit()
+    assert a2.get("/me").status_code == 401 and live(street.vol_a2) == 0
+    # Deactivation, then reactivation.
+    b = api_as("vol_b")
+    people.set_active(street.admin_b, street.vol_b.id, False)
+    db.session.commit()
+    people.set_active(street.admin_b, street.vol_b.id, True)
+    db.session.commit()
+    assert b.get("/me").status_code == 401 and live(street.vol_b) == 0
+    # Another person's tokens are untouched.
+    assert api_as("staff_a").get("/me").status_code == 200
+
+
+def test_a_token_is_refused_while_its_owner_must_change_their_password(app, api_as, street):
+    v = api_as("vol_a")
+    street.vol_a.must_change_password = True
     db.session.commit()
     assert v.get("/me").status_code == 401
 
