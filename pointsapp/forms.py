@@ -432,7 +432,6 @@ class AttendeeForm(FlaskForm):
 
 
 class CheckinForm(FlaskForm):
-    """The volunteer's confirm button: sign in or out, with the pass of the scan."""
+    """The volunteer's confirm button: sign in or out (the scan's pass is in their session)."""
 
     action = HiddenField()
-    scan_pass = HiddenField()

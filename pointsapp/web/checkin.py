@@ -6,7 +6,7 @@ from datetime import timedelta
 from functools import partial
 from types import SimpleNamespace
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
@@ -260,6 +260,10 @@ def mine():
 # --- volunteers: the scanned URL -------------------------------------------------------------
 
 
+# The session key of the signed pass a fresh scan gives (``checkin.pass_for``).
+SCAN_PASS_KEY = "checkin_pass"
+
+
 def _refused(exc: PointsError):
     db.session.rollback()
     return render_template("checkin/refused.html", message=exc.message, code=exc.code), exc.status
@@ -269,20 +273,20 @@ def _refused(exc: PointsError):
 def checkin_page(event_id: int, token: str):
     """What the event's QR code opens: sign in (or out) after a tap on the confirm button.
 
-    GET changes nothing. A logged-out scanner with a fresh code goes to the login page and comes
-    back with a pass for this event (ten minutes), so the login does not make the code expire.
+    GET changes nothing. A fresh code gives this browser's session a pass for the event (ten
+    minutes), so logging in first does not make the code expire. The pass stays in the session,
+    never in a URL: a link forwarded to someone at home dies with its code within a minute.
     """
     form = CheckinForm()
-    scan_pass = form.scan_pass.data or request.args.get("pass")
+    scan_pass = session.get(SCAN_PASS_KEY)
     try:
         checkin.require_fresh(event_id, token, scan_pass)
     except PointsError as exc:
         return _refused(exc)
     if not checkin.pass_is_valid(event_id, scan_pass):
-        scan_pass = checkin.pass_for(event_id)
+        session[SCAN_PASS_KEY] = checkin.pass_for(event_id)
     if not current_user.is_authenticated:
-        back = url_for(".checkin", event_id=event_id, token=token, **{"pass": scan_pass})
-        return redirect(url_for("auth.login", next=back))
+        return redirect(url_for("auth.login", next=url_for(".checkin", event_id=event_id, token=token)))
     if not current_user.has_role(ROLE_VOLUNTEER):
         abort(403)
     me = _me()
@@ -299,12 +303,11 @@ def checkin_page(event_id: int, token: str):
                 message = _("You are signed out.") if result.changed else _("You were already signed out.")
             db.session.commit()
             flash(message, "ok")
-            return redirect(url_for(".checkin", event_id=event.id, token=token, **{"pass": scan_pass}))
+            return redirect(url_for(".checkin", event_id=event.id, token=token))
         if event.status != EVENT_OPEN:
             raise EventClosed()
     except PointsError as exc:
         return _refused(exc)
     row: CheckinAttendance | None = checkin.attendance_of(event.id, me.id)
-    form.scan_pass.data = scan_pass
     return render_template("checkin/scan.html", event=event, row=row, form=form, token=token)
 

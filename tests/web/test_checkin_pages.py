@@ -12,7 +12,7 @@ from pointsapp.domain import checkin, rules
 from pointsapp.domain.clock import now_utc, to_local
 from pointsapp.extensions import db
 from pointsapp.models import Activity, CheckinAttendance, CheckinEvent
-from tests.factories import balance, rule_terms
+from tests.factories import PASSWORD, balance, rule_terms
 from tests.web.conftest import hidden_inputs, page_text, use_english
 
 
@@ -74,7 +74,7 @@ def test_a_logged_out_scan_goes_to_login_and_comes_back_to_sign_in(street, clien
     resp = client.get(f"/checkin/{event.id}/{token}")
     assert resp.status_code == 302 and "/login" in resp.headers["Location"]
     back = parse_qs(urlsplit(resp.headers["Location"]).query)["next"][0]
-    assert back.startswith(f"/checkin/{event.id}/{token}?pass=")
+    assert back == f"/checkin/{event.id}/{token}"  # the scan's pass is in this browser's session, not the link
     auth.login("vol_a")
     page = client.get(back)
     assert page.status_code == 200 and "签到" in page_text(page)
@@ -94,6 +94,27 @@ def test_a_logged_out_scan_goes_to_login_and_comes_back_to_sign_in(street, clien
     db.session.expire_all()
     row = db.session.scalar(select(CheckinAttendance))
     assert row.signed_in_at is not None and row.signed_out_at is not None
+
+
+def test_a_link_forwarded_after_a_scan_dies_with_its_code(app, street, client, login, monkeypatch):
+    event = _event(street)
+    start = now_utc()
+    token = checkin.current_token(event.id, start)
+    login("vol_a")
+    page = client.get(f"/checkin/{event.id}/{token}")
+    assert page.status_code == 200
+    back = client.post(f"/checkin/{event.id}/{token}", data=hidden_inputs(page)).headers["Location"]
+    assert "pass" not in back  # the link the scanner's phone shows carries no pass to forward
+    # Two slots later the code is stale: the scanner's own browser still has its pass ...
+    monkeypatch.setattr(checkin, "now_utc", lambda: start + timedelta(seconds=2 * checkin.SLOT_SECONDS + 1))
+    assert client.get(back).status_code == 200
+    # ... but the link, forwarded to someone at home who logs in as themselves, is refused.
+    friend = app.test_client()
+    assert friend.post("/login", data={**hidden_inputs(friend.get("/login")), "username": "vol_a2",
+                                       "password": PASSWORD}).status_code == 302
+    refused = friend.get(back)
+    assert refused.status_code == 409 and "二维码已过期" in page_text(refused)
+    assert db.session.scalar(select(func.count()).select_from(CheckinAttendance)) == 1
 
 
 def test_an_expired_code_is_refused_with_a_clear_page(street, client, login):
