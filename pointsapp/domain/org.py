@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..database import insert_rows, update_rows
 from ..extensions import db
@@ -53,11 +54,19 @@ def add_unit(name: str, level_code: str, parent: OrgUnit | None = None) -> OrgUn
     if parent is not None and db.session.scalar(
         select(OrgUnit.id).where(OrgUnit.parent_id == parent.id, OrgUnit.name == name)
     ):
-        raise InvalidInput("%(parent)s already has a node named %(name)s.", field="name", parent=parent.name, name=name)
-    ((unit_id, _path),) = insert_units([(name, level.id, parent)])
+        raise _name_taken(parent, name)
+    try:
+        with db.session.begin_nested():
+            ((unit_id, _path),) = insert_units([(name, level.id, parent)])
+    except IntegrityError:  # the same name added under the same parent by someone else just now
+        raise _name_taken(parent, name) from None
     if parent is not None:
         db.session.expire(parent, ["children"])
     return db.session.get(OrgUnit, unit_id)
+
+
+def _name_taken(parent: OrgUnit, name: str) -> InvalidInput:
+    return InvalidInput("%(parent)s already has a node named %(name)s.", field="name", parent=parent.name, name=name)
 
 
 def insert_units(units: list[tuple[str, int, object | None]]) -> list[tuple[int, str]]:

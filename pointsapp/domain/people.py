@@ -22,6 +22,7 @@ from argon2 import PasswordHasher
 from flask import current_app
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..database import insert_rows
 from ..extensions import db
@@ -36,7 +37,7 @@ from ..models.user import (
     ROLES,
     TITLES,
 )
-from . import audit, tokens
+from . import audit, ledger, tokens
 from .access import in_scope, require_merchant_admin
 from .clock import now_utc
 from .errors import Forbidden, InvalidInput, NotFound
@@ -278,7 +279,12 @@ def create_person(
         actor, username=username, full_name=full_name, password=password, org_unit=org_unit, phone=phone,
         title=title, roles=roles, merchant=merchant, taken=_username_taken,
     )
-    (user_id,) = create_people(actor, [person])
+    try:
+        with db.session.begin_nested():
+            (user_id,) = create_people(actor, [person])
+    except IntegrityError:
+        # Someone added the same username (in any case) at the same moment.
+        raise InvalidInput("The username %(u)s is taken.", field="username", u=person.username) from None
     return db.session.get(User, user_id)
 
 
@@ -458,6 +464,10 @@ def set_active(actor: User, user_id: int, active: bool) -> User:
         raise Forbidden()
     if bool(user.is_active_flag) == active:
         return user
+    if not active and user.has_role(ROLE_VOLUNTEER):
+        # A voucher being issued holds the volunteer's account row: the two take turns, so none
+        # is issued after the deactivation (``vouchers.issue_voucher`` reads the flag under it).
+        ledger.locked_account_for_volunteer(user)
     user.is_active_flag = active
     db.session.flush()
     if not active:

@@ -121,6 +121,10 @@ def update_rule(actor: User, rule_id: int, terms: RuleTerms) -> PointRuleVersion
     """Change a rule's terms from now on by adding a version; credited activities are untouched."""
     rule = get_managed_rule(actor, rule_id)
     terms.validate()
+    # The rule's row is locked first: two admins changing it at once add versions one after the
+    # other, the second over the first's terms, where both would have taken the same number.
+    db.session.execute(select(PointRule.id).where(PointRule.id == rule.id).with_for_update())
+    db.session.expire(rule, ["versions"])
     last = rule.current
     new_terms = _clean(terms)
     changes = {k: [getattr(last, k), v] for k, v in new_terms.items() if getattr(last, k) != v}

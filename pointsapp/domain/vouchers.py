@@ -150,6 +150,10 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None) 
     acc = ledger.account_for_volunteer(volunteer)
     # Lock order: the volunteer's account, then the reward. The hold is the account lock.
     ledger.hold(acc.id, price)
+    # Deactivation takes the same lock: read again under it, a person deactivated while this
+    # request ran gets no voucher.
+    if not db.session.scalar(select(User.is_active_flag).where(User.id == volunteer.id)):
+        raise AccountInactive()
     if limit:
         taken = db.session.scalar(
             select(func.count())

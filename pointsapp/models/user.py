@@ -57,8 +57,9 @@ class User(UserMixin, db.Model):
         ),
         CheckConstraint("honour_display IN ('name', 'initials')", name="honour_display_known"),
         # Usernames are looked up case-insensitively (login, imports, new people): without this
-        # index each look-up reads every person.
-        Index("ix_user_account_username_lower", func.lower(text("username"))),
+        # index each look-up reads every person. Unique: two people added at once as Li9 and li9
+        # would both pass the application's check, and only one could log in.
+        Index("ix_user_account_username_lower", func.lower(text("username")), unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -67,3 +67,25 @@ def test_the_security_migration_steps_down_and_up_with_people_and_audit_records_
         ).one()
     assert (row[0], bool(row[1])) == (0, False)
     assert "audit_record" in table_names()
+
+
+def test_the_unique_username_migration_names_case_twins_and_changes_nothing_until_they_are_renamed(app, capfd):
+    s = build_street()
+    db.session.commit()
+    twin_id = s.vol_a2.id
+    db.session.remove()
+    downgrade(revision="ebf0a1b2c3d4")  # usernames unique only as typed
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE user_account SET username = 'VOL_A' WHERE id = :id"), {"id": twin_id})
+    with pytest.raises(SystemExit):  # Flask-Migrate prints the migration's error and exits
+        upgrade()
+    said = capfd.readouterr().err
+    assert "when case is ignored: vol_a." in said and "rename their usernames" in said
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "ebf0a1b2c3d4"
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE user_account SET username = 'vol_a2' WHERE id = :id"), {"id": twin_id})
+    upgrade()
+    with pytest.raises(DBAPIError):  # now the database refuses a twin itself
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE user_account SET username = 'Vol_A' WHERE id = :id"), {"id": twin_id})
