@@ -6,6 +6,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from ..domain.errors import PointsError
 from ..domain.people import MIN_PASSWORD_LENGTH, authenticate, change_password as change_own_password, end_sessions
@@ -76,8 +78,9 @@ def login():
             )
             form.password.errors.append(_("Wrong username or password, or the account is deactivated."))
         else:
-            # A new session: nothing from before the login survives (session fixation).
-            security.end_session_keep_language()
+            # A new session: nothing from before the login survives (session fixation) but the
+            # language and a check-in scan's pass (signed; it names an event, not a person).
+            security.end_session_keep_language(keep_scan_pass=True)
             login_user(user)
             security.start_session(user)
             session.permanent = True
@@ -138,9 +141,22 @@ def change_password():
     )
 
 
+def _opens_with_get(target: str | None) -> str | None:
+    """``target`` when it is a page of this app that a GET opens (not a form's POST address)."""
+    if not target:
+        return None
+    try:
+        current_app.url_map.bind(request.host).match(urlsplit(target).path, method="GET")
+    except RequestRedirect:
+        return target
+    except HTTPException:  # no such page, or one that only takes a form
+        return None
+    return target
+
+
 @bp.route("/lang/<code>", methods=["POST"])
 def set_language(code: str):
-    resp = redirect(_safe_next(request.form.get("next")) or url_for("auth.index"))
+    resp = redirect(_opens_with_get(_safe_next(request.form.get("next"))) or url_for("auth.index"))
     if code in current_app.config["LANGUAGES"]:
         session["lang"] = code
         # Remembered on this phone for a year, across log-outs and closed browsers.

@@ -21,6 +21,7 @@ from ..models import CheckinAttendance, CheckinEvent, User
 from ..models.checkin import EVENT_OPEN
 from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
 from .admin import unit_choices
+from .security import SCAN_PASS_KEY
 from .guards import role_required
 from .staff import volunteers_in_scope
 from .template_helpers import page_is_zh
@@ -258,10 +259,6 @@ def mine():
 
 
 # --- volunteers: the scanned URL -------------------------------------------------------------
-
-
-# The session key of the signed pass a fresh scan gives (``checkin.pass_for``).
-SCAN_PASS_KEY = "checkin_pass"
 
 
 def _refused(exc: PointsError):

@@ -55,13 +55,18 @@ def session_matches(user) -> bool:
     return session.get(SESSION_VERSION_KEY) == user.session_version
 
 
-def end_session_keep_language() -> None:
-    """Log out this browser and empty its session, keeping only the chosen language."""
-    lang = session.get("lang")
+# The session key of the signed pass a fresh check-in scan gives (``checkin.pass_for``): it
+# survives the login it leads to, so a slow login does not make the code expire.
+SCAN_PASS_KEY = "checkin_pass"
+
+
+def end_session_keep_language(keep_scan_pass: bool = False) -> None:
+    """Log out this browser and empty its session, keeping only the chosen language (and, for a
+    login, the pass of a check-in scan made just before it)."""
+    kept = {k: session[k] for k in ("lang", SCAN_PASS_KEY if keep_scan_pass else None) if k in session}
     logout_user()
     session.clear()
-    if lang:
-        session["lang"] = lang
+    session.update(kept)
 
 
 def init_security(app: Flask) -> None:

@@ -256,6 +256,21 @@ def hours_text(hours) -> str:
     return f"{Decimal(hours).normalize():f}" if hours else "0"
 
 
+def language_next() -> str:
+    """Where the language button brings the person back: this page when it was a GET; after a
+    form was sent (a POST, which cannot be opened again), the page the form was on."""
+    from urllib.parse import urlsplit
+
+    from flask import request
+
+    if request.method == "GET":
+        return request.full_path if request.query_string else request.path
+    came_from = urlsplit(request.referrer or "")
+    if came_from.netloc == request.host and came_from.path.startswith("/"):
+        return came_from.path + ("?" + came_from.query if came_from.query else "")
+    return ""
+
+
 def register(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
     app.add_template_filter(when, "when")
@@ -263,4 +278,5 @@ def register(app: Flask) -> None:
     for fn in (bilingual, transfer_reason, voucher_state, rule_terms_label, cap_note_text, audit_details, audit_field):
         app.add_template_global(fn)
     app.add_template_global(initials_name, "initials")
+    app.add_template_global(language_next)
     app.add_template_filter(hours_text, "hours")

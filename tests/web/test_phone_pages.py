@@ -191,6 +191,24 @@ def test_dates_and_numbers_are_written_as_the_page_language_writes_them(street, 
     assert re.search(r"Valid until \d{1,2}/\d{1,2}/\d{2}, \d{1,2}:\d{2}\s?[AP]M", english)
 
 
+def test_the_language_button_on_a_page_a_form_produced_goes_back_to_the_forms_page(street, client, login, auth):
+    login("cashier")
+    # The cashier typed a wrong code at /merchant/ and got the refusal from POST /merchant/lookup.
+    refused = auth.post("/merchant/lookup", {"code": "ZZZZ-ZZZZ"}, token_from="/merchant/",
+                        headers={"Referer": "http://localhost/merchant/"})
+    assert refused.status_code in (404, 422)
+    lang_form = re.search(r'action="/lang/en">.*?name="next" value="([^"]*)"', refused.get_data(as_text=True), re.S)
+    assert lang_form.group(1) == "/merchant/"
+    switched = auth.post("/lang/en", {"next": lang_form.group(1)}, token_from="/merchant/")
+    assert switched.status_code == 302 and switched.headers["Location"] == "/merchant/"
+    assert client.get("/merchant/").status_code == 200
+    # An address only a form can send to is never where the button leads: the start page instead.
+    assert auth.post("/lang/zh_CN", {"next": "/merchant/lookup"}, token_from="/merchant/").headers["Location"] == "/"
+    assert auth.post("/lang/zh_CN", {"next": "/no/such/page"}, token_from="/merchant/").headers["Location"] == "/"
+    assert auth.post("/lang/zh_CN", {"next": "/merchant/today?x=1"},
+                     token_from="/merchant/").headers["Location"] == "/merchant/today?x=1"
+
+
 def test_the_language_choice_outlives_the_browser_session(app, client, auth):
     resp = auth.post("/lang/en", {}, token_from="/login")
     assert resp.status_code == 302
