@@ -290,7 +290,12 @@ def test_cashier_without_a_camera_redeems_with_the_keyboard_and_sees_refusals_in
         log_in(cash, WORDS["en"], "cashier")
         # The page says why the camera cannot help, and the code field is ready to type into.
         expect(cash.locator("#scan-status")).to_contain_text("Type the code below")
+        expect(cash.locator("#scanner")).to_be_visible()  # shown by its script (hidden without scripts)
         assert_every_field_is_labelled(cash)
+        # A field's edge is seen (#767676, 4.5:1 on white), not Pico's pale grey.
+        code_box = cash.get_by_label("Scan the QR code or type the 8-character code")
+        code_box.blur()
+        expect(code_box).to_have_css("border-top-color", "rgb(118, 118, 118)")
         cash.get_by_label("Scan the QR code or type the 8-character code").focus()
         cash.keyboard.type(code.lower().replace("-", " "))
         cash.keyboard.press("Enter")
@@ -298,6 +303,8 @@ def test_cashier_without_a_camera_redeems_with_the_keyboard_and_sees_refusals_in
         expect(cash.locator("#result.ok")).to_contain_text("Valid voucher")
         # The confirm button has the focus: one more Enter hands the reward over.
         expect(cash.get_by_role("button", name="Confirm and hand over")).to_be_focused()
+        # Its focus ring is white on the green verdict, where the blue one could not be seen.
+        expect(cash.get_by_role("button", name="Confirm and hand over")).to_have_css("outline-color", "rgb(255, 255, 255)")
         cash.keyboard.press("Enter")
         expect(cash.locator(".flash.done")).to_contain_text("大米 5kg")
 

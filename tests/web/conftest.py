@@ -44,7 +44,7 @@ def hidden_inputs(resp) -> dict[str, str]:
 def field_errors(resp) -> list[str]:
     """Return the messages shown at fields and for the whole form."""
     body = resp.get_data(as_text=True)
-    found = re.findall(r'<p class="(?:field-error|error)" role="alert">(.*?)</p>', body, flags=re.DOTALL)
+    found = re.findall(r'<p class="(?:field-error|error)"(?: id="[^"]*")? role="alert">(.*?)</p>', body, flags=re.DOTALL)
     return [html_lib.unescape(m).strip() for m in found]
 
 
@@ -54,7 +54,14 @@ def errors_at(resp, field_id: str) -> list[str]:
     match = re.search(rf'<div class="field has-error" id="field-{re.escape(field_id)}">(.*?)</div>', body, flags=re.DOTALL)
     if not match:
         return []
-    return [html_lib.unescape(m).strip() for m in re.findall(r'<p class="field-error" role="alert">(.*?)</p>', match.group(1))]
+    errors = re.findall(r'<p class="field-error" id="([^"]+)" role="alert">(.*?)</p>', match.group(1))
+    # Each error is tied to its input: the input names it (aria-describedby) and is marked invalid.
+    input_tag = re.search(rf'<(?:input|select|textarea)[^>]*\bid="{re.escape(field_id)}"[^>]*>', match.group(1))
+    if errors and input_tag:
+        described = re.search(r'aria-describedby="([^"]*)"', input_tag.group(0))
+        assert described and {i for i, _ in errors} <= set(described.group(1).split()), input_tag.group(0)
+        assert 'aria-invalid="true"' in input_tag.group(0), input_tag.group(0)
+    return [html_lib.unescape(m).strip() for _, m in errors]
 
 
 def use_english(client) -> None:

@@ -224,3 +224,11 @@ def test_volunteers_cannot_open_the_till(street, client, login, auth):
     login("vol_a")
     assert client.get("/merchant/").status_code == 403
     assert auth.post("/merchant/lookup", {"code": "ABCD-EFGH"}).status_code == 403
+
+
+def test_without_scripts_the_till_offers_only_the_typed_code_no_dead_camera_button(street, client, login):
+    login("cashier")
+    body = client.get("/merchant/").get_data(as_text=True)
+    scanner = re.search(r'<section class="scanner" id="scanner"[^>]*>', body).group(0)
+    assert re.search(r"\shidden\s", scanner)  # scan.js shows it; no script, no button that does nothing
+    assert 'id="lookup-form"' in body

@@ -220,3 +220,15 @@ def test_the_language_choice_outlives_the_browser_session(app, client, auth):
     assert "Username" in page_text(fresh.get("/login"))
     fresh.set_cookie("lang", "xx")  # nonsense is ignored: Chinese
     assert "用户名" in page_text(fresh.get("/login"))
+
+
+def test_buttons_among_many_alike_name_what_they_act_on_for_screen_readers(street, client, login, pending_claim):
+    login("vol_a")
+    rewards = client.get("/volunteer/rewards").get_data(as_text=True)
+    assert re.search(r'>兑换<span class="visually-hidden"> · 大米 5kg</span></button>', rewards)
+    login("staff_a")
+    queue = client.get("/staff/").get_data(as_text=True)
+    name = pending_claim.volunteer.full_name
+    assert f'>通过<span class="visually-hidden"> · {name}</span></button>' in queue
+    assert f'>驳回<span class="visually-hidden"> · {name}</span></button>' in queue
+    assert re.search(rf'选择<span class="visually-hidden"> · {name} · ', queue)

@@ -14,6 +14,7 @@
   var canvas = document.createElement('canvas');
   var ctx = canvas.getContext('2d', { willReadFrequently: true });
   var stream = null, timer = null;
+  box.hidden = false;  // the camera needs this script: the section is hidden without it
 
   function say(key) { status.textContent = box.dataset[key] || ''; }
 
