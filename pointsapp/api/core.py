@@ -12,6 +12,7 @@ from functools import lru_cache, wraps
 from flask import Response, g, has_app_context, request
 from flask_babel import gettext as _
 from marshmallow import Schema, ValidationError
+import sqlalchemy as sa
 from sqlalchemy import and_, bindparam, delete, event, or_, select, update
 from sqlalchemy.orm import Session as OrmSession
 
@@ -77,7 +78,7 @@ def load_body(schema_cls: type[Schema]) -> dict:
     else:
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nested past Python's limit too
             raise ApiError(_("The body is not valid JSON."), "invalid_json", 400)
     if not isinstance(data, dict):
         raise ValidationError({"_schema": ["The body must be a JSON object."]})
@@ -162,7 +163,7 @@ def _body_hash() -> str:
     raw = request.get_data(cache=True)
     try:
         canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # refused as invalid JSON after this
         canonical = raw
     return hashlib.sha256(canonical).hexdigest()
 
@@ -277,24 +278,32 @@ def _encode_cursor(value, row_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str):
+def _cursor_kind(sort_col) -> str:
+    """The kind of cursor a list sorted by ``sort_col`` makes: a moment, a day or a number."""
+    column_type = getattr(sort_col.type, "impl_instance", sort_col.type)  # under a TypeDecorator
+    if isinstance(column_type, sa.DateTime):
+        return "t"
+    return "d" if isinstance(column_type, sa.Date) else "i"
+
+
+def _decode_cursor(cursor: str, kind_wanted: str):
+    """Return (value, id) of a cursor this list made; one of another list, or made up, is refused."""
     try:
         kind, value, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(row_id, int) or not 0 < row_id < 2**31:
+        if kind != kind_wanted or not isinstance(row_id, int) or not 0 < row_id < 2**31:
             raise ValueError
         if kind == "t":
             value = datetime.fromisoformat(value)
-            if value.tzinfo is None:
+            if value.tzinfo is None or not 2000 <= value.astimezone(timezone.utc).year <= 2999:
                 raise ValueError
         elif kind == "d":
             value = date.fromisoformat(value)
-        elif kind == "i":
-            if not isinstance(value, int) or abs(value) >= 2**31:
+            if not 2000 <= value.year <= 2999:
                 raise ValueError
-        else:
+        elif not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**31:
             raise ValueError
         return value, row_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise ApiError(_("This cursor is not valid. Start again from the first page."), "invalid_cursor", 422)
 
 
@@ -311,7 +320,7 @@ def paginate(query, sort_col, id_col, args: dict, dump, key=None, plain: bool = 
 
     ``query`` selects one entity, or with ``plain`` columns (rows, with ``sort_col`` among them)."""
     if args.get("cursor"):
-        value, row_id = _decode_cursor(args["cursor"])
+        value, row_id = _decode_cursor(args["cursor"], _cursor_kind(sort_col))
         query = query.where(or_(sort_col < value, and_(sort_col == value, id_col < row_id)))
     limit = args.get("limit") or 50
     query = query.order_by(sort_col.desc(), id_col.desc()).limit(limit + 1)

@@ -119,6 +119,29 @@ def test_a_forged_cursor_is_422(api_as):
     assert resp.status_code == 422 and resp.json["code"] == "invalid_cursor"
 
 
+def test_a_cursor_of_another_list_or_out_of_range_is_422_not_500(api_as, street):
+    import base64
+    import json
+
+    def cursor(*parts):
+        return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
+
+    for n in (10, 20, 30):
+        give_points(street, street.vol_a, n)
+    v = api_as("vol_a")
+    history = v.get("/me/history", limit=1).json["next_cursor"]  # a list sorted by number
+    assert v.get("/me/history", limit=1, cursor=history).status_code == 200
+    for path, bad in (("/me/claims", history),  # sorted by time
+                      ("/me/claims", cursor("d", "2026-11-01", 5)),
+                      ("/me/claims", cursor("t", "0001-01-01T00:00:00+14:00", 5)),
+                      ("/me/claims", cursor("t", "9999-12-31T23:59:59-14:00", 5)),
+                      ("/me/history", cursor("t", "2026-11-01T00:00:00+00:00", 5)),
+                      ("/me/history", cursor("d", "2026-11-01", 5)),
+                      ("/me/history", cursor("i", True, 5))):
+        resp = v.get(path, cursor=bad)
+        assert (resp.status_code, resp.json["code"]) == (422, "invalid_cursor"), (path, bad, resp.json)
+
+
 def test_admin_creates_a_person_and_gives_a_role(api_as, street):
     a = api_as("admin_a")
     resp = a.post("/people", {"username": "new_vol", "full_name": "新志愿者", "password": "correct-horse-2",

@@ -92,6 +92,18 @@ def test_a_body_that_is_not_json_gets_400(api_as, street):
     assert resp.json["code"] == "invalid_json"
 
 
+def test_json_nested_past_any_sensible_depth_gets_400_not_500(api_as, street):
+    v = api_as("vol_a")
+    deep = "[" * 1000 + "]" * 1000  # 2 KB
+    for path in ("/vouchers", "/me/claims"):  # idempotent: the body is hashed before it is read
+        resp = v.client.post("/api/v1" + path, data=deep, content_type="application/json",
+                             headers={"Authorization": f"Bearer {v.secret}", "Idempotency-Key": f"deep{path}"})
+        assert (resp.status_code, resp.json["code"]) == (400, "invalid_json"), resp.json
+    resp = api_as("cashier").client.post("/api/v1/redemptions/lookup", data=deep, content_type="application/json",
+                                         headers={"Authorization": f"Bearer {api_as('cashier').secret}"})
+    assert (resp.status_code, resp.json["code"]) == (400, "invalid_json")
+
+
 def test_volunteer_redeems_a_reward_and_cancels_the_voucher(api_as, street, check_ledger):
     give_points(street, street.vol_a, 50)
     v = api_as("vol_a")
