@@ -5,8 +5,10 @@ import sys
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
+from .domain import clock
+from .domain.errors import PointsError
 from .extensions import db
 
 points_cli = AppGroup("points", help="Points ledger administration.")
@@ -95,13 +97,16 @@ def expire_cmd(today):
     expiry account. Safe to run twice or at once."""
     from datetime import date
 
-    from .domain import ledger
     from .domain.clock import local_today
 
     try:
         day = date.fromisoformat(today) if today else local_today()
     except ValueError:
         raise click.BadParameter("use YYYY-MM-DD", param_hint="--today")
+    if day > local_today(clock.now_utc()):
+        # A typo would expire real points months early: only today, or a day missed before it.
+        raise click.BadParameter(f"{day} is after today ({local_today(clock.now_utc())}); points expire only "
+                                 "on or after their last day", param_hint="--today")
     done = expire_points(day)
     click.echo(f"expired {done.points} point(s) in {done.lots} lot(s)")
 
@@ -129,8 +134,15 @@ def publish_notices_cmd(now_text):
 
     now = None
     if now_text:
-        now = datetime.fromisoformat(now_text)
+        try:
+            now = datetime.fromisoformat(now_text)
+        except ValueError:
+            raise click.BadParameter("use an ISO time such as 2026-12-07T08:00:00+08:00", param_hint="--now")
         now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+        if now > clock.now_utc():
+            # A time ahead would credit work while its notice is still open for objections.
+            raise click.BadParameter(f"{now_text} is in the future: work is credited only after its public "
+                                     "notice has ended", param_hint="--now")
     total, seen = 0, set()
     while True:
         ids = [i for i in due_notice_ids(now) if i not in seen]
@@ -160,6 +172,8 @@ def create_admin_cmd(username, full_name, street, password):
     from .models import OrgUnit
     from .models.user import ROLE_STREET_ADMIN
 
+    street = street.strip()  # "友谊街道 " is the same street, as add_unit would name it
+
     def run():
         ensure_levels()
         unit = db.session.scalar(select(OrgUnit).where(OrgUnit.parent_id.is_(None), OrgUnit.name == street))
@@ -177,16 +191,20 @@ def create_admin_cmd(username, full_name, street, password):
 
 
 @points_cli.command("seed-demo")
-@click.option("--if-empty", is_flag=True, help="Do nothing when the database already has people.")
+@click.option("--if-empty", is_flag=True, help="Do nothing (and succeed) when the database already has people.")
 @click.option("--months", default=4, show_default=True, help="Months of history to generate.")
 def seed_demo_cmd(if_empty, months):
-    """Build the demo street (Youyi street, Baotou) with people, rules, merchants and history."""
+    """Build the demo street (Youyi street, Baotou) with people, rules, merchants and history,
+    into an empty database only: its accounts share a published password."""
     from .demo import seed_demo
     from .models import User
 
-    if if_empty and db.session.scalar(select(User.id).limit(1)) is not None:
-        click.echo("database already has data; demo not loaded")
-        return
+    if db.session.scalar(select(User.id).limit(1)) is not None:
+        if if_empty:
+            click.echo("database already has data; demo not loaded")
+            return
+        raise click.ClickException("this database already has people: the demo, whose accounts share a "
+                                   "published password, loads only into an empty database")
     _commit_or_fail(lambda: seed_demo(months=months))
     click.echo("demo street loaded; `flask points demo-logins` prints the logins")
 
@@ -195,9 +213,15 @@ def seed_demo_cmd(if_empty, months):
 def demo_logins_cmd():
     """Print the demo logins and their password, or how to create the first admin."""
     from .demo import DEMO_LOGINS, DEMO_PASSWORD, demo_present
+    from .models import User
 
     present = demo_present()
+    anyone = db.session.scalar(select(User.id).limit(1)) is not None
     db.session.rollback()
+    if not present and anyone:
+        click.echo("No demo data in this database. Log in with your admins' accounts; an admin resets "
+                   "a forgotten password on the person's page.")
+        return
     if not present:
         click.echo("No demo data in this database. Create the first street admin with:")
         click.echo('  flask points create-admin --username admin --name "Your Name" --street "友谊街道"')
@@ -220,7 +244,7 @@ def import_people_cmd(file, dry_run, as_user):
     from .spreadsheets import UnreadableFile, read_rows
 
     if as_user:
-        actor = db.session.scalar(select(User).where(User.username == as_user))
+        actor = db.session.scalar(select(User).where(func.lower(User.username) == as_user.strip().lower()))
         if actor is None:
             raise click.ClickException(f"no user named {as_user}")
     else:
@@ -239,6 +263,9 @@ def import_people_cmd(file, dry_run, as_user):
     try:
         with click.progressbar(length=max(len(rows) - 1, 0), label="Checking" if dry_run else "Importing") as bar:
             result = import_people(actor, rows, progress=bar.update)
+    except PointsError as exc:  # the importer may not import (not an admin, say)
+        db.session.rollback()
+        raise click.ClickException(f"{actor.username}: {exc.message}")
     except Exception:
         db.session.rollback()
         raise
@@ -286,6 +313,8 @@ def export_cmd(path):
         manifest = export_archive(path)
     except BackupError as exc:
         raise click.ClickException(str(exc))
+    except OSError as exc:  # no such folder, no room, no permission
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}")
     rows = sum(t["rows"] for t in manifest["tables"])
     click.echo(
         f"exported {rows} rows of {len(manifest['tables'])} tables at revision {manifest['alembic_revision']} to {path}"

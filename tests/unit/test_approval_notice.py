@@ -305,9 +305,18 @@ def test_only_staff_over_the_volunteer_resolve_objections(street):
     db.session.rollback()
 
 
-def test_the_publish_command_credits_due_activities_once(street, runner, check_ledger):
+def test_the_publish_command_credits_due_activities_once(street, runner, check_ledger, monkeypatch):
+    from pointsapp.domain import clock
+
     act = on_notice(street)
     when = (act.notice_until + timedelta(minutes=1)).isoformat()
+    # While the notice runs, a time after it is refused: nothing is credited before objections close.
+    early = runner.invoke(args=["points", "publish-notices", "--now", when])
+    assert early.exit_code == 2 and "in the future" in early.output
+    assert runner.invoke(args=["points", "publish-notices", "--now", "soon"]).exit_code == 2
+    assert credits(act.id) == 0
+    # Once that time has come.
+    monkeypatch.setattr(clock, "now_utc", lambda: act.notice_until + timedelta(minutes=2))
     result = runner.invoke(args=["points", "publish-notices", "--now", when])
     assert result.exit_code == 0, result.output
     assert "credited 1 activity" in result.output

@@ -191,6 +191,11 @@ def test_the_cli_checks_then_imports_all_rows_with_a_progress_bar(street, runner
     out = runner.invoke(args=["points", "import-people", str(bad), "--as", "street_admin"])
     assert out.exit_code == 1
     assert "row 2:" in out.output and "nothing imported" in out.output
+    # The importer's username in any case; someone who may not import is told so, without a traceback.
+    assert runner.invoke(args=["points", "import-people", str(path), "--dry-run", "--as", "STREET_ADMIN"]).exit_code == 0
+    refused = runner.invoke(args=["points", "import-people", str(path), "--as", "vol_a"])
+    assert refused.exit_code == 1 and "vol_a:" in refused.output and "Traceback" not in refused.output
+    assert isinstance(refused.exception, SystemExit)  # a message, not a crash
 
 
 # --- many rows at once: the same outcome as creating each person on their own -------------------

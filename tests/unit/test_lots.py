@@ -257,6 +257,9 @@ def test_the_expire_command_prints_what_it_did(app, street, check_ledger):
     result = runner.invoke(args=["points", "expire", "--today", "2026-02-01"])
     assert "expired 0 point(s) in 0 lot(s)" in result.output
     assert runner.invoke(args=["points", "expire", "--today", "tomorrow"]).exit_code != 0
+    # A day after today would expire points before their last day: refused, nothing expired.
+    ahead = runner.invoke(args=["points", "expire", "--today", (local_today() + timedelta(days=1)).isoformat()])
+    assert ahead.exit_code == 2 and "after today" in ahead.output
     check_ledger()
 
 

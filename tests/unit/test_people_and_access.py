@@ -275,6 +275,29 @@ def test_create_admin_command_creates_the_street_and_its_admin(app, runner):
     )
     assert again.exit_code == 0, again.output
     assert db.session.query(OrgUnit).filter(OrgUnit.parent_id.is_(None)).count() == 1
+    # So does one whose street name came with a stray space.
+    spaced = runner.invoke(
+        args=["points", "create-admin", "--username", "deputy2", "--name", "赵副主任", "--street", " 友谊街道 ",
+              "--password", "a-third-long-one"]
+    )
+    assert spaced.exit_code == 0, spaced.output
+    assert db.session.query(OrgUnit).filter(OrgUnit.parent_id.is_(None)).count() == 1
+
+
+def test_the_demo_loads_only_into_an_empty_database_and_the_logins_say_what_to_do(app, runner, tmp_path):
+    made = runner.invoke(args=["points", "create-admin", "--username", "boss", "--name", "王主任", "--street",
+                               "钢铁大街街道", "--password", "a-long-password"])
+    assert made.exit_code == 0, made.output
+    refused = runner.invoke(args=["points", "seed-demo", "--months", "1"])
+    assert refused.exit_code == 1 and "only into an empty database" in refused.output
+    quiet = runner.invoke(args=["points", "seed-demo", "--if-empty"])
+    assert quiet.exit_code == 0 and "demo not loaded" in quiet.output
+    assert db.session.query(User).count() == 1
+    logins = runner.invoke(args=["points", "demo-logins"])
+    assert "Log in with your admins' accounts" in logins.output and "seed-demo" not in logins.output
+    # An export to a folder that does not exist says so.
+    missing = runner.invoke(args=["points", "export", str(tmp_path / "no" / "such" / "x.zip")])
+    assert missing.exit_code == 1 and "cannot write" in missing.output and isinstance(missing.exception, SystemExit)
 
 
 def test_create_admin_command_refuses_a_short_password_or_a_taken_username(app, runner):
