@@ -13,6 +13,7 @@ import time
 
 from flask import Flask, current_app, flash, redirect, request, session, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, logout_user
 
 # Strict: nothing inline, nothing from another host. Camera frames for QR scanning are drawn
@@ -79,7 +80,11 @@ def init_security(app: Flask) -> None:
         limit = current_app.config["IDLE_TIMEOUT"].total_seconds()
         if not isinstance(seen, int) or now - seen > limit:
             end_session_keep_language()
-            flash(_("You were logged out after %(n)s minutes without activity.", n=int(limit // 60)), "info")
+            minutes = int(limit // 60)
+            flash(ngettext("You were logged out after %(num)s minute without activity.",
+                           "You were logged out after %(num)s minutes without activity.", minutes), "info")
+            if request.method == "POST":  # a form sent after the limit: say it was not taken
+                flash(_("What you just sent was not saved. Log in and send it again."), "error")
             return None  # the request goes on as anonymous: a protected page sends to login
         if now - seen >= SEEN_RESOLUTION_S:
             session[SEEN_KEY] = now

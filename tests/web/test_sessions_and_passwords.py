@@ -3,6 +3,7 @@ every session of the person, the idle timeout, cookie flags, forced change after
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from pointsapp.extensions import db
 from pointsapp.models import AuditRecord, User
 from pointsapp.web.security import SEEN_KEY
 from tests.conftest import AuthActions, csrf_from
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, yesterday
 from tests.web.conftest import errors_at, hidden_inputs, page_text, use_english
 
 
@@ -163,6 +164,33 @@ def test_a_session_idle_longer_than_the_timeout_is_ended(street, client, auth):
     assert "without activity" in page_text(client.get("/login"))
     with client.session_transaction() as sess:
         assert "_user_id" not in sess and sess.get("lang") == "en"
+
+
+def test_a_form_sent_after_the_idle_timeout_is_said_not_to_have_been_saved(street, client, auth):
+    from pointsapp.models import Activity
+
+    auth.login("vol_a")
+    form = hidden_inputs(client.get("/volunteer/claim"))
+    with client.session_transaction() as sess:
+        sess[SEEN_KEY] -= 31 * 60
+    resp = client.post("/volunteer/claim", data={**form, "rule_id": str(street.meeting.id),
+                                                 "activity_date": yesterday().isoformat(), "note": "楼栋会议"})
+    assert resp.status_code == 302 and "/login" in resp.headers["Location"]
+    shown = page_text(client.get("/login"))
+    assert "您已超过 30 分钟没有操作，已自动退出登录。" in shown
+    assert "刚才提交的内容没有保存，请登录后重新提交。" in shown
+    assert db.session.query(Activity).count() == 0
+    # In English, one minute is a minute.
+    use_english(client)
+    client.application.config["IDLE_TIMEOUT"], before = timedelta(minutes=1), client.application.config["IDLE_TIMEOUT"]
+    try:
+        auth.login("vol_a")
+        with client.session_transaction() as sess:
+            sess[SEEN_KEY] -= 2 * 60
+        client.get("/volunteer/")
+        assert "logged out after 1 minute without activity." in page_text(client.get("/login"))
+    finally:
+        client.application.config["IDLE_TIMEOUT"] = before
 
 
 def test_activity_within_the_timeout_keeps_the_session_alive(street, client, auth):
