@@ -66,8 +66,13 @@ class Config:
     REDIS_URL = os.environ.get("REDIS_URL")
     TIMEZONE = os.environ.get("POINTS_TIMEZONE", "Asia/Shanghai")
     VOUCHER_TTL = timedelta(days=int(os.environ.get("POINTS_VOUCHER_TTL_DAYS", "7")))
+    # Roster files to import (an XLSX is read whole into memory, several times its size).
     UPLOAD_MAX_BYTES = int(os.environ.get("POINTS_UPLOAD_MAX_BYTES", str(5 * 1024 * 1024)))
-    MAX_CONTENT_LENGTH = UPLOAD_MAX_BYTES + 64 * 1024
+    # Photos (evidence, rewards) as a phone camera saves them; stored re-encoded at 1600 px.
+    PHOTO_MAX_BYTES = int(os.environ.get("POINTS_PHOTO_MAX_BYTES", str(15 * 1024 * 1024)))
+    # The largest request: past it the server answers 413 before any form is read, so each
+    # view checks its own file's limit and keeps what else was typed.
+    MAX_CONTENT_LENGTH = max(UPLOAD_MAX_BYTES, PHOTO_MAX_BYTES) + 64 * 1024
     FALLBACK_CODE_LIMIT = os.environ.get("POINTS_FALLBACK_CODE_LIMIT", "10 per minute")
     LOGIN_LIMIT = os.environ.get("POINTS_LOGIN_LIMIT", "10 per minute")
     # Failed logins per account (any address): slows password guessing spread over many addresses.

@@ -23,7 +23,7 @@ def upload_dir() -> Path:
 
 def _reencode(data: bytes, max_side: int) -> bytes:
     """Check an uploaded image and return it re-encoded as a JPEG of at most ``max_side`` pixels."""
-    limit = current_app.config["UPLOAD_MAX_BYTES"]
+    limit = current_app.config["PHOTO_MAX_BYTES"]
     if not data:
         raise InvalidInput("The photo is empty.", field="photo")
     if len(data) > limit:

@@ -111,9 +111,8 @@ def register_web(app: Flask) -> None:
             403: _("You are not allowed to see this page."),
             404: _("This page does not exist, or it is not yours to see."),
             405: _("This action is not possible here."),
-            413: _("The file is too large: at most %(mb)s MB. Make it smaller (split a long roster into "
-                   "several files) and send it again.",
-                   mb=max(1, current_app.config["UPLOAD_MAX_BYTES"] // (1024 * 1024))),
+            413: _("What was sent is too large: at most %(mb)s MB. Send a smaller file.",
+                   mb=max(1, current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024))),
             429: _("Too many attempts. Wait a minute and try again."),
             503: _("The server is busy. Nothing was changed. Try again in a moment."),
         }

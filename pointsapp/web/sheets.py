@@ -53,9 +53,12 @@ def import_file():
     elif not form.file.data or not form.file.data.filename:
         form.file.errors = [*form.file.errors, _no_file()]
         status = 422
+    elif len(data := form.file.data.read(current_app.config["UPLOAD_MAX_BYTES"] + 1)) > current_app.config["UPLOAD_MAX_BYTES"]:
+        form.file.errors = [*form.file.errors, _too_large()]
+        status = 413
     else:
         try:
-            rows = read_rows(form.file.data.read(), form.file.data.filename)
+            rows = read_rows(data, form.file.data.filename)
         except UnreadableFile:
             form.file.errors = [*form.file.errors, _unreadable()]
             status = 422
@@ -122,6 +125,13 @@ def _no_file() -> str:
     from flask_babel import gettext as _
 
     return _("Choose a file to upload.")
+
+
+def _too_large() -> str:
+    from flask_babel import gettext as _
+
+    return _("The file is too large: at most %(mb)s MB. Make it smaller (split a long roster into several files) "
+             "and send it again.", mb=max(1, current_app.config["UPLOAD_MAX_BYTES"] // (1024 * 1024)))
 
 
 def _unreadable() -> str:

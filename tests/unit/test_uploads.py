@@ -44,7 +44,7 @@ def test_something_that_is_not_a_photo_is_refused(app, data):
 
 
 def test_a_photo_over_the_size_limit_is_refused(app):
-    app.config["UPLOAD_MAX_BYTES"] = 1000
+    app.config["PHOTO_MAX_BYTES"] = 1000
     with pytest.raises(InvalidInput) as exc:
         uploads.store_photo(image_bytes("BMP", size=(100, 100)))
     assert exc.value.field == "photo"

@@ -12,7 +12,7 @@ from pointsapp.spreadsheets import csv_bytes
 from tests.factories import yesterday as street_day
 from tests.unit.helpers import award
 from tests.unit.test_imports import GOOD, HEADER
-from tests.web.conftest import hidden_inputs, page_text, use_english
+from tests.web.conftest import field_errors, hidden_inputs, page_text, use_english
 
 
 def _upload(client, data: bytes, name: str, dry_run: bool):
@@ -94,6 +94,20 @@ def test_names_that_look_like_formulas_export_as_text(client, street, login):
     assert (cells["vol_a2"].value, cells["vol_a2"].data_type) == ("+86 刘建国", "s")
     # Numbers stay numbers.
     assert csv_bytes(["n"], [[-5], ["-5"]]).decode("utf-8-sig").splitlines() == ["n", "-5", "'-5"]
+
+
+def test_a_roster_over_its_limit_is_refused_beside_the_field_and_nothing_is_imported(app, client, street, login):
+    login("street_admin")
+    data = csv_bytes(HEADER, GOOD[1:])
+    app.config["UPLOAD_MAX_BYTES"], before = len(data) - 1, app.config["UPLOAD_MAX_BYTES"]
+    try:
+        people = db.session.scalar(select(func.count()).select_from(User))
+        resp = _upload(client, data, "roster.csv", dry_run=False)
+    finally:
+        app.config["UPLOAD_MAX_BYTES"] = before
+    assert resp.status_code == 413
+    assert any("文件太大" in e for e in field_errors(resp)), field_errors(resp)
+    assert db.session.scalar(select(func.count()).select_from(User)) == people
 
 
 def test_exports_name_every_activity_status_and_ledger_kind_in_words(client, street, login):

@@ -273,6 +273,33 @@ def test_a_file_that_is_not_a_photo_is_refused_at_the_photo_field(street, client
     assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
 
 
+def test_a_phone_camera_photo_over_five_megabytes_is_taken_and_one_over_the_limit_keeps_the_note(
+        app, street, client, login):
+    import os
+
+    # A photo as a phone camera saves it: noise compresses badly, so a 1,400 px PNG is about 6 MB.
+    big = io.BytesIO()
+    Image.frombytes("RGB", (1400, 1400), os.urandom(1400 * 1400 * 3)).save(big, "PNG", compress_level=0)
+    assert 5 * 1024 * 1024 < len(big.getvalue()) < app.config["PHOTO_MAX_BYTES"]
+    login("vol_a")
+    page = client.get("/volunteer/claim")
+    assert "最大 15 MB" in page_text(page)
+    big.seek(0)
+    resp = post_claim(client, claim_form(client), rule_id=street.meeting.id, note="楼栋会议", photo=(big, "IMG_2041.png"))
+    assert resp.status_code == 302
+    assert db.session.scalar(select(Activity.photo_path)).endswith(".jpg")
+    # Past the limit (made small here): refused beside the photo, with the note still typed.
+    app.config["PHOTO_MAX_BYTES"], before = len(png_bytes()) - 1, app.config["PHOTO_MAX_BYTES"]
+    try:
+        refused = post_claim(client, claim_form(client), rule_id=street.meeting.id, note="第二次会议",
+                             photo=(io.BytesIO(png_bytes()), "p.png"))
+    finally:
+        app.config["PHOTO_MAX_BYTES"] = before
+    assert refused.status_code == 422 and errors_at(refused, "photo")
+    assert "第二次会议" in refused.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 1
+
+
 def test_my_claims_show_the_rejection_reason(street, client, login, pending_claim):
     use_english(client)
     claims.reject_claim(street.staff_a, pending_claim.id, "那天没有会议记录")
