@@ -61,3 +61,15 @@ def test_only_our_own_file_names_resolve_to_a_path(app):
     assert uploads.photo_path(name) is not None
     for bad in ("../secret_key", "..\\secret_key", "secret_key", "", None, "nope.jpg", f"../uploads/{name}"):
         assert uploads.photo_path(bad) is None
+
+
+def test_a_large_phone_jpeg_is_decoded_at_a_fraction_of_its_size_and_stored_at_1600_px(app, monkeypatch):
+    from PIL import Image
+
+    decoded = []
+    real_convert = Image.Image.convert
+    monkeypatch.setattr(Image.Image, "convert", lambda self, *a, **k: decoded.append(self.size) or real_convert(self, *a, **k))
+    name = uploads.store_photo(image_bytes("JPEG", size=(4000, 3000)))
+    assert decoded == [(2000, 1500)]  # JPEG's own scaling: a quarter of the pixels
+    with Image.open(uploads.upload_dir() / name) as stored:
+        assert stored.size == (1600, 1200)
