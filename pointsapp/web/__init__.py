@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from flask import Flask, current_app, jsonify, make_response, render_template, request
+from flask import Flask, current_app, jsonify, make_response, redirect, render_template, request, url_for
+from flask_login import current_user
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import bindparam, select
@@ -101,16 +102,24 @@ def register_web(app: Flask) -> None:
         msg = _("The form expired or was sent twice. Go back, reload the page and try again.")
         if wants_json():
             return jsonify(code="csrf", message=msg), 400
-        return render_template("error.html", title=_("Form expired"), message=msg), 400
+        if request.endpoint == "auth.login" and current_user.is_authenticated:
+            # A second login page left open: the person is logged in already (in another tab).
+            return redirect(url_for("auth.index"))
+        return render_template("error.html", title=_("Form expired"), message=msg, code=400), 400
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         db.session.rollback()
+        titles = {
+            400: _("Request not understood"), 403: _("Not allowed"), 404: _("Page not found"),
+            405: _("Not possible here"), 413: _("Too large"), 429: _("Too many attempts"), 503: _("Server busy"),
+        }
         messages = {
             400: _("The request could not be understood. Go back, reload the page and try again."),
-            403: _("You are not allowed to see this page."),
+            403: _("You are not allowed to see this page. If your work needs it, ask your community or street "
+                   "office to give you the role."),
             404: _("This page does not exist, or it is not yours to see."),
-            405: _("This action is not possible here."),
+            405: _("This action is not possible here. Go back to the page you came from and use its buttons."),
             413: _("What was sent is too large: at most %(mb)s MB. Send a smaller file.",
                    mb=max(1, current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024))),
             429: _("Too many attempts. Wait a minute and try again."),
@@ -120,7 +129,8 @@ def register_web(app: Flask) -> None:
         if wants_json():
             resp = jsonify(code=f"http_{exc.code}", message=msg)
         else:
-            resp = make_response(render_template("error.html", title=str(exc.code), message=msg))
+            resp = make_response(render_template("error.html", title=titles.get(exc.code) or _("Not handled"),
+                                                 message=msg, code=exc.code))
         resp.status_code = exc.code
         for name, value in exc.get_headers():
             if name == "Retry-After":  # when to try again (503 from a full write queue)
@@ -134,4 +144,4 @@ def register_web(app: Flask) -> None:
         msg = _("Something went wrong on our side. Nothing was changed. Try again in a minute.")
         if wants_json():
             return jsonify(code="internal", message=msg), 500
-        return render_template("error.html", title="500", message=msg), 500
+        return render_template("error.html", title=_("Something went wrong"), message=msg, code=500), 500

@@ -232,3 +232,28 @@ def test_buttons_among_many_alike_name_what_they_act_on_for_screen_readers(stree
     assert f'>通过<span class="visually-hidden"> · {name}</span></button>' in queue
     assert f'>驳回<span class="visually-hidden"> · {name}</span></button>' in queue
     assert re.search(rf'选择<span class="visually-hidden"> · {name} · ', queue)
+
+
+def test_error_pages_say_in_words_what_happened_and_what_to_do(street, client, login):
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404
+    assert re.search(r"<title>页面不存在", missing.get_data(as_text=True))
+    assert "<h1>页面不存在</h1>" in missing.get_data(as_text=True) and "错误 404" in page_text(missing)
+    use_english(client)
+    login("vol_a")
+    forbidden = client.get("/admin/")
+    assert forbidden.status_code == 403
+    assert "<h1>Not allowed</h1>" in forbidden.get_data(as_text=True)
+    assert "ask your community or street office" in page_text(forbidden)
+    wrong_method = client.get("/merchant/lookup")
+    assert wrong_method.status_code == 405 and "Go back to the page you came from" in page_text(wrong_method)
+
+
+def test_a_second_login_page_left_open_sends_a_logged_in_person_home_not_to_form_expired(app, street, client, auth):
+    stale = client.get("/login")  # tab A
+    assert auth.login("vol_a").status_code == 302  # tab B
+    from tests.conftest import csrf_from
+
+    token = csrf_from(stale.get_data(as_text=True))
+    again = client.post("/login", data={"csrf_token": token + "x", "username": "vol_a", "password": "correct-horse-1"})
+    assert again.status_code == 302 and again.headers["Location"] == "/"
