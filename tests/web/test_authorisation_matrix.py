@@ -435,6 +435,9 @@ def test_every_post_route_refuses_a_request_without_a_csrf_token(app, client, wo
             continue
         path = build_url(app, rule, args, rule.endpoint)
         resp = client.post(path, data={"reason": "x", "code": "ABCD-EFGH", "active": "0", "name": "x"})
+        if rule.endpoint == "auth.login":  # logged in already: sent home, nothing done
+            assert resp.status_code == 302 and resp.headers["Location"] == "/", resp.status_code
+            continue
         assert resp.status_code == 400, f"POST {path} without a CSRF token answered {resp.status_code}"
         posted.append(rule.endpoint)
     assert "auth.logout" in posted and "merchant.confirm" in posted and "admin.reverse" in posted
