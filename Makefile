@@ -52,7 +52,7 @@ CHINESE    := zh_Hans_CN
 # Translate the new entries in $(CATALOGUE)/$(CHINESE)/LC_MESSAGES/messages.po afterwards.
 messages: $(VENV)/.installed
 	@mkdir -p $(CATALOGUE)
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_pgettext:1c,2 $(addprefix -k ,$(ERROR_KEYWORDS)) \
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_pgettext:1c,2 -k lazy_ngettext:1,2 $(addprefix -k ,$(ERROR_KEYWORDS)) \
 		--project pointsapp --no-location --sort-output -o $(CATALOGUE)/messages.pot .
 	@if [ -f $(CATALOGUE)/$(CHINESE)/LC_MESSAGES/messages.po ]; then \
 		$(BIN)/pybabel update -i $(CATALOGUE)/messages.pot -d $(CATALOGUE) -l $(CHINESE) --no-fuzzy-matching --ignore-obsolete; \

@@ -6,8 +6,8 @@ it names, so that every form shows its errors where the person typed.
 """
 from __future__ import annotations
 
-from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext, ngettext
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (
@@ -85,9 +85,9 @@ def rule_choices(versions: list[PointRuleVersion], zh: bool) -> list[SelectChoic
     for v in versions:
         name = v.name_zh if zh else v.name_en
         if v.unit == UNIT_HOUR:
-            label = _("%(name)s: %(points)s points per hour", name=name, points=v.points)
+            label = ngettext("%(name)s: %(num)s point per hour", "%(name)s: %(num)s points per hour", v.points, name=name)
         else:
-            label = _("%(name)s: %(points)s points", name=name, points=v.points)
+            label = ngettext("%(name)s: %(num)s point", "%(name)s: %(num)s points", v.points, name=name)
         out.append(SelectChoice(v.rule_id, label, {"data-unit": v.unit}))
     return out
 
@@ -219,7 +219,7 @@ class RuleForm(FlaskForm):
     hours_rounding_minutes = SelectField(
         _l("Check-in events: round hours down to"),
         coerce=int,
-        choices=[SelectChoice(m, _l("%(n)s minutes", n=m)) for m in (1, 5, 10, 15, 20, 30, 60)],
+        choices=[SelectChoice(m, lazy_ngettext("%(num)s minute", "%(num)s minutes", m)) for m in (1, 5, 10, 15, 20, 30, 60)],
         default=30,
     )
     backfill_earns_points = BooleanField(

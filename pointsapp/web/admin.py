@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import func, or_, select
@@ -705,7 +706,8 @@ def reverse(user_id: int, transfer_id: int):
             if exc.status in (403, 404):
                 raise
             return _ledger_page(person, (transfer_id, form), show_domain_error(form, exc, "reason"))
-        flash(_("The entry was reversed: %(amount)s points.", amount=transfer.amount), "ok")
+        flash(ngettext("The entry was reversed: %(num)s point.", "The entry was reversed: %(num)s points.",
+                       transfer.amount), "ok")
         return redirect(url_for(".person_ledger", user_id=user_id))
     return _ledger_page(person, (transfer_id, form), 422)
 
@@ -757,7 +759,8 @@ def notice_setting(unit_id: int):
             flash(exc.message, "error")
             return redirect(url_for(".org"))
         if unit.notice_days:
-            flash(_("%(name)s: public notice of %(n)s days is on.", name=unit.name, n=unit.notice_days), "ok")
+            flash(ngettext("%(name)s: public notice of %(num)s day is on.", "%(name)s: public notice of %(num)s days is on.",
+                           unit.notice_days, name=unit.name), "ok")
         else:
             flash(_("%(name)s: public notice is off.", name=unit.name), "ok")
         return redirect(url_for(".org"))

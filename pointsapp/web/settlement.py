@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -168,7 +169,8 @@ def payment(merchant_id: int):
         except PointsError as exc:
             db.session.rollback()
             return _statement_page(merchant_id, form, show_domain_error(form, exc, fallback="points"))
-        flash(_("The payment of %(points)s points was recorded.", points=form.points.data), "ok")
+        flash(ngettext("The payment of %(num)s point was recorded.", "The payment of %(num)s points was recorded.",
+                       form.points.data), "ok")
         return redirect(url_for(".statement", merchant_id=merchant_id))
     return _statement_page(merchant_id, form, 422)
 

@@ -5,6 +5,7 @@ import secrets
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -342,6 +343,7 @@ def deduction():
                 "info",
             )
         else:
-            flash(_("%(points)s points were deducted from %(name)s.", points=done.deducted, name=name), "ok")
+            flash(ngettext("%(num)s point was deducted from %(name)s.", "%(num)s points were deducted from %(name)s.",
+                           done.deducted, name=name), "ok")
         return redirect(url_for(".deduction"))
     return render_template("staff/deduction.html", form=form), (422 if form.errors else 200)

@@ -56,8 +56,16 @@ def when(moment: datetime | None, fmt: str = "short") -> str:
     if not moment:
         return ""
     locale = get_locale()
-    pattern = datetime_pattern(locale, fmt) if fmt in NAMED_FORMATS else fmt
+    if fmt == "short" and locale.language == "en":
+        # English's short form is American (12/3/26, 5:30 PM): a street in China writes the year
+        # first, as beside the ISO dates of the same pages.
+        pattern = ENGLISH_SHORT
+    else:
+        pattern = datetime_pattern(locale, fmt) if fmt in NAMED_FORMATS else fmt
     return babel_format_datetime(moment, pattern, tzinfo=get_timezone(), locale=locale)
+
+
+ENGLISH_SHORT = "yyyy-MM-dd HH:mm"
 
 
 def number(value) -> str:

@@ -19,6 +19,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 from markupsafe import Markup
 from sqlalchemy import Integer, bindparam, select
@@ -212,7 +213,8 @@ def claim():
             status = show_domain_error(form, exc, "rule_id" if isinstance(exc, RuleNotApplicable) else None)
             return render_template("volunteer/claim.html", form=form), status
         if act.status == STATUS_APPROVED:
-            flash(_("Thank you! %(points)s points were credited.", points=act.points_credited), "ok")
+            flash(ngettext("Thank you! %(num)s point was credited.", "Thank you! %(num)s points were credited.",
+                           act.points_credited), "ok")
         else:
             flash(_("Thank you! Your claim is waiting for approval by your grid staff."), "ok")
         return redirect(url_for(".claims_list"))

@@ -192,7 +192,8 @@ def test_phone_journey_claim_approve_redeem_scan_confirm(
         assert_every_field_is_labelled(staff)
         assert_fits_the_phone(staff)
         snap(staff, f"{lang}-1-approval-queue")
-        card.get_by_role("button", name=words["approve"], exact=True).click()
+        # Among many cards' buttons, a screen reader hears whose claim this one approves.
+        card.get_by_role("button", name=f'{words["approve"]} · 张秀华', exact=True).click()
         expect(staff.locator("li.card", has_text="张秀华")).to_have_count(0)
 
         # --- she sees the new balance, redeems rice and opens the voucher --------------------
