@@ -42,6 +42,8 @@ Liability
 """
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -363,6 +365,13 @@ def fundings(budget: Budget) -> list[BudgetFunding]:
 
 # -- recording funding ------------------------------------------------------------------------------
 
+def money_text(text) -> str:
+    """An amount as typed, in plain ASCII: full-width digits and point (１２．５, typed with a
+    Chinese input method) become 12.5; anything else stays as it is, for the caller to refuse
+    (Python's Decimal would also take "1_000", "1e3" or other scripts' digits)."""
+    return unicodedata.normalize("NFKC", str(text if text is not None else "")).strip()
+
+
 def fen_from_yuan(text) -> int:
     """Parse an amount in yuan ("350000", "-1200.50") into fen, or raise ``InvalidInput``."""
     refusal = InvalidInput(
@@ -370,8 +379,11 @@ def fen_from_yuan(text) -> int:
         "(a correction is negative, such as -500).",
         field="amount",
     )
+    typed = money_text(text)
+    if not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", typed):
+        raise refusal
     try:
-        value = Decimal(str(text if text is not None else "").strip())
+        value = Decimal(typed)
     except (InvalidOperation, ValueError):
         raise refusal from None
     # Range first: a huge exponent must not reach the arithmetic.

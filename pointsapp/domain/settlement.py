@@ -43,6 +43,7 @@ Community attribution
 from __future__ import annotations
 
 import calendar
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -71,6 +72,7 @@ from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_REVERSAL, TRANSFER_SETTLE
 from ..models.settlement import DEFAULT_FEN_PER_POINT, MAX_FEN_PER_POINT
 from ..models.user import ROLE_STREET_ADMIN, mask_name
 from . import audit, ledger
+from .budgets import money_text
 from .access import managed_merchants_query, merchant_ids_for_staff, require_merchant_admin
 from .clock import add_months, local_today, now_utc, to_local, utc_start_of
 from .errors import (
@@ -127,8 +129,11 @@ def fen_from_yuan(text: str | None) -> int:
         "(such as 1 or 0.50).",
         field="yuan_per_point",
     )
+    typed = money_text(text)
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", typed):
+        raise refusal
     try:
-        value = Decimal((text or "").strip())
+        value = Decimal(typed)
     except (InvalidOperation, ValueError):
         raise refusal from None
     if not value.is_finite() or value <= 0 or value > Decimal(MAX_FEN_PER_POINT) / 100:

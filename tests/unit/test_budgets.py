@@ -343,7 +343,8 @@ def test_who_may_record_funding(street):
 
 @pytest.mark.parametrize("text", ["0", "-0", "0.00", "abc", "", "1.234", "nan", "inf", "-inf", "1e12",
                                   "10000000.01", "-10000000.01", "1,000",
-                                  "1e999999999999999999", "1e-999999999", "0.001"])
+                                  "1e999999999999999999", "1e-999999999", "0.001",
+                                  "1_000", "٣", "३००", "1e3", "+5", ".5", "5."])
 def test_amounts_that_make_no_sense_are_refused(app, text):
     with pytest.raises(InvalidInput) as exc:
         budgets.fen_from_yuan(text)
@@ -354,6 +355,8 @@ def test_amounts_in_yuan_become_fen():
     assert budgets.fen_from_yuan("350000") == 35_000_000
     assert budgets.fen_from_yuan(" -12.5 ") == -1250
     assert budgets.fen_from_yuan("10000000") == 1_000_000_000
+    # Typed with a Chinese input method in full-width mode: the same digits.
+    assert budgets.fen_from_yuan("１２．５") == 1250 and budgets.fen_from_yuan("－３００") == -30000
 
 
 def test_bad_funding_input_is_refused_and_nothing_written(street):

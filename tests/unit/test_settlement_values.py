@@ -217,13 +217,15 @@ def test_only_a_street_admin_of_that_street_sets_its_rate(street, second_street)
 
 # -- parsing yuan -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, fen", [("1", 100), ("0.50", 50), (" 0.5 ", 50), ("0.01", 1), ("1000", 100000)])
+@pytest.mark.parametrize("text, fen", [("1", 100), ("0.50", 50), (" 0.5 ", 50), ("0.01", 1), ("1000", 100000),
+                                       ("０．５", 50)])  # full-width, as a Chinese input method types it
 def test_yuan_per_point_is_read_as_fen(text, fen):
     assert settlement.fen_from_yuan(text) == fen
 
 
 @pytest.mark.parametrize(
-    "text", ["Infinity", "-Infinity", "NaN", "sNaN", "1e9", "1000.01", "0", "-1", "0.001", "abc", "", None]
+    "text", ["Infinity", "-Infinity", "NaN", "sNaN", "1e9", "1000.01", "0", "-1", "0.001", "abc", "", None,
+             "1_0", "٣", "1e1", "+1"]
 )
 def test_a_bad_yuan_per_point_is_refused_for_its_field(text):
     with pytest.raises(InvalidInput) as exc:

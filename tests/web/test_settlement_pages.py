@@ -132,7 +132,7 @@ def test_the_street_admin_sets_a_rate_from_tomorrow(client, street, login):
     assert settlement.rate_on(local_today() + timedelta(days=1), table) == 50
 
 
-@pytest.mark.parametrize("text", ["Infinity", "NaN", "1e9", "0", "-1", "0.001", "abc"])
+@pytest.mark.parametrize("text", ["Infinity", "NaN", "1e9", "0", "-1", "0.001", "abc", "1_0", "٣", "1e1"])
 def test_a_bad_rate_is_refused_with_a_field_message_and_nothing_is_written(client, street, login, text):
     login("street_admin")
     form = hidden_inputs(client.get("/settlement/rates"))
