@@ -16,6 +16,7 @@ from marshmallow import ValidationError
 from ..domain.errors import InvalidInput, PointsError
 from ..domain.tokens import ScopedActor, actor_for_secret, token_use_due, touch_token, touch_token_in_session
 from ..extensions import csrf, db
+from .field_messages import translate
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 PUBLIC_ENDPOINTS = {"api.openapi", "api.docs"}
@@ -65,7 +66,8 @@ def _authenticate():
 def _validation_error(exc: ValidationError):
     db.session.rollback()
     messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-    return jsonify(code="validation_error", message=_("Some fields are not valid."), fields=_flatten(messages)), 422
+    fields = {name: [translate(m) for m in said] for name, said in _flatten(messages).items()}
+    return jsonify(code="validation_error", message=_("Some fields are not valid."), fields=fields), 422
 
 
 @bp.errorhandler(PointsError)

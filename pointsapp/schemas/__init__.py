@@ -296,7 +296,7 @@ class ClaimIn(In):
 
 
 class RejectIn(In):
-    reason = Text(required=True, validate=validate.Length(1, 2000))
+    reason = Text(required=True, validate=validate.Length(2, 2000))
 
 
 class ApproveManyIn(In):
@@ -373,7 +373,7 @@ class TransferOut(Schema):
 
 
 class ReverseIn(In):
-    reason = Text(required=True, validate=validate.Length(1, 1000))
+    reason = Text(required=True, validate=validate.Length(2, 1000))
 
 
 # --- merchants, rewards, vouchers ---------------------------------------------------------
@@ -932,7 +932,7 @@ class NoticeOut(StaffClaimOut):
 
 
 class ObjectionIn(In):
-    reason = Text(required=True, validate=validate.Length(1, 2000))
+    reason = Text(required=True, validate=validate.Length(2, 2000))
     contact = Text(load_default=None, allow_none=True, validate=validate.Length(0, 100))
 
 

@@ -201,3 +201,41 @@ def test_a_volunteer_without_an_account_yet_reads_zero_and_no_entries_and_nothin
     assert history.status_code == 200, history.get_json()
     assert history.get_json()["items"] == []
     assert db.session.scalar(select(func.count()).select_from(Account).where(Account.user_id == newcomer.id)) == 0
+
+
+def test_field_messages_are_in_the_requests_language(api_as, street):
+    v = api_as("vol_a")
+    missing = v.post("/vouchers", {})
+    assert missing.status_code == 422 and missing.json["fields"] == {"reward_id": ["缺少必填数据。"]}
+    wrong = v.post("/vouchers", {"reward_id": "大米", "extra": 1})
+    assert wrong.json["fields"] == {"reward_id": ["不是有效的整数。"], "extra": ["未知字段。"]}
+    out_of_range = v.post("/vouchers", {"reward_id": 0})
+    assert out_of_range.json["fields"] == {"reward_id": ["必须在 1 到 2147483647 之间。"]}
+    english = v.client.post("/api/v1/vouchers", json={"reward_id": 0}, headers={
+        "Authorization": f"Bearer {v.secret}", "Idempotency-Key": "en-1", "Accept-Language": "en"})
+    assert english.json["fields"] == {"reward_id": ["Must be from 1 to 2147483647."]}
+
+
+def test_every_listed_field_message_is_what_marshmallow_writes():
+    from marshmallow import Schema, fields, validate
+
+    from pointsapp.api.field_messages import FIXED, PATTERNS
+
+    written = set(Schema._default_error_messages.values())
+    for cls in (fields.Field, fields.String, fields.Integer, fields.Number, fields.Boolean, fields.Date,
+                fields.List, fields.Nested, fields.Dict, fields.Decimal):
+        written |= {m for m in cls.default_error_messages.values() if "{" not in m}
+    written |= {fields.DateTime.default_error_messages["invalid"].format(obj_type="datetime"),
+                fields.AwareDateTime.default_error_messages["invalid_awareness"].format(
+                    awareness="aware", obj_type="datetime")}
+    assert written <= set(FIXED), sorted(written - set(FIXED))
+    said = [validate.Range(1, 9)._format_error(5, validate.Range(1, 9).message_all),
+            validate.Range(1)._format_error(0, validate.Range(1).message_min),
+            validate.Range(max=9)._format_error(10, validate.Range(max=9).message_max),
+            validate.Length(2, 9)._format_error("x", validate.Length.message_all),
+            validate.Length(equal=3)._format_error("x", validate.Length.message_equal),
+            validate.Length(max=9)._format_error("x", validate.Length.message_max),
+            validate.Length(min=2)._format_error("x", validate.Length.message_min),
+            validate.OneOf(["a", "b"])._format_error("c")]
+    for message in said:
+        assert any(p.fullmatch(message) for p, _ in PATTERNS), message
