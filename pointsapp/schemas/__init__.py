@@ -7,7 +7,7 @@ never their full name, phone number or id.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timezone
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -835,7 +835,11 @@ class EventUpdateIn(In):
     @validates_schema
     def _window(self, data, **kwargs):
         for name in ("starts_at", "ends_at"):
-            if not FIRST_DAY.year <= data[name].year <= LAST_DAY.year:
+            try:  # the year where it is stored (UTC), not as the caller's offset writes it
+                year = data[name].astimezone(timezone.utc).year
+            except OverflowError:
+                year = 0
+            if not FIRST_DAY.year <= year <= LAST_DAY.year:
                 raise ValidationError("Out of range.", name)
 
 
@@ -844,16 +848,25 @@ class EventIn(EventUpdateIn):
     org_unit_id = Id(required=True)
 
 
+class UtcDateTime(fields.DateTime):
+    """A moment written in UTC, as every time the API answers, whatever offset it was sent with."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
 class EventOut(Schema):
     id = fields.Integer(required=True)
     title = fields.String(required=True)
     rule_id = fields.Integer(required=True)
     org_unit_id = fields.Integer(required=True)
     place = fields.String(required=True)
-    starts_at = fields.DateTime(required=True)
-    ends_at = fields.DateTime(required=True)
+    starts_at = UtcDateTime(required=True)
+    ends_at = UtcDateTime(required=True)
     status = fields.String(required=True, validate=validate.OneOf(["open", "closed"]))
-    closed_at = fields.DateTime(allow_none=True)
+    closed_at = UtcDateTime(allow_none=True)
     attendee_count = fields.Integer(required=True, attribute="attendee_count")
 
 

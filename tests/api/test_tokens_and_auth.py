@@ -242,3 +242,31 @@ def test_a_write_records_last_use_in_its_own_transaction_at_most_once_a_minute(a
     assert db.session.get(ApiToken, token.id).last_used_at == used  # not again within the minute
     assert tokens.token_use_due(used, now=used + timedelta(minutes=1))
     assert not tokens.token_use_due(used, now=used + timedelta(seconds=59))
+
+
+def test_the_api_guide_names_every_endpoint_and_every_error_code(app):
+    """docs/api.md lists each endpoint (``GET/POST /people``, ids as ``{id}``) and each code."""
+    import re
+    from pathlib import Path
+
+    from pointsapp.domain import errors
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    listed = {(method, path) for methods, path in re.findall(r"`((?:[A-Z]+/)*[A-Z]+) (/[^`\s]*)`", guide)
+              for method in methods.split("/")}
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/") or rule.rule in ("/api/v1/docs", "/api/v1/openapi.json"):
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{grant_id}" if m.group(1) == "grant_id" else "{id}",
+                      rule.rule[len("/api/v1"):])
+        missing += [f"{m} {path}" for m in rule.methods - {"HEAD", "OPTIONS"} if (m, path) not in listed]
+    assert missing == [], missing
+
+    def every(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from every(sub)
+
+    codes = {c.code for c in every(errors.PointsError)} - {errors.PointsError.code}  # the base: never answered alone
+    assert {c for c in codes if f"`{c}`" not in guide} == set()
