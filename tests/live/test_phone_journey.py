@@ -373,17 +373,30 @@ def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app
         expect(vol.locator(".qr svg")).to_be_visible()
         snap(vol, "zh-9-voucher-offline")
 
+        def voucher_gone_offline():
+            ctx.set_offline(True)
+            response = None
+            try:
+                response = vol.goto(f"/volunteer/vouchers/{voucher_id}")
+            except sync_api.Error:
+                pass  # nothing saved any more: the browser has nothing to show offline
+            assert response is None or code not in vol.content()
+            ctx.set_offline(False)
+
+        # A shared phone: someone else logs in without the first volunteer logging out.
         ctx.set_offline(False)
-        vol.goto("/volunteer/")
+        log_in(vol, WORDS["zh"], "vol_a2")
+        assert vol.evaluate(_PAGES_FORGOTTEN)
+        voucher_gone_offline()
+
+        # The volunteer again, who logs out this time.
+        log_in(vol, WORDS["zh"], "vol_a")
+        with vol.expect_response(re.compile(rf"/volunteer/vouchers/{voucher_id}$")):
+            vol.goto("/volunteer/vouchers")
+        assert vol.evaluate(_VOUCHER_KEPT, voucher_id)
         vol.get_by_role("button", name="退出登录").click()
         expect(vol).to_have_url(re.compile(r"/login"))
         assert vol.evaluate(_PAGES_FORGOTTEN)
-        ctx.set_offline(True)
-        response = None
-        try:
-            response = vol.goto(f"/volunteer/vouchers/{voucher_id}")
-        except sync_api.Error:
-            pass  # nothing saved any more: the browser has nothing to show offline
-        assert response is None or code not in vol.content()
+        voucher_gone_offline()
     finally:
         browser.close()

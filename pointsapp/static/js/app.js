@@ -8,11 +8,25 @@
   if ('serviceWorker' in navigator && body.dataset.sw && window.isSecureContext) {
     navigator.serviceWorker.register(body.dataset.sw).catch(function () {});
   }
-  // Logged out (or never logged in): forget the vouchers saved on this phone for offline use.
-  if (body.dataset.forgetOffline && window.caches) {
+  // Logged out (or never logged in), or someone else logged in on this phone without logging
+  // out first: forget the vouchers saved for offline use, so that nobody else can show them.
+  function forgetOffline() {
+    if (!window.caches) { return; }
     caches.keys().then(function (keys) {
       keys.forEach(function (key) { if (key.indexOf('points-pages') === 0) { caches.delete(key); } });
     }).catch(function () {});
+  }
+  var OFFLINE_OWNER = 'points-offline-owner';
+  try {
+    if (body.dataset.forgetOffline) {
+      forgetOffline();
+      window.localStorage.removeItem(OFFLINE_OWNER);
+    } else if (body.dataset.user && window.localStorage.getItem(OFFLINE_OWNER) !== body.dataset.user) {
+      forgetOffline();
+      window.localStorage.setItem(OFFLINE_OWNER, body.dataset.user);
+    }
+  } catch (e) {  // no storage (a private window): forget at every page rather than keep for anyone
+    if (body.dataset.user || body.dataset.forgetOffline) { forgetOffline(); }
   }
 
   var offlineNote = document.getElementById('offline-note');
