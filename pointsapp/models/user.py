@@ -110,6 +110,12 @@ class User(UserMixin, db.Model):
         """Return the name as a cashier may see it: 张*华, 李*."""
         return mask_name(self.full_name)
 
+    @property
+    def public_name(self) -> str:
+        """Return the name as the public (the notice board) may see it: masked (张*华), or the
+        surname only (张**) when the person asked the public to see no more."""
+        return initials_name(self.full_name) if self.honour_display == "initials" else mask_name(self.full_name)
+
     def title_label(self, locale: str = "zh") -> str:
         if not self.title:
             return ""

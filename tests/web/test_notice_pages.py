@@ -63,6 +63,15 @@ def test_the_public_board_needs_no_login_and_masks_names(street, client):
     assert f'href="/notice/{act.id}/object"' in resp.get_data(as_text=True)
 
 
+def test_the_public_board_shows_only_the_surname_of_someone_who_asked_for_it(street, client):
+    street.vol_a.honour_display = "initials"
+    db.session.commit()
+    act = on_notice(street)
+    board, form = page_text(client.get("/notice/")), page_text(client.get(f"/notice/{act.id}/object"))
+    assert "张**" in board and "张*华" not in board
+    assert "张**" in form and "张*华" not in form
+
+
 def test_a_resident_objects_without_login_and_a_reason_is_required(street, client):
     act = on_notice(street)
     page = client.get(f"/notice/{act.id}/object")
