@@ -11,7 +11,10 @@ from flask import current_app
 from .errors import InvalidInput
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF"}
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = 40_000_000  # a JPEG: decoded at a reduced scale (below)
+# Other formats decode whole, 3 to 4 bytes a pixel: a tiny file of one colour could otherwise
+# take hundreds of MB of a worker. 16 megapixels covers a phone's screenshot or photo.
+MAX_PIXELS_DECODED_WHOLE = 16_000_000
 MAX_SIDE = 1600
 
 
@@ -28,14 +31,14 @@ def _reencode(data: bytes, max_side: int) -> bytes:
         raise InvalidInput("The photo is empty.", field="photo")
     if len(data) > limit:
         raise InvalidInput("The photo is larger than %(mb)s MB.", field="photo", mb=limit // (1024 * 1024))
-    from PIL import Image, UnidentifiedImageError  # only claims with photos need Pillow
+    from PIL import Image, ImageOps, UnidentifiedImageError  # only claims with photos need Pillow
 
     try:
         with Image.open(io.BytesIO(data)) as probe:
             fmt = probe.format
             if fmt not in ALLOWED_FORMATS:
                 raise InvalidInput("Upload a JPEG, PNG, WebP or GIF photo.", field="photo")
-            if probe.width * probe.height > MAX_PIXELS:
+            if probe.width * probe.height > (MAX_PIXELS if fmt == "JPEG" else MAX_PIXELS_DECODED_WHOLE):
                 raise InvalidInput("The photo has too many pixels.", field="photo")
             probe.verify()
         with Image.open(io.BytesIO(data)) as img:
@@ -43,7 +46,9 @@ def _reencode(data: bytes, max_side: int) -> bytes:
             # quarter: 9 MB of pixels, not 36), since only max_side survives anyway.
             scale = min(1.0, max_side / max(img.size))
             img.draft("RGB", (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
-            img = img.convert("RGB")
+            # A phone held upright saves its photo sideways with an EXIF note to turn it: turn it
+            # now, since the EXIF does not survive the re-encoding.
+            img = ImageOps.exif_transpose(img).convert("RGB")
             img.thumbnail((max_side, max_side))
             out = io.BytesIO()
             img.save(out, "JPEG", quality=82)

@@ -73,3 +73,20 @@ def test_a_large_phone_jpeg_is_decoded_at_a_fraction_of_its_size_and_stored_at_1
     assert decoded == [(2000, 1500)]  # JPEG's own scaling: a quarter of the pixels
     with Image.open(uploads.upload_dir() / name) as stored:
         assert stored.size == (1600, 1200)
+
+
+def test_a_photo_taken_upright_is_stored_upright(app):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera saved it turned; viewers turn it 90° clockwise
+    name = uploads.store_photo(image_bytes("JPEG", size=(400, 200), exif=exif))
+    with Image.open(uploads.upload_dir() / name) as stored:
+        assert stored.size == (200, 400) and dict(stored.getexif()) == {}
+
+
+def test_a_tiny_file_that_would_decode_to_a_huge_picture_is_refused(app):
+    # One colour, 6,300 × 6,300: about 130 KB as a PNG, 119 MB once decoded.
+    with pytest.raises(InvalidInput) as exc:
+        uploads.store_photo(image_bytes("PNG", size=(6300, 6300)))
+    assert exc.value.field == "photo" and "too many pixels" in exc.value.message
+    # A JPEG that large is read at an eighth of its size, and is taken.
+    assert uploads.store_photo(image_bytes("JPEG", size=(6300, 6300))).endswith(".jpg")
