@@ -413,7 +413,9 @@ def events_for_volunteer(
             .where(CheckinAttendance.volunteer_id == volunteer.id)
             .order_by(CheckinEvent.starts_at.desc(), CheckinAttendance.id.desc())
             .limit(limit)
-            .options(selectinload(CheckinAttendance.event).options(*with_names))
+            .options(selectinload(CheckinAttendance.event).options(*with_names),
+                     # what became of each: credited, waiting for approval, on notice
+                     selectinload(CheckinAttendance.activity).load_only(Activity.status))
         )
     )
     return VolunteerEvents([(e, mine.get(e.id)) for e in events], attended)

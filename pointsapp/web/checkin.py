@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
@@ -19,6 +20,7 @@ from ..extensions import db
 from ..forms import AttendeeForm, CheckinForm, EventForm, rule_choices, show_domain_error
 from ..models import CheckinAttendance, CheckinEvent, User
 from ..models.checkin import EVENT_OPEN
+from ..models.rules import STATUS_PENDING
 from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
 from .admin import unit_choices
 from .security import SCAN_PASS_KEY
@@ -238,11 +240,15 @@ def close(event_id: int):
     done = checkin.close_event(_me(), event_id)
     db.session.commit()
     if done.changed:
-        flash(
-            _("The event was closed: %(n)s activities, %(points)s points credited.",
-              n=len(done.activities), points=sum(a.points_credited for a in done.activities)),
-            "ok",
-        )
+        said = [ngettext("The event was closed: %(num)s activity, %(points)s points credited.",
+                         "The event was closed: %(num)s activities, %(points)s points credited.",
+                         len(done.activities), points=sum(a.points_credited for a in done.activities))]
+        waiting = [a for a in done.activities if a.status == STATUS_PENDING]
+        if any(a.volunteer_id == _me().id for a in waiting):
+            said.append(_("Your own attendance waits for another grid worker or admin to approve it."))
+        elif waiting:
+            said.append(ngettext("%(num)s waits for approval.", "%(num)s wait for approval.", len(waiting)))
+        flash(" ".join(said), "ok")
     else:
         flash(_("The event was already closed; nothing was changed."), "info")
     return redirect(url_for(".show", event_id=event_id))

@@ -215,6 +215,9 @@ def claim():
         if act.status == STATUS_APPROVED:
             flash(ngettext("Thank you! %(num)s point was credited.", "Thank you! %(num)s points were credited.",
                            act.points_credited), "ok")
+        elif claims.verifies_own_work(act.volunteer, act.org_unit):
+            flash(_("Thank you! You verify claims here yourself, so another grid worker or admin must approve "
+                    "yours."), "ok")
         else:
             flash(_("Thank you! Your claim is waiting for approval by your grid staff."), "ok")
         return redirect(url_for(".claims_list"))

@@ -326,3 +326,33 @@ def test_the_api_changes_an_event(street, client, login, auth):
     db.session.commit()
     resp = client.put(f"/api/v1/events/{event.id}", json=body, headers={"X-CSRFToken": token, "Idempotency-Key": "e3"})
     assert resp.status_code == 409 and resp.get_json()["code"] == "event_not_editable"
+
+
+def test_a_grid_worker_who_volunteers_is_told_their_own_work_waits_for_another_verifier(street, client, login, auth):
+    from pointsapp.domain import people
+    from pointsapp.models.user import ROLE_VOLUNTEER
+
+    people.grant_role(street.street_admin, street.staff_a, ROLE_VOLUNTEER, unit=street.grid_a)
+    db.session.commit()
+    # A claim on a rule without approval: not credited, and the flash says why.
+    quick = rules.create_rule(street.street_admin, street.street, rule_terms(
+        name_zh="反映情况", name_en="Report", category="reporting", points=3, needs_approval=False))
+    db.session.commit()
+    login("staff_a")
+    form = hidden_inputs(client.get("/volunteer/claim"))
+    sent = client.post("/volunteer/claim", data={**form, "rule_id": str(quick.id),
+                                                 "activity_date": (now_utc().date() - timedelta(days=1)).isoformat(),
+                                                 "note": "", "hours": ""}, content_type="multipart/form-data")
+    assert sent.status_code == 302
+    assert "您是这里的审核人员，您自己的申请需由其他网格员或管理员审核" in page_text(client.get(sent.headers["Location"]))
+    # In the queue, their own claim has no buttons they may not use, and says who decides.
+    queue = client.get("/staff/").get_data(as_text=True)
+    own = queue[queue.index('id="own-'):][:400]
+    assert "这是您自己的申请" in own and 'action="/staff/claims/' not in own.split("</li>")[0]
+    # Their own attendance at an event they close.
+    event = _event(street)
+    checkin.sign_in(street.staff_a, event.id)
+    db.session.commit()
+    closed = auth.post(f"/staff/events/{event.id}/close", {}, token_from=f"/staff/events/{event.id}")
+    assert "您自己的参加记录需由其他网格员或管理员审核" in page_text(client.get(closed.headers["Location"]))
+    assert "已结束，等待审核" in page_text(client.get("/volunteer/events"))
