@@ -38,6 +38,9 @@ def create_app(config: type | dict | None = None) -> Flask:
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
     if app.config.get("REDIS_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
+        # Redis away: each process counts on its own (logged) until Redis is back, rather than
+        # refusing every login and every typed voucher code.
+        app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
 
     if app.config.get("PROXY_COUNT"):

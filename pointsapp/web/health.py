@@ -61,7 +61,25 @@ def readiness() -> tuple[bool, dict]:
             "database_revision": list(current),
             "head_revision": list(heads),
         }
-    return True, {"revision": list(current)}
+    ready = {"revision": list(current)}
+    if current_app.config.get("REDIS_URL"):
+        # Not a reason to stop serving (each process then limits on its own), but worth a look.
+        ready["rate_limits"] = "shared (Redis)" if _redis_answers() else "per process: Redis unreachable"
+    return True, ready
+
+
+def _redis_answers() -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_connect_timeout=0.5, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        current_app.logger.warning("readyz: Redis not reachable: %s", exc)
+        return False
 
 
 @bp.route("/healthz")
