@@ -113,6 +113,14 @@ class VoucherNotFound(PointsError):
     template = _l("Unknown code. Check the code and try again, or scan the QR code.")
 
 
+class VoucherKeyMismatch(PointsError):
+    code = "voucher_key_mismatch"
+    status = 503
+    template = _l("This server cannot make vouchers now: its voucher key is not the one this database's "
+                  "vouchers were made with. Nothing was changed. Tell the street office: every machine needs "
+                  "the same POINTS_VOUCHER_KEY.")
+
+
 class WrongMerchant(PointsError):
     code = "wrong_merchant"
     status = 403

@@ -28,8 +28,9 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from ..database import insert_unless_taken
 from ..extensions import db
-from ..models import Merchant, OrgUnit, Reward, Transfer, User, Voucher
+from ..models import AppSetting, Merchant, OrgUnit, Reward, Transfer, User, Voucher
 from ..models.ledger import TRANSFER_REVERSAL
 from ..models.rewards import VOUCHER_CANCELLED, VOUCHER_EXPIRED, VOUCHER_ISSUED, VOUCHER_REDEEMED
 from ..models.user import ROLE_VOLUNTEER
@@ -48,6 +49,7 @@ from .errors import (
     VoucherAlreadyRedeemed,
     VoucherCancelled,
     VoucherExpired,
+    VoucherKeyMismatch,
     VoucherNotFound,
     WrongMerchant,
 )
@@ -62,6 +64,39 @@ reward_t = Reward.__table__
 
 def _key() -> bytes:
     return hashlib.sha256(b"pointsapp-voucher:" + current_app.config["VOUCHER_KEY"].encode()).digest()
+
+
+KEY_FINGERPRINT = "voucher_key_fingerprint"
+_key_agreed: set[str] = set()  # fingerprints this process found to be the database's
+
+
+def key_fingerprint() -> str:
+    """A fingerprint of this server's voucher key: says which key it is, reveals nothing of it."""
+    return hashlib.sha256(b"pointsapp-voucher-key-fingerprint:" + _key()).hexdigest()[:32]
+
+
+def stored_key_fingerprint() -> str | None:
+    return db.session.scalar(select(AppSetting.value).where(AppSetting.name == KEY_FINGERPRINT))
+
+
+def require_agreed_key() -> None:
+    """Refuse (``VoucherKeyMismatch``) unless this server's voucher key is the one the database's
+    vouchers were made with; the first voucher records it. Machines, or a redeployed one, with
+    different keys would each show codes the others cannot find: this says so instead. Checked
+    once per process."""
+    mine = key_fingerprint()
+    if mine in _key_agreed:
+        return
+    stored = stored_key_fingerprint()
+    if stored is None:
+        insert_unless_taken(AppSetting.__table__, {"name": KEY_FINGERPRINT, "value": mine}, key=["name"],
+                            returning=AppSetting.__table__.c.name)
+        stored = stored_key_fingerprint()
+    if stored != mine:
+        current_app.logger.error("voucher key differs from the one the database's vouchers were made with; "
+                                 "set the same POINTS_VOUCHER_KEY on every machine")
+        raise VoucherKeyMismatch()
+    _key_agreed.add(mine)
 
 
 def _b32(data: bytes, length: int) -> str:
@@ -144,6 +179,7 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None) 
         raise NotFound()
     if not reward.available_on(local_today(now)):
         raise RewardUnavailable()
+    require_agreed_key()
     # The terms are read once: the hold, the stock reservation and the voucher all use this price,
     # and the reservation below refuses if an admin has changed it meanwhile.
     price, limit, merchant_id = reward.price, reward.per_volunteer_limit, reward.merchant_id

@@ -9,3 +9,4 @@ from .settlement import PointsRate, SettlementLine, SettlementPayment, Settlemen
 from .api import ApiToken, IdempotencyKey  # noqa: F401
 from .budgets import Budget, BudgetCharge, BudgetFunding  # noqa: F401
 from .checkin import CheckinAttendance, CheckinEvent  # noqa: F401
+from .app_setting import AppSetting  # noqa: F401

@@ -61,6 +61,15 @@ def readiness() -> tuple[bool, dict]:
             "database_revision": list(current),
             "head_revision": list(heads),
         }
+    from ..domain import vouchers
+
+    try:
+        stored = vouchers.stored_key_fingerprint()
+    finally:
+        db.session.rollback()
+    if stored is not None and stored != vouchers.key_fingerprint():
+        return False, {"reason": "voucher key differs from the one the database's vouchers were made with: "
+                                 "set the same POINTS_VOUCHER_KEY on every machine"}
     ready = {"revision": list(current)}
     if current_app.config.get("REDIS_URL"):
         # Not a reason to stop serving (each process then limits on its own), but worth a look.

@@ -79,3 +79,34 @@ def test_with_redis_unreachable_logins_still_work_limits_hold_per_process_and_re
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json()["rate_limits"] == "per process: Redis unreachable"
+
+
+def test_a_machine_with_another_voucher_key_issues_nothing_and_is_not_ready(app, street, check_ledger):
+    from pointsapp.domain import vouchers
+    from pointsapp.domain.errors import VoucherKeyMismatch
+    from pointsapp.models import Voucher
+    from tests.factories import give_points
+
+    give_points(street, street.vol_a, 50)
+    first = vouchers.issue_voucher(street.vol_a, street.rice.id)  # records this key's fingerprint
+    db.session.commit()
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    # Another machine (or a redeploy that lost instance/voucher_key) with a key of its own.
+    app.config["VOUCHER_KEY"], kept = "another-machines-key", app.config["VOUCHER_KEY"]
+    try:
+        try:
+            vouchers.issue_voucher(street.vol_a, street.rice.id)
+            raise AssertionError("issued with another key")
+        except VoucherKeyMismatch as exc:
+            assert exc.status == 503 and "POINTS_VOUCHER_KEY" in exc.message
+        db.session.rollback()
+        assert db.session.query(Voucher).count() == 1
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "POINTS_VOUCHER_KEY" in ready.get_json()["reason"]
+    finally:
+        app.config["VOUCHER_KEY"] = kept
+    # Back to the key the vouchers were made with: the first voucher's code is found again.
+    assert vouchers.confirm_redemption(street.cashier, first.code).status == "redeemed"
+    db.session.commit()
+    check_ledger()

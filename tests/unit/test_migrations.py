@@ -19,6 +19,7 @@ TABLES = {
     "checkin_event", "checkin_attendance",
     "approval_vote", "notice_objection",
     "account_month", "volunteer_year",
+    "app_setting",
 }
 
 
