@@ -630,7 +630,7 @@ def person_move(user_id: int):
     """Move a person to another node of their street (they moved house, or were filed under the
     wrong node); their volunteer role moves with them. Their points and history go with them;
     work already recorded keeps its node. The admin must administer both nodes, and cannot move
-    themselves. Moving to the node they are at changes nothing."""
+    themselves. Moving to the node they are at is refused (422)."""
     who = _admin()
     data = load_body(MoveIn)
     unit = db.session.get(OrgUnit, data["org_unit_id"])

@@ -65,6 +65,15 @@ def add_unit(name: str, level_code: str, parent: OrgUnit | None = None) -> OrgUn
     return db.session.get(OrgUnit, unit_id)
 
 
+def path_label(unit: OrgUnit, skip: int = 1) -> str:
+    """Name a node by its path below the street: "友谊17社区 › 第21网格 › 1号楼" (a street has 39
+    buildings called 1号楼). ``skip`` levels from the top are left out (1: the street)."""
+    ids = [int(part) for part in unit.path.strip("/").split("/")]
+    shown = ids[skip:] or ids[-1:]
+    names = dict(db.session.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(shown))).all())
+    return " › ".join(names[i] for i in shown)
+
+
 def _name_taken(parent: OrgUnit, name: str) -> InvalidInput:
     return InvalidInput("%(parent)s already has a node named %(name)s.", field="name", parent=parent.name, name=name)
 

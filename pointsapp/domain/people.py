@@ -42,7 +42,7 @@ from .access import in_scope, require_merchant_admin
 from .clock import now_utc
 from .errors import Forbidden, InvalidInput, NotFound
 from .ledger import account_for_volunteer
-from .org import NAME_MAX
+from .org import NAME_MAX, path_label
 
 PHONE_MAX = 32  # the longest phone number the database holds
 
@@ -524,7 +524,9 @@ def move_person(actor: User, user_id: int, unit: OrgUnit | None) -> User:
         raise InvalidInput("A person moves only within their street: their points were issued by it.",
                            field="org_unit_id")
     if unit.id == old.id:
-        return user
+        raise InvalidInput("%(name)s already belongs to %(node)s: choose another node.", field="org_unit_id",
+                           name=user.full_name, node=path_label(old))
+    before_label, after_label = path_label(old), path_label(unit)
     user.org_unit = unit
     at_new = {g.role for g in user.roles if g.org_unit_id == unit.id}
     for g in list(user.roles):
@@ -536,8 +538,9 @@ def move_person(actor: User, user_id: int, unit: OrgUnit | None) -> User:
     db.session.flush()
     audit.record(
         actor, audit.PERSON_MOVED, "user", user.id,
-        {"username": user.username, "before": {"org_unit_id": old.id, "name": old.name},
-         "after": {"org_unit_id": unit.id, "name": unit.name}},
+        {"username": user.username, "full_name": user.full_name,
+         "before": {"org_unit_id": old.id, "name": before_label},
+         "after": {"org_unit_id": unit.id, "name": after_label}},
         # Where both nodes' admins above them read it: the lowest node over both.
         org_path=_common_path(old.path, unit.path),
     )

@@ -18,7 +18,7 @@ from ..domain.access import (
     subtree_filter,
 )
 from ..domain.errors import PointsError
-from ..domain.org import add_unit, subtree_units
+from ..domain.org import add_unit, path_label, subtree_units
 from ..extensions import db
 from ..forms import (
     ROLE_LABELS,
@@ -41,6 +41,7 @@ from ..forms import (
     title_choices,
 )
 from ..models import (
+    Activity,
     AuditRecord,
     Merchant,
     OrgLevel,
@@ -51,6 +52,7 @@ from ..models import (
     User,
 )
 from ..models.rewards import MERCHANT_KINDS
+from ..models.rules import STATUS_PENDING
 from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF
 from .guards import db_int, role_required
 from .template_helpers import bilingual, page_is_zh
@@ -489,6 +491,7 @@ def _person_page(person: User, form: GrantRoleForm, status: int = 200, temporary
     return render_template(
         "admin/person.html", person=person, account=account, form=form, temporary_password=temporary_password,
         details=details or _details_form(person), move=move or _move_form(person),
+        belongs_to=path_label(person.org_unit) if person.org_unit is not None else None,
     ), status
 
 
@@ -544,8 +547,15 @@ def person_move(user_id: int):
             raise
         person = people.person_in_scope(_me(), user_id)
         return _person_page(person, grant_form, show_domain_error(move, exc), move=move)
-    flash(_("%(name)s now belongs to %(node)s; their points and history went with them.",
-            name=person.full_name, node=person.org_unit.name), "ok")
+    said = [_("%(name)s now belongs to %(node)s; their points and history went with them.",
+              name=person.full_name, node=path_label(person.org_unit))]
+    waiting = db.session.scalar(select(func.count()).select_from(Activity).where(
+        Activity.volunteer_id == person.id, Activity.status == STATUS_PENDING))
+    if waiting:
+        said.append(ngettext("%(num)s claim of theirs still waits for approval by the staff where it was made.",
+                             "%(num)s claims of theirs still wait for approval by the staff where they were made.",
+                             waiting))
+    flash(" ".join(said), "ok")
     return redirect(url_for(".person", user_id=user_id))
 
 

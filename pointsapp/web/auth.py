@@ -87,7 +87,9 @@ def login():
             db.session.commit()
             if user.must_change_password:
                 return redirect(url_for("auth.change_password"))
-            return redirect(_safe_next(request.args.get("next")) or url_for("auth.index"))
+            # Back where they were going, unless that was a form's address (a button pressed after
+            # the idle logout): then their home, where the flash says to send it again.
+            return redirect(_opens_with_get(_safe_next(request.args.get("next"))) or url_for("auth.index"))
     return render_template("auth/login.html", form=form), (200 if not form.errors else 422)
 
 

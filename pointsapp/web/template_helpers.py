@@ -185,7 +185,8 @@ def audit_details(summary: str | None) -> list[tuple[str, str]]:
         return str(value)
 
     def walk(prefix: str, obj: dict) -> None:
-        for key, value in obj.items():
+        # As kept (keys sorted), but what was there before comes before what came after.
+        for key, value in sorted(obj.items(), key=lambda kv: {"before": 0, "after": 1}.get(kv[0], 2)):
             name = f"{prefix}{key}"
             if isinstance(value, dict):
                 walk(name + ".", value)

@@ -244,6 +244,10 @@ def test_an_audit_records_details_read_as_lines_with_local_times(app):
     # Asia/Shanghai is eight hours ahead of UTC.
     assert lines == [("before.phone", "139"), ("ends_at", "2026-12-07 23:40"), ("ids", "3, 4"),
                      ("name", "甲社区规则"), ("open", "✓"), ("note", "—")]
+    # What was there before is read first, then what came after.
+    with app.test_request_context():
+        moved = audit_details('{"after":{"name":"乙"},"before":{"name":"甲"},"username":"vol_a"}')
+    assert moved == [("before.name", "甲"), ("after.name", "乙"), ("username", "vol_a")]
     assert audit_details("not json") == [("", "not json")]
     assert audit_details("[1, 2]") == [("", "[1, 2]")]
 

@@ -71,10 +71,11 @@ def test_the_move_is_audited_where_admins_over_both_nodes_read_it(street):
     assert record.target_id == street.vol_a.id and record.actor_id == street.street_admin.id
     assert record.org_path == street.street.path  # the lowest node over community A and B
     summary = json.loads(record.summary)
+    # Each node named by its path below the street: many buildings share a name.
     assert summary == {
-        "username": "vol_a",
-        "before": {"org_unit_id": street.unit_a.id, "name": "1单元"},
-        "after": {"org_unit_id": street.building_b.id, "name": "9号楼"},
+        "username": "vol_a", "full_name": "张秀华",
+        "before": {"org_unit_id": street.unit_a.id, "name": "青山社区 › 第一网格 › 1号楼 › 1单元"},
+        "after": {"org_unit_id": street.building_b.id, "name": "友谊社区 › 第一网格 › 9号楼"},
     }
     # A move from building 9 up to its grid is filed under the grid, inside community B.
     _moves(street, street.admin_b, street.vol_b, street.grid_b)
@@ -102,11 +103,10 @@ def test_only_the_volunteer_role_moves_other_roles_stay(street):
     assert grants == sorted([(ROLE_GRID_STAFF, street.grid_a.id), (ROLE_VOLUNTEER, street.building_b.id)])
 
 
-def test_moving_to_where_they_are_changes_nothing(street):
-    records = db.session.scalar(select(func.count()).select_from(AuditRecord))
-    _moves(street, street.admin_a, street.vol_a, street.unit_a)
-    assert street.vol_a.org_unit_id == street.unit_a.id
-    assert db.session.scalar(select(func.count()).select_from(AuditRecord)) == records
+def test_moving_to_where_they_are_is_refused_and_changes_nothing(street):
+    exc = _unchanged(street, street.vol_a, lambda: people.move_person(street.admin_a, street.vol_a.id, street.unit_a),
+                     InvalidInput)
+    assert exc.field == "org_unit_id" and "already belongs to 青山社区 › 第一网格 › 1号楼 › 1单元" in exc.message
 
 
 def test_a_community_admin_moves_people_only_within_what_they_administer(street):

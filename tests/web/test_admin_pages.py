@@ -298,7 +298,7 @@ def test_admin_corrects_a_volunteers_phone_and_title_and_a_refusal_keeps_what_wa
     assert db.session.get(User, street.vol_a.id).full_name == "张秀华"
 
 
-def test_admin_moves_a_volunteer_to_another_node_of_their_community(street, client, login, auth):
+def test_admin_moves_a_volunteer_to_another_node_of_their_community(street, client, login, auth, pending_claim):
     login("admin_a")
     page = page_text(client.get(f"/admin/people/{street.vol_a.id}"))
     assert "调到其他组织" in page
@@ -312,7 +312,9 @@ def test_admin_moves_a_volunteer_to_another_node_of_their_community(street, clie
     done = auth.post(path, {"org_unit_id": str(street.building_a.id)})
     assert done.status_code == 302
     after = page_text(client.get(done.headers["Location"]))
-    assert "张秀华 已调到 1号楼，积分和记录随人转移。" in after
+    assert "张秀华 已调到 青山社区 › 第一网格 › 1号楼，积分和记录随人转移。" in after
+    assert "其还有 1 条申请仍由原所在组织的工作人员审核。" in after
+    assert "青山社区 › 第一网格 › 1号楼" in page_text(client.get(f"/admin/people/{street.vol_a.id}"))
     db.session.expire_all()
     assert db.session.get(User, street.vol_a.id).org_unit_id == street.building_a.id
     # The audit log names what happened.

@@ -193,6 +193,16 @@ def test_a_form_sent_after_the_idle_timeout_is_said_not_to_have_been_saved(stree
         client.application.config["IDLE_TIMEOUT"] = before
 
 
+def test_after_logging_in_again_a_form_address_leads_home_and_a_page_address_to_the_page(street, client):
+    for target, lands in (("/staff/claims/1/approve", "/"), ("/staff/", "/staff/")):
+        client.get("/login")
+        token = csrf_from(client.get("/login").get_data(as_text=True))
+        resp = client.post(f"/login?next={target}", data={"csrf_token": token, "username": "staff_a",
+                                                           "password": PASSWORD})
+        assert resp.status_code == 302 and resp.headers["Location"] == lands, target
+        client.post("/logout", data={"csrf_token": csrf_from(client.get("/staff/").get_data(as_text=True))})
+
+
 def test_activity_within_the_timeout_keeps_the_session_alive(street, client, auth):
     auth.login("vol_a")
     with client.session_transaction() as sess:
