@@ -193,7 +193,7 @@ def test_phone_journey_claim_approve_redeem_scan_confirm(
         assert_fits_the_phone(staff)
         snap(staff, f"{lang}-1-approval-queue")
         # Among many cards' buttons, a screen reader hears whose claim this one approves.
-        card.get_by_role("button", name=f'{words["approve"]} · 张秀华', exact=True).click()
+        card.get_by_role("button", name=re.compile(rf'^{words["approve"]} · 张秀华 · ')).click()
         expect(staff.locator("li.card", has_text="张秀华")).to_have_count(0)
 
         # --- she sees the new balance, redeems rice and opens the voucher --------------------
@@ -292,6 +292,7 @@ def test_cashier_without_a_camera_redeems_with_the_keyboard_and_sees_refusals_in
         # The page says why the camera cannot help, and the code field is ready to type into.
         expect(cash.locator("#scan-status")).to_contain_text("Type the code below")
         expect(cash.locator("#scanner")).to_be_visible()  # shown by its script (hidden without scripts)
+        expect(cash.locator("#manual-title")).to_have_text("Or type the code")
         assert_every_field_is_labelled(cash)
         # A field's edge is seen (#767676, 4.5:1 on white), not Pico's pale grey.
         code_box = cash.get_by_label("Scan the QR code or type the 8-character code")

@@ -232,3 +232,4 @@ def test_without_scripts_the_till_offers_only_the_typed_code_no_dead_camera_butt
     scanner = re.search(r'<section class="scanner" id="scanner"[^>]*>', body).group(0)
     assert re.search(r"\shidden\s", scanner)  # scan.js shows it; no script, no button that does nothing
     assert 'id="lookup-form"' in body
+    assert '<h2 id="manual-title" data-with-camera="或输入兑换码">输入兑换码</h2>' in body  # not "or": it is the only way

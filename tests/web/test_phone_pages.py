@@ -228,10 +228,11 @@ def test_buttons_among_many_alike_name_what_they_act_on_for_screen_readers(stree
     assert re.search(r'>兑换<span class="visually-hidden"> · 大米 5kg</span></button>', rewards)
     login("staff_a")
     queue = client.get("/staff/").get_data(as_text=True)
-    name = pending_claim.volunteer.full_name
-    assert f'>通过<span class="visually-hidden"> · {name}</span></button>' in queue
-    assert f'>驳回<span class="visually-hidden"> · {name}</span></button>' in queue
-    assert re.search(rf'选择<span class="visually-hidden"> · {name} · ', queue)
+    # Whose claim, for what, on which day: a volunteer may have two claims of one kind.
+    which = f"{pending_claim.volunteer.full_name} · 参加会议 · {pending_claim.activity_date.isoformat()}"
+    assert f'>通过<span class="visually-hidden"> · {which}</span></button>' in queue
+    assert f'>驳回<span class="visually-hidden"> · {which}</span></button>' in queue
+    assert f'选择<span class="visually-hidden"> · {which}</span>' in queue
 
 
 def test_error_pages_say_in_words_what_happened_and_what_to_do(street, client, login):

@@ -15,6 +15,8 @@
   var ctx = canvas.getContext('2d', { willReadFrequently: true });
   var stream = null, timer = null;
   box.hidden = false;  // the camera needs this script: the section is hidden without it
+  var manualTitle = document.getElementById('manual-title');
+  if (manualTitle && manualTitle.dataset.withCamera) { manualTitle.textContent = manualTitle.dataset.withCamera; }
 
   function say(key) { status.textContent = box.dataset[key] || ''; }
 
