@@ -531,14 +531,16 @@ class Liability:
         """``points`` in fen at today's rate (points not yet redeemed have no other value)."""
         return points * self.fen_per_point
 
-    def figures(self) -> list[tuple[str, int, int]]:
-        """Each figure as (name, points, fen): redemptions at their own days' rates, the rest at
-        today's."""
+    def figures(self) -> list[tuple[str, int, int | None]]:
+        """Each figure as (name, points, fen): redemptions and what was paid and is owed for them
+        at their own days' rates, the points volunteers hold at today's (what they would cost if
+        redeemed now), and outstanding as the two together. Points issued, expired and deducted
+        have no yuan: valued at one rate they would not add up with the parts valued at others."""
         return [
-            ("issued", self.issued, self.fen(self.issued)),
+            ("issued", self.issued, None),
             ("redeemed", self.redeemed, self.redeemed_fen),
-            ("expired", self.expired, self.fen(self.expired)),
-            ("deducted", self.deducted, self.fen(self.deducted)),
+            ("expired", self.expired, None),
+            ("deducted", self.deducted, None),
             ("held", self.held, self.fen(self.held)),
             ("owed", self.owed, self.owed_fen),
             ("outstanding", self.outstanding, self.outstanding_fen),

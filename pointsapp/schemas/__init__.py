@@ -815,9 +815,10 @@ class LiabilityOut(Schema):
     fen_per_point = fields.Integer(required=True)
     points = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True, metadata={
         "description": "issued, redeemed, expired, deducted, held, owed, outstanding, paid."})
-    fen = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True, metadata={
-        "description": "The same figures in fen: redeemed, owed and paid (and owed's part of outstanding) at "
-                       "the rate of each redemption's day, as settlement values them; the rest at the current rate."})
+    fen = fields.Dict(keys=fields.String(), values=fields.Integer(allow_none=True), required=True, metadata={
+        "description": "The same figures in fen: redeemed, owed and paid at the rate of each redemption's day, "
+                       "as settlement values them; held at the current rate; outstanding = held + owed. "
+                       "issued, expired and deducted are null: they have no value in yuan of their own."})
     budget = fields.Nested(BudgetOut, allow_none=True, required=True)
 
 

@@ -26,7 +26,8 @@ def test_the_street_admin_funds_once_per_key_and_reads_the_liability(api_as, str
     assert resp.status_code == 200
     [row] = resp.json
     assert row["org_unit_id"] == street.street.id and row["fen_per_point"] == 100
-    assert row["points"]["issued"] == 40 and row["points"]["outstanding"] == 40 and row["fen"]["issued"] == 4000
+    assert row["points"]["issued"] == 40 and row["points"]["outstanding"] == 40 and row["fen"]["issued"] is None
+    assert row["fen"]["outstanding"] == row["fen"]["held"] == 4000  # held at today's ¥1 a point
     assert row["budget"] == {"funded_fen": 35_000_000, "fen_per_point": 100, "capacity": 350_000, "used": 40,
                              "remaining": 349_960}
     check_ledger()

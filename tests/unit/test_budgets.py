@@ -475,7 +475,12 @@ def test_redemptions_are_in_yuan_at_their_own_days_rate_as_settlement_values_the
     # What is not yet redeemed has only today's value.
     assert whole.fen_per_point == 40 and whole.outstanding_fen == 30 * 40 + whole.owed_fen
     figures = {name: (points, fen) for name, points, fen in whole.figures()}
-    assert figures["owed"] == (15, 750) and figures["held"] == (30, 1200) and figures["issued"] == (50, 2000)
+    assert figures["owed"] == (15, 750) and figures["held"] == (30, 1200)
+    # In yuan the parts add up as the points do: redeemed = paid + owed, outstanding = held + owed.
+    assert figures["redeemed"][1] == figures["paid"][1] + figures["owed"][1]
+    assert figures["outstanding"][1] == figures["held"][1] + figures["owed"][1]
+    # Issued, expired and deducted mix rates: no yuan of their own, rather than a sum that does not add up.
+    assert figures["issued"] == (50, None) and figures["expired"][1] is None and figures["deducted"][1] is None
     check_ledger()
 
 
