@@ -207,6 +207,7 @@ def path_of(unit: OrgUnit | None) -> str | None:
 class ChainReport:
     records: int
     problem: str | None  # the first broken record, described; None when the chain is whole
+    head_hash: str | None = None  # the newest record's hash: kept outside, it shows a rewritten chain
 
 
 def verify_chain(batch: int = 1000) -> ChainReport:
@@ -240,4 +241,4 @@ def verify_chain(batch: int = 1000) -> ChainReport:
         if head_seq > last_seq:
             return ChainReport(count, f"records after seq {last_seq} up to seq {head_seq} are missing (deleted)")
         return ChainReport(count, f"the chain head (seq {head_seq}) does not point at the newest record (seq {last_seq})")
-    return ChainReport(count, None)
+    return ChainReport(count, None, prev_hash)

@@ -68,8 +68,8 @@ class ImportResult:
     units_created: int = 0
     unchanged: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
-    # (username, full name, activation code) of each person created, to hand out.
-    codes: list[tuple[str, str, str]] = field(default_factory=list)
+    # (username, full name, activation code) of each person created, to hand out: never logged.
+    codes: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:

@@ -166,6 +166,12 @@ def activation_matches(user: User, code: str, now: datetime | None = None) -> bo
     return hmac.compare_digest(user.activation_hash, activation_hash(code))
 
 
+def username_exists(username: str | None) -> bool:
+    """Say whether someone has this username (in any case)."""
+    name = (username or "").strip()
+    return bool(name) and _username_taken(name)
+
+
 def _username_taken(username: str) -> bool:
     return db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower())) is not None
 

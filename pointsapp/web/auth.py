@@ -11,6 +11,7 @@ from werkzeug.routing import RequestRedirect
 
 from ..domain.errors import PointsError
 from ..domain.people import MIN_PASSWORD_LENGTH, authenticate, change_password as change_own_password, end_sessions
+from ..domain.people import username_exists
 from ..extensions import db, limiter
 from ..forms import ChangePasswordForm, LoginForm, show_domain_error
 from ..i18n import LANG_COOKIE, LANG_COOKIE_AGE
@@ -74,7 +75,10 @@ def login():
         user = authenticate(form.username.data, form.password.data)
         if user is None:
             current_app.logger.warning(
-                "login failed username=%r address=%s", form.username.data.strip()[:64], request.remote_addr
+                # The username only when it is one: a password typed into its box stays out of the log.
+                "login failed username=%r address=%s",
+                form.username.data.strip()[:64] if username_exists(form.username.data) else "(no such user)",
+                request.remote_addr
             )
             form.password.errors.append(_("Wrong username or password, or the account is deactivated."))
         else:

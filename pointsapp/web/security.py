@@ -111,6 +111,7 @@ def init_security(app: Flask) -> None:
             headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         # Pages with personal data are not kept by the browser or a proxy (back button on a
         # shared phone); static files keep their own caching.
-        if request.endpoint != "static" and "Cache-Control" not in headers and "_user_id" in session:
+        if request.endpoint != "static" and "Cache-Control" not in headers and (
+                "_user_id" in session or request.path.startswith("/api/")):  # a token's answers too
             headers["Cache-Control"] = "no-store"
         return resp

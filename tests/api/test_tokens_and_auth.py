@@ -134,6 +134,11 @@ def test_a_password_change_or_reset_or_deactivation_revokes_the_persons_tokens(a
     assert api_as("staff_a").get("/me").status_code == 200
 
 
+def test_answers_to_a_token_are_not_kept_by_a_browser_or_proxy(api_as, street):
+    resp = api_as("admin_a").get("/people")
+    assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store"
+
+
 def test_a_token_is_refused_while_its_owner_must_change_their_password(app, api_as, street):
     v = api_as("vol_a")
     street.vol_a.must_change_password = True

@@ -138,7 +138,8 @@ def test_the_database_refuses_to_change_or_delete_a_record(street):
 def test_verify_audit_passes_on_an_intact_chain(street, runner):
     result = runner.invoke(args=["points", "verify-audit"])
     assert result.exit_code == 0, result.output
-    assert f"audit chain intact: {count()} record(s)" in result.output
+    newest = db.session.scalar(select(AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1))
+    assert f"audit chain intact: {count()} record(s), newest hash {newest}" in result.output
 
 
 def test_verify_audit_names_an_edited_record(street, runner):

@@ -284,3 +284,8 @@ def test_a_failed_login_is_logged_with_the_username_but_not_the_password(app, st
     client.post("/login", data={"username": "vol_a", "password": "secret-guess-77", "csrf_token": token})
     lines = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
     assert lines and "vol_a" in lines[0] and "secret-guess-77" not in lines[0]
+    # A password typed into the username box is not a username: it is not written down either.
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    client.post("/login", data={"username": "Mima2026!secret", "password": "x", "csrf_token": token})
+    lines = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
+    assert len(lines) == 2 and "Mima2026" not in lines[1] and "(no such user)" in lines[1]
