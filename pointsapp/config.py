@@ -72,7 +72,9 @@ class Config:
     PHOTO_MAX_BYTES = int(os.environ.get("POINTS_PHOTO_MAX_BYTES", str(15 * 1024 * 1024)))
     # The largest request: past it the server answers 413 before any form is read, so each
     # view checks its own file's limit and keeps what else was typed.
-    MAX_CONTENT_LENGTH = max(UPLOAD_MAX_BYTES, PHOTO_MAX_BYTES) + 64 * 1024
+    # Twice the largest file: a photo somewhat over its limit still reaches the form, which says
+    # so beside the field and keeps what else was typed (app.js says it before sending, too).
+    MAX_CONTENT_LENGTH = 2 * max(UPLOAD_MAX_BYTES, PHOTO_MAX_BYTES) + 64 * 1024
     FALLBACK_CODE_LIMIT = os.environ.get("POINTS_FALLBACK_CODE_LIMIT", "10 per minute")
     LOGIN_LIMIT = os.environ.get("POINTS_LOGIN_LIMIT", "10 per minute")
     # Failed logins per account (any address): slows password guessing spread over many addresses.

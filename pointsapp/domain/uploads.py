@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
 from .errors import InvalidInput
 
@@ -16,6 +17,8 @@ MAX_PIXELS = 40_000_000  # a JPEG: decoded at a reduced scale (below)
 # take hundreds of MB of a worker. 16 megapixels covers a phone's screenshot or photo.
 MAX_PIXELS_DECODED_WHOLE = 16_000_000
 MAX_SIDE = 1600
+PHOTO_TOO_LARGE = _l("The photo is larger than %(mb)s MB. Choose a smaller one, or set the phone's camera to a "
+                     "lower resolution.")
 
 
 def upload_dir() -> Path:
@@ -30,7 +33,7 @@ def _reencode(data: bytes, max_side: int) -> bytes:
     if not data:
         raise InvalidInput("The photo is empty.", field="photo")
     if len(data) > limit:
-        raise InvalidInput("The photo is larger than %(mb)s MB.", field="photo", mb=limit // (1024 * 1024))
+        raise InvalidInput(PHOTO_TOO_LARGE, field="photo", mb=limit // (1024 * 1024))
     from PIL import Image, ImageOps, UnidentifiedImageError  # only claims with photos need Pillow
 
     try:

@@ -401,3 +401,26 @@ def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app
         voucher_gone_offline()
     finally:
         browser.close()
+
+
+def test_a_photo_over_the_limit_is_refused_before_it_is_sent_and_the_note_stays(
+        street, app, strict_csp, live_server, pw, tmp_path):
+    photo = tmp_path / "IMG_2041.jpg"
+    photo.write_bytes(b"\xff\xd8\xff" + b"0" * 3000)  # its size is what counts here
+    app.config["PHOTO_MAX_BYTES"], before = 2000, app.config["PHOTO_MAX_BYTES"]
+    sent = []
+    db.session.rollback()
+    try:
+        with logged_in_phone(pw, live_server, "vol_a") as page:
+            page.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
+            page.goto("/volunteer/claim")
+            page.get_by_label("备注").fill("楼道清扫，拍了照片")
+            page.set_input_files("#photo", str(photo))
+            page.get_by_role("button", name="提交申请").click()
+            error = page.locator("#too-large-photo")
+            expect(error).to_contain_text("照片超过了")
+            expect(page.locator("#photo")).to_have_attribute("aria-invalid", "true")
+            expect(page.get_by_label("备注")).to_have_value("楼道清扫，拍了照片")
+            assert sent == []
+    finally:
+        app.config["PHOTO_MAX_BYTES"] = before

@@ -29,6 +29,27 @@
     if (body.dataset.user || body.dataset.forgetOffline) { forgetOffline(); }
   }
 
+  // A file over its form's limit (a phone photo can be 20 MB) is refused here, beside its field,
+  // rather than sent over a slow line to be refused: what else was typed stays.
+  document.querySelectorAll('form input[type="file"][data-max-bytes]').forEach(function (input) {
+    input.form.addEventListener('submit', function (event) {
+      var old = document.getElementById('too-large-' + input.id);
+      if (old) { old.remove(); }
+      var file = input.files && input.files[0];
+      if (!file || file.size <= Number(input.dataset.maxBytes)) { return; }
+      event.preventDefault();
+      var p = document.createElement('p');
+      p.className = 'field-error';
+      p.id = 'too-large-' + input.id;
+      p.setAttribute('role', 'alert');
+      p.textContent = input.dataset.tooLarge;
+      input.insertAdjacentElement('afterend', p);
+      input.setAttribute('aria-invalid', 'true');
+      input.setAttribute('aria-describedby', p.id);
+      input.focus();
+    });
+  });
+
   var offlineNote = document.getElementById('offline-note');
   function syncOnline() { if (offlineNote) { offlineNote.hidden = navigator.onLine; } }
   window.addEventListener('online', syncOnline);
