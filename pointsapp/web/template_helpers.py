@@ -148,6 +148,26 @@ AUDIT_FIELDS = {
     "fen": lazy_pgettext("audit", "Fen"),
     "voter_id": lazy_pgettext("audit", "Verifier"),
     "rule_version": lazy_pgettext("audit", "Rule version"),
+    # a rule's terms
+    "version": lazy_pgettext("audit", "Version"),
+    "category": lazy_pgettext("audit", "Category"),
+    "unit": lazy_pgettext("audit", "Counted per"),
+    "points": lazy_pgettext("audit", "Points"),
+    "daily_cap": lazy_pgettext("audit", "Daily cap"),
+    "monthly_cap": lazy_pgettext("audit", "Monthly cap"),
+    "needs_approval": lazy_pgettext("audit", "Needs approval"),
+    "approvals_required": lazy_pgettext("audit", "Approvals required"),
+    "requires_note": lazy_pgettext("audit", "Requires a note"),
+    "requires_photo": lazy_pgettext("audit", "Requires a photo"),
+    "titles": lazy_pgettext("audit", "For titles"),
+    "active_from": lazy_pgettext("audit", "Active from"),
+    "active_to": lazy_pgettext("audit", "Active to"),
+    "expiry_policy": lazy_pgettext("audit", "Expiry"),
+    "expiry_months": lazy_pgettext("audit", "Expires after months"),
+    "checkin_hours_cap": lazy_pgettext("audit", "Check-in hours cap"),
+    "hours_rounding_minutes": lazy_pgettext("audit", "Hours rounded to minutes"),
+    "backfill_earns_points": lazy_pgettext("audit", "Added attendees earn points"),
+    "attendees": lazy_pgettext("audit", "Attendees"),
 }
 
 

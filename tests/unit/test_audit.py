@@ -279,3 +279,13 @@ def test_every_audit_action_is_named_on_the_audit_page_in_both_languages(app):
             with force_locale("zh_Hans_CN"):
                 chinese = str(AUDIT_ACTIONS[action])
             assert chinese != english, action  # translated
+
+
+def test_the_fields_of_rule_records_are_named(app, street):
+    from pointsapp.web.template_helpers import AUDIT_FIELDS, audit_details
+
+    summaries = db.session.scalars(select(AuditRecord.summary).where(AuditRecord.action == "rule.created")).all()
+    assert summaries
+    with app.test_request_context():
+        keys = {part for s in summaries for key, _ in audit_details(s) for part in key.split(".")}
+    assert keys - set(AUDIT_FIELDS) == set()
