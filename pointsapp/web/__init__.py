@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from flask import Flask, current_app, jsonify, make_response, redirect, render_template, request, url_for
+from flask import Flask, current_app, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import HTTPException
 
@@ -50,7 +51,13 @@ def register_web(app: Flask) -> None:
         except (TypeError, ValueError):
             return None
         # The person and their role grants in one statement (built once): every page checks a role.
-        user = db.session.scalars(_user_with_roles(), {"user_id": user_id}).unique().one_or_none()
+        try:
+            user = db.session.scalars(_user_with_roles(), {"user_id": user_id}).unique().one_or_none()
+        except (OperationalError, InterfaceError) as exc:  # the database is down or restarting
+            db.session.rollback()
+            current_app.logger.error("cannot load the logged-in person: database unavailable: %s", exc)
+            g.database_unavailable = True
+            return None
         # A deactivated person, or a session ended by logout or a password change elsewhere,
         # is anonymous from its next request on.
         if user is None or not user.is_active or not security.session_matches(user):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Flask, current_app, flash, redirect, request, session, url_for
+from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_login import current_user, logout_user
@@ -92,6 +92,10 @@ def init_security(app: Flask) -> None:
 
     @app.before_request
     def _force_password_change():
+        if request.blueprint == "health":  # answers without loading anyone (or the database)
+            return None
+        if not current_user.is_authenticated and g.get("database_unavailable"):
+            abort(503)  # "the server is busy; nothing was changed": not a login page or a bare 500
         if request.endpoint in ALLOWED_BEFORE_PASSWORD_CHANGE or not current_user.is_authenticated:
             return None
         if current_user.must_change_password:

@@ -110,3 +110,21 @@ def test_a_machine_with_another_voucher_key_issues_nothing_and_is_not_ready(app,
     assert vouchers.confirm_redemption(street.cashier, first.code).status == "redeemed"
     db.session.commit()
     check_ledger()
+
+
+def test_with_the_database_down_a_logged_in_person_gets_a_page_that_says_so_and_health_still_answers(
+        app, street, client, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from tests.conftest import AuthActions
+
+    AuthActions(client).login("vol_a")
+
+    def refuse(*args, **kwargs):  # as a database server that went away answers
+        raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(db.session, "scalars", refuse)
+    page = client.get("/volunteer/")
+    assert page.status_code == 503
+    assert "服务器繁忙" in page.get_data(as_text=True)  # a page in words, not a bare "Internal Server Error"
+    assert client.get("/healthz").status_code == 200  # with the session cookie, no database needed
