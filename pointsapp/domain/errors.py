@@ -113,6 +113,13 @@ class VoucherNotFound(PointsError):
     template = _l("Unknown code. Check the code and try again, or scan the QR code.")
 
 
+class PhotosUnavailable(PointsError):
+    code = "photos_unavailable"
+    status = 503
+    template = _l("The server cannot store photos right now, so nothing was recorded. Send it again later, or "
+                  "without the photo, and tell the street office.")
+
+
 class VoucherKeyMismatch(PointsError):
     code = "voucher_key_mismatch"
     status = 503

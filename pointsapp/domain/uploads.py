@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from .errors import InvalidInput
+from .errors import InvalidInput, PhotosUnavailable
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF"}
 MAX_PIXELS = 40_000_000  # a JPEG: decoded at a reduced scale (below)
@@ -22,9 +22,7 @@ PHOTO_TOO_LARGE = _l("The photo is larger than %(mb)s MB. Choose a smaller one, 
 
 
 def upload_dir() -> Path:
-    path = Path(current_app.instance_path) / "uploads"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(current_app.instance_path) / "uploads"
 
 
 def _reencode(data: bytes, max_side: int) -> bytes:
@@ -63,18 +61,21 @@ def _reencode(data: bytes, max_side: int) -> bytes:
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
-    tmp = target.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError as exc:  # a full disk, a folder not writable: not the person's fault
+        current_app.logger.error("cannot store an uploaded picture in %s: %s", target.parent, exc)
+        raise PhotosUnavailable() from exc
 
 
 REWARD_PICTURE_SIDE = 480
 
 
 def reward_picture_dir() -> Path:
-    path = upload_dir() / "rewards"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return upload_dir() / "rewards"
 
 
 def store_reward_picture(reward_id: int, data: bytes) -> None:

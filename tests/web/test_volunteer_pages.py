@@ -403,3 +403,19 @@ def test_claim_for_a_day_before_the_rule_started_is_refused_with_the_reason(stre
     assert resp.status_code == 422
     assert errors_at(resp, "rule_id") == ["This activity type does not apply: it is not in force on that date"]
     assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
+
+
+def test_when_the_server_cannot_store_photos_the_claim_comes_back_with_its_note_and_nothing_is_recorded(
+        app, street, client, login):
+    from pathlib import Path
+
+    blocked = Path(app.instance_path) / "uploads"
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("not a folder")  # as a full or read-only disk would refuse
+    login("vol_a")
+    resp = post_claim(client, claim_form(client), rule_id=street.meeting.id, note="楼栋会议记录",
+                      photo=(io.BytesIO(png_bytes()), "p.png"))
+    assert resp.status_code == 503
+    body = resp.get_data(as_text=True)
+    assert "服务器现在无法保存照片" in page_text(resp) and "楼栋会议记录" in body
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
