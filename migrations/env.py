@@ -92,6 +92,12 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # A migration waits at most this long for a table's lock: a long read (a nightly check
+            # or export) would otherwise make it, and every request queued behind it, wait. It
+            # fails instead, saying so; run it again once the read is done.
+            connection.exec_driver_sql("SET lock_timeout = '10s'")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

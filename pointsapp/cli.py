@@ -1,4 +1,5 @@
-"""``flask points ...``: thin commands over the domain functions. Each commits once."""
+"""``flask points ...``: thin commands over the domain functions. Each commits once; the batch
+jobs (expiry, notices, vouchers) once per complete unit, so that a rerun finishes a stopped run."""
 from __future__ import annotations
 
 import sys

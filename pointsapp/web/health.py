@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from ..extensions import csrf, db
 
@@ -50,6 +50,10 @@ def readiness() -> tuple[bool, dict]:
     heads = migration_heads(current_app.extensions["migrate"].directory)
     try:
         with db.engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                conn.commit()
+                return False, {"reason": "database never migrated: run flask db upgrade", "database_revision": [],
+                               "head_revision": list(heads)}
             current = tuple(sorted(r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))))
             conn.commit()  # not a ROLLBACK, which would make psycopg drop its prepared statements
     except Exception as exc:  # any failure to reach or read the database means "not ready"

@@ -128,3 +128,36 @@ def test_with_the_database_down_a_logged_in_person_gets_a_page_that_says_so_and_
     assert page.status_code == 503
     assert "服务器繁忙" in page.get_data(as_text=True)  # a page in words, not a bare "Internal Server Error"
     assert client.get("/healthz").status_code == 200  # with the session cookie, no database needed
+
+
+def test_readyz_says_a_database_that_was_never_migrated_needs_flask_db_upgrade(tmp_path, monkeypatch, database_url):
+    from sqlalchemy import create_engine
+    from sqlalchemy import text as sql
+
+    if database_url.startswith("sqlite"):
+        empty_url = f"sqlite:///{tmp_path / 'empty.db'}"
+        cleanup = None
+    else:  # a fresh PostgreSQL database beside the test one
+        admin = create_engine(database_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+        name = f"never_migrated_{tmp_path.name[-12:].lower().replace('-', '_')}"
+        with admin.connect() as conn:
+            conn.execute(sql(f'CREATE DATABASE "{name}"'))
+        empty_url = database_url.rsplit("/", 1)[0] + "/" + name
+
+        def cleanup():
+            with admin.connect() as conn:
+                conn.execute(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+    monkeypatch.setenv("POINTS_INSTANCE_PATH", str(tmp_path / "instance"))
+    settings = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
+    settings.update(SECRET_KEY="x", SQLALCHEMY_DATABASE_URI=empty_url)
+    fresh = create_app(settings)
+    try:
+        resp = fresh.test_client().get("/readyz")
+        assert resp.status_code == 503
+        assert resp.get_json()["reason"] == "database never migrated: run flask db upgrade"
+    finally:
+        with fresh.app_context():
+            db.engine.dispose()
+        if cleanup:
+            cleanup()
