@@ -83,3 +83,19 @@ def post_fork(server, worker):
     with app.app_context():
         for engine in db.engines.values():
             engine.dispose(close=False)  # forget the parent's connections without closing them
+
+
+def when_ready(server):
+    """Say which database this server uses (never its password): a server started without its
+    environment file would otherwise run on a SQLite file of its own, silently."""
+    app = getattr(server.app, "callable", None)
+    if app is None:
+        return
+    from sqlalchemy.engine import make_url
+
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    where = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite":
+        server.log.warning("database: %s (SQLite: is DATABASE_URL set? a production server uses PostgreSQL)", where)
+    else:
+        server.log.info("database: %s", where)

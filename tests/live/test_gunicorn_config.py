@@ -126,3 +126,32 @@ def test_workers_cap_glibcs_malloc_arenas_unless_told_otherwise(monkeypatch):
     assert conf["limit_malloc_arenas"](2) is False
     monkeypatch.setenv("GUNICORN_MALLOC_ARENAS", "0")
     assert runpy.run_path(str(CONFIG))["malloc_arenas"] == 0
+
+
+def test_the_server_says_which_database_it_uses_without_its_password_and_warns_of_sqlite():
+    conf = runpy.run_path(str(CONFIG))
+
+    def said_for(uri):
+        said = []
+
+        class Log:
+            def info(self, msg, *args):
+                said.append(("info", msg % args))
+
+            def warning(self, msg, *args):
+                said.append(("warning", msg % args))
+
+        class Server:
+            log = Log()
+
+            class app:
+                class callable:
+                    config = {"SQLALCHEMY_DATABASE_URI": uri}
+
+        conf["when_ready"](Server)
+        return said
+
+    assert said_for("postgresql+psycopg://points:s3cret@db.example/points") == [
+        ("info", "database: postgresql+psycopg://points:***@db.example/points")]
+    [(level, text)] = said_for("sqlite:////srv/pointsapp/instance/pointsapp.db")
+    assert level == "warning" and "is DATABASE_URL set?" in text and "/srv/pointsapp/instance/pointsapp.db" in text
