@@ -8,9 +8,12 @@ Tokens. The QR code carries only an opaque token, and the till accepts an 8-char
 base32 fallback code. Both are derived from the voucher's random 128-bit ``nonce`` with an HMAC
 keyed by the server's voucher key (``VOUCHER_KEY``, kept apart from ``SECRET_KEY`` so that
 rotating the session key does not void open vouchers), so the volunteer's page can show them
-again, while the database stores only their SHA-256 hashes: a copy of the database alone cannot
+again, while the database stores only hashes: the token's SHA-256 (160 bits: out of reach of a
+search), and the fallback code's HMAC under the voucher key (``code_digest``), since its 40 bits
+could be searched through in minutes from a plain hash. A copy of the database alone cannot
 forge or read a code; the database together with the voucher key can, so keep the key out of
-database backups.
+database backups. (Vouchers issued before codes were keyed keep a plain SHA-256, which look-ups
+still accept; they expire within the voucher lifetime.)
 """
 from __future__ import annotations
 
@@ -139,6 +142,11 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def code_digest(code: str) -> str:
+    """What the database keeps of a fallback code: its HMAC under the voucher key."""
+    return hmac.new(_key(), b"code-digest:" + code.encode(), hashlib.sha256).hexdigest()
+
+
 def visible_rewards_query(volunteer: User, on=None):
     """Return a select of the rewards a volunteer can redeem: merchants at or above their node."""
     on = on or local_today()
@@ -222,12 +230,12 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None) 
         nonce = secrets.token_hex(16)
         token, code = token_for(nonce), code_for(nonce)
         # 40-bit codes collide rarely; a collision is retried with a fresh nonce.
-        if not db.session.scalar(select(Voucher.id).where(Voucher.code_hash == _sha(code))):
+        if not db.session.scalar(select(Voucher.id).where(Voucher.code_hash.in_((code_digest(code), _sha(code))))):
             break
     voucher = Voucher(
         nonce=nonce,
         token_hash=_sha(token),
-        code_hash=_sha(code),
+        code_hash=code_digest(code),
         reward_id=reward_id,
         merchant_id=merchant_id,
         volunteer_id=volunteer.id,
@@ -251,7 +259,7 @@ def find_voucher(text: str) -> Voucher:
         code = normalise_code(text)
         if not code:
             raise VoucherNotFound()
-        matches = Voucher.code_hash == _sha(code)
+        matches = Voucher.code_hash.in_((code_digest(code), _sha(code)))  # the plain hash: issued before
     # With the reward and the volunteer (whether their account is active) in the same statement;
     # the volunteer's role grants are not needed at the till.
     voucher = db.session.scalar(
