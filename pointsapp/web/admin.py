@@ -504,6 +504,21 @@ def person(user_id: int):
     return _person_page(person, form)
 
 
+def _change_on_person_page(user_id: int, grant_form: GrantRoleForm, name: str, form, change):
+    """Run ``change`` (a domain call) for a form of the person page and commit; return its result
+    and None, or None and the page again with the refusal beside the form (``name``: details, move)."""
+    try:
+        result = change()
+        db.session.commit()
+        return result, None
+    except PointsError as exc:
+        db.session.rollback()
+        if exc.status in (403, 404):
+            raise
+        person = people.person_in_scope(_me(), user_id)
+        return None, _person_page(person, grant_form, show_domain_error(form, exc), **{name: form})
+
+
 @bp.route("/people/<int:user_id>/details", methods=["POST"])
 @role_required(*ADMIN_ROLES)
 def person_details(user_id: int):
@@ -513,17 +528,11 @@ def person_details(user_id: int):
     grant_form = _grant_form(GrantRoleForm(formdata=None, org_unit_id=person.org_unit_id))
     if not details.validate_on_submit():
         return _person_page(person, grant_form, 422, details=details)
-    try:
-        people.update_details(_me(), user_id, full_name=details.full_name.data, phone=details.phone.data,
-                              title=details.title.data or None)
-        db.session.commit()
-    except PointsError as exc:
-        db.session.rollback()
-        if exc.status in (403, 404):
-            raise
-        person = people.person_in_scope(_me(), user_id)
-        return _person_page(person, grant_form, show_domain_error(details, exc), details=details)
-    flash(_("The details of %(name)s were saved.", name=details.full_name.data.strip()), "ok")
+    changed, refused = _change_on_person_page(user_id, grant_form, "details", details, lambda: people.update_details(
+        _me(), user_id, full_name=details.full_name.data, phone=details.phone.data, title=details.title.data or None))
+    if refused:
+        return refused
+    flash(_("The details of %(name)s were saved.", name=changed.full_name), "ok")
     return redirect(url_for(".person", user_id=user_id))
 
 
@@ -538,15 +547,10 @@ def person_move(user_id: int):
     grant_form = _grant_form(GrantRoleForm(formdata=None, org_unit_id=person.org_unit_id))
     if not move.validate_on_submit():
         return _person_page(person, grant_form, 422, move=move)
-    try:
-        person = people.move_person(_me(), user_id, db.session.get(OrgUnit, move.org_unit_id.data))
-        db.session.commit()
-    except PointsError as exc:
-        db.session.rollback()
-        if exc.status in (403, 404):
-            raise
-        person = people.person_in_scope(_me(), user_id)
-        return _person_page(person, grant_form, show_domain_error(move, exc), move=move)
+    person, refused = _change_on_person_page(user_id, grant_form, "move", move, lambda: people.move_person(
+        _me(), user_id, db.session.get(OrgUnit, move.org_unit_id.data)))
+    if refused:
+        return refused
     said = [_("%(name)s now belongs to %(node)s; their points and history went with them.",
               name=person.full_name, node=path_label(person.org_unit))]
     waiting = db.session.scalar(select(func.count()).select_from(Activity).where(
