@@ -722,8 +722,8 @@ def rule_create():
 def rule_update(rule_id: int):
     """Change a rule's terms; points already credited keep the version they were judged under."""
     who = _admin()
+    rules.get_managed_rule(who, rule_id)  # before the body: another community's rule is not revealed by a 422
     data = load_body(RuleTermsIn)
-    rules.get_managed_rule(who, rule_id)
     return respond(RuleOut().dump(rules.update_rule(who, rule_id, _terms(data))))
 
 

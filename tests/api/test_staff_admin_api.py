@@ -167,6 +167,8 @@ def test_admin_defines_and_changes_a_rule(api_as, street):
                                                   "unit": "occurrence", "points": 8}, key=None)
     assert changed.status_code == 200 and changed.json["version"] == 2 and changed.json["points"] == 8
     assert made.json["id"] in [r["id"] for r in a.get("/rules").json]
+    # Another community's admin learns nothing of it, whatever the body: 404, not a 422 about fields.
+    assert api_as("admin_b").put(f"/rules/{made.json['id']}", {"points": "many"}, key=None).status_code == 404
 
 
 def test_admin_lists_a_reward_and_changes_its_stock(api_as, street):
