@@ -91,7 +91,8 @@ def require_agreed_key() -> None:
     if mine in _key_agreed:
         return
     stored = stored_key_fingerprint()
-    if stored is None:
+    recorded_now = stored is None
+    if recorded_now:
         insert_unless_taken(AppSetting.__table__, {"name": KEY_FINGERPRINT, "value": mine}, key=["name"],
                             returning=AppSetting.__table__.c.name)
         stored = stored_key_fingerprint()
@@ -99,7 +100,8 @@ def require_agreed_key() -> None:
         current_app.logger.error("voucher key differs from the one the database's vouchers were made with; "
                                  "set the same POINTS_VOUCHER_KEY on every machine")
         raise VoucherKeyMismatch()
-    _key_agreed.add(mine)
+    if not recorded_now:  # found committed; one recorded by this transaction may yet be rolled back
+        _key_agreed.add(mine)
 
 
 def _b32(data: bytes, length: int) -> str:

@@ -20,6 +20,7 @@ from pointsapp.domain.errors import (
     VoucherAlreadyRedeemed,
     VoucherCancelled,
     VoucherExpired,
+    VoucherKeyMismatch,
     VoucherNotFound,
     WrongMerchant,
 )
@@ -559,3 +560,19 @@ def test_the_expire_vouchers_command_expires_overdue_vouchers(street, runner, ch
     again = runner.invoke(args=["points", "expire-vouchers"])
     assert again.exit_code == 0 and "expired 0 voucher(s)" in again.output
     check_ledger()
+
+
+def test_the_voucher_keys_fingerprint_is_trusted_only_once_committed(app, street):
+    from pointsapp.models import AppSetting
+
+    award(street, street.vol_a, 20)
+    vouchers._key_agreed.clear()
+    vouchers.issue_voucher(street.vol_a, street.rice.id)
+    db.session.rollback()  # the first voucher, and the fingerprint it recorded, never happened
+    assert db.session.get(AppSetting, vouchers.KEY_FINGERPRINT) is None
+    # Another machine, with a key of its own, records its fingerprint first.
+    db.session.add(AppSetting(name=vouchers.KEY_FINGERPRINT, value="0" * 32))
+    db.session.commit()
+    with pytest.raises(VoucherKeyMismatch):
+        vouchers.issue_voucher(street.vol_a, street.rice.id)
+    db.session.rollback()
