@@ -470,14 +470,16 @@ def set_active(actor: User, user_id: int, active: bool) -> User:
         raise Forbidden()
     if bool(user.is_active_flag) == active:
         return user
-    if not active and user.has_role(ROLE_VOLUNTEER):
-        # A voucher being issued holds the volunteer's account row: the two take turns, so none
-        # is issued after the deactivation (``vouchers.issue_voucher`` reads the flag under it).
-        ledger.locked_account_for_volunteer(user)
+    if not active:
+        # Sessions and tokens first: an API request locks its token's row before the account
+        # (``touch_token_in_session``), so this takes them in the same order.
+        lock_out(user)
+        if user.has_role(ROLE_VOLUNTEER):
+            # A voucher being issued holds the volunteer's account row: the two take turns, so
+            # none is issued after the deactivation (``vouchers.issue_voucher`` reads the flag under it).
+            ledger.locked_account_for_volunteer(user)
     user.is_active_flag = active
     db.session.flush()
-    if not active:
-        lock_out(user)
     audit.record(
         actor, audit.PERSON_REACTIVATED if active else audit.PERSON_DEACTIVATED, "user", user.id,
         {"username": user.username}, org_path=_person_path(user),
@@ -516,6 +518,11 @@ def move_person(actor: User, user_id: int, unit: OrgUnit | None) -> User:
     stay charged (new credits draw on the new node's budget). The actor must administer both
     nodes; nobody moves themselves."""
     user = person_in_scope(actor, user_id)
+    if user.id == actor.id:
+        raise Forbidden("You cannot move yourself; ask another admin.")
+    # As for any other change to a person: only someone who could give each of their roles.
+    if not all(can_grant(actor, g.role, g.org_unit, g.merchant) for g in user.roles):
+        raise Forbidden()
     old = user.org_unit
     if old is None:
         raise InvalidInput("Only a person who belongs to a node of the tree can move; a cashier belongs to "
@@ -524,8 +531,6 @@ def move_person(actor: User, user_id: int, unit: OrgUnit | None) -> User:
         raise NotFound()
     if not in_scope(actor, old, ADMIN_ROLES):
         raise Forbidden()
-    if user.id == actor.id:
-        raise Forbidden("You cannot move yourself; ask another admin.")
     if unit.root_id != old.root_id:
         raise InvalidInput("A person moves only within their street: their points were issued by it.",
                            field="org_unit_id")

@@ -105,8 +105,8 @@ def table(rows: list[budgets.Liability]) -> tuple[str, list[str], list[list]]:
     out = []
     for r in rows:
         line = [r.unit.name, y(r.fen_per_point)]
-        for points in (r.issued, r.redeemed, r.expired, r.deducted, r.held, r.owed, r.outstanding, r.paid):
-            line += [points, y(r.fen(points))]
+        for _name, points, fen in r.figures():  # the yuan as the page gives them (none for some)
+            line += [points, None if fen is None else y(fen)]
         b = r.budget
         line += [y(b.funded_fen), b.capacity, b.used, b.remaining] if b else [None, None, None, None]
         out.append(line)

@@ -119,3 +119,60 @@ def test_a_volunteer_deactivated_while_their_redemption_runs_gets_no_voucher(app
     assert db.session.scalar(select(func.count()).select_from(Voucher)) == 0
     assert balance(street.vol_a).available == 50
     check_ledger()
+
+
+def test_deactivating_a_volunteer_while_their_token_writes_does_not_deadlock(app, street, check_ledger, monkeypatch):
+    """An API write records its token's use (the token row) before it locks the account; a
+    deactivation revokes the tokens before it locks the account: the same order, so they take turns."""
+    import time
+    import uuid
+
+    from tests.api.conftest import make_token
+    from tests.conftest import connection_burst
+    from tests.factories import give_points
+
+    give_points(street, street.vol_a, 50)
+    secret = make_token(street.vol_a)  # never used: its first use is written in the request
+    vol_id, admin_id, reward_id = street.vol_a.id, street.street_admin.id, street.rice.id
+    db.session.commit()
+    touched = threading.Event()
+    original = vouchers.require_agreed_key
+
+    def slow_key_check():  # after the token's row is written, before the account's lock
+        touched.set()
+        time.sleep(2)  # the deactivation runs meanwhile
+        return original()
+
+    monkeypatch.setattr(vouchers, "require_agreed_key", slow_key_check)
+    results: dict = {}
+
+    def volunteer_request():
+        resp = app.test_client().post("/api/v1/vouchers", json={"reward_id": reward_id}, headers={
+            "Authorization": f"Bearer {secret}", "Idempotency-Key": str(uuid.uuid4())})
+        results["api"] = (resp.status_code, resp.get_json())
+
+    def admin_deactivates():  # another worker: the admin's page
+        touched.wait(10)
+        with app.app_context():
+            try:
+                people.set_active(db.session.get(User, admin_id), vol_id, False)
+                db.session.commit()
+                results["admin"] = "ok"
+            except Exception as exc:
+                db.session.rollback()
+                results["admin"] = repr(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=volunteer_request), threading.Thread(target=admin_deactivates)]
+    with connection_burst():
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    # One after the other: a voucher then the deactivation, or a refusal; never an error.
+    assert results["admin"] == "ok", results
+    assert results["api"][0] in (201, 401, 403), results
+    db.session.expire_all()
+    assert not db.session.get(User, vol_id).is_active
+    check_ledger()

@@ -13,7 +13,7 @@ from pointsapp.domain.errors import Forbidden, InvalidInput, NotFound
 from pointsapp.domain.org import add_unit
 from pointsapp.extensions import db
 from pointsapp.models import Activity, AuditRecord, RoleGrant, User
-from pointsapp.models.user import ROLE_GRID_STAFF, ROLE_STREET_ADMIN, ROLE_VOLUNTEER
+from pointsapp.models.user import ROLE_COMMUNITY_ADMIN, ROLE_GRID_STAFF, ROLE_STREET_ADMIN, ROLE_VOLUNTEER
 from tests.factories import balance, person
 from tests.unit.helpers import award, fund, ledger_state, state_of
 
@@ -144,3 +144,25 @@ def test_a_person_moves_only_within_their_street_and_a_cashier_not_at_all(street
                      lambda: people.move_person(street.street_admin, street.cashier.id, street.unit_a), InvalidInput)
     assert "cashier" in exc.message
     _unchanged(street, street.vol_a, lambda: people.move_person(street.street_admin, street.vol_a.id, None), NotFound)
+
+
+@pytest.mark.parametrize("role", [ROLE_COMMUNITY_ADMIN, ROLE_STREET_ADMIN])
+def test_a_community_admin_cannot_move_someone_they_may_not_otherwise_change(street, role):
+    # A second admin filed under community A (a peer community admin, or a street admin living there).
+    unit = street.community_a if role == ROLE_COMMUNITY_ADMIN else street.building_a
+    grant_unit = street.community_a if role == ROLE_COMMUNITY_ADMIN else street.street
+    other = people.create_person(None, username="other_admin", full_name="另一位管理员", password="correct-horse-1",
+                                 org_unit=unit, roles=(ROLE_VOLUNTEER,))
+    people.grant_role(None, other, role, unit=grant_unit)
+    db.session.commit()
+    # The domain already refuses admin_a every other change to this person:
+    with pytest.raises(Forbidden):
+        people.set_active(street.admin_a, other.id, False)
+    db.session.rollback()
+    with pytest.raises(Forbidden):
+        people.update_details(street.admin_a, other.id, full_name="改名", phone=None, title=None)
+    db.session.rollback()
+    # ... and moving them (with their volunteer role) too.
+    with pytest.raises(Forbidden):
+        people.move_person(street.admin_a, other.id, street.unit_a)
+    db.session.rollback()

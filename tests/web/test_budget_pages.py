@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
+from decimal import Decimal
 
 from sqlalchemy import func, select
 
+from pointsapp.domain import budgets, settlement, vouchers
+from pointsapp.domain.clock import local_today
 from pointsapp.extensions import db
 from pointsapp.models import Budget, BudgetFunding
 from tests.unit.helpers import award
@@ -69,7 +73,36 @@ def test_the_liability_view_downloads_as_csv(client, street, login):
     assert rows[1][0] == "友谊街道"
     assert rows[1][2] == "30"  # points issued
     assert rows[0][0] == "单位" and rows[0][-1] == "预算剩余"
-    # issued 30 (¥30), held by volunteers 30, outstanding 30; funded ¥500 = 500 points, 30 used, 470 left
-    assert rows[1][2:4] == ["30", "30"] and rows[1][10:12] == ["30", "30"] and rows[1][14:16] == ["30", "30"]
+    # issued 30 (no yuan of its own), held by volunteers 30 (¥30), outstanding 30 (¥30);
+    # funded ¥500 = 500 points, 30 used, 470 left
+    assert rows[1][2:4] == ["30", ""] and rows[1][10:12] == ["30", "30"] and rows[1][14:16] == ["30", "30"]
     assert rows[1][-4:] == ["500", "500", "30", "470"]
     assert client.get("/budgets/liability.pdf").status_code == 404
+
+
+def test_liability_csv_values_redemptions_as_the_page_does(client, street, login):
+    this_month = local_today().replace(day=1)
+    two_back = settlement.add_months(this_month, -2)
+    for start, fen in ((two_back, 70), (this_month, 40)):  # ¥0.70 a point, then ¥0.40
+        settlement.set_rate(street.street_admin, street.street, start, fen,
+                            now=settlement.utc_start_of(start) - timedelta(days=1))
+        db.session.commit()
+    award(street, street.vol_a, 50, day=two_back)
+    when = settlement.utc_start_of(two_back) + timedelta(hours=10)
+    issued = vouchers.issue_voucher(street.vol_a, street.rice.id, now=when)
+    vouchers.confirm_redemption(street.cashier, issued.code, now=when)  # 10 points at ¥0.70
+    db.session.commit()
+
+    whole = budgets.liability(street.street)
+    figures = {name: fen for name, _p, fen in whole.figures()}
+    assert figures["redeemed"] == 700 and figures["owed"] == 700  # the page's and the API's figures
+
+    login("street_admin")
+    api = client.get("/api/v1/budgets").get_json()
+    assert api[0]["fen"]["redeemed"] == 700
+    rows = list(csv.reader(io.StringIO(client.get("/budgets/liability.csv").get_data(as_text=True).lstrip("\ufeff"))))
+    line = rows[1]
+    # columns: unit, yuan/point, issued, ¥, redeemed, ¥, expired, ¥, deducted, ¥, held, ¥, owed, ¥, ...
+    assert (line[4], Decimal(line[5])) == ("10", Decimal("7.00")), line   # redeemed ¥7.00 as on the page
+    assert (line[12], Decimal(line[13])) == ("10", Decimal("7.00")), line  # owed ¥7.00 as on the page
+    assert line[2] == "50" and line[3] == ""  # issued: points, and no yuan of its own
