@@ -303,6 +303,10 @@ def test_admin_moves_a_volunteer_to_another_node_of_their_community(street, clie
     page = page_text(client.get(f"/admin/people/{street.vol_a.id}"))
     assert "调到其他组织" in page
     assert "适用范围" in page and "地点" not in page  # where a role applies, in the role form
+    # Each place to move to is named by its path: many buildings share a name.
+    body = client.get(f"/admin/people/{street.vol_a.id}").get_data(as_text=True)
+    move_form = body[body.index('id="move-person"'):body.index("</details>", body.index('id="move-person"'))]
+    assert f'<option selected value="{street.unit_a.id}">青山社区 › 第一网格 › 1号楼 › 1单元</option>' in move_form
     path = f"/admin/people/{street.vol_a.id}/node"
     # Community B's building is not among the choices: refused beside the field, nothing moves.
     refused = auth.post(path, {"org_unit_id": str(street.building_b.id)})
