@@ -119,19 +119,17 @@ def managed_units(actor: User, max_rank: int | None = None) -> list[OrgUnit]:
 
 
 def unit_choices(units: list[OrgUnit]) -> list[SelectChoice]:
-    """Return nodes as select choices, indented by depth and labelled with their level."""
-    return [SelectChoice(u.id, "\u3000" * u.depth + f"{u.name} · {bilingual(u.level)}") for u in units]
-
-
-def unit_path_choices(units: list[OrgUnit]) -> list[SelectChoice]:
-    """Return nodes as select choices named by their path below the street ("少先31社区 › 第1网格
-    › 1号楼"), from the names of ``units`` themselves: a closed select shows one choice, and a
-    street has many buildings called 1号楼."""
+    """Return nodes as select choices named by their path below the street, from the names of
+    ``units`` themselves ("少先31社区 › 第1网格 › 1号楼"; a grid worker's start at their grid): a
+    closed select shows one choice, and a street has many buildings called 1号楼. A street, the
+    top of its tree, is named with its level."""
     names = {u.id: u.name for u in units}
     out = []
     for u in units:
-        ids = [int(part) for part in u.path.strip("/").split("/")][1:] or [u.id]
-        out.append(SelectChoice(u.id, " › ".join(names.get(i, "…") for i in ids)))
+        ids = [int(part) for part in u.path.strip("/").split("/")][1:]
+        shown = [i for i in ids if i in names]
+        label = " › ".join(names[i] for i in shown) if shown else f"{u.name} · {bilingual(u.level)}"
+        out.append(SelectChoice(u.id, label))
     return out
 
 
@@ -493,7 +491,7 @@ def _move_form(person: User, formdata=None) -> MovePersonForm | None:
         return None
     form = MovePersonForm(formdata=formdata, org_unit_id=person.org_unit_id)
     street = person.org_unit.root_id
-    form.org_unit_id.choices = unit_path_choices([u for u in managed_units(_me()) if u.root_id == street])
+    form.org_unit_id.choices = unit_choices([u for u in managed_units(_me()) if u.root_id == street])
     return form
 
 

@@ -39,6 +39,11 @@ def test_staff_create_an_event_and_its_page_shows_a_qr_code_of_an_absolute_check
     auth = login("staff_a")
     resp = client.get("/staff/events/new")
     assert resp.status_code == 200
+    # The places of a grid worker's grid, each named by its path from the grid down.
+    node_select = re.search(r'<select[^>]*id="org_unit_id".*?</select>', resp.get_data(as_text=True), re.S).group(0)
+    options = re.findall(r'<option[^>]*value="(\d+)"[^>]*>([^<]*)</option>', node_select)
+    places = {int(v): label for v, label in options}
+    assert places[street.grid_a.id] == "第一网格" and places[street.unit_a.id] == "第一网格 › 1号楼 › 1单元"
     start = to_local(now_utc()).replace(tzinfo=None, second=0, microsecond=0)
     resp = auth.post("/staff/events/new", {
         "title": "楼道清洁", "rule_id": rule.id, "org_unit_id": street.grid_a.id, "place": "1号楼下",
