@@ -170,6 +170,12 @@ def submit_claim(
     return act
 
 
+def pending_count(volunteer_id: int) -> int:
+    """How many of a volunteer's claims wait for a verifier's decision."""
+    return db.session.scalar(select(func.count()).select_from(Activity).where(
+        Activity.volunteer_id == volunteer_id, Activity.status == STATUS_PENDING))
+
+
 def verifies_own_work(volunteer: User, unit: OrgUnit | None) -> bool:
     """Say whether ``volunteer`` is grid staff or an admin over ``unit``, where their own work is
     recorded: then no work of theirs is credited without another verifier."""

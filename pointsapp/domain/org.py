@@ -65,13 +65,23 @@ def add_unit(name: str, level_code: str, parent: OrgUnit | None = None) -> OrgUn
     return db.session.get(OrgUnit, unit_id)
 
 
-def path_label(unit: OrgUnit, skip: int = 1) -> str:
-    """Name a node by its path below the street: "友谊17社区 › 第21网格 › 1号楼" (a street has 39
-    buildings called 1号楼). ``skip`` levels from the top are left out (1: the street)."""
-    ids = [int(part) for part in unit.path.strip("/").split("/")]
-    shown = ids[skip:] or ids[-1:]
-    names = dict(db.session.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(shown))).all())
-    return " › ".join(names[i] for i in shown)
+def path_ids(path: str) -> list[int]:
+    """The ids of a materialised path, top first: "/1/5/7/" gives [1, 5, 7]."""
+    return [int(part) for part in path.strip("/").split("/")]
+
+
+def path_text(path: str, names: dict[int, str]) -> str:
+    """Name a node by its path below the street, from ``names`` (id → name) of the nodes to show:
+    "友谊17社区 › 第21网格 › 1号楼" (a street has 39 buildings called 1号楼). Nodes missing from
+    ``names`` are left out; "" for a street itself."""
+    return " › ".join(names[i] for i in path_ids(path)[1:] if i in names)
+
+
+def path_label(unit: OrgUnit) -> str:
+    """``path_text`` of one node, reading the names of the nodes on its path (a street: its name)."""
+    ids = path_ids(unit.path)[1:]
+    names = dict(db.session.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(ids))).all()) if ids else {}
+    return path_text(unit.path, names) or unit.name
 
 
 def _name_taken(parent: OrgUnit, name: str) -> InvalidInput:

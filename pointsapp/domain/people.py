@@ -192,6 +192,13 @@ def can_grant(actor: User | None, role: str, unit: OrgUnit | None, merchant: Mer
     return in_scope(actor, unit, ADMIN_ROLES)
 
 
+def _require_may_change(actor: User, user: User) -> None:
+    """Refuse unless ``actor`` could give each of ``user``'s roles: who may switch a person off or
+    on, correct, move or reset them (a community admin cannot touch a peer or a street admin)."""
+    if not all(can_grant(actor, g.role, g.org_unit, g.merchant) for g in user.roles):
+        raise Forbidden()
+
+
 def grant_role(
     actor: User | None, user: User, role: str, *, unit: OrgUnit | None = None, merchant: Merchant | None = None
 ) -> RoleGrant:
@@ -464,10 +471,7 @@ def set_active(actor: User, user_id: int, active: bool) -> User:
     user = person_in_scope(actor, user_id)
     if user.id == actor.id and not active:
         raise InvalidInput("You cannot deactivate your own account.")
-    # Only someone who could give each of the person's roles may switch the person off or on:
-    # a community admin cannot lock out a peer or a street admin.
-    if not all(can_grant(actor, g.role, g.org_unit, g.merchant) for g in user.roles):
-        raise Forbidden()
+    _require_may_change(actor, user)
     if bool(user.is_active_flag) == active:
         return user
     if not active:
@@ -492,9 +496,7 @@ def update_details(actor: User, user_id: int, *, full_name: str, phone: str | No
     the node and the roles stay. Checked as a new person's are; the audit record keeps what was
     there before."""
     user = person_in_scope(actor, user_id)
-    # As with deactivating: only someone who could give each of the person's roles.
-    if not all(can_grant(actor, g.role, g.org_unit, g.merchant) for g in user.roles):
-        raise Forbidden()
+    _require_may_change(actor, user)
     full_name, phone, title = _checked_details(full_name, phone, title)
     before = {"full_name": user.full_name, "phone": user.phone, "title": user.title}
     after = {"full_name": full_name, "phone": phone, "title": title}
@@ -520,9 +522,7 @@ def move_person(actor: User, user_id: int, unit: OrgUnit | None) -> User:
     user = person_in_scope(actor, user_id)
     if user.id == actor.id:
         raise Forbidden("You cannot move yourself; ask another admin.")
-    # As for any other change to a person: only someone who could give each of their roles.
-    if not all(can_grant(actor, g.role, g.org_unit, g.merchant) for g in user.roles):
-        raise Forbidden()
+    _require_may_change(actor, user)
     old = user.org_unit
     if old is None:
         raise InvalidInput("Only a person who belongs to a node of the tree can move; a cashier belongs to "
@@ -622,8 +622,7 @@ def reset_password(actor: User, user_id: int) -> tuple[User, str]:
     user = person_in_scope(actor, user_id)
     if user.id == actor.id:
         raise InvalidInput("Change your own password from the change-password page.")
-    if not all(can_grant(actor, g.role, g.org_unit, g.merchant) for g in user.roles):
-        raise Forbidden()
+    _require_may_change(actor, user)
     temporary = generate_temporary_password()
     user.password_hash = hash_password(temporary)
     user.activation_hash = user.activation_expires_at = None

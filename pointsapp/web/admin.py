@@ -18,7 +18,7 @@ from ..domain.access import (
     subtree_filter,
 )
 from ..domain.errors import PointsError
-from ..domain.org import add_unit, path_label, subtree_units
+from ..domain.org import add_unit, path_label, path_text, subtree_units
 from ..extensions import db
 from ..forms import (
     ROLE_LABELS,
@@ -41,7 +41,6 @@ from ..forms import (
     title_choices,
 )
 from ..models import (
-    Activity,
     AuditRecord,
     Merchant,
     OrgLevel,
@@ -52,7 +51,6 @@ from ..models import (
     User,
 )
 from ..models.rewards import MERCHANT_KINDS
-from ..models.rules import STATUS_PENDING
 from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF
 from .guards import db_int, role_required
 from .template_helpers import bilingual, page_is_zh
@@ -124,13 +122,7 @@ def unit_choices(units: list[OrgUnit]) -> list[SelectChoice]:
     closed select shows one choice, and a street has many buildings called 1号楼. A street, the
     top of its tree, is named with its level."""
     names = {u.id: u.name for u in units}
-    out = []
-    for u in units:
-        ids = [int(part) for part in u.path.strip("/").split("/")][1:]
-        shown = [i for i in ids if i in names]
-        label = " › ".join(names[i] for i in shown) if shown else f"{u.name} · {bilingual(u.level)}"
-        out.append(SelectChoice(u.id, label))
-    return out
+    return [SelectChoice(u.id, path_text(u.path, names) or f"{u.name} · {bilingual(u.level)}") for u in units]
 
 
 def _unit(unit_id: int) -> OrgUnit:
@@ -563,8 +555,7 @@ def person_move(user_id: int):
         return refused
     said = [_("%(name)s now belongs to %(node)s; their points and history went with them.",
               name=person.full_name, node=path_label(person.org_unit))]
-    waiting = db.session.scalar(select(func.count()).select_from(Activity).where(
-        Activity.volunteer_id == person.id, Activity.status == STATUS_PENDING))
+    waiting = claims.pending_count(person.id)
     if waiting:
         said.append(ngettext("%(num)s claim of theirs still waits for approval by the staff where it was made.",
                              "%(num)s claims of theirs still wait for approval by the staff where they were made.",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import func, select
 
@@ -85,3 +85,16 @@ def fund(s, unit, yuan, *, actor=None, note=None, source="street_grant", day=Non
 def state_of(unit) -> budgets.BudgetStatus:
     db.session.expire_all()
     return budgets.status(db.session.scalar(select(Budget).where(Budget.org_unit_id == unit.id)))
+
+
+def two_rates(s) -> tuple[date, date]:
+    """Set the street's point at ¥0.70 from two months back and ¥0.40 from this month (each set
+    the day before it starts); commit; return those two first days."""
+    from pointsapp.domain import settlement
+
+    this_month = local_today().replace(day=1)
+    two_back = settlement.add_months(this_month, -2)
+    for start, fen in ((two_back, 70), (this_month, 40)):
+        settlement.set_rate(s.street_admin, s.street, start, fen, now=settlement.utc_start_of(start) - timedelta(days=1))
+        db.session.commit()
+    return two_back, this_month

@@ -13,7 +13,7 @@ from pointsapp.domain.errors import AlreadyRecorded, BudgetExhausted, Forbidden,
 from pointsapp.extensions import db
 from pointsapp.models import AuditRecord, Budget, BudgetCharge, BudgetFunding, PointsRate, Transfer
 from tests.factories import person
-from tests.unit.helpers import award, award_many, credit_of, fund, ledger_state, state_of
+from tests.unit.helpers import award, award_many, credit_of, fund, ledger_state, state_of, two_rates
 
 
 def refused_award(s, volunteer, points):
@@ -450,12 +450,7 @@ def test_the_liability_view_reconciles_with_the_ledger(street, check_ledger):
 
 
 def test_redemptions_are_in_yuan_at_their_own_days_rate_as_settlement_values_them(street, check_ledger):
-    this_month = local_today().replace(day=1)
-    two_back = settlement.add_months(this_month, -2)
-    for start, fen in ((two_back, 70), (this_month, 40)):  # ¥0.70 a point, then ¥0.40
-        settlement.set_rate(street.street_admin, street.street, start, fen,
-                            now=settlement.utc_start_of(start) - timedelta(days=1))
-        db.session.commit()
+    two_back, this_month = two_rates(street)  # ¥0.70 a point two months back, ¥0.40 from this month
     award(street, street.vol_a, 50, day=two_back)
     for start in (two_back, this_month):
         when = settlement.utc_start_of(start) + timedelta(hours=10)

@@ -9,10 +9,9 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from pointsapp.domain import budgets, settlement, vouchers
-from pointsapp.domain.clock import local_today
 from pointsapp.extensions import db
 from pointsapp.models import Budget, BudgetFunding
-from tests.unit.helpers import award
+from tests.unit.helpers import award, two_rates
 from tests.web.conftest import errors_at, field_errors, hidden_inputs, page_text
 
 
@@ -81,12 +80,7 @@ def test_the_liability_view_downloads_as_csv(client, street, login):
 
 
 def test_liability_csv_values_redemptions_as_the_page_does(client, street, login):
-    this_month = local_today().replace(day=1)
-    two_back = settlement.add_months(this_month, -2)
-    for start, fen in ((two_back, 70), (this_month, 40)):  # ¥0.70 a point, then ¥0.40
-        settlement.set_rate(street.street_admin, street.street, start, fen,
-                            now=settlement.utc_start_of(start) - timedelta(days=1))
-        db.session.commit()
+    two_back, this_month = two_rates(street)  # ¥0.70 a point two months back, ¥0.40 from this month
     award(street, street.vol_a, 50, day=two_back)
     when = settlement.utc_start_of(two_back) + timedelta(hours=10)
     issued = vouchers.issue_voucher(street.vol_a, street.rice.id, now=when)
