@@ -152,7 +152,6 @@ AUDIT_FIELDS = {
     "version": lazy_pgettext("audit", "Version"),
     "category": lazy_pgettext("audit", "Category"),
     "unit": lazy_pgettext("audit", "Counted per"),
-    "points": lazy_pgettext("audit", "Points"),
     "daily_cap": lazy_pgettext("audit", "Daily cap"),
     "monthly_cap": lazy_pgettext("audit", "Monthly cap"),
     "needs_approval": lazy_pgettext("audit", "Needs approval"),
