@@ -222,6 +222,16 @@ def _credited_update():
 
 
 @lru_cache(maxsize=None)
+def _credited_update_if_active():
+    """``_credited_update`` only while the activity's volunteer is active. Run after their
+    account's lock, which a deactivation takes before it commits (``people.set_active``), it sees
+    a deactivation that committed after the volunteer was loaded."""
+    t, u = Activity.__table__, User.__table__
+    active = select(u.c.id).where(u.c.id == t.c.volunteer_id, u.c.is_active.is_(True)).exists()
+    return _credited_update().where(active)
+
+
+@lru_cache(maxsize=None)
 def _lock_pending_update():
     """Lock a still pending activity's row without changing it."""
     return _while_pending().values(status=Activity.__table__.c.status)
@@ -615,8 +625,12 @@ def _month_bounds(day: date) -> tuple[date, date]:
     return first, nxt
 
 
-def _credit(act: Activity, actor: User) -> None:
-    """Credit an approved activity, capped by its rule version, under the volunteer's account lock."""
+def _credit(act: Activity, actor: User, *, while_active: bool = True) -> None:
+    """Credit an approved activity, capped by its rule version, under the volunteer's account lock.
+
+    ``while_active``: refuse (``VolunteerInactive``) if the volunteer's deactivation committed
+    since they were loaded. Work approved before a deactivation and credited after its public
+    notice passes ``False``: its points are kept, as a deactivated volunteer's are."""
     volunteer = act.volunteer
     # Lock the account row first: caps are a read-then-write and must not interleave.
     acc = ledger.locked_account_for_volunteer(volunteer)
@@ -633,7 +647,12 @@ def _credit(act: Activity, actor: User) -> None:
     )
     # A plain UPDATE of the two columns, then set on the loaded object (an ORM flush of it costs
     # several times the statement's own Python).
-    db.session.execute(_credited_update(), {"activity_id": act.id, "new_points_credited": grant, "new_cap_note": cap_note})
+    written = db.session.execute(
+        _credited_update_if_active() if while_active else _credited_update(),
+        {"activity_id": act.id, "new_points_credited": grant, "new_cap_note": cap_note},
+    )
+    if written.rowcount != 1:
+        raise VolunteerInactive(_DEACTIVATED_MEANWHILE, name=volunteer.full_name)
     set_committed_value(act, "points_credited", grant)
     set_committed_value(act, "cap_note", cap_note)
     if grant > 0:
@@ -819,7 +838,25 @@ def _locked_accounts_of(volunteers: list[User]) -> dict[int, int]:
         if v.id not in accounts:  # a first credit: the account is created on first use
             accounts[v.id] = ledger.account_for_volunteer(v).id
     ledger.lock_accounts(accounts.values())
+    # A deactivation locks the account before it commits (``people.set_active``): read under the
+    # locks, the flags are current even for volunteers loaded before a deactivation committed.
+    deactivated = db.session.scalar(_deactivated_among(dialect()), {"ids": [v.id for v in volunteers]})
+    if deactivated is not None:
+        raise VolunteerInactive(_DEACTIVATED_MEANWHILE, name=deactivated)
     return accounts
+
+
+_DEACTIVATED_MEANWHILE = _l(
+    "%(name)s's account was deactivated while this was being saved. Nothing was saved; reload the page "
+    "and try again."
+)
+
+
+@lru_cache(maxsize=None)
+def _deactivated_among(dialect_name: str):
+    """The name of one of the users ``ids`` whose account is deactivated, if any."""
+    return (select(User.full_name).where(among(User.id, "ids", dialect_name), User.is_active_flag.is_(False))
+            .order_by(User.id).limit(1))
 
 
 def _credited_under_rule(volunteer_ids: list[int], rule_id: int, since: date, until: date,

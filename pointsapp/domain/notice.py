@@ -231,7 +231,7 @@ def _credit_after_notice(act: Activity, actor: User | None) -> None:
         update(act_t).where(act_t.c.id == act.id, act_t.c.status == STATUS_ON_NOTICE).values(status=STATUS_APPROVED)
     )
     db.session.refresh(act)
-    claims._credit(act, actor or act.decided_by or act.created_by)
+    claims._credit(act, actor or act.decided_by or act.created_by, while_active=False)
 
 
 def due_notice_ids(now: datetime | None = None, batch: int = 500) -> list[int]:

@@ -1,22 +1,26 @@
 """Admins doing the same thing at the same moment: one wins and the other gets the refusal it
-would get a moment later (never a 500), and a deactivation does not let a voucher slip past.
+would get a moment later (never a 500), and a deactivation does not let a voucher or a credit
+slip past.
 
 On PostgreSQL the threads' checks really interleave (both see no row, both insert); on SQLite
 the write lock runs them one after the other, and each test asserts the same outcome there."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
+from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from pointsapp.domain import people, rules, vouchers
-from pointsapp.domain.errors import AccountInactive
+from pointsapp.domain import checkin, claims, people, rules, vouchers
+from pointsapp.domain.clock import now_utc
+from pointsapp.domain.errors import AccountInactive, InvalidInput, VolunteerInactive
 from pointsapp.domain.org import add_unit
 from pointsapp.extensions import db
-from pointsapp.models import OrgUnit, PointRuleVersion, User, Voucher
+from pointsapp.models import Activity, CheckinEvent, OrgUnit, PointRuleVersion, Transfer, User, Voucher
 from pointsapp.models.user import ROLE_STREET_ADMIN
 from tests.concurrency.test_races import race, tally, unexpected
-from tests.factories import balance, person, rule_terms
+from tests.factories import balance, person, rule_terms, yesterday
 from tests.unit.helpers import award
 
 ROUNDS = 4
@@ -175,4 +179,117 @@ def test_deactivating_a_volunteer_while_their_token_writes_does_not_deadlock(app
     assert results["api"][0] in (201, 401, 403), results
     db.session.expire_all()
     assert not db.session.get(User, vol_id).is_active
+    check_ledger()
+
+
+def _run_after_deactivation(app, vol_id: int, admin_id: int, action) -> dict:
+    """Run ``action()`` in a request that loaded the volunteer (active) before an admin's
+    deactivation of them committed; return its result or its error."""
+    loaded, deactivated = threading.Event(), threading.Event()
+    out: dict = {}
+
+    def request():
+        with app.app_context():
+            try:
+                # Loaded, and held (the session keeps only what is referenced), as the request
+                # holds what it loaded before it takes the volunteer's account lock.
+                volunteer = db.session.get(User, vol_id)
+                assert volunteer.is_active
+                if db.engine.dialect.name == "sqlite":
+                    db.session.rollback()  # SQLite: a reader would hold off the admin's write
+                loaded.set()
+                deactivated.wait(10)
+                out["result"] = action()
+                out["held"] = volunteer.id
+                db.session.commit()
+            except Exception as exc:  # the refusal, asserted by the caller
+                db.session.rollback()
+                out["error"] = exc
+            finally:
+                db.session.remove()
+
+    db.session.commit()
+    thread = threading.Thread(target=request)
+    thread.start()
+    assert loaded.wait(10)
+    people.set_active(db.session.get(User, admin_id), vol_id, False)
+    db.session.commit()
+    deactivated.set()
+    thread.join(30)
+    db.session.expire_all()
+    return out
+
+
+def _refused_as_deactivated(out: dict, name: str) -> None:
+    """On PostgreSQL the request passed its first check of the volunteer (loaded active) and is
+    refused under the account lock. On SQLite the two run one after the other: the request sees
+    the deactivation at its first check, and is refused there."""
+    assert "result" not in out and isinstance(out.get("error"), (VolunteerInactive, InvalidInput)), out
+    assert name in out["error"].message or db.engine.dialect.name == "sqlite", out["error"].message
+    if db.engine.dialect.name == "postgresql":
+        assert isinstance(out["error"], VolunteerInactive)
+        assert "deactivated while this was being saved" in out["error"].message
+
+
+def test_a_claim_approved_as_its_volunteer_is_deactivated_credits_nothing(app, street, check_ledger):
+    act = claims.submit_claim(street.vol_a, rule_id=street.meeting.id, activity_date=yesterday())
+    act_id, vol_id, staff_id = act.id, street.vol_a.id, street.staff_a.id
+    out = _run_after_deactivation(app, vol_id, street.street_admin.id,
+                                  lambda: claims.approve_claim(db.session.get(User, staff_id), act_id).status)
+    _refused_as_deactivated(out, "张秀华")
+    assert db.session.get(Activity, act_id).status == "pending"
+    assert balance(street.vol_a).available == 0
+    assert db.session.scalar(select(func.count()).select_from(Transfer)) == 0
+    check_ledger()
+
+
+def test_claims_approved_together_as_one_volunteer_is_deactivated_credit_none(app, street, check_ledger):
+    first = claims.submit_claim(street.vol_a2, rule_id=street.meeting.id, activity_date=yesterday())
+    second = claims.submit_claim(street.vol_a, rule_id=street.meeting.id, activity_date=yesterday())
+    ids, vol_id, staff_id = [first.id, second.id], street.vol_a.id, street.staff_a.id
+    out = _run_after_deactivation(app, vol_id, street.street_admin.id,
+                                  lambda: len(claims.approve_claims(db.session.get(User, staff_id), ids)))
+    _refused_as_deactivated(out, "张秀华")
+    assert [db.session.get(Activity, i).status for i in ids] == ["pending", "pending"]
+    assert db.session.scalar(select(func.count()).select_from(Transfer)) == 0
+    check_ledger()
+
+
+def test_a_meeting_recorded_as_an_attendee_is_deactivated_records_nothing(app, street, check_ledger):
+    vol_ids, staff_id, rule_id = [street.vol_a.id, street.vol_a2.id], street.staff_a.id, street.meeting.id
+    out = _run_after_deactivation(app, street.vol_a.id, street.street_admin.id, lambda: len(claims.record_attendance(
+        db.session.get(User, staff_id), rule_id=rule_id, activity_date=yesterday(), volunteer_ids=vol_ids,
+        batch_key="meeting-1")))
+    _refused_as_deactivated(out, "张秀华")
+    assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Transfer)) == 0
+    check_ledger()
+
+
+def test_an_event_closed_as_an_attendee_is_deactivated_is_closed_again_without_them(app, street, check_ledger):
+    start = now_utc() - timedelta(hours=4)
+    rule = rules.create_rule(street.street_admin, street.street, rule_terms(
+        name_zh="社区服务", name_en="Community service", category="helping", unit="hour", points=10,
+        needs_approval=False, checkin_hours_cap=Decimal("2")))
+    event = checkin.create_event(street.staff_a, title="楼道清洁", rule_id=rule.id, org_unit_id=street.grid_a.id,
+                                 place="1号楼", starts_at=start, ends_at=start + timedelta(hours=3),
+                                 now=start - timedelta(hours=1))
+    for v in (street.vol_a, street.vol_a2):
+        checkin.sign_in(v, event.id, now=start)
+    event_id, staff_id = event.id, street.staff_a.id
+    out = _run_after_deactivation(
+        app, street.vol_a.id, street.street_admin.id,
+        lambda: [a.volunteer_id for a in checkin.close_event(db.session.get(User, staff_id), event_id).activities])
+    if db.engine.dialect.name == "postgresql":
+        _refused_as_deactivated(out, "张秀华")
+        assert db.session.get(CheckinEvent, event_id).status == "open"
+        assert db.session.scalar(select(func.count()).select_from(Transfer)) == 0
+        # Closed again, the deactivated attendee is left out and the other is credited.
+        done = checkin.close_event(db.session.get(User, staff_id), event_id)
+        db.session.commit()
+        assert [a.volunteer_id for a in done.activities] == [street.vol_a2.id]
+    else:  # one after the other: the closing leaves the deactivated attendee out at once
+        assert out.get("result") == [street.vol_a2.id], out
+    assert db.session.get(CheckinEvent, event_id).status == "closed"
+    assert balance(street.vol_a2).available == 20 and balance(street.vol_a).available == 0
     check_ledger()
