@@ -10,7 +10,7 @@ from babel import Locale
 from babel.dates import format_datetime as babel_format_datetime
 from babel.dates import get_date_format, get_datetime_format, get_time_format
 from flask import Flask
-from flask_babel import format_decimal, get_locale, get_timezone, lazy_pgettext
+from flask_babel import format_decimal, get_locale, get_timezone, lazy_gettext, lazy_pgettext
 
 from ..domain.claims import read_cap_note
 from ..domain.clock import now_utc, to_local
@@ -299,6 +299,43 @@ def language_next() -> str:
     return ""
 
 
+# The main menu: (endpoint, label, roles that see it), in the order shown. The first
+# MENU_SHOWN a person sees stay in the header; past that, the rest fold under "More" so that a
+# street admin's dozen links do not fill a phone's first screen.
+MENU = (
+    ("volunteer.home", lazy_gettext("My points"), ("volunteer",)),
+    ("staff.queue", lazy_gettext("Approvals"), ("grid_staff", "community_admin", "street_admin")),
+    ("merchant.redeem", lazy_gettext("Redeem"), ("merchant_staff",)),
+    ("admin.home", lazy_gettext("Admin"), ("community_admin", "street_admin")),
+    ("reports.index", lazy_gettext("Reports"), ("community_admin", "street_admin")),
+    ("events.index", lazy_gettext("Check-in events"), ("grid_staff", "community_admin", "street_admin")),
+    # Volunteers reach the roll from their home page; the staff print it for the notice board.
+    ("honours.index", lazy_gettext("Honour roll"), ("grid_staff", "community_admin", "street_admin")),
+    ("budgets.index", lazy_gettext("Budgets"), ("community_admin", "street_admin")),
+    ("sheets.index", lazy_gettext("Spreadsheets"), ("community_admin", "street_admin")),
+    ("settlement.index", lazy_gettext("Settlement"), ("merchant_staff", "community_admin", "street_admin")),
+    # Programs talk to the API for tills and admin scripts; volunteers do not need the link.
+    ("tokens.index", lazy_gettext("API tokens"), ("merchant_staff", "community_admin", "street_admin")),
+)
+MENU_SHOWN = 3
+
+
+def menu_links(user) -> tuple[list[dict], list[dict]]:
+    """The person's menu links as (shown, folded): each a url, a label and whether it is the
+    page being shown (or a page under it). Nothing is folded for three or four links."""
+    from flask import request, url_for
+
+    links = []
+    for endpoint, label, roles in MENU:
+        if user.has_role(*roles):
+            url = url_for(endpoint)
+            links.append({"url": url, "label": label,
+                          "current": request.path == url or (url.endswith("/") and request.path.startswith(url))})
+    if len(links) <= MENU_SHOWN + 1:
+        return links, []
+    return links[:MENU_SHOWN], links[MENU_SHOWN:]
+
+
 def register(app: Flask) -> None:
     app.add_template_filter(localtime, "localtime")
     app.add_template_filter(when, "when")
@@ -307,4 +344,5 @@ def register(app: Flask) -> None:
         app.add_template_global(fn)
     app.add_template_global(initials_name, "initials")
     app.add_template_global(language_next)
+    app.add_template_global(menu_links)
     app.add_template_filter(hours_text, "hours")

@@ -69,3 +69,20 @@ def test_a_table_wider_than_the_phone_says_it_scrolls_sideways(street, app, stri
         desk.goto("/admin/rules")
         desk.wait_for_load_state("load")
         assert desk.locator(".wide-table-hint").count() == 0  # room enough on a desk
+
+
+@pytest.mark.slow
+def test_a_street_admins_menu_takes_one_row_of_the_phone_and_more_opens_to_log_out(street, app, strict_csp,
+                                                                                   live_server, pw):
+    db.session.rollback()
+    with logged_in_phone(pw, live_server, "street_admin") as page:
+        page.goto("/reports/")
+        header = page.locator("header.top").bounding_box()
+        assert header["height"] < 110, header  # the brand's line and one line of menu
+        more = page.locator("details.more")
+        expect(more.get_by_role("link", name="预算")).to_be_hidden()
+        more.locator("summary").click()
+        expect(more.get_by_role("link", name="预算")).to_be_visible()
+        snap(page, "admin-menu-more")
+        more.get_by_role("button", name="退出登录").click()
+        expect(page).to_have_url(re.compile(r"/login"))

@@ -280,3 +280,41 @@ def test_english_says_one_point_and_many_points(street, client, login):
     with client.session_transaction() as sess:
         sess["lang"] = "zh_CN"
     assert "小事：1 积分" in page_text(client.get("/volunteer/claim"))
+
+
+# --- the main menu ----------------------------------------------------------------------------
+
+
+def _menu(html: str) -> tuple[list[str], list[str]]:
+    """The main menu's links as (in the header, under "More"), each ``label`` or ``*label`` for
+    the page being shown."""
+    nav = re.search(r'<nav aria-label="[^"]*">(.*?)</nav>', html, re.S).group(1)
+    shown, _, folded = nav.partition('<details class="more">')
+
+    def labels(part):
+        return [("*" if "aria-current" in attrs else "") + re.sub(r"\s+", " ", text).strip()
+                for attrs, text in re.findall(r"<a ([^>]*)>(.*?)</a>", part, re.S)]
+
+    return labels(shown), labels(folded)
+
+
+def test_a_street_admins_long_menu_keeps_three_links_and_folds_the_rest_under_more(street, client, login):
+    login("street_admin")
+    html = client.get("/budgets/").get_data(as_text=True)
+    shown, folded = _menu(html)
+    assert shown == ["积分审核", "管理", "统计报表"]
+    assert folded == ["签到活动", "光荣榜", "*预算", "表格导入导出", "结算", "API 令牌", "密码"]
+    assert re.search(r"<summary>更多 · 预算</summary>", html)  # says where the page is
+    assert re.search(r'<details class="more">.*action="/logout".*</details>', html, re.S)  # log out in it too
+    shown, folded = _menu(client.get("/admin/people").get_data(as_text=True))
+    assert shown == ["积分审核", "*管理", "统计报表"] and "*" not in "".join(folded)
+
+
+def test_a_short_menu_is_all_in_the_header(street, client, login):
+    login("vol_a")
+    html = client.get("/volunteer/").get_data(as_text=True)
+    assert "<details" not in re.search(r"<nav .*?</nav>", html, re.S).group(0)
+    assert _menu(html) == (["*我的积分", "密码"], [])
+    client.post("/logout", data={"csrf_token": ""})
+    login("cashier")
+    assert _menu(client.get("/merchant/redeem").get_data(as_text=True)) == (["*兑换", "结算", "API 令牌", "密码"], [])
