@@ -90,6 +90,8 @@ def apply_deduction(
     acc = ledger.locked_account_for_volunteer(volunteer)
     if db.session.scalar(select(Transfer.id).where(Transfer.cause_key == cause_key)):
         raise AlreadyRecorded()
+    # Points past their last day expire rather than being deducted.
+    ledger.expire_due(acc.id, local_today(now))
     available = ledger.balance_of(acc.id).available
     amount = min(version.points, max(0, available))
     if amount <= 0:

@@ -63,6 +63,9 @@ Lots and expiry
     second run, or a concurrent one, find nothing left to do. Expired points are not given back:
     an ``expiry`` cannot be reversed (credit the volunteer again if one was wrong).
 
+    Points past their last day are not spent while they wait for the job: issuing a voucher and
+    applying a deduction first expire them (``expire_due``), under the same lock.
+
     Holds and expiry: a voucher was issued against points that were valid then, so a hold
     reserves the earliest-expiring points (the ones the capture will take). Expiry therefore
     never takes the first ``held`` points of the due lots - never more than ``available`` - and
@@ -1229,6 +1232,23 @@ def expire_account(account_id: int, today: date) -> Expired:
         )
         done += Expired(1, amount)
     return done
+
+
+@lru_cache(maxsize=None)
+def _has_due_lots():
+    return select(lot_t.c.id).where(
+        lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > 0, lot_t.c.expires_on < bindparam("today")
+    ).limit(1)
+
+
+def expire_due(account_id: int, today: date) -> Expired:
+    """Expire a volunteer's points past their last day before they are spent: what the nightly
+    ``flask points expire`` would have done, for points it has not reached yet (it runs after
+    midnight, and may have missed a night). A voucher or a deduction then takes only points that
+    are still valid. One indexed read when nothing is due."""
+    if db.session.scalar(_has_due_lots(), {"account_id": account_id, "today": today}) is None:
+        return Expired()
+    return expire_account(account_id, today)
 
 
 def expired_total(street: OrgUnit) -> int:

@@ -194,6 +194,8 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None) 
     # and the reservation below refuses if an admin has changed it meanwhile.
     price, limit, merchant_id = reward.price, reward.per_volunteer_limit, reward.merchant_id
     acc = ledger.account_for_volunteer(volunteer)
+    # Points past their last day are not spent: expired first (under the account's lock).
+    ledger.expire_due(acc.id, local_today(now))
     # Lock order: the volunteer's account, then the reward. The hold is the account lock.
     ledger.hold(acc.id, price)
     # Deactivation takes the same lock: read again under it, a person deactivated while this

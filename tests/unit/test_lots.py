@@ -14,6 +14,7 @@ from pointsapp.domain.clock import local_today
 from pointsapp.domain.errors import (
     AlreadyRecorded,
     CannotReverse,
+    InsufficientPoints,
     InvalidInput,
     NothingToDeduct,
     RuleNotApplicable,
@@ -213,27 +214,58 @@ def test_expire_is_idempotent_and_one_transfer_per_lot(app, street, check_ledger
 
 def test_points_held_for_a_voucher_do_not_expire_until_the_voucher_is_cancelled(app, street, check_ledger):
     today = local_today()
-    grant(street, street.vol_a, 10, today - timedelta(days=1))
+    grant(street, street.vol_a, 10, today)  # its last day: the voucher is issued while they are valid
     grant(street, street.vol_a, 10, None)
     issued = redeem(street, street.vol_a, 10)
     assert ledger.expiring_soon(ledger.account_for_volunteer(street.vol_a).id).points == 0
-    assert expire_points(today) == ledger.Expired(0, 0)  # the hold reserves the earliest points
+    tomorrow = today + timedelta(days=1)
+    assert expire_points(tomorrow) == ledger.Expired(0, 0)  # the hold reserves the earliest points
     vouchers.cancel_voucher(street.vol_a, issued.voucher.id)
     db.session.commit()
-    assert expire_points(today) == ledger.Expired(1, 10)
+    assert expire_points(tomorrow) == ledger.Expired(1, 10)
     assert balance(street.vol_a).balance == 10
     check_ledger()
 
 
 def test_a_held_voucher_captured_after_the_lot_expired_takes_the_reserved_points(app, street, check_ledger):
     today = local_today()
-    grant(street, street.vol_a, 15, today - timedelta(days=1))
+    grant(street, street.vol_a, 15, today)
     grant(street, street.vol_a, 10, None)
     issued = redeem(street, street.vol_a, 10)
-    assert expire_points(today) == ledger.Expired(1, 5)
+    assert expire_points(today + timedelta(days=1)) == ledger.Expired(1, 5)
     vouchers.confirm_redemption(street.cashier, issued.code)
     db.session.commit()
     assert [r for r, _ in lots_of(street.vol_a)] == [0, 10]
+    check_ledger()
+
+
+def test_points_past_their_last_day_expire_before_a_voucher_can_take_them(app, street, check_ledger):
+    """The nightly job has not run yet (it runs after midnight, or missed a night): the voucher
+    expires them first, and does not spend them."""
+    today = local_today()
+    grant(street, street.vol_a, 10, today - timedelta(days=1))
+    grant(street, street.vol_a, 6, None)
+    with pytest.raises(InsufficientPoints) as refused:
+        redeem(street, street.vol_a, 10)
+    assert refused.value.params["available"] == 6
+    db.session.rollback()  # as the request does: the refusal changes nothing
+    assert [r for r, _ in lots_of(street.vol_a)] == [10, 6]
+    redeem(street, street.vol_a, 6)  # still-valid points are spent, and the others expire on the way
+    assert ledger.expired_total(street.street) == 10
+    assert [r for r, _ in lots_of(street.vol_a)] == [0, 6] and balance(street.vol_a).held == 6
+    assert expire_points(today) == ledger.Expired(0, 0)  # nothing left for the job
+    check_ledger()
+
+
+def test_points_past_their_last_day_expire_rather_than_being_deducted(app, street, check_ledger):
+    today = local_today()
+    grant(street, street.vol_a, 10, today - timedelta(days=1))
+    grant(street, street.vol_a, 8, None)
+    d = deductions.apply_deduction(street.staff_a, volunteer_id=street.vol_a.id, rule_id=deduct_rule(street, points=5).id,
+                                   reason="楼道堆物", submission_key="past-last-day")
+    db.session.commit()
+    assert d.deducted == 5 and ledger.expired_total(street.street) == 10
+    assert [r for r, _ in lots_of(street.vol_a)] == [0, 3]  # the deduction took valid points
     check_ledger()
 
 
