@@ -40,7 +40,7 @@ translations: $(VENV)/.installed
 CATALOGUE  := pointsapp/translations
 ERROR_KEYWORDS := PointsError InvalidInput NotFound Forbidden AccountInactive InsufficientPoints \
 	OutOfStock LimitReached RewardUnavailable RuleNotApplicable AlreadyDecided AlreadyRecorded \
-	VoucherNotFound WrongMerchant VoucherAlreadyRedeemed VoucherExpired VoucherCancelled CannotReverse \
+	VoucherNotFound WrongMerchant VoucherAlreadyRedeemed VoucherJustRedeemed VoucherExpired VoucherCancelled CannotReverse \
 	PeriodNotEnded PeriodClosed PaymentExceedsOwed VolunteerInactive NothingToDeduct BudgetExhausted \
 	ApiError CheckinCodeExpired CheckinNotOpen CheckinNotForYou EventClosed EventNotEditable AlreadyVoted NotOnNotice ObjectionResolved \
 	VoucherKeyMismatch PhotosUnavailable

@@ -139,6 +139,14 @@ class VoucherAlreadyRedeemed(PointsError):
     template = _l("Already redeemed at %(when)s by %(merchant)s. Do not hand over goods again.")
 
 
+class VoucherJustRedeemed(VoucherAlreadyRedeemed):
+    """The cashier asking redeemed this voucher a few minutes ago: most likely the answer to
+    their confirm was lost on the way, and the goods may still be on the counter."""
+
+    template = _l("You redeemed this voucher at %(when)s: %(reward)s for %(name)s; points taken: %(points)s. "
+                  "If you have not handed the goods over yet, hand them over now. Do not redeem it again.")
+
+
 class VoucherExpired(PointsError):
     code = "voucher_expired"
     template = _l("This voucher expired at %(when)s. Do not hand over goods; its points go back to the volunteer.")

@@ -22,7 +22,7 @@ import hmac
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
@@ -52,6 +52,7 @@ from .errors import (
     VoucherAlreadyRedeemed,
     VoucherCancelled,
     VoucherExpired,
+    VoucherJustRedeemed,
     VoucherKeyMismatch,
     VoucherNotFound,
     WrongMerchant,
@@ -275,9 +276,19 @@ def find_voucher(text: str) -> Voucher:
     return voucher
 
 
-def _refuse_for_state(voucher: Voucher, now: datetime) -> None:
+# A voucher the same cashier redeemed this recently is told apart at the till: their confirm's
+# answer was most likely lost, and the goods may still be on the counter.
+JUST_REDEEMED = timedelta(minutes=15)
+
+
+def _refuse_for_state(voucher: Voucher, now: datetime, staff: User | None = None) -> None:
     """Raise the error that explains why ``voucher`` cannot be redeemed now; return if it can."""
     if voucher.status == VOUCHER_REDEEMED:
+        if staff is not None and voucher.redeemed_by_id == staff.id and now - voucher.redeemed_at <= JUST_REDEEMED:
+            raise VoucherJustRedeemed(
+                when=to_local(voucher.redeemed_at).strftime("%H:%M"), reward=voucher.reward.name,
+                name=voucher.volunteer.masked_name, points=voucher.points,
+            )
         raise VoucherAlreadyRedeemed(
             when=to_local(voucher.redeemed_at).strftime("%Y-%m-%d %H:%M"), merchant=voucher.merchant.name
         )
@@ -333,9 +344,10 @@ def look_up_for_redemption(staff: User, text: str, merchant_id: int | None = Non
     try:
         voucher = find_voucher(text)
         _check_cashier(staff, voucher, merchant_id)
-        _refuse_for_state(voucher, now)
+        _refuse_for_state(voucher, now, staff)
         if not voucher.volunteer.is_active:
-            raise AccountInactive()
+            raise AccountInactive(_l("This volunteer's account is deactivated, so the voucher cannot be used. "
+                                     "Do not hand over goods; the volunteer can ask their community office."))
     except PointsError as exc:
         log_refusal(exc, staff, text, merchant_id, step, voucher)
         raise
@@ -359,7 +371,7 @@ def confirm_redemption(staff: User, text: str, merchant_id: int | None = None, n
     else:  # another till won the race, or the voucher closed meanwhile: see how it stands now
         db.session.refresh(voucher)
         try:
-            _refuse_for_state(voucher, now)
+            _refuse_for_state(voucher, now, staff)
             raise VoucherExpired(when=to_local(voucher.expires_at).strftime("%Y-%m-%d %H:%M"))
         except PointsError as exc:
             log_refusal(exc, staff, text, merchant_id, "confirm", voucher)

@@ -16,7 +16,7 @@ from flask_login import current_user
 from wtforms import SelectChoice
 
 from ..domain import vouchers
-from ..domain.errors import PointsError
+from ..domain.errors import PointsError, VoucherJustRedeemed
 from ..extensions import db, limiter
 from ..forms import RedeemForm
 from ..models import Voucher
@@ -61,8 +61,13 @@ def _redeem_form() -> RedeemForm:
     return form
 
 
-def _page(form: RedeemForm, *, voucher: Voucher | None = None, refusal: str | None = None, status: int = 200):
-    return render_template("merchant/redeem.html", form=form, voucher=voucher, refusal=refusal), status
+def _page(form: RedeemForm, *, voucher: Voucher | None = None, refusal: PointsError | None = None,
+          status: int = 200):
+    return render_template(
+        "merchant/redeem.html", form=form, voucher=voucher, refusal=refusal.message if refusal else None,
+        # This cashier's own redemption of a moment ago (its answer lost): not a refusal to hand over.
+        redeemed_by_me=isinstance(refusal, VoucherJustRedeemed),
+    ), status
 
 
 @bp.route("/")
@@ -84,7 +89,7 @@ def lookup():
         voucher = vouchers.look_up_for_redemption(_me(), form.code.data, form.merchant_id.data)
     except PointsError as exc:
         db.session.rollback()
-        return _page(form, refusal=exc.message, status=exc.status)
+        return _page(form, refusal=exc, status=exc.status)
     return _page(form, voucher=voucher)
 
 
@@ -101,7 +106,7 @@ def confirm():
         db.session.commit()
     except PointsError as exc:
         db.session.rollback()
-        return _page(form, refusal=exc.message, status=exc.status)
+        return _page(form, refusal=exc, status=exc.status)
     flash(
         _(
             "Redeemed: hand over %(reward)s to %(name)s. %(points)s points taken.",

@@ -14,6 +14,7 @@ from pointsapp.domain.errors import (
     VoucherAlreadyRedeemed,
     VoucherCancelled,
     VoucherExpired,
+    VoucherJustRedeemed,
     VoucherNotFound,
     WrongMerchant,
 )
@@ -54,6 +55,7 @@ CASES = {
     "expired": (lambda s, v: v.token, VoucherExpired),
     "cancelled": (lambda s, v: v.code, VoucherCancelled),
     "replayed": (lambda s, v: v.token, VoucherAlreadyRedeemed),
+    "replayed by its cashier at once": (lambda s, v: v.code, VoucherJustRedeemed),
     "other merchant": (lambda s, v: v.token, WrongMerchant),
 }
 
@@ -66,9 +68,11 @@ def prepare(case: str, street, voucher):
     if case == "cancelled":
         vouchers.cancel_voucher(street.vol_a, voucher.voucher.id)
         db.session.commit()
-    if case == "replayed":
+    if case.startswith("replayed"):
         vouchers.confirm_redemption(street.cashier, voucher.token)
         db.session.commit()
+    if case == "replayed":  # later than a lost answer's retry: a plain refusal
+        return street.cashier, now + vouchers.JUST_REDEEMED + timedelta(seconds=1)
     if case == "other merchant":
         return street.other_cashier, now
     return street.cashier, now

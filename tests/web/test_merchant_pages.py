@@ -7,7 +7,7 @@ from pointsapp.domain import people, vouchers
 from pointsapp.extensions import db
 from pointsapp.models import Voucher
 from pointsapp.models.user import ROLE_MERCHANT_STAFF
-from tests.factories import balance, give_points
+from tests.factories import balance, give_points, person
 from tests.web.conftest import hidden_inputs, page_text, use_english
 
 
@@ -50,10 +50,27 @@ def test_confirming_redeems_once_and_a_second_confirm_is_refused(
     b = balance(street.vol_a)
     assert (b.balance, b.held, b.earned) == (40, 0, 50)
 
+    # The same cashier again (the answer to their confirm was lost): told it was theirs, a
+    # moment ago, and that the goods may still be on the counter. Nothing is taken twice.
     again = auth.post("/merchant/confirm", {"code": issued_voucher.code})
     assert again.status_code == 409
     text = page_text(again)
-    assert "Do not hand over" in text
+    assert "Already redeemed by you" in text and "Do not hand over" not in text
+    assert re.search(r"You redeemed this voucher at \d{2}:\d{2}: 大米 5kg for 张\*华; points taken: 10\. "
+                     r"If you have not handed the goods over yet, hand them over now\. Do not redeem it again\.", text)
+    scanned = auth.post("/merchant/lookup", {"code": issued_voucher.token})  # scanned again: the same
+    assert scanned.status_code == 409 and "Already redeemed by you" in page_text(scanned)
+    assert balance(street.vol_a).balance == 40
+
+    # Another cashier of the same shop (a second till): do not hand over.
+    person("cashier_b", None, roles=(ROLE_MERCHANT_STAFF,), merchant=street.shop, full_name="郑收银")
+    db.session.commit()
+    auth.logout()
+    login("cashier_b")
+    other = auth.post("/merchant/confirm", {"code": issued_voucher.code})
+    text = page_text(other)
+    assert other.status_code == 409, text
+    assert "Do not hand over" in text and "Already redeemed by you" not in text, text
     assert re.search(r"Already redeemed at \d{4}-\d{2}-\d{2} \d{2}:\d{2} by 友谊慈善超市", text)
     assert balance(street.vol_a).balance == 40
     check_ledger()
@@ -91,7 +108,7 @@ def test_a_refused_scan_leaves_the_code_box_empty(street, client, login, auth, i
     login("cashier")
     assert auth.post("/merchant/confirm", {"code": issued_voucher.token}).status_code == 302
     again = auth.post("/merchant/lookup", {"code": issued_voucher.token})
-    assert again.status_code == 409 and "Do not hand over" in page_text(again)
+    assert again.status_code == 409 and "Already redeemed by you" in page_text(again)
     assert code_box(again) == ""  # a scanned token is no use to correct by hand
     check_ledger()
 
@@ -209,7 +226,8 @@ def test_voucher_of_a_deactivated_volunteer_is_refused(street, client, login, au
     login("cashier")
     resp = auth.post("/merchant/confirm", {"code": issued_voucher.code})
     assert resp.status_code == 403
-    assert "deactivated" in page_text(resp)
+    assert ("This volunteer's account is deactivated, so the voucher cannot be used. Do not hand over goods; "
+            "the volunteer can ask their community office.") in page_text(resp)
     assert status_of(issued_voucher.voucher.id) == "issued"
 
 
