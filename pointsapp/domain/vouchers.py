@@ -176,13 +176,26 @@ class IssuedVoucher:
     code: str
 
 
-def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None) -> IssuedVoucher:
-    """Redeem a reward: hold its points, reserve one unit of stock, issue a voucher."""
+def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None,
+                  key: str | None = None) -> IssuedVoucher:
+    """Redeem a reward: hold its points, reserve one unit of stock, issue a voucher.
+
+    ``key``: the redeem form's one-time key. The same key sent again (the answer to the first
+    was lost, and the volunteer tapped again) returns the voucher it issued, and holds nothing
+    more. Two at once take turns on the volunteer's account."""
     now = now or now_utc()
     if not volunteer.is_active:
         raise AccountInactive()
     if not volunteer.has_role(ROLE_VOLUNTEER):
         raise Forbidden()
+    if key is not None:
+        key = key.strip()
+        if not key or len(key) > 64:
+            raise InvalidInput("The form has expired; open the rewards page again.")
+        ledger.locked_account_for_volunteer(volunteer)  # the turns; read the key under it
+        done = db.session.scalar(select(Voucher).where(Voucher.volunteer_id == volunteer.id, Voucher.issue_key == key))
+        if done is not None:
+            return IssuedVoucher(done, token_for(done.nonce), code_for(done.nonce))
     reward = db.session.get(Reward, reward_id)
     if reward is None or volunteer.org_unit is None:
         raise NotFound()
@@ -249,6 +262,7 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None) 
         status=VOUCHER_ISSUED,
         issued_at=now,
         expires_at=now + current_app.config["VOUCHER_TTL"],
+        issue_key=key,
     )
     db.session.add(voucher)
     db.session.flush()

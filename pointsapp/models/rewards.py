@@ -102,6 +102,7 @@ class Voucher(db.Model):
         Index("ix_voucher_status_expires_at", "status", "expires_at"),
         Index("ix_voucher_merchant_id_redeemed_at", "merchant_id", "redeemed_at"),
         Index("ix_voucher_volunteer_id_reward_id", "volunteer_id", "reward_id"),
+        Index("uq_voucher_volunteer_id_issue_key", "volunteer_id", "issue_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -119,6 +120,8 @@ class Voucher(db.Model):
     redeemed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     redeemed_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user_account.id"))
     closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    # The redeem form's one-time key: the same tap sent again finds this voucher.
+    issue_key: Mapped[Optional[str]] = mapped_column(String(64))
 
     reward = relationship("Reward")
     merchant = relationship("Merchant")

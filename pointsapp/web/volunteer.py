@@ -268,7 +268,10 @@ def _rewards_page(error: str | None = None, status: int = 200):
     rewards = list(
         db.session.scalars(vouchers.visible_rewards_query(_me()).options(selectinload(Reward.merchant)))
     )
-    return render_template("volunteer/rewards.html", rewards=rewards, account=_account(), error=error), status
+    # One key per reward on this page: a tap sent twice (Back after a lost answer) issues one voucher.
+    page_key = secrets.token_urlsafe(12)
+    return render_template("volunteer/rewards.html", rewards=rewards, account=_account(), error=error,
+                           issue_key=page_key), status
 
 
 @bp.route("/rewards")
@@ -297,7 +300,7 @@ def reward_picture(reward_id: int):
 def redeem(reward_id: int):
     """Redeem a reward: hold its points and issue a voucher."""
     try:
-        issued = vouchers.issue_voucher(_me(), reward_id)
+        issued = vouchers.issue_voucher(_me(), reward_id, key=request.form.get("issue_key") or None)
         db.session.commit()
     except PointsError as exc:
         db.session.rollback()

@@ -78,7 +78,8 @@ def test_one_voucher_confirmed_fifty_times_at_once_is_redeemed_once(app, street,
         db.session.commit()
 
     results = race(app, 50, confirm)
-    assert tally(results) == {"ok": 1, "VoucherAlreadyRedeemed": 49}, unexpected(results, "VoucherAlreadyRedeemed")
+    # The same cashier's other 49: told it was theirs a moment ago (a subclass of "already redeemed").
+    assert tally(results) == {"ok": 1, "VoucherJustRedeemed": 49}, unexpected(results, "VoucherJustRedeemed")
     assert count(select(Transfer.id).where(Transfer.kind == "capture", Transfer.voucher_id == voucher_id)) == 1
     b = balance(street.vol_a)
     assert (b.balance, b.held) == (90, 0)
@@ -326,6 +327,25 @@ def test_ten_redemptions_at_once_of_a_once_per_person_reward_give_one_voucher(ap
 
     results = race(app, 10, redeem)
     assert tally(results) == {"ok": 1, "LimitReached": 9}, unexpected(results, "LimitReached")
+    b = balance(street.vol_a)
+    assert (b.balance, b.held) == (100, 10)
+    check_ledger()
+
+
+def test_ten_copies_of_one_redeem_tap_at_once_give_one_voucher_and_hold_once(app, street, check_ledger):
+    """A double tap, or a tap sent again after a lost answer: the same form key each time."""
+    award(street, street.vol_a, 100)
+    vol_id, reward_id = street.vol_a.id, street.rice.id
+
+    def redeem(i):
+        issued = vouchers.issue_voucher(db.session.get(User, vol_id), reward_id, key="rewards-page-1")
+        db.session.commit()
+        return issued.voucher.id
+
+    results = race(app, 10, redeem)
+    assert tally(results) == {"ok": 10}, unexpected(results)
+    assert len(set(results)) == 1  # every copy was answered with the same voucher
+    assert count(select(Voucher.id).where(Voucher.volunteer_id == vol_id)) == 1
     b = balance(street.vol_a)
     assert (b.balance, b.held) == (100, 10)
     check_ledger()

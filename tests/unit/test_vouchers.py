@@ -67,6 +67,31 @@ def test_redeeming_holds_the_points_and_reserves_one_unit_of_stock(street, check
     check_ledger()
 
 
+def test_the_same_redeem_tap_sent_twice_issues_one_voucher_and_holds_once(street, check_ledger):
+    """The answer to the first was lost; the volunteer went Back and tapped again."""
+    award(street, street.vol_a, 25)
+    first = vouchers.issue_voucher(street.vol_a, street.rice.id, key="page1-7")
+    db.session.commit()
+    again = vouchers.issue_voucher(street.vol_a, street.rice.id, key="page1-7")
+    db.session.commit()
+    assert again.voucher.id == first.voucher.id and (again.code, again.token) == (first.code, first.token)
+    b = balance(street.vol_a)
+    assert (b.balance, b.held) == (25, 10) and stock(street.rice) == 99
+    # Another tap (another key) is another voucher.
+    other = vouchers.issue_voucher(street.vol_a, street.rice.id, key="page2-7")
+    db.session.commit()
+    assert other.voucher.id != first.voucher.id and balance(street.vol_a).held == 20
+    # The key is the volunteer's own: another volunteer's same key is theirs.
+    award(street, street.vol_b, 10)
+    theirs = vouchers.issue_voucher(street.vol_b, street.rice.id, key="page1-7")
+    db.session.commit()
+    assert theirs.voucher.volunteer_id == street.vol_b.id
+    with pytest.raises(InvalidInput):
+        vouchers.issue_voucher(street.vol_a, street.rice.id, key="x" * 65)
+    db.session.rollback()
+    check_ledger()
+
+
 def test_a_till_reads_the_voucher_once_with_its_reward_and_volunteer_and_no_role_grants(street, check_ledger):
     """Look-up and confirm each read the voucher in one statement (its reward and volunteer
     joined); the volunteer's role grants are not read; after the confirm the voucher says what
@@ -392,8 +417,9 @@ def test_confirming_twice_is_refused_naming_when_and_where_it_was_redeemed(stree
     v = vouchers.confirm_redemption(street.cashier, issued.code)
     db.session.commit()
     before = ledger_state()
-    with pytest.raises(VoucherAlreadyRedeemed) as exc:
-        vouchers.confirm_redemption(street.cashier, issued.token)
+    with pytest.raises(VoucherAlreadyRedeemed) as exc:  # later than a lost answer's retry
+        vouchers.confirm_redemption(street.cashier, issued.token, now=now_utc() + vouchers.JUST_REDEEMED + timedelta(minutes=1))
+    assert type(exc.value) is VoucherAlreadyRedeemed
     when = to_local(v.redeemed_at).strftime("%Y-%m-%d %H:%M")
     assert exc.value.params == {"when": when, "merchant": "友谊慈善超市"}
     assert when in exc.value.message and "友谊慈善超市" in exc.value.message

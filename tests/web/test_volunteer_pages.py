@@ -348,6 +348,25 @@ def test_volunteer_redeems_a_reward_and_sees_the_qr_and_code(street, client, log
     check_ledger()
 
 
+def test_the_redeem_button_sent_again_shows_the_same_voucher_and_holds_once(street, client, login, auth, check_ledger):
+    """A lost answer, then Back to the page the browser kept and a second tap: the form's key."""
+    give_points(street, street.vol_a, 30)
+    login("vol_a")
+    page = client.get("/volunteer/rewards").get_data(as_text=True)
+    form = page[page.index(f'action="/volunteer/rewards/{street.rice.id}/redeem"'):]
+    key = re.search(r'name="issue_key" value="([^"]+)"', form[:form.index("</form>")]).group(1)
+    assert key.endswith(f"-{street.rice.id}")
+    first = auth.post(f"/volunteer/rewards/{street.rice.id}/redeem", {"issue_key": key})
+    again = auth.post(f"/volunteer/rewards/{street.rice.id}/redeem", {"issue_key": key})
+    assert first.status_code == again.status_code == 302
+    assert first.headers["Location"] == again.headers["Location"]
+    assert db.session.scalar(select(func.count()).select_from(Voucher)) == 1
+    assert (balance(street.vol_a).available, balance(street.vol_a).held) == (20, 10)
+    # The page opened again has new keys: a second voucher is a new tap.
+    assert key not in client.get("/volunteer/rewards").get_data(as_text=True)
+    check_ledger()
+
+
 def test_redeeming_without_enough_points_is_refused_with_the_reason(street, client, login, auth):
     use_english(client)
     give_points(street, street.vol_a, 5)
