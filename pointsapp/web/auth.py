@@ -20,6 +20,10 @@ from . import security
 
 bp = Blueprint("auth", __name__)
 
+# Set by an explicit logout, read once by the login page that follows: that page (and no other,
+# not the one an idle logout leads to) forgets the vouchers saved on the phone for offline use.
+FORGET_OFFLINE_KEY = "forget_offline"
+
 
 def _login_limit() -> str:
     return current_app.config["LOGIN_LIMIT"]
@@ -94,7 +98,10 @@ def login():
             # Back where they were going, unless that was a form's address (a button pressed after
             # the idle logout): then their home, where the flash says to send it again.
             return redirect(_opens_with_get(_safe_next(request.args.get("next"))) or url_for("auth.index"))
-    return render_template("auth/login.html", form=form), (200 if not form.errors else 422)
+    forget_offline = bool(session.pop(FORGET_OFFLINE_KEY, False))
+    return render_template("auth/login.html", form=form, forget_offline=forget_offline), (
+        200 if not form.errors else 422
+    )
 
 
 @bp.route("/logout", methods=["POST"])
@@ -104,6 +111,7 @@ def logout():
     end_sessions(current_user._get_current_object())
     db.session.commit()
     security.end_session_keep_language()
+    session[FORGET_OFFLINE_KEY] = True
     flash(_("You have logged out."), "info")
     return redirect(url_for("auth.login"))
 

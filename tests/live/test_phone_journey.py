@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import io
 import re
+import time
+from datetime import timedelta
 
 import pytest
 from PIL import Image
@@ -402,6 +404,51 @@ def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app
         expect(vol).to_have_url(re.compile(r"/login"))
         assert vol.evaluate(_PAGES_FORGOTTEN)
         voucher_gone_offline()
+    finally:
+        browser.close()
+
+
+@pytest.mark.slow
+def test_after_the_idle_logout_the_saved_voucher_still_shows_with_a_signal_and_without(
+        street, app, strict_csp, live_server, pw):
+    voucher_id, code = _issue_rice_voucher(street)
+    browser = launch(pw)
+    try:
+        ctx = phone(browser, locale="zh-CN", base_url=live_server)
+        vol = ctx.new_page()
+        log_in(vol, WORDS["zh"], "vol_a")
+        assert vol.evaluate(_CONTROLLED)
+        with vol.expect_response(re.compile(rf"/volunteer/vouchers/{voucher_id}$")):
+            vol.goto("/volunteer/vouchers")
+        assert vol.evaluate(_VOUCHER_KEPT, voucher_id)
+
+        # On the walk to the shop the session passes its idle limit; she opens the app: the
+        # login page, which says why, and which keeps her vouchers.
+        app.config["IDLE_TIMEOUT"] = timedelta(seconds=1)
+        time.sleep(2.2)
+        vol.goto("/volunteer/")
+        expect(vol).to_have_url(re.compile(r"/login"))
+        expect(vol.locator(".flash")).to_be_visible()  # "logged out after … minutes without activity"
+
+        # In the shop, no signal: the voucher is still on the phone.
+        ctx.set_offline(True)
+        vol.goto(f"/volunteer/vouchers/{voucher_id}")
+        expect(vol.locator("#fallback-code")).to_have_text(code)
+        expect(vol.locator("#offline-note")).to_be_visible()
+
+        # With a signal, the voucher's address shows the saved voucher, not the login page, and
+        # says why; the till checks the voucher with the server.
+        ctx.set_offline(False)
+        vol.goto(f"/volunteer/vouchers/{voucher_id}")
+        expect(vol).to_have_url(re.compile(rf"/volunteer/vouchers/{voucher_id}$"))
+        expect(vol.locator("#fallback-code")).to_have_text(code)
+        expect(vol.locator(".qr svg")).to_be_visible()
+        expect(vol.locator("#saved-copy-note")).to_be_visible()
+        expect(vol.locator("#offline-note")).to_be_hidden()
+        snap(vol, "zh-9-voucher-after-idle-logout")
+        # Any other page leads to the login page.
+        vol.goto("/volunteer/rewards")
+        expect(vol).to_have_url(re.compile(r"/login"))
     finally:
         browser.close()
 

@@ -117,7 +117,22 @@ def test_the_service_worker_is_served_from_the_root_for_every_page(client):
     assert "/volunteer/vouchers" in worker and "points-pages" in worker
     page = client.get("/login").get_data(as_text=True)
     assert 'data-sw="/sw.js"' in page and 'rel="manifest"' in page
-    assert 'data-forget-offline="1"' in page  # logged out: the phone forgets the saved vouchers
+    assert "data-forget-offline" not in page  # never logged in, or logged out by the idle limit
+
+
+def test_only_the_login_page_after_pressing_log_out_forgets_the_saved_vouchers(street, client, auth):
+    from pointsapp.web.security import SEEN_KEY
+
+    auth.login("vol_a")
+    with client.session_transaction() as sess:
+        sess[SEEN_KEY] -= 31 * 60  # idle past the limit, on the way to the shop
+    assert "/login" in client.get("/volunteer/").headers["Location"]
+    assert "data-forget-offline" not in client.get("/login").get_data(as_text=True)
+
+    auth.login("vol_a")
+    auth.logout()
+    assert 'data-forget-offline="1"' in client.get("/login").get_data(as_text=True)
+    assert "data-forget-offline" not in client.get("/login").get_data(as_text=True)  # once
 
 
 # --- reward pictures ----------------------------------------------------------------------------

@@ -8,8 +8,9 @@
   if ('serviceWorker' in navigator && body.dataset.sw && window.isSecureContext) {
     navigator.serviceWorker.register(body.dataset.sw).catch(function () {});
   }
-  // Logged out (or never logged in), or someone else logged in on this phone without logging
+  // Logged out by pressing "Log out", or someone else logged in on this phone without logging
   // out first: forget the vouchers saved for offline use, so that nobody else can show them.
+  // Not after the idle logout: the volunteer is often on her way to the shop with them.
   function forgetOffline() {
     if (!window.caches) { return; }
     caches.keys().then(function (keys) {
@@ -52,6 +53,9 @@
 
   var offlineNote = document.getElementById('offline-note');
   function syncOnline() { if (offlineNote) { offlineNote.hidden = navigator.onLine; } }
+  // The service worker showed the copy saved on this phone because the session has ended.
+  var savedCopyNote = document.getElementById('saved-copy-note');
+  if (savedCopyNote && body.dataset.savedCopy) { savedCopyNote.hidden = false; }
   window.addEventListener('online', syncOnline);
   window.addEventListener('offline', syncOnline);
   syncOnline();
@@ -87,7 +91,7 @@
 
   // Voucher list: fetch each usable voucher once, so that the service worker keeps it for offline.
   var list = document.getElementById('voucher-list');
-  if (list && list.dataset.keepOffline && navigator.serviceWorker && navigator.serviceWorker.controller && navigator.onLine) {
+  if (list && list.dataset.keepOffline && !body.dataset.savedCopy && navigator.serviceWorker && navigator.serviceWorker.controller && navigator.onLine) {
     list.querySelectorAll('a[data-usable]').forEach(function (a) {
       fetch(a.href, { credentials: 'same-origin' }).catch(function () {});
     });

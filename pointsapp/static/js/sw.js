@@ -1,7 +1,7 @@
 /* Service worker: keeps the volunteer's voucher list and voucher pages readable offline, so a
    voucher can be shown at a shop counter with no signal. Everything else goes to the network. */
 'use strict';
-var STATIC_CACHE = 'points-static-v1';
+var STATIC_CACHE = 'points-static-v2';
 var PAGES_CACHE = 'points-pages-v1';
 var SHELL = [
   '/static/vendor/pico/pico.min.css',
@@ -26,14 +26,38 @@ self.addEventListener('activate', function (event) {
   }).then(function () { return self.clients.claim(); }));
 });
 
+// A redirect instead of the page: the session has ended (the idle logout, or a logout on another
+// phone), and the server sends to the login page. A page's navigation sees the redirect only as
+// "opaque", without its address; a script's fetch follows it.
+function sentToLogin(resp) {
+  return resp.type === 'opaqueredirect' || (resp.redirected && new URL(resp.url).pathname === '/login');
+}
+
+// The saved copy, marked for app.js to say that it is one and that the voucher still counts.
+function markedSavedCopy(hit) {
+  return hit.text().then(function (html) {
+    return new Response(html.replace('<body ', '<body data-saved-copy="1" '), {
+      status: hit.status,
+      statusText: hit.statusText,
+      headers: hit.headers
+    });
+  });
+}
+
 function networkFirst(request) {
   return fetch(request).then(function (resp) {
     // Keep only the volunteer's own page itself, never a redirect to the login page.
     if (resp.ok && !resp.redirected && resp.type === 'basic') {
       var copy = resp.clone();
       caches.open(PAGES_CACHE).then(function (c) { c.put(request, copy); });
+      return resp;
     }
-    return resp;
+    if (!sentToLogin(resp)) { return resp; }
+    // Logged out with a voucher saved: show it rather than ask for a password at the counter. The
+    // till checks every voucher with the server, so the session is not what protects it.
+    return caches.open(PAGES_CACHE).then(function (c) { return c.match(request); }).then(function (hit) {
+      return hit ? markedSavedCopy(hit) : resp;
+    });
   }).catch(function () {
     return caches.open(PAGES_CACHE).then(function (c) {
       return c.match(request, { ignoreSearch: true }).then(function (hit) {
