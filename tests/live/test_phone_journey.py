@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import io
 import re
 import time
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 from PIL import Image
@@ -449,6 +449,54 @@ def test_after_the_idle_logout_the_saved_voucher_still_shows_with_a_signal_and_w
         # Any other page leads to the login page.
         vol.goto("/volunteer/rewards")
         expect(vol).to_have_url(re.compile(r"/login"))
+    finally:
+        browser.close()
+
+
+@pytest.mark.slow
+def test_a_voucher_past_its_expiry_by_the_phone_clock_does_not_reload_without_end(
+        street, app, strict_csp, live_server, pw):
+    voucher_id, code = _issue_rice_voucher(street)
+    with db.session.no_autoflush:
+        expires_at = db.session.get(Voucher, voucher_id).expires_at
+    db.session.rollback()
+    # Two days on: past the expiry whatever the time zones of the phone and the server.
+    phone_time = expires_at.replace(tzinfo=expires_at.tzinfo or timezone.utc) + timedelta(days=2)
+    voucher_page = re.compile(rf"/volunteer/vouchers/{voucher_id}$")
+    browser = launch(pw)
+    try:
+        ctx = phone(browser, locale="zh-CN", base_url=live_server)
+        vol = ctx.new_page()
+        log_in(vol, WORDS["zh"], "vol_a")
+        assert vol.evaluate(_CONTROLLED)
+        with vol.expect_response(voucher_page):
+            vol.goto("/volunteer/vouchers")
+        assert vol.evaluate(_VOUCHER_KEPT, voucher_id)
+        loads = []
+        vol.on("framenavigated", lambda frame: loads.append(frame.url) if frame == vol.main_frame else None)
+        asked = []
+        vol.on("request", lambda r: asked.append(r.url) if voucher_page.search(r.url) else None)
+
+        # Online, the phone's clock ahead of the server's: the page asks the server once, which
+        # still says "ready to use", and stays.
+        vol.clock.set_system_time(phone_time)
+        vol.goto(f"/volunteer/vouchers/{voucher_id}")
+        vol.wait_for_timeout(3000)
+        assert len(asked) <= 2, f"{len(asked)} requests for the voucher page in 3 s"
+        expect(vol.locator("#voucher-status")).to_contain_text("可以使用")
+
+        # Offline in the shop, the saved copy past its expiry: it says so, in place, once.
+        ctx.set_offline(True)
+        loads.clear()
+        vol.goto(f"/volunteer/vouchers/{voucher_id}")
+        expect(vol.locator("#voucher-status")).to_contain_text("已过期")
+        vol.wait_for_timeout(2000)
+        assert len(loads) == 1, f"{len(loads)} page loads in 2 s"
+        expect(vol.locator("#fallback-code")).to_be_hidden()
+        expect(vol.locator(".qr")).to_be_hidden()
+        expect(vol.locator("#countdown")).to_be_visible()
+        expect(vol.locator("details.cancel")).to_be_hidden()
+        snap(vol, "zh-9-voucher-expired-offline")
     finally:
         browser.close()
 

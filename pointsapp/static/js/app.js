@@ -133,22 +133,52 @@
   }
 
   // Voucher page: a countdown to the expiry, and a poll that turns the page to "redeemed".
+  var voucher = document.getElementById('voucher');
   var countdown = document.getElementById('countdown');
   if (countdown && countdown.dataset.expires) {
     var expires = Date.parse(countdown.dataset.expires);
-    var tick = function () {
-      var left = Math.max(0, expires - Date.now());
-      if (left === 0) { window.location.reload(); return; }
+    var ticker = null;
+    var showLeft = function (left) {
       var mins = Math.floor(left / 60000);
       countdown.textContent = countdown.dataset.template
         .replace('{d}', String(Math.floor(mins / 1440)))
         .replace('{h}', String(Math.floor(mins / 60) % 24))
         .replace('{m}', String(mins % 60));
     };
+    // The saved copy, offline, past its expiry: the page itself says the voucher has expired,
+    // with no code left to show.
+    var showExpired = function () {
+      voucher.classList.replace('state-issued', 'state-expired');
+      var status = document.getElementById('voucher-status');
+      status.classList.replace('status-issued', 'status-expired');
+      status.querySelector('span').textContent = '✘';
+      status.lastChild.textContent = ' ' + countdown.dataset.expiredStatus;
+      voucher.querySelectorAll('.qr, .code-label, #fallback-code').forEach(function (el) { el.hidden = true; });
+      var cancel = document.querySelector('details.cancel');
+      if (cancel) { cancel.hidden = true; }
+      countdown.textContent = countdown.dataset.expiredNote;
+    };
+    // At the expiry by this phone's clock, which may run ahead of the server's. Online, ask the
+    // server once (a reload); if it still says "ready to use", the status poll turns the page
+    // when that changes. Never a reload after a reload: that is a loop.
+    var atExpiry = function () {
+      window.clearInterval(ticker);
+      if (!navigator.onLine) { showExpired(); return; }
+      var key = 'points-expiry-reload:' + window.location.pathname, again = true;
+      try {
+        again = window.sessionStorage.getItem(key) === '1';
+        window.sessionStorage.setItem(key, '1');
+      } catch (e) { /* no storage: no reload */ }
+      showLeft(0);
+      if (!again) { window.location.reload(); }
+    };
+    var tick = function () {
+      var left = expires - Date.now();
+      if (left <= 0) { atExpiry(); } else { showLeft(left); }
+    };
+    ticker = window.setInterval(tick, 15000);
     tick();
-    window.setInterval(tick, 15000);
   }
-  var voucher = document.getElementById('voucher');
   if (voucher && voucher.dataset.statusUrl) {
     var busy = false;
     var poll = function () {
