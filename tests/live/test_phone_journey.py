@@ -331,6 +331,58 @@ def test_cashier_without_a_camera_redeems_with_the_keyboard_and_sees_refusals_in
     check_ledger()
 
 
+@pytest.mark.slow
+def test_the_till_offline_says_nothing_can_be_checked_and_keeps_the_code_instead_of_sending_it(
+    street, app, strict_csp, live_server, pw, tmp_path
+):
+    import qrcode
+
+    from pointsapp.domain import vouchers
+
+    voucher_id, code = _issue_rice_voucher(street)
+    token = vouchers.token_for(db.session.get(Voucher, voucher_id).nonce)
+    db.session.rollback()
+    camera_file = write_y4m(qrcode.make(token, border=4).get_image(), tmp_path / "voucher-qr.y4m")
+    csp = CspWatch()
+    browser = launch(pw, camera_file=camera_file)
+    try:
+        cash = phone(browser, locale="en-US", base_url=live_server, camera=True).new_page()
+        csp.attach(cash)
+        log_in(cash, WORDS["en"], "cashier")  # the camera starts and reads the voucher
+        expect(cash.locator("#result.ok")).to_be_visible(timeout=30_000)
+        till = cash.url
+        sent = []
+        cash.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
+
+        cash.context.set_offline(True)
+        banner = cash.locator("#offline-note")
+        expect(banner).to_contain_text("No connection: vouchers cannot be checked now")
+        expect(banner).not_to_contain_text("saved on this phone")
+        # The camera reads the code again: it stays in the field, and the page says why.
+        cash.get_by_role("button", name="Start the camera").click()
+        refusal = cash.locator("#lookup-offline")
+        expect(refusal).to_be_visible(timeout=30_000)
+        expect(cash.locator("#code")).to_have_value(token)
+        snap(cash, "en-10-till-offline")
+        # Typed and sent with the keyboard: the same.
+        cash.locator("#code").fill(code)
+        cash.locator("#code").press("Enter")
+        expect(refusal).to_be_visible()
+        expect(cash.locator("#code")).to_have_value(code)
+        cash.wait_for_timeout(500)
+        assert cash.url == till and sent == []
+
+        # The connection is back: the note goes, and the code is looked up.
+        cash.context.set_offline(False)
+        expect(refusal).to_be_hidden()
+        expect(banner).to_be_hidden()
+        cash.locator("#code").press("Enter")
+        expect(cash.locator("#result.ok")).to_contain_text("大米 5kg")
+        assert csp.violations == []
+    finally:
+        browser.close()
+
+
 # Each resolves true as soon as its condition holds, or false after about ten seconds.
 _CONTROLLED = """() => navigator.serviceWorker.ready.then(() => navigator.serviceWorker.controller !== null
     || new Promise(done => {

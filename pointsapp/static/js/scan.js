@@ -29,10 +29,25 @@
     startBtn.hidden = false;
   }
 
+  // No connection: nothing can be checked, and sending would show the browser's error page. The
+  // code stays in its field, to send when the connection is back.
+  var offline = document.getElementById('lookup-offline');
+  function refuseOffline() {
+    if (navigator.onLine || !offline) { return false; }
+    offline.hidden = false;
+    input.focus();
+    return true;
+  }
+  window.addEventListener('online', function () { if (offline) { offline.hidden = true; } });
+  form.addEventListener('submit', function (event) {
+    if (refuseOffline()) { event.preventDefault(); }
+  });
+
   function found(text) {
     stop();
-    say('msgFound');
     input.value = text;
+    if (refuseOffline()) { status.textContent = ''; return; }
+    say('msgFound');
     form.submit();
   }
 
