@@ -553,6 +553,34 @@ def test_a_voucher_past_its_expiry_by_the_phone_clock_does_not_reload_without_en
         browser.close()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_with_large_system_text_the_volunteer_pages_fit_a_360_pixel_phone(lang, street, app, strict_csp, live_server, pw):
+    from tests.factories import give_points
+
+    give_points(street, street.vol_a, 9999)  # four- and five-figure amounts and balances
+    give_points(street, street.vol_a, 9998)
+    voucher_id, code = _issue_rice_voucher(street)
+    db.session.rollback()
+    wider = {}
+    with logged_in_phone(pw, live_server, "vol_a", lang=lang) as page:
+        for path in ("/volunteer/", "/volunteer/rewards", "/volunteer/history", "/volunteer/vouchers",
+                     f"/volunteer/vouchers/{voucher_id}", "/volunteer/claim", "/volunteer/claims",
+                     "/volunteer/statement"):
+            page.goto(path)
+            # Android's largest text setting scales the root font by about 1.3.
+            page.evaluate("document.documentElement.style.fontSize = '130%'")
+            # The page never scrolls sideways; the history's table is made to fit as well (other
+            # tables scroll inside their box, and say so).
+            wider[path] = page.evaluate(
+                """() => [document.documentElement, ...document.querySelectorAll('main table.history')]
+                    .map(el => el.scrollWidth - el.clientWidth)"""
+            )
+            snap(page, f"{lang}-11-large-text{path}")
+    too_wide = {path: px for path, px in wider.items() if max(px) > 0}
+    assert too_wide == {}, f"px wider than the phone (the page, then the history table): {too_wide}"
+
+
 def test_a_photo_over_the_limit_is_refused_before_it_is_sent_and_the_note_stays(
         street, app, strict_csp, live_server, pw, tmp_path):
     photo = tmp_path / "IMG_2041.jpg"
