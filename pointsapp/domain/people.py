@@ -130,9 +130,18 @@ def activation_hash(code: str) -> str:
     The code has about 79 bits of entropy, so a fast hash is enough (as for API tokens); the key
     means a copy of the database alone does not even allow checking guesses.
     """
+    return _keyed_activation_hash(_activation_letters(code))
+
+
+def _activation_letters(code: str | None) -> str:
+    """The letters and digits of a typed code, in lower case: the dashes of the printed slip,
+    spaces read aloud between groups and any other separator are left out."""
+    return "".join(c for c in (code or "").lower() if c.isascii() and c.isalnum())
+
+
+def _keyed_activation_hash(text: str) -> str:
     key = hashlib.sha256(b"pointsapp-activation:" + current_app.config["SECRET_KEY"].encode()).digest()
-    normalised = (code or "").strip().lower().replace(" ", "")
-    return hmac.new(key, normalised.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return hmac.new(key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 def _random_groups(groups: int) -> str:
@@ -163,7 +172,11 @@ def activation_matches(user: User, code: str, now: datetime | None = None) -> bo
         return False
     if user.activation_expires_at is None or user.activation_expires_at <= (now or now_utc()):
         return False
-    return hmac.compare_digest(user.activation_hash, activation_hash(code))
+    letters = _activation_letters(code)
+    # Codes given out before separators were left out were stored with their dashes.
+    dashed = "-".join(letters[i:i + 4] for i in range(0, len(letters), 4))
+    return (hmac.compare_digest(user.activation_hash, _keyed_activation_hash(letters))
+            or hmac.compare_digest(user.activation_hash, _keyed_activation_hash(dashed)))
 
 
 def username_exists(username: str | None) -> bool:
@@ -601,6 +614,8 @@ def change_password(user: User, current: str, new: str) -> None:
     """Change one's own password: the current one is asked again; every session ends."""
     # A person who activated with a code gives the code as their current password.
     if not (activation_matches(user, current) or _verify_password(user, current)):
+        if user.activation_hash is not None:
+            raise InvalidInput("The activation code is wrong: type it as it is on your slip.", field="current_password")
         raise InvalidInput("The current password is wrong.", field="current_password")
     if new == current:
         raise InvalidInput("Choose a password different from the current one.", field="new_password")

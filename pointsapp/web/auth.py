@@ -135,14 +135,22 @@ def change_password():
     """Change one's own password; every other session of the person ends."""
     user = current_user._get_current_object()
     form = ChangePasswordForm()
+    # A first login with an activation code: the code is what is asked for, not a password.
+    activating = user.activation_hash is not None
+    if activating:
+        form.current_password.label.text = _("Activation code")
+
+    def page(status: int):
+        return render_template("auth/change_password.html", form=form, min_length=MIN_PASSWORD_LENGTH,
+                               activating=activating), status
+
     if form.validate_on_submit():
         try:
             change_own_password(user, form.current_password.data, form.new_password.data)
             db.session.commit()
         except PointsError as exc:
             db.session.rollback()
-            status = show_domain_error(form, exc, "new_password")
-            return render_template("auth/change_password.html", form=form, min_length=MIN_PASSWORD_LENGTH), status
+            return page(show_domain_error(form, exc, "new_password"))
         # This browser stays logged in, in a fresh session bound to the new version.
         security.end_session_keep_language()
         login_user(user)
@@ -150,9 +158,7 @@ def change_password():
         session.permanent = True
         flash(_("Your password was changed. Other devices were logged out."), "ok")
         return redirect(url_for("auth.index"))
-    return render_template("auth/change_password.html", form=form, min_length=MIN_PASSWORD_LENGTH), (
-        422 if form.errors else 200
-    )
+    return page(422 if form.errors else 200)
 
 
 def _opens_with_get(target: str | None) -> str | None:

@@ -125,6 +125,23 @@ def test_an_imported_person_logs_in_once_with_the_code_and_then_only_with_their_
     assert people.authenticate(username, "a-new-password-77").id == user.id
 
 
+def test_an_activation_code_is_accepted_however_its_groups_are_separated(street):
+    """Typed from the slip with its dashes, without them, in capitals, or with spaces between
+    the groups as it is read aloud; a code stored with its dashes (before) is found the same way."""
+    result = import_people(street.street_admin, GOOD)
+    db.session.commit()
+    username, _n, code = result.codes[0]
+    user = db.session.scalar(select(User).where(User.username == username))
+    letters = code.replace("-", "")
+    for typed in (code, letters, letters.upper(), code.replace("-", " "), f" {code.upper()} ", code.replace("-", "—")):
+        assert people.activation_matches(user, typed), typed
+    assert not people.activation_matches(user, letters[:-1] + ("a" if letters[-1] != "a" else "b"))
+    assert not people.activation_matches(user, letters[:-1])
+    user.activation_hash = people._keyed_activation_hash(code)  # as codes given out earlier were stored
+    assert people.activation_matches(user, letters) and people.activation_matches(user, code.replace("-", " "))
+    assert people.authenticate(username, letters.upper()).id == user.id
+
+
 def test_an_activation_code_expires_and_a_password_reset_replaces_it(street):
     result = import_people(street.street_admin, GOOD)
     db.session.commit()

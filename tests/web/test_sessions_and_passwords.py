@@ -143,6 +143,30 @@ def test_admin_reset_forces_a_new_password_at_the_next_login(app, street, client
     assert not db.session.get(User, street.vol_a.id).must_change_password
 
 
+def test_a_first_login_with_an_activation_code_asks_for_the_code_not_a_current_password(street, client, auth):
+    """The slip's code typed without its dashes logs in; the next page says what it is for."""
+    code, fields = people.new_activation_code()
+    user = db.session.get(User, street.vol_a.id)
+    for key, value in fields.items():
+        setattr(user, key, value)
+    db.session.commit()
+    assert "第一次登录？请把纸条上的激活码当作密码输入。" in page_text(client.get("/login"))
+    resp = auth.login("vol_a", code.replace("-", "").upper())
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/account/password")
+    page = client.get("/account/password")
+    text = page_text(page)
+    assert "设置密码" in text and "激活码" in text and "当前密码" not in text
+    assert "管理员已重置您的密码" not in text
+    wrong = change_password(client, "aaaa-bbbb-cccc-dddd", "my-own-secret-42")
+    assert wrong.status_code == 422
+    assert errors_at(wrong, "current_password") == ["激活码不对：请照着纸条上的样子输入。"]
+    assert change_password(client, code.replace("-", " "), "my-own-secret-42").status_code == 302
+    user = db.session.get(User, street.vol_a.id)
+    db.session.refresh(user)
+    assert user.activation_hash is None and not user.must_change_password
+    assert "当前密码" in page_text(client.get("/account/password"))  # from now on, a password
+
+
 def test_an_admin_cannot_reset_the_password_of_someone_outside_their_subtree_or_above_them(street, client, auth):
     auth.login("admin_a")
     for target in (street.vol_b, street.street_admin):
