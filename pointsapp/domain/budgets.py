@@ -19,12 +19,15 @@ Charging (the hook in ``ledger._transfer``: ``on_transfer``)
       ``used + n <= funded_fen // rate`` computed in SQL, and a ``BudgetCharge`` row records
       which budget paid; when no row comes back, ``BudgetExhausted`` is raised (the caller rolls
       back: nothing is written);
-    * a reversal undoes the charge of the transfer it reverses, on the same budget;
-    * points leaving a volunteer for good (``FREEING_KINDS``: expiry, deductions) give budget
-      back to the volunteer's budget, never more than it has used.
-    Budget given back is never more than the budget has used: points that were never charged
-    (credited before the budget existed) may have freed a later credit's charge by leaving, and
-    reversing that credit then gives back what is left of it.
+    * points leaving a volunteer for good (``FREEING_KINDS``: expiry, deductions; and a credit's
+      reversal) give back to the budget that paid for each lot they are taken from (the lot's
+      credit's charge), one ``BudgetCharge`` row per budget: a volunteer moved to another
+      community frees the budget that paid for their points, not their new one, and points
+      no budget paid for (credited before it existed) free nothing;
+    * a deduction's reversal draws again on the budgets it gave back to (its points go back to
+      the same lots); a capture (and its reversal) charges nothing: spent points stay paid for.
+    Budget given back is never more than the budget has used (a guard for books written before
+    points were given back lot by lot).
     The budget row is locked after the accounts of the transfer (people's, then the street's
     issuance account), as the global lock order of ``pointsapp.domain.ledger`` says for
     street-level rows. Invariants (``check_budgets``, part of ``check_ledger``): a budget's
@@ -49,7 +52,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
-from sqlalchemy import Date, Integer, String, bindparam, case, cast, func, insert, literal, or_, select, update
+from sqlalchemy import Date, Integer, String, and_, bindparam, case, cast, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -61,8 +64,10 @@ from ..models import (
     BudgetCharge,
     BudgetFunding,
     Entry,
+    LotUse,
     OrgLevel,
     OrgUnit,
+    PointLot,
     PointsRate,
     Transfer,
     User,
@@ -148,20 +153,41 @@ def on_transfer(t: Transfer) -> None:
         found = db.session.execute(_budget_of_account(), {"account_id": t.to_account_id}).first()
         if found is not None:
             _charge(found[0], t.amount, t.id, street_id=root_id_of(found[1]))
+    elif t.kind in FREEING_KINDS or (t.kind == TRANSFER_REVERSAL and _reverses_kind(t) == TRANSFER_CREDIT):
+        # Points leaving a volunteer for good: each lot they came from gives back to the budget
+        # that paid for it (a reversed credit's own lot first, then the others it takes).
+        for budget_id, points in db.session.execute(_paid_for_by(), {"transfer_id": t.id}).all():
+            _give_back(db.session.get(Budget, budget_id), int(points), t.id)
     elif t.kind == TRANSFER_REVERSAL:
-        charged = db.session.scalar(select(BudgetCharge).where(BudgetCharge.transfer_id == t.reverses_id))
-        if charged is None:
-            return
-        budget = db.session.get(Budget, charged.budget_id)
-        if charged.points > 0:
-            _give_back(budget, charged.points, t.id)
-        else:  # undoing an expiry or a deduction draws on the budget again
-            _charge(budget, -charged.points, t.id)
-    elif t.kind in FREEING_KINDS:
-        found = db.session.execute(_budget_of_account(), {"account_id": t.from_account_id}).first()
-        if found is not None:
-            budget = found[0]
-            _give_back(budget, t.amount, t.id)
+        # Undoing a deduction draws again on the budgets it gave back to (its points go back to
+        # the same lots); a capture's reversal charged and gave back nothing.
+        for charged in db.session.scalars(select(BudgetCharge).where(BudgetCharge.transfer_id == t.reverses_id)
+                                          .order_by(BudgetCharge.budget_id)).all():
+            budget = db.session.get(Budget, charged.budget_id)
+            if charged.points < 0:
+                _charge(budget, -charged.points, t.id)
+
+
+def _reverses_kind(t: Transfer) -> str | None:
+    return db.session.scalar(select(Transfer.kind).where(Transfer.id == t.reverses_id))
+
+
+@lru_cache(maxsize=None)
+def _paid_for_by():
+    """The budgets that paid for the points transfer ``transfer_id`` took from a volunteer's
+    lots, with how many of them each: a lot was paid for by its credit's charge (or by the
+    charge of the reversal that made it). Points of lots no budget paid for are left out.
+    Budgets in id order (the order their rows are locked in)."""
+    lot_t, use_t, charge_t = PointLot.__table__, LotUse.__table__, BudgetCharge.__table__
+    return (
+        select(charge_t.c.budget_id, func.sum(use_t.c.amount))
+        .select_from(use_t)
+        .join(lot_t, lot_t.c.id == use_t.c.lot_id)
+        .join(charge_t, and_(charge_t.c.transfer_id == lot_t.c.transfer_id, charge_t.c.points > 0))
+        .where(use_t.c.transfer_id == bindparam("transfer_id"), use_t.c.amount > 0)
+        .group_by(charge_t.c.budget_id)
+        .order_by(charge_t.c.budget_id)
+    )
 
 
 @lru_cache(maxsize=None)
@@ -306,9 +332,9 @@ def _units_of_accounts(dialect_name: str):
 
 def _give_back(budget: Budget, points: int, transfer_id: int) -> None:
     """Lower ``used`` by ``points``, or by as much of it as is used."""
-    # Under the row's lock: never free more than is used. Points credited before the budget
-    # existed were never charged to it, yet free it when they expire or are deducted; a credit
-    # reversed after that finds less of its charge left.
+    # Under the row's lock: never free more than is used. Points are given back to the budget
+    # that paid for their lot, so this only bites on books from before that was so (points
+    # never charged gave back to the volunteer's budget of the day).
     used = db.session.execute(
         select(budget_t.c.used).where(budget_t.c.id == budget.id).with_for_update()
     ).scalar()
@@ -708,16 +734,27 @@ def check_budgets() -> list[str]:
         if b.used != int(charged.get(b.id, 0)):
             problems.append(f"budget {b.id}: used {b.used} but its charges sum to {charged.get(b.id, 0)}")
     original = aliased(BudgetCharge)
-    for tid, kind, amount, points, budget_id, orig_points, orig_budget in s.execute(
+    reversed_t = aliased(Transfer)
+    given_back: dict[int, int] = {}
+    for tid, kind, amount, points, budget_id, reversed_kind, orig_points in s.execute(
         select(Transfer.id, Transfer.kind, Transfer.amount, BudgetCharge.points, BudgetCharge.budget_id,
-               original.points, original.budget_id)
+               reversed_t.kind, original.points)
         .join(BudgetCharge, BudgetCharge.transfer_id == Transfer.id)
-        .outerjoin(original, original.transfer_id == Transfer.reverses_id)
+        .outerjoin(reversed_t, reversed_t.id == Transfer.reverses_id)
+        .outerjoin(original, and_(original.transfer_id == Transfer.reverses_id, original.budget_id == BudgetCharge.budget_id))
     ):
+        freeing = kind in FREEING_KINDS or (kind == TRANSFER_REVERSAL and reversed_kind == TRANSFER_CREDIT)
         if kind == TRANSFER_CREDIT and points != amount:
             problems.append(f"transfer {tid}: a credit charged {points}, not its amount")
-        elif kind == TRANSFER_REVERSAL and (orig_points != -points or orig_budget != budget_id):
+        elif freeing:
+            # Given back to the budgets that paid for the lots taken: never a charge, never more
+            # than the points that left.
+            given_back[tid] = given_back.get(tid, 0) - points
+            if points > 0 or given_back[tid] > amount:
+                problems.append(f"transfer {tid}: a {kind} gave back {given_back[tid]} for {amount} points")
+        elif kind == TRANSFER_REVERSAL and reversed_kind == TRANSFER_DEDUCTION and orig_points != -points:
             problems.append(f"transfer {tid}: a reversal's charge {points} does not undo its original's")
-        elif kind not in (TRANSFER_CREDIT, TRANSFER_REVERSAL, *FREEING_KINDS):
+        elif kind not in (TRANSFER_CREDIT, TRANSFER_REVERSAL, *FREEING_KINDS) or (
+                kind == TRANSFER_REVERSAL and reversed_kind not in (TRANSFER_CREDIT, TRANSFER_DEDUCTION)):
             problems.append(f"transfer {tid}: a {kind} transfer charged a budget")
     return problems

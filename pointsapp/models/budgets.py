@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Optional
 
-from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -71,12 +71,18 @@ class BudgetFunding(db.Model):
 
 
 class BudgetCharge(db.Model):
-    """What one transfer drew from (points > 0) or gave back to (points < 0) a budget. Append-only."""
+    """What one transfer drew from (points > 0) or gave back to (points < 0) a budget. Append-only.
+
+    One row per transfer and budget: points leaving a volunteer give back to each budget that
+    paid for the lots they came from."""
 
     __tablename__ = "budget_charge"
-    __table_args__ = (CheckConstraint("points <> 0", name="points_not_zero"),)
+    __table_args__ = (
+        CheckConstraint("points <> 0", name="points_not_zero"),
+        UniqueConstraint("transfer_id", "budget_id", name="uq_budget_charge_transfer_id_budget_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    transfer_id: Mapped[int] = mapped_column(ForeignKey("transfer.id"), unique=True)
+    transfer_id: Mapped[int] = mapped_column(ForeignKey("transfer.id"))
     budget_id: Mapped[int] = mapped_column(ForeignKey("budget.id"), index=True)
     points: Mapped[int] = mapped_column(Integer)

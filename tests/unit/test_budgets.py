@@ -136,27 +136,41 @@ def test_a_credit_made_before_any_funding_gives_nothing_back_when_reversed(stree
     check_ledger()
 
 
-def test_points_that_leave_for_good_free_budget_but_never_more_than_was_used(app, street, monkeypatch, check_ledger):
-    """Expiry and deductions (FREEING_KINDS) give budget back to the volunteer's budget, capped at its use."""
-    monkeypatch.setattr(budgets, "FREEING_KINDS", ("capture",))  # stands in for expiry until it lands
-    award(street, street.vol_a, 40)  # before the budget: never charged
+def test_points_that_leave_for_good_free_the_budget_that_paid_for_them_and_spent_points_free_nothing(
+        app, street, check_ledger):
+    """A deduction frees the budget of the lots it takes; points no budget paid for (credited
+    before it existed) free nothing; redeemed points stay paid for; undoing the deduction draws
+    on the budget again."""
+    today = local_today()
+    grant_lot(street, street.vol_a, 40, expires_on=today + timedelta(days=3))  # before the budget: never charged
     fund(street, street.street, 100)
-    award(street, street.vol_a, 10)
-    issued = vouchers.issue_voucher(street.vol_a, street.rice.id)  # 10 points leave vol_a
-    first = vouchers.confirm_redemption(street.cashier, issued.code)
-    db.session.commit()
+    grant_lot(street, street.vol_a, 10, expires_on=today + timedelta(days=1))  # charged, and the first spent
+    assert state_of(street.street).used == 10
+    _deduct(street, street.vol_a, 15)  # 10 of the charged lot, 5 of the other
     assert state_of(street.street).used == 0
+    assert budgets.check_budgets() == []
+    _deduct(street, street.vol_a, 5)  # uncharged points only
+    assert state_of(street.street).used == 0
+    grant_lot(street, street.vol_a, 10, expires_on=today)  # charged: 10 used
     issued = vouchers.issue_voucher(street.vol_a, street.rice.id)
-    vouchers.confirm_redemption(street.cashier, issued.code)
-    db.session.commit()
-    assert state_of(street.street).used == 0  # nothing more to give back
-    assert db.session.scalar(select(func.sum(BudgetCharge.points))) == 0
-    # Undoing the first (an expiry or deduction undone) draws on the budget again.
-    capture = db.session.scalar(select(Transfer).where(Transfer.voucher_id == first.id, Transfer.kind == "capture"))
-    claims.reverse_transfer(street.street_admin, capture.id, "误操作")
+    vouchers.confirm_redemption(street.cashier, issued.code)  # spent at a shop: still paid for
     db.session.commit()
     assert state_of(street.street).used == 10
+    first = db.session.scalar(select(Transfer).where(Transfer.kind == "deduction").order_by(Transfer.id))
+    claims.reverse_transfer(street.street_admin, first.id, "误操作")  # its 10 charged points come back
+    db.session.commit()
+    assert state_of(street.street).used == 20
     assert budgets.check_budgets() == []
+    check_ledger()
+
+
+def grant_lot(s, volunteer, points, *, expires_on):
+    """Credit a lot straight through the ledger, charged like any credit; commit."""
+    t = ledger.credit(ledger.issuance_account(s.street), ledger.account_for_volunteer(volunteer), points,
+                      reason="测试", cause_key=f"test:{secrets.token_hex(6)}", earned_on=local_today(),
+                      expires_on=expires_on)
+    db.session.commit()
+    return t
 
 
 def _deduct(s, volunteer, points):
@@ -172,9 +186,10 @@ def _deduct(s, volunteer, points):
 
 
 @pytest.mark.parametrize("leave", ["deduction", "expiry"])
-def test_a_credit_reversed_after_uncharged_points_freed_its_charge_gives_back_what_is_left(street, check_ledger, leave):
-    """Points credited before the budget existed were never charged, yet free budget when they
-    leave; reversing a charged credit afterwards gives back what its budget still has used."""
+def test_uncharged_points_leaving_free_nothing_and_a_charged_credit_reversed_gives_back_its_charge(
+        street, check_ledger, leave):
+    """Points credited before the budget existed were never charged: when they leave they free
+    nothing, and reversing a charged credit afterwards gives back all of its charge."""
     from pointsapp.cli import expire_points
 
     today = local_today()
@@ -189,20 +204,60 @@ def test_a_credit_reversed_after_uncharged_points_freed_its_charge_gives_back_wh
     act = award(street, street.vol_a, 10)
     assert state_of(street.street).used == 10
     if leave == "deduction":
-        _deduct(street, street.vol_a, 10)
+        _deduct(street, street.vol_a, 4)  # from the uncharged lot (the older, as neither expires)
     else:
         assert expire_points(today + timedelta(days=5)).points == 10
-    assert state_of(street.street).used == 0  # the charged credit's 10 were freed by the others
+    assert state_of(street.street).used == 10  # the charged credit's points are all still there
 
     reversal = claims.reverse_transfer(street.street_admin, credit_of(act).id, "录入错误")
     db.session.commit()
     assert reversal.amount == 10
     assert state_of(street.street).used == 0
-    # Nothing was given back twice: no charge row for the reversal.
-    assert db.session.scalar(select(func.count()).select_from(BudgetCharge).where(
-        BudgetCharge.transfer_id == reversal.id)) == 0
+    assert db.session.scalar(select(func.sum(BudgetCharge.points)).where(BudgetCharge.transfer_id == reversal.id)) == -10
     assert budgets.check_budgets() == []
     check_ledger()
+
+
+def test_a_moved_volunteers_points_free_the_budget_that_paid_for_them_not_their_new_ones(street, check_ledger):
+    """Community A paid for vol_a's first points, community B (after the move) for the next;
+    a deduction taking from both gives back to each what it paid, and its reversal draws on each
+    again. B cannot then credit beyond its money."""
+    from pointsapp.domain import people
+
+    fund(street, street.community_a, 100, actor=street.admin_a, source="partner")
+    fund(street, street.community_b, 100, actor=street.admin_b, source="partner")
+    award(street, street.vol_a, 60)  # paid by A
+    award(street, street.vol_b, 70)  # paid by B
+    people.move_person(street.street_admin, street.vol_a.id, street.building_b)
+    db.session.commit()
+    award(street, street.vol_a, 30)  # paid by B: 100 of 100
+    assert (state_of(street.community_a).used, state_of(street.community_b).used) == (60, 100)
+    _deduct_by(street, street.staff_b, street.vol_a, 80)  # 60 of A's lot, 20 of B's
+    assert (state_of(street.community_a).used, state_of(street.community_b).used) == (0, 80)
+    deduction = db.session.scalar(select(Transfer).where(Transfer.kind == "deduction"))
+    rows = db.session.execute(select(BudgetCharge.budget_id, BudgetCharge.points)
+                              .where(BudgetCharge.transfer_id == deduction.id).order_by(BudgetCharge.budget_id)).all()
+    assert sorted(p for _, p in rows) == [-60, -20]
+    assert budgets.check_budgets() == []
+    refused_award(street, street.vol_b, 21)  # B has 20 left, not the 80 a give-back to B would have left
+    claims.reverse_transfer(street.street_admin, deduction.id, "扣错了")  # the points go back to both lots
+    db.session.commit()
+    assert (state_of(street.community_a).used, state_of(street.community_b).used) == (60, 100)
+    refused_award(street, street.vol_b, 1)
+    assert budgets.check_budgets() == []
+    check_ledger()
+
+
+def _deduct_by(s, staff, volunteer, points):
+    from pointsapp.domain import deductions, rules
+    from tests.factories import rule_terms
+
+    rule = rules.create_rule(s.street_admin, s.street,
+                             rule_terms(name_zh=f"扣{points}", name_en=f"Deduct {points}", points=points, kind="deduct"))
+    db.session.commit()
+    deductions.apply_deduction(staff, volunteer_id=volunteer.id, rule_id=rule.id, reason="楼道堆物",
+                               submission_key=secrets.token_hex(8))
+    db.session.commit()
 
 
 # -- which budget -----------------------------------------------------------------------------------
