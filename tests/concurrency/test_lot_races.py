@@ -17,8 +17,8 @@ from tests.concurrency.test_races import race, tally, unexpected
 from tests.factories import balance, person, rule_terms
 
 
-def grant_due(s, volunteer, points: int) -> None:
-    """Give a volunteer a lot whose last day was yesterday; commit."""
+def grant_due(s, volunteer, points: int, last_day=None) -> None:
+    """Give a volunteer a lot whose last day was yesterday (or ``last_day``); commit."""
     ledger.credit(
         ledger.issuance_account(s.street),
         ledger.account_for_volunteer(volunteer),
@@ -26,7 +26,7 @@ def grant_due(s, volunteer, points: int) -> None:
         reason="测试",
         cause_key=f"test:{secrets.token_hex(6)}",
         earned_on=local_today() - timedelta(days=400),
-        expires_on=local_today() - timedelta(days=1),
+        expires_on=last_day or local_today() - timedelta(days=1),
     )
     db.session.commit()
 
@@ -96,10 +96,11 @@ def test_expiry_racing_a_till_confirming_a_voucher_on_expiring_points(app, stree
     for n in range(5):
         v = person(f"till{n}", street.unit_a, title="resident")
         db.session.commit()
-        grant_due(street, v, 25)
-        issued = vouchers.issue_voucher(v, street.rice.id)  # holds 10 of the 25 due points
+        grant_due(street, v, 25, last_day=today)
+        issued = vouchers.issue_voucher(v, street.rice.id)  # holds 10 of the 25 points, on their last day
         db.session.commit()
-        expired, confirmed = race(app, 2, expire_or_confirm, street.cashier.id, issued.code, today)
+        # The next day's run expires the other 15 while the till confirms.
+        expired, confirmed = race(app, 2, expire_or_confirm, street.cashier.id, issued.code, today + timedelta(days=1))
         assert (expired, confirmed) == (15, "confirmed"), (expired, confirmed)
         assert db.session.get(Voucher, issued.voucher.id).status == "redeemed"
         b = balance(v)

@@ -54,7 +54,7 @@ def test_confirming_redeems_once_and_a_second_confirm_is_refused(
     # moment ago, and that the goods may still be on the counter. Nothing is taken twice.
     again = auth.post("/merchant/confirm", {"code": issued_voucher.code})
     assert again.status_code == 409
-    text = page_text(again)
+    text = verdict(again)
     assert "Already redeemed by you" in text and "Do not hand over" not in text
     assert re.search(r"You redeemed this voucher at \d{2}:\d{2}: 大米 5kg for 张\*华; points taken: 10\. "
                      r"If you have not handed the goods over yet, hand them over now\. Do not redeem it again\.", text)
@@ -68,7 +68,7 @@ def test_confirming_redeems_once_and_a_second_confirm_is_refused(
     auth.logout()
     login("cashier_b")
     other = auth.post("/merchant/confirm", {"code": issued_voucher.code})
-    text = page_text(other)
+    text = verdict(other)
     assert other.status_code == 409, text
     assert "Do not hand over" in text and "Already redeemed by you" not in text, text
     assert re.search(r"Already redeemed at \d{4}-\d{2}-\d{2} \d{2}:\d{2} by 友谊慈善超市", text)
@@ -95,6 +95,16 @@ def test_unknown_code_is_refused_with_404(street, client, login, auth, issued_vo
     assert "Unknown code." in page_text(resp)
     # The typed code stays in its box, to be checked and corrected.
     assert code_box(resp) == "ZZZZ-ZZZZ"
+
+
+def verdict(resp) -> str:
+    """The text of the till's verdict (the result section), without the rest of the page."""
+    match = re.search(r'<section class="result[^"]*" id="result".*?</section>', resp.get_data(as_text=True), re.S)
+    return page_text_of(match.group(0)) if match else ""
+
+
+def page_text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
 
 
 def code_box(resp) -> str:
