@@ -306,7 +306,10 @@ def rewards_redeemed(r: Range) -> ReportTable:
             Voucher.status == VOUCHER_REDEEMED,
             Voucher.redeemed_at >= utc_start_of(r.start),
             Voucher.redeemed_at < utc_start_of(r.end),
-            ~redemption_reversed(),
+            # Reversed within the range: left out, as the range's points redeemed net it. Reversed
+            # after it: still redeemed in it (a closed month's report does not change; the
+            # reversal counts in its own month's corrections).
+            ~redemption_reversed(before=utc_start_of(r.end)),
         )
         .group_by(Reward.id, Reward.name, Merchant.name)
         .order_by(func.count(Voucher.id).desc(), Reward.name)

@@ -493,10 +493,11 @@ def todays_redemptions(staff: User, merchant_id: int, now=None) -> list[Voucher]
     )
 
 
-def redemption_reversed():
+def redemption_reversed(before: datetime | None = None):
     """SQL, of a ``Voucher`` row: an admin reversed its redemption (the goods were not handed over;
-    its points went back). The reversal carries the voucher's id."""
-    return exists().where(Transfer.voucher_id == Voucher.id, Transfer.kind == TRANSFER_REVERSAL)
+    its points went back), or did so ``before`` a moment. The reversal carries the voucher's id."""
+    found = exists().where(Transfer.voucher_id == Voucher.id, Transfer.kind == TRANSFER_REVERSAL)
+    return found.where(Transfer.created_at < before) if before is not None else found
 
 
 def reversed_voucher_ids(voucher_ids: list[int]) -> set[int]:

@@ -231,3 +231,35 @@ def test_months_that_make_no_range_bring_the_form_back_with_the_message_beside_t
     # Another community's node stays out of sight, whatever the months.
     auth.login("admin_a")
     assert client.get(f"/reports/?unit={activity.community_b.id}&first=2026-11&last=2026-09").status_code == 404
+
+
+def test_a_closed_months_rewards_report_stays_when_a_redemption_is_reversed_in_a_later_month(street):
+    """Redeemed last month, its period closed, reversed this month: last month's table still
+    counts it (as its points redeemed do); this month's corrections carry the reversal. A
+    reversal in the same month leaves the redemption out of that month's table."""
+    from datetime import timedelta
+
+    from pointsapp.domain import settlement
+    from pointsapp.domain.clock import utc_start_of
+
+    award(street, street.vol_a, 50)
+    this_month = local_today().replace(day=1)
+    last_month = reports.add_months(this_month, -1)
+    when = utc_start_of(last_month) + timedelta(days=3)
+    issued = vouchers.issue_voucher(street.vol_a, street.rice.id, now=when)
+    vouchers.confirm_redemption(street.cashier, issued.code, now=when + timedelta(minutes=5))
+    db.session.commit()
+    last = reports.make_range(street.street_admin, street.street, last_month, last_month)
+    before = {t.key: t.rows for t in reports.build(last, True)}
+    assert before["rewards_redeemed"] == [["大米 5kg", "友谊慈善超市", 1, 10]]
+    period = settlement.close_period(street.street_admin, street.shop.id)
+    db.session.commit()
+    capture = db.session.scalar(select(Transfer).where(Transfer.kind == "capture"))
+    claims.reverse_transfer(street.street_admin, capture.id, "未领取")
+    db.session.commit()
+    after = {t.key: t.rows for t in reports.build(last, True)}
+    assert after["rewards_redeemed"] == before["rewards_redeemed"]
+    assert after["points_by_month"][0][2] == 10 == period.redeemed
+    # Over both months the reversal is inside the range: the redemption is left out.
+    both = reports.make_range(street.street_admin, street.street, last_month, this_month)
+    assert {t.key: t.rows for t in reports.build(both, True)}["rewards_redeemed"] == []
