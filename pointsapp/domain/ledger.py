@@ -1343,6 +1343,13 @@ def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Tr
         raise CannotReverse(why=_l("it was already reversed"))
     if original.kind == TRANSFER_CAPTURE and _capture_paid_for(original):
         raise _capture_already_paid()
+    if original.kind == TRANSFER_CREDIT and _credit_expired_from(original):
+        # Its expired points are with the street's expiry account, not the volunteer: taking the
+        # whole credit back would take them again from points the volunteer rightly holds.
+        raise CannotReverse(why=_l(
+            "some of its points have already expired; to take back what the volunteer still holds of it, "
+            "apply a deduction with the reason"
+        ))
     to_acc = db.session.get(Account, original.to_account_id)
     unearn = original.amount if original.kind == TRANSFER_CREDIT else 0
     try:
@@ -1371,6 +1378,17 @@ def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Tr
             needed=original.amount,
         ) from exc
     return t
+
+
+def _credit_expired_from(credit: Transfer) -> bool:
+    """Say whether an expiry has taken points from the lot of ``credit``."""
+    return db.session.scalar(
+        select(lot_use_t.c.id)
+        .join(lot_t, lot_t.c.id == lot_use_t.c.lot_id)
+        .join(Transfer, Transfer.id == lot_use_t.c.transfer_id)
+        .where(lot_t.c.transfer_id == credit.id, Transfer.kind == TRANSFER_EXPIRY)
+        .limit(1)
+    ) is not None
 
 
 def _capture_already_paid() -> CannotReverse:

@@ -497,7 +497,10 @@ class LedgerMachine(RuleBasedStateMachine):
         originals = [t for t in self.transfers if t.kind != "reversal"]
         t = originals[i % len(originals)]
         expected = None
-        if t.reversed or t.kind == "expiry" or (t.kind == "credit" and self.balance[t.vol] - self.held[t.vol] < t.amount):
+        expired_from = t.kind == "credit" and any(
+            x.kind == "expiry" and any(lot is t.lot for lot, _ in x.uses) for x in self.transfers)
+        if t.reversed or t.kind == "expiry" or expired_from or (
+                t.kind == "credit" and self.balance[t.vol] - self.held[t.vol] < t.amount):
             expected = CannotReverse
         done = self.attempt(expected, lambda: claims.reverse_transfer(self.admin, t.id, "录入错误，更正"))
         if done is None:

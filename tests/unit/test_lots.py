@@ -280,6 +280,28 @@ def test_an_expiry_cannot_be_reversed(app, street, check_ledger):
     check_ledger()
 
 
+def test_a_credit_whose_points_partly_expired_is_not_reversed_and_a_deduction_takes_back_the_rest(
+        app, street, check_ledger):
+    """A wrong credit of 10: 4 spent while valid, 6 expired. Reversing it would take 10 from the
+    volunteer's rightly earned points; it is refused, and nothing is taken."""
+    today = local_today()
+    wrong = grant(street, street.vol_a, 10, today)
+    grant(street, street.vol_a, 20, None)  # rightly earned
+    capture(street, street.vol_a, 4)  # from the wrong credit's lot, its last day
+    assert expire_points(today + timedelta(days=1)) == ledger.Expired(1, 6)
+    with pytest.raises(CannotReverse) as exc:
+        claims.reverse_transfer(street.street_admin, wrong.id, "录入错误")
+    assert "already expired" in exc.value.message and "deduction" in exc.value.message
+    db.session.rollback()
+    assert balance(street.vol_a).balance == 20 and [r for r, _ in lots_of(street.vol_a)] == [0, 20]
+    # A credit none of whose points expired is reversed as before.
+    other = grant(street, street.vol_a, 5, None)
+    claims.reverse_transfer(street.street_admin, other.id, "录入错误")
+    db.session.commit()
+    assert balance(street.vol_a).balance == 20
+    check_ledger()
+
+
 def test_the_expire_command_prints_what_it_did(app, street, check_ledger):
     grant(street, street.vol_a, 10, date(2026, 1, 31))
     runner = app.test_cli_runner()
