@@ -954,7 +954,8 @@ def my_statement():
                                         "deducted", "closing", "activities", "expired_vouchers", "expired_points")},
         "hours": str(st.hours),
         "by_category": [{"category": c, "activities": n, "hours": str(h), "points": p} for c, n, h, p in st.by_category],
-        "redemptions": [{"redeemed_at": w, "reward": r, "merchant": m, "points": p} for w, r, m, p in st.redemptions],
+        "redemptions": [{"redeemed_at": w, "reward": r, "merchant": m, "points": p, "reversed": bool(x)}
+                        for w, r, m, p, x in st.redemptions],
     }))
 
 

@@ -26,6 +26,7 @@ from ..models.rewards import VOUCHER_EXPIRED, VOUCHER_REDEEMED
 from ..models.rules import STATUS_APPROVED
 from .errors import InvalidInput
 from .clock import utc_start_of
+from .vouchers import redemption_reversed
 
 
 @dataclass
@@ -40,7 +41,7 @@ class YearStatement:
     hours: Decimal
     activities: int
     by_category: list[tuple[str, int, Decimal, int]]  # category, activities, hours, points
-    redemptions: list[tuple]  # (redeemed_at, reward, merchant, points)
+    redemptions: list[tuple]  # (redeemed_at, reward, merchant, points, reversed by an admin since)
     expired_vouchers: int
     expired_points: int
     points_expired: int = 0  # points past their last day (expiry transfers)
@@ -91,7 +92,8 @@ def volunteer_year(volunteer: User, year: int) -> YearStatement:
     by_category = [(c, int(n), Decimal(h), int(p)) for c, n, h, p in cats]
 
     redemptions = [tuple(r) for r in db.session.execute(
-        select(Voucher.redeemed_at, Reward.name, Merchant.name, Voucher.points)
+        select(Voucher.redeemed_at, Reward.name, Merchant.name, Voucher.points,
+               redemption_reversed().label("reversed"))
         .join(Reward, Reward.id == Voucher.reward_id)
         .join(Merchant, Merchant.id == Voucher.merchant_id)
         .where(

@@ -692,6 +692,8 @@ class YearRedemptionOut(Schema):
     reward = fields.String(required=True)
     merchant = fields.String(required=True)
     points = fields.Integer(required=True)
+    reversed = fields.Boolean(required=True, metadata={
+        "description": "An admin reversed the redemption since: its points went back (counted in corrected)."})
 
 
 class YearStatementOut(Schema):

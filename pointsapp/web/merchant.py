@@ -40,13 +40,27 @@ def _code_limit() -> str:
 
 # Unknown codes (404) are counted per cashier, across look-up and confirm together, so that
 # nobody can guess 40-bit fallback codes; known codes, right or refused, cost nothing.
+# A scanned QR token (``PV1-``, 160 bits) cannot be guessed: it is never held back, so a till
+# locked by typing errors still scans.
 wrong_code_limit = limiter.shared_limit(
     _code_limit,
     scope="voucher-code",
     key_func=_staff_key,
     deduct_when=lambda resp: resp.status_code == 404,
+    exempt_when=lambda: (request.form.get("code") or "").strip().upper().startswith(vouchers.TOKEN_PREFIX),
     methods=["POST"],
 )
+
+
+@bp.errorhandler(429)
+def _too_many_codes(exc):
+    """Typed codes held back: say so on the till itself, where scanning still works."""
+    if not (current_user.is_authenticated and _me().has_role(ROLE_MERCHANT_STAFF)):
+        return exc
+    message = _("Too many unknown codes were typed in a minute. Wait a minute before typing a code again; "
+                "scanning QR codes still works.")
+    return render_template("merchant/redeem.html", form=_redeem_form(), voucher=None, refusal=message,
+                           redeemed_by_me=False), 429
 
 
 def _redeem_form() -> RedeemForm:

@@ -31,7 +31,7 @@ from ..domain.errors import AlreadyRecorded, PointsError, RuleNotApplicable
 from ..extensions import db
 from ..forms import ClaimForm, rule_choices, show_domain_error
 from ..models import Account, Activity, Entry, Merchant, PointRuleVersion, Reward, Transfer, User, Voucher
-from ..models.rewards import VOUCHER_ISSUED
+from ..models.rewards import VOUCHER_ISSUED, VOUCHER_REDEEMED
 from ..models.rules import STATUS_APPROVED
 from ..models.user import ROLE_VOLUNTEER
 from .guards import db_int, role_required
@@ -66,8 +66,10 @@ def _entries_query(paged: bool):
             Entry.id, Entry.amount, Entry.balance_after,
             Transfer.id, Transfer.kind, Transfer.reason, Transfer.created_at, Transfer.voucher_id,
             Activity.activity_date, PointRuleVersion.name_zh, PointRuleVersion.name_en,
+            Account.balance, Account.held,
         )
         .join(Transfer, Transfer.id == Entry.transfer_id)
+        .join(Account, Account.id == Entry.account_id)
         .outerjoin(Activity, Activity.id == Transfer.activity_id)
         .outerjoin(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
         .where(Entry.account_id == ledger.volunteer_account_id_of(bindparam("user_id")))
@@ -91,9 +93,10 @@ class _EntryLine:
     what: str
 
 
-def _entries(user_id: int, before: int | None, limit: int) -> tuple[list[_EntryLine], bool]:
+def _entries(user_id: int, before: int | None, limit: int) -> tuple[list[_EntryLine], bool, tuple[int, int]]:
     """The latest ``limit`` entries of the volunteer ``user_id``'s account (none before it
-    exists), newest first, and whether there are more; each with what its line says (described
+    exists), newest first, whether there are more, and the account's points held for open
+    vouchers and available now (read in the same statement); each with what its line says (described
     only for the lines returned): the activity's rule in the same statement, the voucher's reward
     and merchant in a second one only when there are redemptions among them. Plain rows, as these
     pages only read them (loading them as related objects took three times as long)."""
@@ -113,12 +116,13 @@ def _entries(user_id: int, before: int | None, limit: int) -> tuple[list[_EntryL
         )
     } if voucher_ids else {}
     lines = []
-    for eid, amount, after, tid, kind, reason, created_at, voucher_id, day, zh, en in rows:
+    held = (rows[0].held, rows[0].balance - rows[0].held) if rows else (0, 0)
+    for eid, amount, after, tid, kind, reason, created_at, voucher_id, day, zh, en, _balance, _held in rows:
         reward, merchant = names.get(voucher_id, (None, None))
         what = ledger_reason(tid, kind, reason, rule=(zh, en) if day is not None else None, activity_date=day,
                              reward=reward, merchant=merchant)
         lines.append(_EntryLine(eid, amount, after, created_at, what))
-    return lines, more
+    return lines, more, held
 
 
 def _own_voucher(voucher_id: int) -> Voucher:
@@ -169,9 +173,10 @@ def home():
 @role_required(ROLE_VOLUNTEER)
 def history():
     """List the volunteer's ledger entries, newest first, a page at a time."""
-    entries, more = _entries(current_user.id, _before_arg(), PAGE_SIZE)
+    entries, more, (held, available) = _entries(current_user.id, _before_arg(), PAGE_SIZE)
     return render_template(
-        "volunteer/history.html", entries=entries, next_before=entries[-1].id if more else None
+        "volunteer/history.html", entries=entries, next_before=entries[-1].id if more else None,
+        held=held, available=available,
     )
 
 
@@ -324,7 +329,8 @@ def vouchers_list():
             .limit(100)
         )
     )
-    return render_template("volunteer/vouchers.html", vouchers=rows)
+    reversed_ids = vouchers.reversed_voucher_ids([v.id for v in rows if v.status == VOUCHER_REDEEMED])
+    return render_template("volunteer/vouchers.html", vouchers=rows, reversed_ids=reversed_ids)
 
 
 @bp.route("/vouchers/<int:voucher_id>")
@@ -339,6 +345,7 @@ def voucher(voucher_id: int):
         qr=qr_svg(vouchers.token_for(v.nonce)) if usable else None,
         code=vouchers.format_code(vouchers.code_for(v.nonce)) if usable else None,
         usable=usable,
+        reversed=v.status == VOUCHER_REDEEMED and bool(vouchers.reversed_voucher_ids([v.id])),
     )
 
 

@@ -67,7 +67,8 @@ def statement_xlsx():
     )
     spent = Sheet(
         _("Redemptions"),
-        [_("Time"), _("Reward"), _("Merchant"), _("Points")],
-        [[to_local(when).replace(tzinfo=None), reward, merchant, pts] for when, reward, merchant, pts in st.redemptions],
+        [_("Time"), _("Reward"), _("Merchant"), _("Points"), _("Reversed")],
+        [[to_local(when).replace(tzinfo=None), reward, merchant, pts, _("Yes") if reversed_ else ""]
+         for when, reward, merchant, pts, reversed_ in st.redemptions],
     )
     return xlsx_response(f"statement-{st.year}.xlsx", [summary, cats, spent])

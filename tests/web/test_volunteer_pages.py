@@ -438,3 +438,38 @@ def test_when_the_server_cannot_store_photos_the_claim_comes_back_with_its_note_
     body = resp.get_data(as_text=True)
     assert "服务器现在无法保存照片" in page_text(resp) and "楼栋会议记录" in body
     assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
+
+
+def test_a_reversed_redemption_is_said_so_on_the_voucher_the_vouchers_list_the_statement_and_its_api(
+        street, client, login, auth):
+    from pointsapp.models import Transfer
+
+    use_english(client)
+    give_points(street, street.vol_a, 30)
+    issued = vouchers.issue_voucher(street.vol_a, street.rice.id)
+    vouchers.confirm_redemption(street.cashier, issued.code)
+    db.session.commit()
+    voucher_id = issued.voucher.id
+    login("vol_a")
+    note = "Reversed by an admin: the points were returned."
+    assert note not in page_text(client.get(f"/volunteer/vouchers/{voucher_id}"))
+    capture = db.session.scalar(select(Transfer).where(Transfer.kind == "capture"))
+    claims.reverse_transfer(street.street_admin, capture.id, "商品未领取")
+    db.session.commit()
+    assert note in page_text(client.get(f"/volunteer/vouchers/{voucher_id}"))
+    assert note in page_text(client.get("/volunteer/vouchers"))
+    statement = page_text(client.get("/volunteer/statement"))
+    assert re.search(r"大米 5kg Reversed by an admin: the points were returned\. 友谊慈善超市 10", statement)
+    [line] = client.get("/api/v1/me/statement").get_json()["redemptions"]
+    assert line["reversed"] is True and line["points"] == 10
+
+
+def test_the_history_says_how_many_points_open_vouchers_hold(street, client, login, auth):
+    use_english(client)
+    give_points(street, street.vol_a, 30)
+    login("vol_a")
+    assert 'id="held-note"' not in client.get("/volunteer/history").get_data(as_text=True)
+    vouchers.issue_voucher(street.vol_a, street.rice.id)
+    db.session.commit()
+    text = page_text(client.get("/volunteer/history"))
+    assert '"Balance after" counts 10 points held by your open vouchers: you can spend 20. My vouchers' in text
