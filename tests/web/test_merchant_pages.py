@@ -174,7 +174,8 @@ def test_todays_redemptions_list_what_was_redeemed(street, client, login, auth, 
     assert resp.status_code == 200
     text = page_text(resp)
     assert "1 voucher, 10 points." in text
-    assert "大米 5kg 10 张*华 钱收银" in text
+    assert f"{issued_voucher.voucher.id} 大米 5kg 10 张*华 钱收银" in text  # the number to quote
+    assert "Redeemed one by mistake? Note its voucher number and ask the street or community office" in text
     login("cashier2")
     assert "0 vouchers, 0 points." in page_text(client.get("/merchant/today"))
     assert client.get(f"/merchant/today?merchant_id={street.shop.id}").status_code == 200
