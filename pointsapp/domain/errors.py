@@ -149,7 +149,7 @@ class VoucherJustRedeemed(VoucherAlreadyRedeemed):
 
 class VoucherExpired(PointsError):
     code = "voucher_expired"
-    template = _l("This voucher expired at %(when)s. Do not hand over goods; its points go back to the volunteer.")
+    template = _l("This voucher expired at %(when)s. Do not hand over goods; its points are returned to the volunteer.")
 
 
 class VoucherCancelled(PointsError):

@@ -104,6 +104,17 @@ def login():
     )
 
 
+@bp.errorhandler(429)
+def _too_many_logins(exc):
+    """Login tries held back: the login form again, with what to do, not a bare error page."""
+    if request.endpoint != "auth.login":
+        return exc
+    form = LoginForm(formdata=None, username=(request.form.get("username") or "").strip()[:64])
+    form.password.errors = [_("Too many tries. Wait a minute, then log in again. If you have forgotten your "
+                              "password, ask your community office to reset it.")]
+    return render_template("auth/login.html", form=form, forget_offline=False), 429
+
+
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():

@@ -12,7 +12,7 @@ from pointsapp.config import TestConfig
 from pointsapp.extensions import db
 from tests.conftest import csrf_from
 from tests.factories import PASSWORD
-from tests.web.conftest import page_text
+from tests.web.conftest import errors_at, page_text
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -32,6 +32,10 @@ def test_failed_logins_are_limited_per_account_whatever_the_address(app, street,
     # Even the right password from a fresh address waits now: guesses spread over a botnet stop.
     blocked = attempt(client, "VOL_A ", PASSWORD, address="10.0.9.9")
     assert blocked.status_code == 429
+    # The login form again, the username kept, and what to do beside the password.
+    assert errors_at(blocked, "password") == [
+        "尝试次数太多。请等一分钟后再登录。如果忘记了密码，请联系所在社区办公室重置。"]
+    assert 'value="VOL_A"' in blocked.get_data(as_text=True)
     # Other accounts are not affected.
     assert attempt(client, "vol_a2", PASSWORD, address="10.0.9.9").status_code == 302
 
