@@ -21,8 +21,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..database import among, dialect, insert_rows, insert_unless_taken, update_rows
 from ..extensions import db
-from ..models import Account, Activity, ApprovalVote, OrgUnit, PointRule, PointRuleVersion, RoleGrant, Transfer, User
-from ..models.ledger import ACCOUNT_VOLUNTEER, TRANSFER_CREDIT
+from ..models import Account, Activity, ApprovalVote, OrgUnit, PointRule, PointRuleVersion, Reward, RoleGrant, Transfer, User
+from ..models.ledger import ACCOUNT_VOLUNTEER, TRANSFER_CAPTURE, TRANSFER_CREDIT
 from ..models.rules import (
     STATUS_APPROVED,
     STATUS_ON_NOTICE,
@@ -1018,6 +1018,16 @@ def reverse_transfer(actor: User, transfer_id: int, reason: str) -> Transfer:
     reversal = ledger.reverse(original, reason=reason[:1000], created_by_id=actor.id)
     if original.kind == TRANSFER_CREDIT and original.activity_id:
         activity_totals.add([act], sign=-1)  # after the ledger's writes, as every change of the totals
+    if original.kind == TRANSFER_CAPTURE and original.voucher_id is not None:
+        # The redemption did not happen (the goods were not handed over): its unit goes back to
+        # the stock, as a cancelled voucher's does (the reward row after the accounts).
+        reward_t = Reward.__table__
+        db.session.execute(
+            update(reward_t)
+            .where(reward_t.c.id == original.voucher.reward_id, reward_t.c.stock.is_not(None))
+            .values(stock=reward_t.c.stock + 1)
+        )
+        db.session.expire(original.voucher.reward, ["stock"])
     audit.record(
         actor, audit.TRANSFER_REVERSED, "transfer", original.id,
         {"reversal_id": reversal.id, "kind": original.kind, "amount": original.amount,

@@ -122,6 +122,7 @@ class MTransfer:
     reversed: bool = False
     lot: MLot | None = None  # a credit's lot
     uses: list | None = None  # (lot, points) a debit took
+    voucher: "MVoucher | None" = None  # a capture's voucher
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -414,7 +415,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.held[v.vol] -= v.points
             self.merchant_balance += v.points
             tid = db.session.scalar(select(Transfer.id).where(Transfer.cause_key == f"voucher:{v.id}:capture"))
-            self.transfers.append(MTransfer(tid, "capture", v.vol, v.points, uses=self.take(v.vol, v.points)))
+            self.transfers.append(MTransfer(tid, "capture", v.vol, v.points, uses=self.take(v.vol, v.points), voucher=v))
 
     def close(self, v: MVoucher, status: str) -> None:
         v.status = status
@@ -519,6 +520,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 self.issued_total += t.amount
             else:
                 self.merchant_balance -= t.amount
+                if self.stock[t.voucher.reward] is not None:  # the goods were not handed over
+                    self.stock[t.voucher.reward] += 1
             for lot, n in t.uses:  # the points go back to the lots they came from
                 lot.remaining += n
 

@@ -92,6 +92,32 @@ def test_the_same_redeem_tap_sent_twice_issues_one_voucher_and_holds_once(street
     check_ledger()
 
 
+def test_a_reversed_redemption_gives_its_unit_back_to_the_stock(street, check_ledger):
+    """The goods were not handed over: the unit is on the shelf again, as for a cancelled voucher."""
+    from pointsapp.domain import claims
+
+    award(street, street.vol_a, 25)
+    issued = redeem(street.vol_a, street.rice)
+    vouchers.confirm_redemption(street.cashier, issued.code)
+    db.session.commit()
+    assert stock(street.rice) == 99
+    capture = db.session.scalar(select(Transfer).where(Transfer.kind == "capture"))
+    claims.reverse_transfer(street.street_admin, capture.id, "商品未领取")
+    db.session.commit()
+    assert stock(street.rice) == 100
+    # A reward without a stock count stays without one.
+    unlimited = vouchers.create_reward(street.street_admin, street.shop.id, vouchers.RewardTerms(name="理发", price=5))
+    db.session.commit()
+    issued = redeem(street.vol_a, unlimited)
+    vouchers.confirm_redemption(street.cashier, issued.code)
+    db.session.commit()
+    capture = db.session.scalar(select(Transfer).where(Transfer.kind == "capture").order_by(Transfer.id.desc()))
+    claims.reverse_transfer(street.street_admin, capture.id, "商品未领取")
+    db.session.commit()
+    assert stock(unlimited) is None
+    check_ledger()
+
+
 def test_a_till_reads_the_voucher_once_with_its_reward_and_volunteer_and_no_role_grants(street, check_ledger):
     """Look-up and confirm each read the voucher in one statement (its reward and volunteer
     joined); the volunteer's role grants are not read; after the confirm the voucher says what
