@@ -69,6 +69,8 @@ APPROVER_ROLES = STAFF_ROLES  # grid staff and admins approve in their subtree
 
 def parse_hours(value) -> Decimal:
     """Return hours as a Decimal in half-hour steps, or raise ``InvalidInput``."""
+    if value is None or not str(value).strip():
+        raise InvalidInput("This activity earns points by the hour: enter how many hours, e.g. 1.5.", field="hours")
     try:
         hours = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):

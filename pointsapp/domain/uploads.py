@@ -56,7 +56,7 @@ def _reencode(data: bytes, max_side: int) -> bytes:
     except InvalidInput:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise InvalidInput("This file is not a photo we can read. Upload a JPEG or PNG.", field="photo")
+        raise InvalidInput("This file is not a photo we can read. Upload a JPEG, PNG, WebP or GIF photo.", field="photo")
     return out.getvalue()
 
 

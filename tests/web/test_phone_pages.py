@@ -173,7 +173,7 @@ def test_a_file_that_is_not_a_picture_is_refused_and_nothing_is_stored(street, c
         content_type="multipart/form-data",
         follow_redirects=True,
     )
-    assert "无法读取这个文件，请上传 JPEG 或 PNG 格式的照片。" in page_text(resp)
+    assert "无法读取这个文件。请上传 JPEG、PNG、WebP 或 GIF 格式的照片。" in page_text(resp)
     assert client.get(f"/volunteer/rewards/{rice}/picture").mimetype == "image/svg+xml"
 
 

@@ -248,7 +248,7 @@ def test_attendance_needs_volunteers_and_hours_for_per_hour_rules(street, client
     assert errors_at(resp, "volunteer_ids") == ["Choose at least one volunteer."]
     resp = post_attendance(client, attendance_form(client), rule_id=street.patrol.id, volunteer_ids=[street.vol_a.id])
     assert resp.status_code == 422
-    assert errors_at(resp, "hours") == ["Enter the hours as a number, e.g. 1.5."]
+    assert errors_at(resp, "hours") == ["This activity earns points by the hour: enter how many hours, e.g. 1.5."]
     assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
 
 

@@ -186,6 +186,8 @@ def test_per_hour_claim_needs_hours_shown_at_the_hours_field(street, client, log
     login("vol_a")
     resp = post_claim(client, claim_form(client), rule_id=street.patrol.id, hours="")
     assert resp.status_code == 422
+    assert errors_at(resp, "hours") == ["This activity earns points by the hour: enter how many hours, e.g. 1.5."]
+    resp = post_claim(client, claim_form(client), rule_id=street.patrol.id, hours="two")
     assert errors_at(resp, "hours") == ["Enter the hours as a number, e.g. 1.5."]
     resp = post_claim(client, claim_form(client), rule_id=street.patrol.id, hours="0.7")
     assert resp.status_code == 422
@@ -269,7 +271,7 @@ def test_a_file_that_is_not_a_photo_is_refused_at_the_photo_field(street, client
         client, claim_form(client), rule_id=street.meeting.id, photo=(io.BytesIO(b"<script>alert(1)</script>"), "x.png")
     )
     assert resp.status_code == 422
-    assert errors_at(resp, "photo") == ["This file is not a photo we can read. Upload a JPEG or PNG."]
+    assert errors_at(resp, "photo") == ["This file is not a photo we can read. Upload a JPEG, PNG, WebP or GIF photo."]
     assert db.session.scalar(select(func.count()).select_from(Activity)) == 0
 
 
