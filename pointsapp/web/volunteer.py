@@ -364,8 +364,15 @@ def voucher_status_json(voucher_id: int):
 def cancel_voucher(voucher_id: int):
     """Cancel one of the volunteer's issued vouchers and give its points back."""
     _own_voucher(voucher_id)
-    closed = vouchers.cancel_voucher(_me(), voucher_id)
-    db.session.commit()
+    try:
+        closed = vouchers.cancel_voucher(_me(), voucher_id)
+        db.session.commit()
+    except PointsError as exc:  # redeemed (or closed) meanwhile: the voucher's page says how it stands
+        db.session.rollback()
+        if exc.status == 404:
+            raise
+        flash(exc.message, "error")
+        return redirect(url_for(".voucher", voucher_id=voucher_id))
     if closed.status == "expired":
         flash(_("The voucher had already expired; its points are available again."), "ok")
     else:

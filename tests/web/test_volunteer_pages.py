@@ -413,6 +413,22 @@ def test_cancelling_a_voucher_gives_back_the_points_and_the_stock(street, client
     check_ledger()
 
 
+def test_cancelling_a_voucher_the_till_has_just_redeemed_leads_back_to_it_saying_so(
+        street, client, login, auth, issued_voucher, check_ledger):
+    use_english(client)
+    vid = issued_voucher.voucher.id
+    login("vol_a")
+    client.get(f"/volunteer/vouchers/{vid}")  # the page with its cancel button is open
+    vouchers.confirm_redemption(street.cashier, issued_voucher.code)
+    db.session.commit()
+    resp = auth.post(f"/volunteer/vouchers/{vid}/cancel")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/volunteer/vouchers/{vid}")
+    text = page_text(client.get(resp.headers["Location"]))
+    assert "This voucher was already redeemed at" in text and "so it cannot be cancelled" in text
+    assert "Redeemed" in text
+    check_ledger()
+
+
 def test_claim_for_a_day_before_the_rule_started_is_refused_with_the_reason(street, client, login):
     use_english(client)
     rule = rules.create_rule(
