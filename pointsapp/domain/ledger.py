@@ -69,8 +69,7 @@ Lots and expiry
     Holds and expiry: a voucher was issued against points that were valid then, so a hold
     reserves the earliest-expiring points (the ones the capture will take). Expiry therefore
     never takes the first ``held`` points of the due lots - never more than ``available`` - and
-    when the voucher is redeemed the capture takes exactly those. Other debits (deductions,
-    credit reversals) leave them too, and take the points after them. If it is cancelled or expires
+    when the voucher is redeemed the capture takes exactly those. If it is cancelled or expires
     instead, the reserved points are free again and the next run expires them. Likewise points
     given back by a reversal to a lot already past its last day expire at the next run: a
     correction restores what was taken, not a longer life.
@@ -282,7 +281,7 @@ def _debit_update(from_held: bool, unearn: bool):
         update(account_t)
         .where(account_t.c.id == bindparam("account_id"), condition)
         .values(**values)
-        .returning(account_t.c.balance, account_t.c.kind, account_t.c.held)
+        .returning(account_t.c.balance, account_t.c.kind)
     )
 
 
@@ -386,9 +385,9 @@ def lock_accounts(account_ids) -> None:
     db.session.execute(_lock_accounts(dialect()), {"ids": ids}).all()
 
 
-def _debit(account_id: int, amount: int, *, from_held: bool, unearn: int = 0) -> tuple[int, str, int]:
+def _debit(account_id: int, amount: int, *, from_held: bool, unearn: int = 0) -> tuple[int, str]:
     """Take ``amount`` from an account, from its held or its available points; return the new
-    balance, the account's kind and its held points."""
+    balance and the account's kind."""
     params = {"account_id": account_id, "amount": amount}
     if unearn:
         params["unearn"] = unearn
@@ -397,7 +396,7 @@ def _debit(account_id: int, amount: int, *, from_held: bool, unearn: int = 0) ->
     if row is None:
         acc = db.session.get(Account, account_id)
         raise InsufficientPoints(needed=amount, available=acc.held if from_held else acc.available)
-    return row[0], row[1], row[2]
+    return row[0], row[1]
 
 
 @lru_cache(maxsize=None)
@@ -421,8 +420,7 @@ def _debit_issuance(street_id: int, amount: int) -> tuple[int, int, str]:
     row = db.session.execute(_issuance_debit(), {"debit_street": street_id, "debit_amount": amount}).first()
     if row is None:
         account_id = _account(ACCOUNT_ISSUANCE, org_unit_id=street_id).id
-        after, kind, _held = _debit(account_id, amount, from_held=False)
-        return account_id, after, kind
+        return (account_id, *_debit(account_id, amount, from_held=False))
     _expire_loaded(row[0])
     return row[0], row[1], row[2]
 
@@ -436,28 +434,21 @@ def _deposit(account_id: int, amount: int, *, earn: bool) -> tuple[int, str]:
 
 
 def _lots_to_take(
-    account_id: int, amount: int, *, prefer_transfer_id: int | None = None, lot_id: int | None = None,
-    reserved: int = 0,
+    account_id: int, amount: int, *, prefer_transfer_id: int | None = None, lot_id: int | None = None
 ) -> list[dict]:
     """Choose the lots a debit of ``amount`` from a volunteer takes from, earliest-expiring first
     (never-expiring last, ties by id), or from the lot made by ``prefer_transfer_id`` first, or
     only from lot ``lot_id``: rows ``{"id": lot id, "remaining": points taken}`` for
-    ``_write_transfer``. ``reserved``: the first points in spending order are held for open
-    vouchers and stay where they are.
+    ``_write_transfer``.
 
     Runs under the account's lock, after the balance was debited: the lots hold exactly the
-    balance, so they cover the amount (a debit other than a capture is at most the points not
-    held).
+    balance, so they cover the amount.
     """
-    if reserved > 0:
-        rows = _unreserved_lots(account_id, reserved, prefer_transfer_id)
-    else:
-        params = {"account_id": account_id, "lot_id": lot_id, "prefer_transfer_id": prefer_transfer_id}
-        query = _open_lots(lot_id is not None, prefer_transfer_id is not None)
-        rows = db.session.execute(query, {k: v for k, v in params.items() if v is not None})
+    params = {"account_id": account_id, "lot_id": lot_id, "prefer_transfer_id": prefer_transfer_id}
+    query = _open_lots(lot_id is not None, prefer_transfer_id is not None)
     takes = []
     left = amount
-    for lid, remaining in rows:
+    for lid, remaining in db.session.execute(query, {k: v for k, v in params.items() if v is not None}):
         take = min(remaining, left)
         takes.append({"id": lid, "remaining": take})
         left -= take
@@ -467,28 +458,6 @@ def _lots_to_take(
         # The lots no longer add up to the balance: stop, never paper over it.
         raise RuntimeError(f"account {account_id}: its lots lack {left} of the {amount} points taken")
     return takes
-
-
-@lru_cache(maxsize=None)
-def _open_lots_with_credits():
-    """The account's lots with points left, in spending order, with the transfer that made each."""
-    return select(lot_t.c.id, lot_t.c.remaining, lot_t.c.transfer_id).where(
-        lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > 0
-    ).order_by(lot_t.c.expires_on.is_(None), lot_t.c.expires_on, lot_t.c.id)
-
-
-def _unreserved_lots(account_id: int, reserved: int, prefer_transfer_id: int | None) -> list[tuple[int, int]]:
-    """(lot id, points not reserved) of the account's open lots, in the order a debit takes
-    them: the first ``reserved`` points in spending order are held for open vouchers, and the
-    lot made by ``prefer_transfer_id`` comes first."""
-    free = []
-    for lid, remaining, made_by in db.session.execute(_open_lots_with_credits(), {"account_id": account_id}):
-        kept = min(remaining, reserved)
-        reserved -= kept
-        if remaining > kept:
-            free.append((prefer_transfer_id is not None and made_by != prefer_transfer_id, lid, remaining - kept))
-    free.sort(key=lambda row: row[0])  # stable: the preferred lot first, the rest in spending order
-    return [(lid, points) for _, lid, points in free]
 
 
 def _take_from_lots(transfer_id: int, takes: list[dict]) -> None:
@@ -797,7 +766,7 @@ def _transfer(
     else:
         if not to_locked:
             lock_accounts([from_id, to_id])
-        from_after, from_kind, held_after = _debit(from_id, amount, from_held=from_held, unearn=unearn)
+        from_after, from_kind = _debit(from_id, amount, from_held=from_held, unearn=unearn)
         to_after, to_kind = _deposit(to_id, amount, earn=earn)
     row = {
         "kind": kind, "amount": amount, "from_account_id": from_id, "to_account_id": to_id, "reason": reason,
@@ -810,9 +779,7 @@ def _transfer(
     takes = []
     if from_kind == ACCOUNT_VOLUNTEER:
         takes = _lots_to_take(
-            from_id, amount, prefer_transfer_id=reverses_id if kind == TRANSFER_REVERSAL else None, lot_id=lot_id,
-            # What open vouchers hold is reserved (see "Holds and expiry"): only a capture takes it.
-            reserved=0 if from_held or lot_id is not None else held_after,
+            from_id, amount, prefer_transfer_id=reverses_id if kind == TRANSFER_REVERSAL else None, lot_id=lot_id
         )
     # A credit to a volunteer is one new lot of the points (written with the transfer).
     new_lot = (

@@ -359,40 +359,6 @@ def test_a_deduction_takes_at_most_the_available_points_and_never_lowers_earned(
     check_ledger()
 
 
-def test_a_deduction_leaves_the_points_a_voucher_holds_and_takes_the_next_ones(app, street, check_ledger):
-    """The voucher holds the earliest-expiring points (its capture takes them); a deduction takes
-    the points after them. Cancelled, the voucher's points are free again, and expire on time."""
-    today = local_today()
-    grant(street, street.vol_a, 10, today + timedelta(days=1))
-    grant(street, street.vol_a, 10, None)
-    issued = redeem(street, street.vol_a, 10)
-    deductions.apply_deduction(street.staff_a, volunteer_id=street.vol_a.id, rule_id=deduct_rule(street).id,
-                               reason="楼道堆物", submission_key="after-the-hold")
-    db.session.commit()
-    assert [r for r, _ in lots_of(street.vol_a)] == [10, 0]
-    vouchers.cancel_voucher(street.vol_a, issued.voucher.id)
-    db.session.commit()
-    assert expire_points(today + timedelta(days=5)) == ledger.Expired(1, 10)
-    assert balance(street.vol_a).balance == 0
-    check_ledger()
-
-
-def test_a_credit_reversal_leaves_the_points_a_voucher_holds(app, street, check_ledger):
-    """Its own lot first, as ever, but not the part of it that an open voucher holds."""
-    today = local_today()
-    own = grant(street, street.vol_a, 10, today + timedelta(days=3))
-    grant(street, street.vol_a, 4, today + timedelta(days=1))
-    grant(street, street.vol_a, 20, None)
-    issued = redeem(street, street.vol_a, 10)  # holds the 4 of the first to expire, then 6 of its lot
-    claims.reverse_transfer(street.street_admin, own.id, "录入错误")
-    db.session.commit()
-    assert [r for r, _ in lots_of(street.vol_a)] == [6, 4, 14]  # 4 left of its own lot, 6 of the last
-    vouchers.confirm_redemption(street.cashier, issued.code)
-    db.session.commit()
-    assert [r for r, _ in lots_of(street.vol_a)] == [0, 0, 14]
-    check_ledger()
-
-
 def test_a_deduction_is_reversed_by_an_admin_back_into_its_lots(app, street, check_ledger):
     from pointsapp.models import AuditRecord
 
