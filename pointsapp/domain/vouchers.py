@@ -298,6 +298,10 @@ JUST_REDEEMED = timedelta(minutes=15)
 def _refuse_for_state(voucher: Voucher, now: datetime, staff: User | None = None) -> None:
     """Raise the error that explains why ``voucher`` cannot be redeemed now; return if it can."""
     if voucher.status == VOUCHER_REDEEMED:
+        if reversed_voucher_ids([voucher.id]):
+            raise VoucherAlreadyRedeemed(_l(
+                "An admin reversed this voucher's redemption: its points went back to the volunteer. "
+                "Do not hand over goods for it."))
         if staff is not None and voucher.redeemed_by_id == staff.id and now - voucher.redeemed_at <= JUST_REDEEMED:
             raise VoucherJustRedeemed(
                 when=to_local(voucher.redeemed_at).strftime("%H:%M"), reward=voucher.reward.name,

@@ -105,6 +105,13 @@ def test_a_reversed_redemption_gives_its_unit_back_to_the_stock(street, check_le
     claims.reverse_transfer(street.street_admin, capture.id, "商品未领取")
     db.session.commit()
     assert stock(street.rice) == 100
+    # Scanned again at the same till minutes later: not "hand the goods over now".
+    with pytest.raises(VoucherAlreadyRedeemed) as refused:
+        vouchers.look_up_for_redemption(street.cashier, issued.code)
+    db.session.rollback()
+    assert type(refused.value) is VoucherAlreadyRedeemed
+    assert refused.value.message == ("An admin reversed this voucher's redemption: its points went back to the "
+                                     "volunteer. Do not hand over goods for it.")
     # A reward without a stock count stays without one.
     unlimited = vouchers.create_reward(street.street_admin, street.shop.id, vouchers.RewardTerms(name="理发", price=5))
     db.session.commit()
