@@ -19,11 +19,14 @@ Charging (the hook in ``ledger._transfer``: ``on_transfer``)
       ``used + n <= funded_fen // rate`` computed in SQL, and a ``BudgetCharge`` row records
       which budget paid; when no row comes back, ``BudgetExhausted`` is raised (the caller rolls
       back: nothing is written);
-    * points leaving a volunteer for good (``FREEING_KINDS``: expiry, deductions; and a credit's
-      reversal) give back to the budget that paid for each lot they are taken from (the lot's
-      credit's charge), one ``BudgetCharge`` row per budget: a volunteer moved to another
-      community frees the budget that paid for their points, not their new one, and points
-      no budget paid for (credited before it existed) free nothing;
+    * points leaving a volunteer for good (``FREEING_KINDS``: expiry, deductions) give back to
+      the budget that paid for each lot they are taken from (the lot's credit's charge), one
+      ``BudgetCharge`` row per budget: a volunteer moved to another community frees the budget
+      that paid for their points, not their new one, and points no budget paid for (credited
+      before it existed) free nothing;
+    * a credit's reversal gives back to the budget that paid for the credit what it still pays
+      for it (the charge, less what deductions from its lot gave back); what the reversal takes
+      from other lots (for points of the credit already spent) stays charged;
     * a deduction's reversal draws again on the budgets it gave back to (its points go back to
       the same lots); a capture (and its reversal) charges nothing: spent points stay paid for.
     Budget given back is never more than the budget has used (a guard for books written before
@@ -153,11 +156,20 @@ def on_transfer(t: Transfer) -> None:
         found = db.session.execute(_budget_of_account(), {"account_id": t.to_account_id}).first()
         if found is not None:
             _charge(found[0], t.amount, t.id, street_id=root_id_of(found[1]))
-    elif t.kind in FREEING_KINDS or (t.kind == TRANSFER_REVERSAL and _reverses_kind(t) == TRANSFER_CREDIT):
+    elif t.kind in FREEING_KINDS:
         # Points leaving a volunteer for good: each lot they came from gives back to the budget
-        # that paid for it (a reversed credit's own lot first, then the others it takes).
+        # that paid for it.
         for budget_id, points in db.session.execute(_paid_for_by(), {"transfer_id": t.id}).all():
             _give_back(db.session.get(Budget, budget_id), int(points), t.id)
+    elif t.kind == TRANSFER_REVERSAL and _reverses_kind(t) == TRANSFER_CREDIT:
+        # A credit undone: the budget that paid for it gets back what it still pays for it (its
+        # charge, less what points deducted from its lot gave back already). Points the reversal
+        # takes from other lots, in place of this credit's points spent at a shop or deducted,
+        # stay charged to their budgets: spent points stay paid for, and a budget never gets back
+        # more than it certainly paid.
+        for budget_id, points in db.session.execute(_credit_still_charged(), {"credit_id": t.reverses_id}).all():
+            if points > 0:
+                _give_back(db.session.get(Budget, budget_id), int(points), t.id)
     elif t.kind == TRANSFER_REVERSAL:
         # Undoing a deduction draws again on the budgets it gave back to (its points go back to
         # the same lots); a capture's reversal charged and gave back nothing.
@@ -166,6 +178,47 @@ def on_transfer(t: Transfer) -> None:
             budget = db.session.get(Budget, charged.budget_id)
             if charged.points < 0:
                 _charge(budget, -charged.points, t.id)
+
+
+@lru_cache(maxsize=None)
+def _credit_still_charged():
+    """The budget that paid for credit ``credit_id`` and what it still pays for it: the charge
+    less the points deductions and expiries took from the credit's lot (net of reversed
+    deductions, which gave them back)."""
+    lot_t, use_t, charge_t = PointLot.__table__, LotUse.__table__, BudgetCharge.__table__
+    taken_by, reversed_ = aliased(Transfer), aliased(Transfer)
+    freed = (
+        select(func.coalesce(func.sum(use_t.c.amount), 0))
+        .select_from(use_t)
+        .join(lot_t, lot_t.c.id == use_t.c.lot_id)
+        .join(taken_by, taken_by.id == use_t.c.transfer_id)
+        .outerjoin(reversed_, reversed_.id == taken_by.reverses_id)
+        .where(lot_t.c.transfer_id == bindparam("credit_id"),
+               or_(taken_by.kind.in_(FREEING_KINDS),
+                   and_(taken_by.kind == TRANSFER_REVERSAL, reversed_.kind.in_(FREEING_KINDS))))
+        .scalar_subquery()
+    )
+    return select(charge_t.c.budget_id, charge_t.c.points - freed).where(
+        charge_t.c.transfer_id == bindparam("credit_id"), charge_t.c.points > 0)
+
+
+def lock_paying_budgets(lot_ids: list[int]) -> None:
+    """Lock, in id order, the budget rows that paid for the lots ``lot_ids`` (PostgreSQL; on
+    SQLite the write transaction is the lock)."""
+    if not lot_ids or dialect() != "postgresql":
+        return
+    db.session.execute(_paying_budgets_lock(), {"ids": sorted(lot_ids)}).all()
+
+
+@lru_cache(maxsize=None)
+def _paying_budgets_lock():
+    lot_t, charge_t = PointLot.__table__, BudgetCharge.__table__
+    paying = (
+        select(charge_t.c.budget_id)
+        .join(lot_t, and_(lot_t.c.transfer_id == charge_t.c.transfer_id, charge_t.c.points > 0))
+        .where(among(lot_t.c.id, "ids", "postgresql"))
+    )
+    return select(budget_t.c.id).where(budget_t.c.id.in_(paying)).order_by(budget_t.c.id).with_for_update()
 
 
 def _reverses_kind(t: Transfer) -> str | None:

@@ -1207,6 +1207,9 @@ def expire_account(account_id: int, today: date) -> Expired:
         .order_by(lot_t.c.expires_on, lot_t.c.id)
     ).all()
     done = Expired()
+    # The budgets the expiring points give back to, locked now in id order (as every other
+    # writer of several budgets locks them), not one by one in the order the lots expire.
+    budgets.lock_paying_budgets([lot_id for lot_id, *_ in lots])
     reserved = held  # open vouchers reserve the earliest-expiring points, which these are
     for lot_id, remaining, earned_on, expires_on, issuing_street in lots:
         kept = min(remaining, reserved)
@@ -1241,12 +1244,18 @@ def _has_due_lots():
     ).limit(1)
 
 
+def has_due_lots(account_id: int, today: date) -> bool:
+    """Say whether a volunteer's account has points past their last day (one indexed read)."""
+    return db.session.scalar(_has_due_lots(), {"account_id": account_id, "today": today}) is not None
+
+
 def expire_due(account_id: int, today: date) -> Expired:
     """Expire a volunteer's points past their last day before they are spent: what the nightly
     ``flask points expire`` would have done, for points it has not reached yet (it runs after
     midnight, and may have missed a night). A voucher or a deduction then takes only points that
-    are still valid. One indexed read when nothing is due."""
-    if db.session.scalar(_has_due_lots(), {"account_id": account_id, "today": today}) is None:
+    are still valid. One indexed read when nothing is due. The caller holds no street-level
+    lock (issuance account, budget) taken after the expiry account in the global order."""
+    if not has_due_lots(account_id, today):
         return Expired()
     return expire_account(account_id, today)
 

@@ -251,6 +251,40 @@ class LedgerMachine(RuleBasedStateMachine):
         assert amount == 0, "the model's lots do not cover its balance"
         return uses
 
+    def due(self, vol: int, today: date) -> list:
+        """(vol, lot, points) that expire for ``vol`` on ``today``: its lots past their last day,
+        less the earliest points its open vouchers reserve."""
+        reserved = self.held[vol]
+        expected = []
+        for _, _, lot in sorted(
+            (lot.expires_on, i, lot) for i, lot in enumerate(self.lots)
+            if lot.vol == vol and lot.remaining > 0 and lot.expires_on is not None and lot.expires_on < today
+        ):
+            kept = min(lot.remaining, reserved)
+            reserved -= kept
+            if lot.remaining - kept:
+                expected.append((vol, lot, lot.remaining - kept))
+        return expected
+
+    def expired(self, expected: list, transfer_ids) -> None:
+        """Apply the expiries ``expected`` (``due``), written as the transfers ``transfer_ids``."""
+        ids = iter(transfer_ids)
+        for vol, lot, n in expected:
+            lot.remaining -= n
+            self.balance[vol] -= n
+            self.expired_total += n
+            self.transfers.append(MTransfer(next(ids), "expiry", vol, n, uses=[(lot, n)]))
+
+    def expiry_ids_since(self, before: int, count: int) -> list[int]:
+        """The ids of the ``count`` expiry transfers written after transfer ``before``, oldest first."""
+        ids = db.session.scalars(select(Transfer.id).where(Transfer.kind == "expiry", Transfer.id > before)
+                                 .order_by(Transfer.id)).all()
+        assert len(ids) == count, (ids, count)
+        return ids
+
+    def last_transfer_id(self) -> int:
+        return db.session.scalar(select(func.coalesce(func.max(Transfer.id), 0)))
+
     def new_activity(self, activity_id: int, vol: int, rule_name: str, day: date, hours: Decimal) -> MActivity:
         daily, monthly = self.caps[rule_name]
         points = RULES[rule_name][0]
@@ -339,8 +373,12 @@ class LedgerMachine(RuleBasedStateMachine):
     def volunteer_redeems(self, vol, r):
         price, _, limit = REWARDS[r]
         taken = sum(1 for v in self.vouchers if v.vol == vol and v.reward == r and v.status in ("issued", "redeemed"))
+        # Points past their last day expire first (in the same transaction: undone by a refusal).
+        due = self.due(vol, local_today(self.now))
+        gone = sum(n for *_, n in due)
+        before = self.last_transfer_id()
         expected = None
-        if self.balance[vol] - self.held[vol] < price:
+        if self.balance[vol] - gone - self.held[vol] < price:
             expected = InsufficientPoints
         elif limit is not None and taken >= limit:
             expected = LimitReached
@@ -348,6 +386,7 @@ class LedgerMachine(RuleBasedStateMachine):
             expected = OutOfStock
         issued = self.attempt(expected, lambda: vouchers.issue_voucher(self.vols[vol], self.reward_ids[r], now=self.now))
         if issued is not None:
+            self.expired(due, self.expiry_ids_since(before, len(due)))
             self.vouchers.append(MVoucher(issued.voucher.id, vol, r, price, issued.code, self.now + TTL))
             self.held[vol] += price
             if self.stock[r] is not None:
@@ -405,18 +444,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def points_expire(self):
         """The daily ``flask points expire`` job: due lots less what open vouchers reserve."""
         today = local_today(self.now)
-        expected = []
-        for vol in range(VOLUNTEERS):
-            reserved = self.held[vol]
-            due = sorted(
-                (lot.expires_on, i, lot) for i, lot in enumerate(self.lots)
-                if lot.vol == vol and lot.remaining > 0 and lot.expires_on is not None and lot.expires_on < today
-            )
-            for _, _, lot in due:
-                kept = min(lot.remaining, reserved)
-                reserved -= kept
-                if lot.remaining - kept:
-                    expected.append((vol, lot, lot.remaining - kept))
+        expected = [row for vol in range(VOLUNTEERS) for row in self.due(vol, today)]
 
         def run():
             done = ledger.Expired()
@@ -426,16 +454,15 @@ class LedgerMachine(RuleBasedStateMachine):
 
         done = self.attempt(None, run)
         assert (done.lots, done.points) == (len(expected), sum(n for *_, n in expected))
-        ids = iter(db.session.scalars(select(Transfer.id).where(Transfer.kind == "expiry").order_by(Transfer.id.desc())).all()[: len(expected)][::-1])
-        for vol, lot, n in expected:
-            lot.remaining -= n
-            self.balance[vol] -= n
-            self.expired_total += n
-            self.transfers.append(MTransfer(next(ids), "expiry", vol, n, uses=[(lot, n)]))
+        self.expired(expected, db.session.scalars(select(Transfer.id).where(Transfer.kind == "expiry")
+                                                  .order_by(Transfer.id.desc())).all()[: len(expected)][::-1])
 
     @rule(vol=who)
     def staff_deducts(self, vol):
-        available = self.balance[vol] - self.held[vol]
+        # Points past their last day expire first (in the same transaction: undone by a refusal).
+        due = self.due(vol, local_today(self.now))
+        before = self.last_transfer_id()
+        available = self.balance[vol] - sum(n for *_, n in due) - self.held[vol]
         expected = NothingToDeduct if available <= 0 else None
         done = self.attempt(
             expected,
@@ -446,6 +473,7 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         if done is None:
             return
+        self.expired(due, self.expiry_ids_since(before, len(due)))
         n = min(DEDUCTION, available)
         assert (done.deducted, done.shortfall) == (n, DEDUCTION - n)
         self.balance[vol] -= n
