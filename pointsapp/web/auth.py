@@ -63,9 +63,9 @@ def index():
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"], scope="login-address")
-# Only failed attempts count against the account, so its owner still gets in after a stranger's
-# guesses stop; every attempt counts against the address.
+# Only failed attempts count, against the address (people behind one Wi-Fi, at a training, log in
+# together) and against the account (its owner still gets in after a stranger's guesses stop).
+@limiter.limit(_login_limit, methods=["POST"], scope="login-address", deduct_when=lambda resp: resp.status_code != 302)
 @limiter.limit(
     _login_account_limit,
     methods=["POST"],
@@ -167,7 +167,8 @@ def change_password():
         login_user(user)
         security.start_session(user)
         session.permanent = True
-        flash(_("Your password was changed. Other devices were logged out."), "ok")
+        flash(_("Your password is set. Welcome.") if activating
+              else _("Your password was changed. Other devices were logged out."), "ok")
         return redirect(url_for("auth.index"))
     return page(422 if form.errors else 200)
 

@@ -59,8 +59,8 @@ def _too_many_codes(exc):
         return exc
     message = _("Too many unknown codes were typed in a minute. Wait a minute before typing a code again; "
                 "scanning QR codes still works.")
-    return render_template("merchant/redeem.html", form=_redeem_form(), voucher=None, refusal=message,
-                           redeemed_by_me=False), 429
+    return render_template("merchant/redeem.html", form=_redeem_form(), voucher=None, refusal=None,
+                           redeemed_by_me=False, wait=message), 429
 
 
 def _redeem_form() -> RedeemForm:

@@ -329,8 +329,13 @@ def menu_links(user) -> tuple[list[dict], list[dict]]:
     for endpoint, label, roles in MENU:
         if user.has_role(*roles):
             url = url_for(endpoint)
-            links.append({"url": url, "label": label,
-                          "current": request.path == url or (url.endswith("/") and request.path.startswith(url))})
+            within = request.path == url or request.path.startswith(url.rstrip("/") + "/")
+            links.append({"url": url, "label": label, "current": within})
+    # The page is under the link with the longest address that holds it (/staff/events/new is
+    # a check-in page, not an approvals page under /staff/).
+    holding = [link for link in links if link["current"]]
+    for link in holding:
+        link["current"] = link is max(holding, key=lambda h: len(h["url"]))
     if len(links) <= MENU_SHOWN + 1:
         return links, []
     return links[:MENU_SHOWN], links[MENU_SHOWN:]

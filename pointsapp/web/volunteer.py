@@ -16,6 +16,7 @@ from flask import (
     render_template,
     request,
     send_file,
+    session,
     url_for,
 )
 from flask_babel import gettext as _
@@ -269,12 +270,19 @@ def claim_photo(activity_id: int):
 # --- rewards and vouchers -------------------------------------------------------------------
 
 
+REDEEM_KEY = "redeem_key"
+
+
 def _rewards_page(error: str | None = None, status: int = 200):
     rewards = list(
         db.session.scalars(vouchers.visible_rewards_query(_me()).options(selectinload(Reward.merchant)))
     )
-    # One key per reward on this page: a tap sent twice (Back after a lost answer) issues one voucher.
-    page_key = secrets.token_urlsafe(12)
+    # One key per reward, kept in the session until a voucher is issued: a tap sent again, from
+    # this page or from the page opened again after Back (the answer to the first was lost, and
+    # the session it changed with it), finds the voucher the first issued.
+    page_key = session.get(REDEEM_KEY)
+    if page_key is None:
+        page_key = session[REDEEM_KEY] = secrets.token_urlsafe(12)
     return render_template("volunteer/rewards.html", rewards=rewards, account=_account(), error=error,
                            issue_key=page_key), status
 
@@ -312,6 +320,7 @@ def redeem(reward_id: int):
         if exc.status == 404:
             raise
         return _rewards_page(exc.message, exc.status)
+    session[REDEEM_KEY] = secrets.token_urlsafe(12)  # delivered with the voucher: the next tap is a new one
     flash(_("Your voucher is ready. Show this QR code at the counter."), "ok")
     return redirect(url_for(".voucher", voucher_id=issued.voucher.id))
 

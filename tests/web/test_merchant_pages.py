@@ -153,6 +153,7 @@ def test_the_eleventh_wrong_code_in_a_minute_is_refused_but_right_codes_work_bef
     # Said on the till itself, which still scans.
     assert ("Too many unknown codes were typed in a minute. Wait a minute before typing a code again; "
             "scanning QR codes still works.") in verdict(blocked)
+    assert "Please wait" in verdict(blocked) and "Do not hand over" not in verdict(blocked)
     assert 'id="code"' in blocked.get_data(as_text=True)
     assert post("/merchant/confirm", issued_voucher.code).status_code == 429
     assert status_of(issued_voucher.voucher.id) == "issued"
@@ -269,3 +270,14 @@ def test_without_scripts_the_till_offers_only_the_typed_code_no_dead_camera_butt
     assert re.search(r"\shidden\s", scanner)  # scan.js shows it; no script, no button that does nothing
     assert 'id="lookup-form"' in body
     assert '<h2 id="manual-title" data-with-camera="或输入兑换码">输入兑换码</h2>' in body  # not "or": it is the only way
+
+
+def test_the_voucher_number_on_todays_list_is_found_on_the_volunteers_ledger(street, client, login, auth, issued_voucher):
+    """The cashier notes it; the office finds the redemption to reverse by it."""
+    use_english(client)
+    login("cashier")
+    assert auth.post("/merchant/confirm", {"code": issued_voucher.code}).status_code == 302
+    auth.logout()
+    login("street_admin")
+    ledger_page = page_text(client.get(f"/admin/people/{street.vol_a.id}/ledger"))
+    assert f"Voucher no. {issued_voucher.voucher.id}" in ledger_page

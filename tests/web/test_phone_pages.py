@@ -323,6 +323,10 @@ def test_a_street_admins_long_menu_keeps_three_links_and_folds_the_rest_under_mo
     assert re.search(r'<details class="more">.*action="/logout".*</details>', html, re.S)  # log out in it too
     shown, folded = _menu(client.get("/admin/people").get_data(as_text=True))
     assert shown == ["积分审核", "*管理", "统计报表"] and "*" not in "".join(folded)
+    # A check-in page (/staff/events/...) is not an approvals page (/staff/): one link is marked.
+    for path in ("/staff/events", "/staff/events/new"):
+        shown, folded = _menu(client.get(path).get_data(as_text=True))
+        assert "*签到活动" in folded and "*" not in "".join(shown), (path, shown, folded)
 
 
 def test_a_short_menu_is_all_in_the_header(street, client, login):

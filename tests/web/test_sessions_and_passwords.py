@@ -2,6 +2,7 @@
 every session of the person, the idle timeout, cookie flags, forced change after an admin reset."""
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 
@@ -160,7 +161,11 @@ def test_a_first_login_with_an_activation_code_asks_for_the_code_not_a_current_p
     wrong = change_password(client, "aaaa-bbbb-cccc-dddd", "my-own-secret-42")
     assert wrong.status_code == 422
     assert errors_at(wrong, "current_password") == ["激活码不对：请照着纸条上的样子输入。"]
-    assert change_password(client, code.replace("-", " "), "my-own-secret-42").status_code == 302
+    assert 'type="text"' in re.search(r'<input[^>]*name="current_password"[^>]*>', page.get_data(as_text=True)).group(0)
+    assert re.search(r'<button type="submit" class="primary">设置密码</button>', page.get_data(as_text=True))
+    done = change_password(client, code.replace("-", " "), "my-own-secret-42")
+    assert done.status_code == 302
+    assert "密码已设置，欢迎使用。" in page_text(client.get(done.headers["Location"], follow_redirects=True))
     user = db.session.get(User, street.vol_a.id)
     db.session.refresh(user)
     assert user.activation_hash is None and not user.must_change_password

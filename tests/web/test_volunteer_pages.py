@@ -369,6 +369,34 @@ def test_the_redeem_button_sent_again_shows_the_same_voucher_and_holds_once(stre
     check_ledger()
 
 
+def _redeem_key(client, reward_id: int) -> str:
+    page = client.get("/volunteer/rewards").get_data(as_text=True)
+    form = page[page.index(f'action="/volunteer/rewards/{reward_id}/redeem"'):]
+    return re.search(r'name="issue_key" value="([^"]+)"', form[:form.index("</form>")]).group(1)
+
+
+def test_a_redeem_tap_whose_answer_was_lost_sent_again_from_the_page_opened_again_finds_its_voucher(
+        street, client, login, auth, check_ledger):
+    """The answer (and the session it carried) never reached the phone; Back opens the rewards
+    page again, and the second tap is the first one's."""
+    give_points(street, street.vol_a, 30)
+    login("vol_a")
+    key = _redeem_key(client, street.rice.id)
+    assert _redeem_key(client, street.rice.id) == key  # the page opened again: the same key
+    before = client.get_cookie("session").value
+    first = auth.post(f"/volunteer/rewards/{street.rice.id}/redeem", {"issue_key": key})
+    assert first.status_code == 302
+    client.set_cookie("session", before)  # the answer was lost
+    again = auth.post(f"/volunteer/rewards/{street.rice.id}/redeem",
+                      {"issue_key": _redeem_key(client, street.rice.id)})
+    assert again.headers["Location"] == first.headers["Location"]
+    assert db.session.scalar(select(func.count()).select_from(Voucher)) == 1
+    assert balance(street.vol_a).held == 10
+    # Once the voucher reached the phone, the page has a new key: another tap is another voucher.
+    assert _redeem_key(client, street.rice.id) != key
+    check_ledger()
+
+
 def test_redeeming_without_enough_points_is_refused_with_the_reason(street, client, login, auth):
     use_english(client)
     give_points(street, street.vol_a, 5)
@@ -474,8 +502,11 @@ def test_a_reversed_redemption_is_said_so_on_the_voucher_the_vouchers_list_the_s
     capture = db.session.scalar(select(Transfer).where(Transfer.kind == "capture"))
     claims.reverse_transfer(street.street_admin, capture.id, "商品未领取")
     db.session.commit()
-    assert note in page_text(client.get(f"/volunteer/vouchers/{voucher_id}"))
-    assert note in page_text(client.get("/volunteer/vouchers"))
+    page = client.get(f"/volunteer/vouchers/{voucher_id}")
+    assert note in page_text(page) and 'class="status status-reversed"' in page.get_data(as_text=True)
+    assert "Redeemed" not in page_text(page).split("大米 5kg")[0]  # the state says reversed, not redeemed
+    listed = client.get("/volunteer/vouchers")
+    assert note in page_text(listed) and "badge status-reversed" in listed.get_data(as_text=True)
     statement = page_text(client.get("/volunteer/statement"))
     assert re.search(r"大米 5kg Reversed by an admin: the points were returned\. 友谊慈善超市 10", statement)
     [line] = client.get("/api/v1/me/statement").get_json()["redemptions"]
