@@ -136,7 +136,7 @@ class WrongMerchant(PointsError):
 
 class VoucherAlreadyRedeemed(PointsError):
     code = "voucher_already_redeemed"
-    template = _l("Already redeemed at %(when)s by %(merchant)s. Do not hand over goods again.")
+    template = _l("Already redeemed at %(when)s by %(merchant)s (cashier: %(cashier)s). Do not hand over goods again.")
 
 
 class VoucherJustRedeemed(VoucherAlreadyRedeemed):

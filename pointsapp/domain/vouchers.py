@@ -308,7 +308,8 @@ def _refuse_for_state(voucher: Voucher, now: datetime, staff: User | None = None
                 name=voucher.volunteer.masked_name, points=voucher.points,
             )
         raise VoucherAlreadyRedeemed(
-            when=to_local(voucher.redeemed_at).strftime("%Y-%m-%d %H:%M"), merchant=voucher.merchant.name
+            when=to_local(voucher.redeemed_at).strftime("%Y-%m-%d %H:%M"), merchant=voucher.merchant.name,
+            cashier=voucher.redeemed_by.full_name if voucher.redeemed_by else "—",
         )
     if voucher.status == VOUCHER_CANCELLED:
         raise VoucherCancelled()

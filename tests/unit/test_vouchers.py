@@ -454,7 +454,7 @@ def test_confirming_twice_is_refused_naming_when_and_where_it_was_redeemed(stree
         vouchers.confirm_redemption(street.cashier, issued.token, now=now_utc() + vouchers.JUST_REDEEMED + timedelta(minutes=1))
     assert type(exc.value) is VoucherAlreadyRedeemed
     when = to_local(v.redeemed_at).strftime("%Y-%m-%d %H:%M")
-    assert exc.value.params == {"when": when, "merchant": "友谊慈善超市"}
+    assert exc.value.params == {"when": when, "merchant": "友谊慈善超市", "cashier": "钱收银"}
     assert when in exc.value.message and "友谊慈善超市" in exc.value.message
     db.session.rollback()
     assert ledger_state() == before

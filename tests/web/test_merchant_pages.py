@@ -71,7 +71,7 @@ def test_confirming_redeems_once_and_a_second_confirm_is_refused(
     text = verdict(other)
     assert other.status_code == 409, text
     assert "Do not hand over" in text and "Already redeemed by you" not in text, text
-    assert re.search(r"Already redeemed at \d{4}-\d{2}-\d{2} \d{2}:\d{2} by 友谊慈善超市", text)
+    assert re.search(r"Already redeemed at \d{4}-\d{2}-\d{2} \d{2}:\d{2} by 友谊慈善超市 \(cashier: 钱收银\)", text)
     assert balance(street.vol_a).balance == 40
     check_ledger()
 
