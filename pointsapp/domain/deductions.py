@@ -90,12 +90,8 @@ def apply_deduction(
     acc = ledger.locked_account_for_volunteer(volunteer)
     if db.session.scalar(select(Transfer.id).where(Transfer.cause_key == cause_key)):
         raise AlreadyRecorded()
-    # Points past their last day expire rather than being deducted. The street's issuance account
-    # (which the deduction's own transfer takes) is locked first: the expiry then locks the expiry
-    # account and the budgets, after it, in the global lock order.
-    if ledger.has_due_lots(acc.id, local_today(now)):
-        ledger.lock_accounts([ledger.issuance_account(volunteer.org_unit).id])
-        ledger.expire_account(acc.id, local_today(now))
+    # Points past their last day expire rather than being deducted.
+    ledger.expire_due(acc.id, local_today(now), issuance_of=volunteer.org_unit)
     available = ledger.balance_of(acc.id).available
     amount = min(version.points, max(0, available))
     if amount <= 0:

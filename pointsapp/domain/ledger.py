@@ -1244,19 +1244,19 @@ def _has_due_lots():
     ).limit(1)
 
 
-def has_due_lots(account_id: int, today: date) -> bool:
-    """Say whether a volunteer's account has points past their last day (one indexed read)."""
-    return db.session.scalar(_has_due_lots(), {"account_id": account_id, "today": today}) is not None
-
-
-def expire_due(account_id: int, today: date) -> Expired:
+def expire_due(account_id: int, today: date, *, issuance_of: OrgUnit | None = None) -> Expired:
     """Expire a volunteer's points past their last day before they are spent: what the nightly
     ``flask points expire`` would have done, for points it has not reached yet (it runs after
     midnight, and may have missed a night). A voucher or a deduction then takes only points that
-    are still valid. One indexed read when nothing is due. The caller holds no street-level
-    lock (issuance account, budget) taken after the expiry account in the global order."""
-    if not has_due_lots(account_id, today):
+    are still valid. One indexed read when nothing is due.
+
+    ``issuance_of``: a caller that goes on to debit the issuance account of that unit's street
+    (a deduction) has it locked first, before the expiry account and the budgets the expiry
+    locks, as the global lock order has it."""
+    if db.session.scalar(_has_due_lots(), {"account_id": account_id, "today": today}) is None:
         return Expired()
+    if issuance_of is not None:
+        lock_accounts([issuance_account(issuance_of).id])
     return expire_account(account_id, today)
 
 

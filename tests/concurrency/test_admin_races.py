@@ -89,37 +89,10 @@ def test_two_admins_changing_one_rule_at_once_add_two_versions(app, street):
 def test_a_volunteer_deactivated_while_their_redemption_runs_gets_no_voucher(app, street, check_ledger):
     """The request loaded the volunteer (active) before the admin's deactivation committed."""
     award(street, street.vol_a, 50)
-    vol_id, admin_id, reward_id = street.vol_a.id, street.street_admin.id, street.rice.id
-    loaded, deactivated = threading.Event(), threading.Event()
-    out: dict = {}
-
-    def redeem():
-        with app.app_context():
-            try:
-                me = db.session.get(User, vol_id)  # the request's user loader
-                assert me.is_active
-                if db.engine.dialect.name == "sqlite":
-                    db.session.rollback()  # SQLite: a reader would hold off the admin's write
-                loaded.set()
-                deactivated.wait(10)
-                out["voucher"] = vouchers.issue_voucher(me, reward_id).voucher.id
-                db.session.commit()
-            except Exception as exc:  # the refusal, asserted below
-                db.session.rollback()
-                out["error"] = exc
-            finally:
-                db.session.remove()
-
-    db.session.commit()
-    thread = threading.Thread(target=redeem)
-    thread.start()
-    assert loaded.wait(10)
-    people.set_active(db.session.get(User, admin_id), vol_id, False)
-    db.session.commit()
-    deactivated.set()
-    thread.join(30)
-    assert "voucher" not in out and isinstance(out.get("error"), AccountInactive), out
-    db.session.expire_all()
+    reward_id = street.rice.id
+    out = _run_after_deactivation(app, street.vol_a.id, street.street_admin.id,
+                                  lambda me: vouchers.issue_voucher(me, reward_id).voucher.id)
+    assert "result" not in out and isinstance(out.get("error"), AccountInactive), out
     assert db.session.scalar(select(func.count()).select_from(Voucher)) == 0
     assert balance(street.vol_a).available == 50
     check_ledger()
@@ -183,8 +156,8 @@ def test_deactivating_a_volunteer_while_their_token_writes_does_not_deadlock(app
 
 
 def _run_after_deactivation(app, vol_id: int, admin_id: int, action) -> dict:
-    """Run ``action()`` in a request that loaded the volunteer (active) before an admin's
-    deactivation of them committed; return its result or its error."""
+    """Run ``action(volunteer)`` in a request that loaded the volunteer (active) before an
+    admin's deactivation of them committed; return its result or its error."""
     loaded, deactivated = threading.Event(), threading.Event()
     out: dict = {}
 
@@ -199,8 +172,7 @@ def _run_after_deactivation(app, vol_id: int, admin_id: int, action) -> dict:
                     db.session.rollback()  # SQLite: a reader would hold off the admin's write
                 loaded.set()
                 deactivated.wait(10)
-                out["result"] = action()
-                out["held"] = volunteer.id
+                out["result"] = action(volunteer)
                 db.session.commit()
             except Exception as exc:  # the refusal, asserted by the caller
                 db.session.rollback()
@@ -235,7 +207,7 @@ def test_a_claim_approved_as_its_volunteer_is_deactivated_credits_nothing(app, s
     act = claims.submit_claim(street.vol_a, rule_id=street.meeting.id, activity_date=yesterday())
     act_id, vol_id, staff_id = act.id, street.vol_a.id, street.staff_a.id
     out = _run_after_deactivation(app, vol_id, street.street_admin.id,
-                                  lambda: claims.approve_claim(db.session.get(User, staff_id), act_id).status)
+                                  lambda _me: claims.approve_claim(db.session.get(User, staff_id), act_id).status)
     _refused_as_deactivated(out, "张秀华")
     assert db.session.get(Activity, act_id).status == "pending"
     assert balance(street.vol_a).available == 0
@@ -248,7 +220,7 @@ def test_claims_approved_together_as_one_volunteer_is_deactivated_credit_none(ap
     second = claims.submit_claim(street.vol_a, rule_id=street.meeting.id, activity_date=yesterday())
     ids, vol_id, staff_id = [first.id, second.id], street.vol_a.id, street.staff_a.id
     out = _run_after_deactivation(app, vol_id, street.street_admin.id,
-                                  lambda: len(claims.approve_claims(db.session.get(User, staff_id), ids)))
+                                  lambda _me: len(claims.approve_claims(db.session.get(User, staff_id), ids)))
     _refused_as_deactivated(out, "张秀华")
     assert [db.session.get(Activity, i).status for i in ids] == ["pending", "pending"]
     assert db.session.scalar(select(func.count()).select_from(Transfer)) == 0
@@ -257,7 +229,7 @@ def test_claims_approved_together_as_one_volunteer_is_deactivated_credit_none(ap
 
 def test_a_meeting_recorded_as_an_attendee_is_deactivated_records_nothing(app, street, check_ledger):
     vol_ids, staff_id, rule_id = [street.vol_a.id, street.vol_a2.id], street.staff_a.id, street.meeting.id
-    out = _run_after_deactivation(app, street.vol_a.id, street.street_admin.id, lambda: len(claims.record_attendance(
+    out = _run_after_deactivation(app, street.vol_a.id, street.street_admin.id, lambda _me: len(claims.record_attendance(
         db.session.get(User, staff_id), rule_id=rule_id, activity_date=yesterday(), volunteer_ids=vol_ids,
         batch_key="meeting-1")))
     _refused_as_deactivated(out, "张秀华")
@@ -279,7 +251,7 @@ def test_an_event_closed_as_an_attendee_is_deactivated_is_closed_again_without_t
     event_id, staff_id = event.id, street.staff_a.id
     out = _run_after_deactivation(
         app, street.vol_a.id, street.street_admin.id,
-        lambda: [a.volunteer_id for a in checkin.close_event(db.session.get(User, staff_id), event_id).activities])
+        lambda _me: [a.volunteer_id for a in checkin.close_event(db.session.get(User, staff_id), event_id).activities])
     if db.engine.dialect.name == "postgresql":
         _refused_as_deactivated(out, "张秀华")
         assert db.session.get(CheckinEvent, event_id).status == "open"

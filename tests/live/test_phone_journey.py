@@ -402,6 +402,13 @@ _PAGES_FORGOTTEN = f"""() => ({_POLL})(() => caches.keys()
     .then(keys => !keys.some(k => k.startsWith('points-pages'))))"""
 
 
+def _open_the_list_and_keep(vol, voucher_id: int) -> None:
+    """Open the vouchers list and wait until the service worker has kept the voucher's page."""
+    with vol.expect_response(re.compile(rf"/volunteer/vouchers/{voucher_id}$")):
+        vol.goto("/volunteer/vouchers")
+    assert vol.evaluate(_VOUCHER_KEPT, voucher_id)
+
+
 @pytest.mark.slow
 def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app, strict_csp, live_server, pw):
     voucher_id, code = _issue_rice_voucher(street)
@@ -416,9 +423,7 @@ def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app
         # refuses whenever the first check is not already true.
         assert vol.evaluate(_CONTROLLED)
         # Opening the list is enough: the page fetches each usable voucher for the worker to keep.
-        with vol.expect_response(re.compile(rf"/volunteer/vouchers/{voucher_id}$")):
-            vol.goto("/volunteer/vouchers")
-        assert vol.evaluate(_VOUCHER_KEPT, voucher_id)
+        _open_the_list_and_keep(vol, voucher_id)
 
         ctx.set_offline(True)  # in the shop, no signal
         vol.goto("/volunteer/vouchers")
@@ -449,9 +454,7 @@ def test_vouchers_stay_readable_offline_and_are_forgotten_at_log_out(street, app
 
         # The volunteer again, who logs out this time.
         log_in(vol, WORDS["zh"], "vol_a")
-        with vol.expect_response(re.compile(rf"/volunteer/vouchers/{voucher_id}$")):
-            vol.goto("/volunteer/vouchers")
-        assert vol.evaluate(_VOUCHER_KEPT, voucher_id)
+        _open_the_list_and_keep(vol, voucher_id)
         vol.get_by_role("button", name="退出登录").click()
         expect(vol).to_have_url(re.compile(r"/login"))
         assert vol.evaluate(_PAGES_FORGOTTEN)
@@ -470,9 +473,7 @@ def test_after_the_idle_logout_the_saved_voucher_still_shows_with_a_signal_and_w
         vol = ctx.new_page()
         log_in(vol, WORDS["zh"], "vol_a")
         assert vol.evaluate(_CONTROLLED)
-        with vol.expect_response(re.compile(rf"/volunteer/vouchers/{voucher_id}$")):
-            vol.goto("/volunteer/vouchers")
-        assert vol.evaluate(_VOUCHER_KEPT, voucher_id)
+        _open_the_list_and_keep(vol, voucher_id)
 
         # On the walk to the shop the session passes its idle limit; she opens the app: the
         # login page, which says why, and which keeps her vouchers.
