@@ -325,7 +325,7 @@ def volunteer_figures(user_id: int, today: date | None = None) -> Figures:
     account_id, balance, held, earned, expiring, first, deducted, centi_hours, year_points, year_centi_hours = row
     if account_id is None:
         balance = held = earned = deducted = 0
-    soon = max(0, int(expiring) - held)
+    soon = int(expiring)
     return Figures(
         account_id=account_id,
         balance=ledger.Balance(balance, held, earned),
@@ -348,9 +348,9 @@ def _figures_query():
     this_year = year_t.c.year == bindparam("year", type_=year_t.c.year.type)
     one = select(literal(1).label("one")).subquery("one")
 
-    def expiring(what):
+    def expiring(what):  # what no open voucher reserves
         return select(what).where(
-            lot_t.c.account_id == account_t.c.id, lot_t.c.remaining > 0,
+            lot_t.c.account_id == account_t.c.id, lot_t.c.remaining > lot_t.c.reserved,
             lot_t.c.expires_on < bindparam("horizon", type_=lot_t.c.expires_on.type),
         ).scalar_subquery()
 
@@ -361,7 +361,7 @@ def _figures_query():
     deducted = _deducted_in_period().where(Transfer.from_account_id == account_t.c.id)
     return select(
         account_t.c.id, account_t.c.balance, account_t.c.held, account_t.c.earned,
-        expiring(func.coalesce(func.sum(lot_t.c.remaining), 0)),
+        expiring(func.coalesce(func.sum(lot_t.c.remaining - lot_t.c.reserved), 0)),
         expiring(func.min(lot_t.c.expires_on)),
         deducted.scalar_subquery(),
         yearly(year_t.c.centi_hours),

@@ -66,13 +66,16 @@ Lots and expiry
     Points past their last day are not spent while they wait for the job: issuing a voucher and
     applying a deduction first expire them (``expire_due``), under the same lock.
 
-    Holds and expiry: a voucher was issued against points that were valid then, so a hold
-    reserves the earliest-expiring points (the ones the capture will take). Expiry therefore
-    never takes the first ``held`` points of the due lots - never more than ``available`` - and
-    when the voucher is redeemed the capture takes exactly those. If it is cancelled or expires
-    instead, the reserved points are free again and the next run expires them. Likewise points
-    given back by a reversal to a lot already past its last day expire at the next run: a
-    correction restores what was taken, not a longer life.
+    Holds and expiry: a voucher was issued against points that were valid then, so its hold
+    reserves particular points (``reserve``): the earliest-expiring ones no other open voucher
+    reserves, in their lots (``PointLot.reserved``, and one ``VoucherLot`` row per lot). Expiry
+    takes only a lot's unreserved points; deductions and reversals take only unreserved points
+    (a credit reversal first moves what vouchers reserve in its own lot to other valid points);
+    the capture takes exactly the voucher's reserved points, whenever the cashier confirms. If
+    the voucher is cancelled or expires instead, its points are free again (``unreserve``), and
+    those past their last day expire before anything else can spend them. Likewise points given
+    back by a reversal to a lot already past its last day expire at the next run: a correction
+    restores what was taken, not a longer life.
 
 Deductions
     A deduction rule (``PointRuleVersion.kind = 'deduct'``) applied by staff moves at most the
@@ -84,9 +87,10 @@ Deductions
 
 Holds
     Redeeming a reward does not move points yet: ``hold()`` raises ``held`` so the points
-    cannot be spent twice, ``capture()`` moves them to the merchant when the cashier confirms,
-    ``release()`` lowers ``held`` again on cancellation or expiry. Holds are not transfers; the
-    invariant ``held == sum(points of issued vouchers)`` ties them to the vouchers instead.
+    cannot be spent twice and ``reserve()`` names the lots they are in, ``capture()`` moves them
+    to the merchant when the cashier confirms, ``release()`` and ``unreserve()`` free them again
+    on cancellation or expiry. Holds are not transfers; the invariants ``held == sum(points of
+    issued vouchers) == sum(reserved of the account's lots)`` tie them to the vouchers instead.
 
 Concurrency
     Balances are never read, checked in Python and written back. Each change is one conditional
@@ -134,6 +138,9 @@ Invariants (``check_ledger`` verifies all of them; the CHECK constraints guard t
     * an activity is ``reversed`` exactly when its credit has been reversed;
     * each volunteer's lots hold its balance; each lot's ``remaining`` is within 0..amount and
       equals its amount less what transfers took (``LotUse``); each credit made its lot;
+    * each lot's ``reserved`` is within 0..remaining and equals what issued vouchers reserve in
+      it (``VoucherLot``); each issued voucher reserves its points; an account's lots reserve
+      its ``held``;
     * only ``expiry`` transfers, from a volunteer, reach an expiry account.
     * activities ``on_notice`` (public notice) or ``withheld`` have no credit and credit nothing.
     * each volunteer's monthly totals equal the sums of its legs per month and kind;
@@ -160,7 +167,7 @@ from ..database import (
     add_from_arrays, add_to_rows, among, array_params, dialect, expire_loaded, insert_rows, unnest_select,
 )
 from ..extensions import db
-from ..models import Account, AccountMonth, Entry, LotUse, OrgUnit, PointLot, Transfer, User, Voucher
+from ..models import Account, AccountMonth, Entry, LotUse, OrgUnit, PointLot, Transfer, User, Voucher, VoucherLot
 from ..models.ledger import (
     ACCOUNT_EXPIRY,
     ACCOUNT_ISSUANCE,
@@ -184,6 +191,7 @@ from .errors import CannotReverse, InsufficientPoints, NotFound
 account_t = Account.__table__
 lot_t = PointLot.__table__
 lot_use_t = LotUse.__table__
+voucher_lot_t = VoucherLot.__table__
 account_month_t = AccountMonth.__table__
 
 
@@ -321,9 +329,10 @@ def _lot_insert():
 
 @lru_cache(maxsize=None)
 def _open_lots(one_lot: bool, preferring: bool):
-    """The account's lots with points left, in the order they are spent (see _lots_to_take)."""
-    query = select(lot_t.c.id, lot_t.c.remaining).where(
-        lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > 0
+    """The account's lots with points no open voucher reserves, in the order they are spent
+    (see _lots_to_take): what is free in each."""
+    query = select(lot_t.c.id, lot_t.c.remaining - lot_t.c.reserved).where(
+        lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > lot_t.c.reserved
     )
     if one_lot:
         query = query.where(lot_t.c.id == bindparam("lot_id"))
@@ -334,11 +343,22 @@ def _open_lots(one_lot: bool, preferring: bool):
 
 
 @lru_cache(maxsize=None)
-def _lot_remaining_update(sign: int):
-    """Add ``sign * change`` to lot ``lid``'s remaining points (run with one row per lot)."""
+def _lot_remaining_update(sign: int, reserved: bool = False):
+    """Add ``sign * change`` to lot ``lid``'s remaining points (run with one row per lot);
+    ``reserved``: take them from its reserved points too (a capture)."""
     change = bindparam("change", type_=lot_t.c.remaining.type)
+    values = {"remaining": lot_t.c.remaining + change if sign > 0 else lot_t.c.remaining - change}
+    if reserved:
+        values["reserved"] = lot_t.c.reserved - change
+    return update(lot_t).where(lot_t.c.id == bindparam("lid")).values(**values)
+
+
+@lru_cache(maxsize=None)
+def _lot_reserved_update(sign: int):
+    """Add ``sign * change`` to lot ``lid``'s reserved points (run with one row per lot)."""
+    change = bindparam("change", type_=lot_t.c.reserved.type)
     return update(lot_t).where(lot_t.c.id == bindparam("lid")).values(
-        remaining=lot_t.c.remaining + change if sign > 0 else lot_t.c.remaining - change
+        reserved=lot_t.c.reserved + change if sign > 0 else lot_t.c.reserved - change
     )
 
 
@@ -439,10 +459,11 @@ def _lots_to_take(
     """Choose the lots a debit of ``amount`` from a volunteer takes from, earliest-expiring first
     (never-expiring last, ties by id), or from the lot made by ``prefer_transfer_id`` first, or
     only from lot ``lot_id``: rows ``{"id": lot id, "remaining": points taken}`` for
-    ``_write_transfer``.
+    ``_write_transfer``. Only points no open voucher reserves are taken (a capture takes its
+    voucher's: ``_reserved_takes``).
 
-    Runs under the account's lock, after the balance was debited: the lots hold exactly the
-    balance, so they cover the amount.
+    Runs under the account's lock, after the balance was debited: the lots' free points are
+    exactly the available balance, so they cover the amount.
     """
     params = {"account_id": account_id, "lot_id": lot_id, "prefer_transfer_id": prefer_transfer_id}
     query = _open_lots(lot_id is not None, prefer_transfer_id is not None)
@@ -460,10 +481,11 @@ def _lots_to_take(
     return takes
 
 
-def _take_from_lots(transfer_id: int, takes: list[dict]) -> None:
-    """Take ``takes`` (``_lots_to_take``) from their lots for transfer ``transfer_id``: one UPDATE
-    and one INSERT, each executed for the lots taken from (usually one)."""
-    db.session.execute(_lot_remaining_update(-1), [{"lid": t["id"], "change": t["remaining"]} for t in takes])
+def _take_from_lots(transfer_id: int, takes: list[dict], reserved: bool = False) -> None:
+    """Take ``takes`` (``_lots_to_take``, or ``_reserved_takes`` when ``reserved``) from their lots
+    for transfer ``transfer_id``: one UPDATE and one INSERT, each executed for the lots taken
+    from (usually one)."""
+    db.session.execute(_lot_remaining_update(-1, reserved), [{"lid": t["id"], "change": t["remaining"]} for t in takes])
     db.session.execute(
         insert(lot_use_t), [{"lot_id": t["id"], "transfer_id": transfer_id, "amount": t["remaining"]} for t in takes]
     )
@@ -520,7 +542,8 @@ def _typed(table, name: str, column: str | None = None):
 
 
 @lru_cache(maxsize=None)
-def _transfer_insert_pg(with_lot: bool, with_months: bool, with_takes: bool, street_debit: bool = False):
+def _transfer_insert_pg(with_lot: bool, with_months: bool, with_takes: bool, street_debit: bool = False,
+                        takes_reserved: bool = False):
     """PostgreSQL: a transfer, its two entries (the debit's first), for a credit to a volunteer
     its new lot, for a debit of a volunteer the points taken from their lots (and the lots'
     uses), and the volunteers' legs added to their monthly totals (``add_to_months``), in one
@@ -529,8 +552,9 @@ def _transfer_insert_pg(with_lot: bool, with_months: bool, with_takes: bool, str
 
     ``street_debit``: the statement also takes the points from the issuance account of street
     ``debit_street`` (its id and balance after feed the transfer and its entry), and writes
-    nothing at all when the street has no issuance account yet. Returned: each entry's
-    transfer id, account and amount."""
+    nothing at all when the street has no issuance account yet. ``takes_reserved``: the points
+    taken are the ones a voucher reserved (a capture). Returned: each entry's transfer id,
+    account and amount."""
     transfer_t, entry_t = Transfer.__table__, Entry.__table__
     debit = None
     if street_debit:
@@ -567,10 +591,10 @@ def _transfer_insert_pg(with_lot: bool, with_months: bool, with_takes: bool, str
         stmt = stmt.add_cte(add_from_arrays(account_month_t, _MONTH_COLUMNS, _MONTH_KEY, only_with=debit).cte("months"))
     if with_takes:
         taken = unnest_select(lot_t, _TAKE_COLUMNS).subquery("taken")
-        stmt = stmt.add_cte(
-            update(lot_t).where(lot_t.c.id == taken.c.id).values(remaining=lot_t.c.remaining - taken.c.remaining)
-            .cte("lots_taken")
-        )
+        values = {"remaining": lot_t.c.remaining - taken.c.remaining}
+        if takes_reserved:
+            values["reserved"] = lot_t.c.reserved - taken.c.remaining
+        stmt = stmt.add_cte(update(lot_t).where(lot_t.c.id == taken.c.id).values(**values).cte("lots_taken"))
         uses = unnest_select(lot_t, _TAKE_COLUMNS).subquery("uses")
         stmt = stmt.add_cte(
             insert(lot_use_t).from_select(
@@ -609,7 +633,7 @@ def _transfer_insert():
 
 def _write_transfer(
     row: dict, from_after: int | None, to_after: int, new_lot: dict | None, months: list[dict], takes: list[dict],
-    street_debit: int | None = None,
+    street_debit: int | None = None, takes_reserved: bool = False,
 ) -> Transfer:
     """Write the transfer ``row`` with its two entries (and ``new_lot``, the lot of a credit),
     take ``takes`` (``_lots_to_take``) from the debited volunteer's lots, and add ``months``
@@ -621,7 +645,8 @@ def _write_transfer(
     statement (``row`` has no ``from_account_id`` yet, ``from_after`` is None), creating the
     account on the street's first credit."""
     try:
-        transfer_id, row = _insert_transfer(row, from_after, to_after, new_lot, months, takes, street_debit)
+        transfer_id, row = _insert_transfer(row, from_after, to_after, new_lot, months, takes, street_debit,
+                                            takes_reserved)
     except IntegrityError:
         # A second transfer for the same cause (``cause_key``), refused by its unique index. The
         # balances were already moved in this transaction: it is rolled back here, so that no
@@ -636,7 +661,7 @@ def _write_transfer(
 
 def _insert_transfer(
     row: dict, from_after: int | None, to_after: int, new_lot: dict | None, months: list[dict], takes: list[dict],
-    street_debit: int | None,
+    street_debit: int | None, takes_reserved: bool,
 ) -> tuple[int, dict]:
     """``_write_transfer``'s statements; return the transfer's id and its row."""
     amount = row["amount"]
@@ -652,7 +677,7 @@ def _insert_transfer(
         _expire_loaded(from_id)
         row = {**row, "from_account_id": from_id}
     elif dialect() == "postgresql":
-        stmt = _transfer_insert_pg(new_lot is not None, bool(months), bool(takes))
+        stmt = _transfer_insert_pg(new_lot is not None, bool(months), bool(takes), takes_reserved=takes_reserved)
         transfer_id = db.session.execute(stmt, _transfer_params(row, from_after, to_after, new_lot, months, takes)).scalars().first()
     else:
         transfer_id = db.session.execute(_transfer_insert(), row).scalar_one()
@@ -664,7 +689,7 @@ def _insert_transfer(
         if new_lot is not None:
             _new_lot(row["to_account_id"], transfer_id, amount, **new_lot)
         if takes:
-            _take_from_lots(transfer_id, takes)
+            _take_from_lots(transfer_id, takes, takes_reserved)
         _add_month_rows(months)
     return transfer_id, row
 
@@ -777,7 +802,9 @@ def _transfer(
         del row["from_account_id"]  # known once the statement has debited the account
     # Lots: every debit of a volunteer takes from them, every deposit adds to them.
     takes = []
-    if from_kind == ACCOUNT_VOLUNTEER:
+    if from_kind == ACCOUNT_VOLUNTEER and from_held:
+        takes = _reserved_takes(from_id, voucher_id, amount)  # a capture: the lots its voucher reserved
+    elif from_kind == ACCOUNT_VOLUNTEER:
         takes = _lots_to_take(
             from_id, amount, prefer_transfer_id=reverses_id if kind == TRANSFER_REVERSAL else None, lot_id=lot_id
         )
@@ -792,7 +819,8 @@ def _transfer(
         [(acc, month, kind, signed) for acc, acc_kind, signed in ((from_id, from_kind, -amount), (to_id, to_kind, amount))
          if acc_kind == ACCOUNT_VOLUNTEER]
     )
-    t = _write_transfer(row, from_after, to_after, new_lot, months, takes, street_debit)
+    t = _write_transfer(row, from_after, to_after, new_lot, months, takes, street_debit,
+                        takes_reserved=from_held and from_kind == ACCOUNT_VOLUNTEER)
     if to_kind == ACCOUNT_VOLUNTEER and new_lot is None:
         _give_back_to_lots(to_id, t.id, reverses_id, amount)
     budgets.on_transfer(t)  # charge or give back the budget behind the points, after the accounts' locks
@@ -1087,6 +1115,97 @@ def release(account_id: int, amount: int) -> None:
         raise RuntimeError(f"account {account_id} holds less than {amount}")
 
 
+def reserve(account_id: int, voucher_id: int, amount: int) -> None:
+    """Reserve for voucher ``voucher_id`` the ``amount`` points its ``hold`` took, in particular
+    lots: the earliest-expiring points no open voucher reserves yet (its capture takes exactly
+    these; nothing else spends or expires them while it is open). Run under the account's lock,
+    after ``hold`` and after expiring the points past their last day (``expire_due``)."""
+    takes = _lots_to_take(account_id, amount)
+    db.session.execute(_lot_reserved_update(1), [{"lid": t["id"], "change": t["remaining"]} for t in takes])
+    db.session.execute(
+        insert(voucher_lot_t), [{"voucher_id": voucher_id, "lot_id": t["id"], "points": t["remaining"]} for t in takes]
+    )
+
+
+@lru_cache(maxsize=None)
+def _reservations_of():
+    """Each lot's points that the vouchers ``voucher_ids`` reserve (sum of their rows), by lot."""
+    return (
+        select(voucher_lot_t.c.lot_id, func.sum(voucher_lot_t.c.points))
+        .where(voucher_lot_t.c.voucher_id.in_(bindparam("voucher_ids", expanding=True)))
+        .group_by(voucher_lot_t.c.lot_id)
+        .having(func.sum(voucher_lot_t.c.points) > 0)
+        .order_by(voucher_lot_t.c.lot_id)
+    )
+
+
+def unreserve(voucher_ids: list[int]) -> None:
+    """Free the lots that the vouchers ``voucher_ids`` reserved (cancelled or expired, after
+    ``release``, under their accounts' locks). Points past their last day that come free expire
+    before anything else can spend them (``expire_due``, or the nightly run)."""
+    if not voucher_ids:
+        return
+    rows = db.session.execute(_reservations_of(), {"voucher_ids": list(voucher_ids)}).all()
+    if rows:
+        db.session.execute(_lot_reserved_update(-1), [{"lid": lot_id, "change": points} for lot_id, points in rows])
+
+
+def _reserved_takes(account_id: int, voucher_id: int | None, amount: int) -> list[dict]:
+    """The lots a capture takes from: the ones its voucher reserved (``reserve``)."""
+    takes = [{"id": lot_id, "remaining": points}
+             for lot_id, points in db.session.execute(_reservations_of(), {"voucher_ids": [voucher_id]})]
+    if sum(t["remaining"] for t in takes) != amount:
+        # The reservation no longer matches the voucher: stop, never paper over it.
+        raise RuntimeError(f"account {account_id}: voucher {voucher_id} reserves {takes}, not {amount} points")
+    return takes
+
+
+def _move_reservations_off(lot_id: int, account_id: int, today: date) -> None:
+    """Move what open vouchers reserve in lot ``lot_id`` to other lots of the account, for a
+    credit reversal that takes the lot back: the earliest-expiring free points still valid
+    ``today``. Refused (``CannotReverse``) when the volunteer has too few such points: the
+    voucher must be used or cancelled first. Run under the account's lock."""
+    voucher_t = Voucher.__table__
+    held = db.session.execute(
+        select(voucher_lot_t.c.voucher_id, func.sum(voucher_lot_t.c.points))
+        .join(voucher_t, voucher_t.c.id == voucher_lot_t.c.voucher_id)
+        .where(voucher_lot_t.c.lot_id == lot_id, voucher_t.c.status == VOUCHER_ISSUED)
+        .group_by(voucher_lot_t.c.voucher_id)
+        .having(func.sum(voucher_lot_t.c.points) > 0)
+        .order_by(voucher_lot_t.c.voucher_id)
+    ).all()
+    if not held:
+        return
+    free = [
+        [lid, points] for lid, points in db.session.execute(
+            select(lot_t.c.id, lot_t.c.remaining - lot_t.c.reserved)
+            .where(lot_t.c.account_id == account_id, lot_t.c.remaining > lot_t.c.reserved, lot_t.c.id != lot_id,
+                   or_(lot_t.c.expires_on.is_(None), lot_t.c.expires_on >= today))
+            .order_by(lot_t.c.expires_on.is_(None), lot_t.c.expires_on, lot_t.c.id)
+        )
+    ]
+    if sum(points for _, points in free) < sum(points for _, points in held):
+        raise CannotReverse(why=_l(
+            "an open voucher of the volunteer holds some of its points and they have no other valid "
+            "points to hold instead; the voucher must be used or cancelled first"
+        ))
+    rows, reserved = [], {lot_id: 0}
+    for voucher_id, points in held:
+        rows.append({"voucher_id": voucher_id, "lot_id": lot_id, "points": -points})
+        reserved[lot_id] -= points
+        while points:
+            take = min(points, free[0][1])
+            rows.append({"voucher_id": voucher_id, "lot_id": free[0][0], "points": take})
+            reserved[free[0][0]] = reserved.get(free[0][0], 0) + take
+            free[0][1] -= take
+            points -= take
+            if not free[0][1]:
+                free.pop(0)
+    db.session.execute(insert(voucher_lot_t), rows)
+    db.session.execute(_lot_reserved_update(-1), [{"lid": lot_id, "change": -reserved.pop(lot_id)}])
+    db.session.execute(_lot_reserved_update(1), [{"lid": lid, "change": n} for lid, n in reserved.items()])
+
+
 def capture(
     volunteer_account_id: int,
     merchant_account_id: int,
@@ -1098,7 +1217,8 @@ def capture(
     created_by_id: int | None,
     created_at=None,
 ) -> Transfer:
-    """Move held points from a volunteer to a merchant (the cashier confirmed a voucher)."""
+    """Move held points from a volunteer to a merchant (the cashier confirmed a voucher): the
+    points its voucher reserved, from the lots it reserved them in."""
     return _transfer(
         kind="capture",
         from_id=volunteer_account_id,
@@ -1167,11 +1287,12 @@ class Expired:
 
 
 def accounts_with_due_lots(today: date) -> list[int]:
-    """Return the volunteer accounts that have points past their last day (``expires_on < today``)."""
+    """Return the volunteer accounts that have points past their last day (``expires_on < today``)
+    that no open voucher reserves."""
     return list(
         db.session.scalars(
             select(lot_t.c.account_id)
-            .where(lot_t.c.expires_on < today, lot_t.c.remaining > 0)
+            .where(lot_t.c.expires_on < today, lot_t.c.remaining > lot_t.c.reserved)
             .group_by(lot_t.c.account_id)
             .order_by(lot_t.c.account_id)
         )
@@ -1186,35 +1307,31 @@ def expire_account(account_id: int, today: date) -> Expired:
     transfer's cause key names the lot and how many times it has expired before.
     """
     lock_accounts([account_id])
-    held, user_path = db.session.execute(
-        select(account_t.c.held, OrgUnit.path)
+    user_path = db.session.execute(
+        select(OrgUnit.path)
         .select_from(account_t)
         .join(User, User.id == account_t.c.user_id)
         .outerjoin(OrgUnit, OrgUnit.id == User.org_unit_id)
         .where(account_t.c.id == account_id, account_t.c.kind == ACCOUNT_VOLUNTEER)
-    ).one()
+    ).scalar_one()
     user_street = root_id_of(user_path) if user_path else None
     issuer = Account.__table__.alias("issuer")
     lots = db.session.execute(
         select(
-            lot_t.c.id, lot_t.c.remaining, lot_t.c.earned_on, lot_t.c.expires_on,
+            lot_t.c.id, lot_t.c.remaining - lot_t.c.reserved, lot_t.c.earned_on, lot_t.c.expires_on,
             case((issuer.c.kind == ACCOUNT_ISSUANCE, issuer.c.org_unit_id)),
         )
         .select_from(lot_t)
         .outerjoin(Transfer, Transfer.id == lot_t.c.transfer_id)
         .outerjoin(issuer, issuer.c.id == Transfer.from_account_id)
-        .where(lot_t.c.account_id == account_id, lot_t.c.remaining > 0, lot_t.c.expires_on < today)
+        .where(lot_t.c.account_id == account_id, lot_t.c.remaining > lot_t.c.reserved, lot_t.c.expires_on < today)
         .order_by(lot_t.c.expires_on, lot_t.c.id)
     ).all()
     done = Expired()
     # The budgets the expiring points give back to, locked now in id order (as every other
     # writer of several budgets locks them), not one by one in the order the lots expire.
     budgets.lock_paying_budgets([lot_id for lot_id, *_ in lots])
-    reserved = held  # open vouchers reserve the earliest-expiring points, which these are
-    for lot_id, remaining, earned_on, expires_on, issuing_street in lots:
-        kept = min(remaining, reserved)
-        reserved -= kept
-        amount = remaining - kept
+    for lot_id, amount, earned_on, expires_on, issuing_street in lots:  # what no open voucher reserves
         street_id = issuing_street or user_street
         if amount <= 0 or street_id is None:
             continue
@@ -1240,7 +1357,8 @@ def expire_account(account_id: int, today: date) -> Expired:
 @lru_cache(maxsize=None)
 def _has_due_lots():
     return select(lot_t.c.id).where(
-        lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > 0, lot_t.c.expires_on < bindparam("today")
+        lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > lot_t.c.reserved,
+        lot_t.c.expires_on < bindparam("today"),
     ).limit(1)
 
 
@@ -1279,25 +1397,20 @@ class Expiring:
 EXPIRING_DAYS = 30  # what the volunteer is warned of: points expiring within this many days
 
 
-def expiring_soon(account_id: int, today: date | None = None, days: int = EXPIRING_DAYS,
-                  held: int | None = None) -> Expiring:
-    """Points of a volunteer that expire within ``days`` (past their last day by then), less
-    what open vouchers reserve (``held``: read from the account unless the caller has it), and
-    the earliest such last day."""
+def expiring_soon(account_id: int, today: date | None = None, days: int = EXPIRING_DAYS) -> Expiring:
+    """Points of a volunteer that expire within ``days`` (past their last day by then) and no open
+    voucher reserves, and the earliest such last day."""
     today = today or _today()
     horizon = today + timedelta(days=days)
     total, first = db.session.execute(_expiring_query(), {"account_id": account_id, "horizon": horizon}).one()
-    if held is None:
-        held = db.session.scalar(select(account_t.c.held).where(account_t.c.id == account_id)) or 0
-    points = max(0, total - held)
-    return Expiring(points, first if points else None)
+    return Expiring(int(total), first if total else None)
 
 
 @lru_cache(maxsize=None)
 def _expiring_query():
     """Built once: the volunteer's home page runs it on every request."""
-    return select(func.coalesce(func.sum(lot_t.c.remaining), 0), func.min(lot_t.c.expires_on)).where(
-        lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > 0,
+    return select(func.coalesce(func.sum(lot_t.c.remaining - lot_t.c.reserved), 0), func.min(lot_t.c.expires_on)).where(
+        lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > lot_t.c.reserved,
         lot_t.c.expires_on < bindparam("horizon", type_=lot_t.c.expires_on.type),
     )
 
@@ -1328,6 +1441,15 @@ def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Tr
         ))
     to_acc = db.session.get(Account, original.to_account_id)
     unearn = original.amount if original.kind == TRANSFER_CREDIT else 0
+    if original.kind == TRANSFER_CREDIT and to_acc.kind == ACCOUNT_VOLUNTEER:
+        # The reversal takes the credit's own lot first, all of it: what open vouchers reserve
+        # there moves to the volunteer's other valid points (when they have enough to give back).
+        balance, held = db.session.execute(
+            select(account_t.c.balance, account_t.c.held).where(account_t.c.id == to_acc.id)
+        ).one()
+        own = db.session.scalar(select(lot_t.c.id).where(lot_t.c.transfer_id == original.id, lot_t.c.reserved > 0))
+        if own is not None and balance - held >= original.amount:
+            _move_reservations_off(own, to_acc.id, _today())
     try:
         t = _transfer(
             kind=TRANSFER_REVERSAL,
@@ -1608,7 +1730,58 @@ def _check_lots() -> list[str]:
     ):
         if (kind, src_kind, dst_kind) != (TRANSFER_EXPIRY, ACCOUNT_VOLUNTEER, ACCOUNT_EXPIRY):
             problems.append(f"transfer {tid} ({kind}): goes from {src_kind} to {dst_kind}; only expiries reach expiry accounts")
+    problems.extend(_check_reservations())
     problems.extend(budgets.check_budgets())
+    return problems
+
+
+def _check_reservations() -> list[str]:
+    """What open vouchers reserve: each lot's ``reserved`` is what issued vouchers reserve in it,
+    each issued voucher reserves its points, no voucher reserves less than nothing in a lot, and
+    an account's lots reserve its ``held``."""
+    problems: list[str] = []
+    s = db.session
+    voucher_t = Voucher.__table__
+    per_pair = (
+        select(voucher_lot_t.c.voucher_id, voucher_lot_t.c.lot_id, func.sum(voucher_lot_t.c.points).label("points"))
+        .group_by(voucher_lot_t.c.voucher_id, voucher_lot_t.c.lot_id)
+        .subquery()
+    )
+    for voucher_id, lot_id, points in s.execute(select(per_pair).where(per_pair.c.points < 0)):
+        problems.append(f"voucher {voucher_id}: reserves {points} points in lot {lot_id}")
+    open_reserved = (
+        select(per_pair.c.lot_id, func.sum(per_pair.c.points).label("points"))
+        .join(voucher_t, voucher_t.c.id == per_pair.c.voucher_id)
+        .where(voucher_t.c.status == VOUCHER_ISSUED)
+        .group_by(per_pair.c.lot_id)
+        .subquery()
+    )
+    for lot_id, reserved, expected in s.execute(
+        select(lot_t.c.id, lot_t.c.reserved, func.coalesce(open_reserved.c.points, 0))
+        .outerjoin(open_reserved, open_reserved.c.lot_id == lot_t.c.id)
+        .where(lot_t.c.reserved != func.coalesce(open_reserved.c.points, 0))
+    ):
+        problems.append(f"lot {lot_id}: reserved {reserved} but issued vouchers reserve {expected} in it")
+    per_voucher = (
+        select(voucher_lot_t.c.voucher_id, func.sum(voucher_lot_t.c.points).label("points"))
+        .group_by(voucher_lot_t.c.voucher_id)
+        .subquery()
+    )
+    for voucher_id, points, reserved in s.execute(
+        select(voucher_t.c.id, voucher_t.c.points, func.coalesce(per_voucher.c.points, 0))
+        .outerjoin(per_voucher, per_voucher.c.voucher_id == voucher_t.c.id)
+        .where(voucher_t.c.status == VOUCHER_ISSUED, voucher_t.c.points != func.coalesce(per_voucher.c.points, 0))
+    ):
+        problems.append(f"voucher {voucher_id} of {points} points: reserves {reserved} in lots")
+    lots_reserved = (
+        select(lot_t.c.account_id, func.sum(lot_t.c.reserved).label("reserved")).group_by(lot_t.c.account_id).subquery()
+    )
+    for acc_id, held, reserved in s.execute(
+        select(account_t.c.id, account_t.c.held, func.coalesce(lots_reserved.c.reserved, 0))
+        .outerjoin(lots_reserved, lots_reserved.c.account_id == account_t.c.id)
+        .where(account_t.c.held != func.coalesce(lots_reserved.c.reserved, 0))
+    ):
+        problems.append(f"account {acc_id}: held {held} but its lots reserve {reserved}")
     return problems
 
 

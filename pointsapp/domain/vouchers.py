@@ -266,6 +266,7 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None,
     )
     db.session.add(voucher)
     db.session.flush()
+    ledger.reserve(acc.id, voucher.id, price)  # the lots its points are in (the account is still locked)
     return IssuedVoucher(voucher, token, code)
 
 
@@ -432,6 +433,7 @@ def _close(voucher_ids: list[int], status: str, now: datetime) -> int:
         units[reward_id] += 1
     for account_id in sorted(held):
         ledger.release(account_id, held[account_id])
+    ledger.unreserve([voucher_id for voucher_id, *_ in rows])
     for reward_id in sorted(units):
         db.session.execute(
             update(reward_t)

@@ -1,5 +1,5 @@
 """Typed SQLAlchemy models, one module per aggregate."""
-from .ledger import Account, AccountMonth, Entry, LotUse, PointLot, Transfer  # noqa: F401
+from .ledger import Account, AccountMonth, Entry, LotUse, PointLot, Transfer, VoucherLot  # noqa: F401
 from .org import OrgLevel, OrgUnit  # noqa: F401
 from .rewards import Merchant, Reward, Voucher  # noqa: F401
 from .rules import Activity, ApprovalVote, NoticeObjection, PointRule, PointRuleVersion, VolunteerYear  # noqa: F401

@@ -135,14 +135,16 @@ class PointLot(db.Model):
     """The points of one credit, with the date they expire; spent earliest-expiring first.
 
     ``remaining`` is what is left of the lot; the sum over a volunteer's lots is their balance.
-    An opening lot (``transfer_id`` NULL) holds a balance that predates lots. See
-    ``pointsapp.domain.ledger``, "Lots and expiry".
+    ``reserved`` is the part of ``remaining`` that open vouchers hold (``VoucherLot``); the sum
+    over a volunteer's lots is their ``held``. An opening lot (``transfer_id`` NULL) holds a
+    balance that predates lots. See ``pointsapp.domain.ledger``, "Lots and expiry".
     """
 
     __tablename__ = "point_lot"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_within_amount"),
+        CheckConstraint("reserved >= 0 AND reserved <= remaining", name="reserved_within_remaining"),
         Index("ix_point_lot_account_id_expires_on", "account_id", "expires_on"),
     )
 
@@ -152,6 +154,7 @@ class PointLot(db.Model):
     transfer_id: Mapped[Optional[int]] = mapped_column(ForeignKey("transfer.id"), unique=True)
     amount: Mapped[int] = mapped_column(Integer)
     remaining: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     earned_on: Mapped[date] = mapped_column(Date)
     # The last day the points can be spent; NULL: they never expire.
     expires_on: Mapped[Optional[date]] = mapped_column(Date)
@@ -167,6 +170,21 @@ class LotUse(db.Model):
     lot_id: Mapped[int] = mapped_column(ForeignKey("point_lot.id"), index=True)
     transfer_id: Mapped[int] = mapped_column(ForeignKey("transfer.id"), index=True)
     amount: Mapped[int] = mapped_column(Integer)
+
+
+class VoucherLot(db.Model):
+    """Points of a lot that a voucher reserved (``points`` > 0) when it was issued, or that moved
+    to another lot (< 0: a credit reversal taking back the lot). Append-only. A voucher's
+    reservation in a lot is the sum of its rows; it counts in the lot's ``reserved`` while the
+    voucher is issued, and its capture takes exactly those points."""
+
+    __tablename__ = "voucher_lot"
+    __table_args__ = (CheckConstraint("points <> 0", name="points_not_zero"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    voucher_id: Mapped[int] = mapped_column(ForeignKey("voucher.id"), index=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("point_lot.id"), index=True)
+    points: Mapped[int] = mapped_column(Integer)
 
 
 class AccountMonth(db.Model):

@@ -5,8 +5,9 @@ approve or reject, volunteers redeem, cashiers confirm, volunteers cancel, time 
 expiry job runs, admins reverse credits and redemptions, admins change a rule's caps). After every
 step the invariants below must hold, and the app must agree with the model on every balance,
 hold, lifetime total, stock count, voucher state and activity state, and on every lot of points
-(what is left of each credit and when it expires: the points expire monthly and as time passes
-the daily ``flask points expire`` job runs; staff deduct points). ``check_ledger()``, which reads
+(what is left of each credit, what open vouchers reserve in it and when it expires: the points
+expire monthly and as time passes the daily ``flask points expire`` job runs; staff deduct
+points). ``check_ledger()``, which reads
 every table, must find nothing after every fifth step and at the end of each example.
 
 Each example starts from an empty database (every table emptied on PostgreSQL, a fresh copy of
@@ -96,6 +97,11 @@ class MLot:
     amount: int
     expires_on: date | None
     remaining: int = 0
+    reserved: int = 0  # what open vouchers reserve in it
+
+    @property
+    def free(self) -> int:
+        return self.remaining - self.reserved
 
     def __post_init__(self):
         self.remaining = self.amount
@@ -110,6 +116,7 @@ class MVoucher:
     code: str
     expires_at: datetime
     status: str = "issued"
+    reserved: list | None = None  # (lot, points) its points are in, while it is issued
 
 
 @dataclass
@@ -233,38 +240,76 @@ class LedgerMachine(RuleBasedStateMachine):
             self.earned[act.vol] += act.credited
             self.issued_total += act.credited
 
-    def take(self, vol: int, amount: int, first: MLot | None = None) -> list:
-        """Take points from a volunteer's lots as the ledger must: ``first`` first, then the
-        earliest-expiring (never-expiring last, ties in the order they were made)."""
-        order = sorted(
-            (i, lot) for i, lot in enumerate(self.lots) if lot.vol == vol and lot.remaining > 0
-        )
+    def free_lots(self, vol: int, first: MLot | None = None, valid_on: date | None = None, besides: MLot | None = None):
+        """A volunteer's lots with points no open voucher reserves, in the order the ledger spends
+        them: ``first`` first, then the earliest-expiring (never-expiring last, ties in the order
+        they were made); ``valid_on``: only lots not past their last day then."""
+        order = [
+            (i, lot) for i, lot in enumerate(self.lots)
+            if lot.vol == vol and lot.free > 0 and lot is not besides
+            and (valid_on is None or lot.expires_on is None or lot.expires_on >= valid_on)
+        ]
         order.sort(key=lambda p: (p[1] is not first, p[1].expires_on is None, p[1].expires_on or date.max, p[0]))
-        uses = []
-        for _, lot in order:
+        return [lot for _, lot in order]
+
+    def take_free(self, lots: list, amount: int) -> list:
+        """(lot, points): ``amount`` of the free points of ``lots``, in their order."""
+        picked = []
+        for lot in lots:
             if not amount:
                 break
-            n = min(lot.remaining, amount)
-            lot.remaining -= n
+            n = min(lot.free, amount)
             amount -= n
-            uses.append((lot, n))
-        assert amount == 0, "the model's lots do not cover its balance"
+            picked.append((lot, n))
+        assert amount == 0, "the model's lots do not cover what is taken"
+        return picked
+
+    def take(self, vol: int, amount: int, first: MLot | None = None) -> list:
+        """Take free points from a volunteer's lots as the ledger must (``free_lots``)."""
+        uses = self.take_free(self.free_lots(vol, first), amount)
+        for lot, n in uses:
+            lot.remaining -= n
         return uses
+
+    def reserve(self, vol: int, amount: int) -> list:
+        """A new voucher's reservation: the earliest-expiring free points."""
+        picked = self.take_free(self.free_lots(vol), amount)
+        for lot, n in picked:
+            lot.reserved += n
+        return picked
+
+    def unreserve(self, v: MVoucher) -> None:
+        for lot, n in v.reserved:
+            lot.reserved -= n
+        v.reserved = []
+
+    def move_reservations_off(self, lot: MLot, today: date) -> bool:
+        """A credit reversal takes back ``lot``: what open vouchers reserve there moves to the
+        volunteer's other free points still valid ``today``; False (nothing moved) when too few."""
+        holders = sorted((v for v in self.vouchers if v.status == "issued" and any(l is lot for l, _ in v.reserved)),
+                         key=lambda v: v.id)
+        need = sum(n for v in holders for l, n in v.reserved if l is lot)
+        if sum(x.free for x in self.free_lots(lot.vol, valid_on=today, besides=lot)) < need:
+            return False
+        for v in holders:
+            points = sum(n for l, n in v.reserved if l is lot)
+            lot.reserved -= points
+            kept = [(l, n) for l, n in v.reserved if l is not lot]
+            for other, n in self.take_free(self.free_lots(lot.vol, valid_on=today, besides=lot), points):
+                other.reserved += n
+                kept.append((other, n))
+            v.reserved = kept
+        return True
 
     def due(self, vol: int, today: date) -> list:
         """(vol, lot, points) that expire for ``vol`` on ``today``: its lots past their last day,
-        less the earliest points its open vouchers reserve."""
-        reserved = self.held[vol]
-        expected = []
-        for _, _, lot in sorted(
-            (lot.expires_on, i, lot) for i, lot in enumerate(self.lots)
-            if lot.vol == vol and lot.remaining > 0 and lot.expires_on is not None and lot.expires_on < today
-        ):
-            kept = min(lot.remaining, reserved)
-            reserved -= kept
-            if lot.remaining - kept:
-                expected.append((vol, lot, lot.remaining - kept))
-        return expected
+        less what its open vouchers reserve in them."""
+        return [
+            (vol, lot, lot.free) for _, _, lot in sorted(
+                (lot.expires_on, i, lot) for i, lot in enumerate(self.lots)
+                if lot.vol == vol and lot.free > 0 and lot.expires_on is not None and lot.expires_on < today
+            )
+        ]
 
     def expired(self, expected: list, transfer_ids) -> None:
         """Apply the expiries ``expected`` (``due``), written as the transfers ``transfer_ids``."""
@@ -387,7 +432,8 @@ class LedgerMachine(RuleBasedStateMachine):
         issued = self.attempt(expected, lambda: vouchers.issue_voucher(self.vols[vol], self.reward_ids[r], now=self.now))
         if issued is not None:
             self.expired(due, self.expiry_ids_since(before, len(due)))
-            self.vouchers.append(MVoucher(issued.voucher.id, vol, r, price, issued.code, self.now + TTL))
+            self.vouchers.append(MVoucher(issued.voucher.id, vol, r, price, issued.code, self.now + TTL,
+                                          reserved=self.reserve(vol, price)))
             self.held[vol] += price
             if self.stock[r] is not None:
                 self.stock[r] -= 1
@@ -406,11 +452,16 @@ class LedgerMachine(RuleBasedStateMachine):
             self.held[v.vol] -= v.points
             self.merchant_balance += v.points
             tid = db.session.scalar(select(Transfer.id).where(Transfer.cause_key == f"voucher:{v.id}:capture"))
-            self.transfers.append(MTransfer(tid, "capture", v.vol, v.points, uses=self.take(v.vol, v.points), voucher=v))
+            uses = v.reserved  # the capture takes exactly what the voucher reserved
+            for lot, n in uses:
+                lot.remaining -= n
+            self.unreserve(v)
+            self.transfers.append(MTransfer(tid, "capture", v.vol, v.points, uses=uses, voucher=v))
 
     def close(self, v: MVoucher, status: str) -> None:
         v.status = status
         self.held[v.vol] -= v.points
+        self.unreserve(v)
         if self.stock[v.reward] is not None:
             self.stock[v.reward] += 1
 
@@ -493,6 +544,8 @@ class LedgerMachine(RuleBasedStateMachine):
         if t.reversed or t.kind == "expiry" or expired_from or (
                 t.kind == "credit" and self.balance[t.vol] - self.held[t.vol] < t.amount):
             expected = CannotReverse
+        elif t.kind == "credit" and t.lot.reserved and not self.move_reservations_off(t.lot, local_today()):
+            expected = CannotReverse  # an open voucher holds its points, with nothing valid to hold instead
         done = self.attempt(expected, lambda: claims.reverse_transfer(self.admin, t.id, "录入错误，更正"))
         if done is None:
             return
@@ -583,9 +636,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def the_lots_agree_with_the_model(self):
         rows = db.session.execute(
-            select(PointLot.account_id, PointLot.remaining, PointLot.expires_on).order_by(PointLot.id)
+            select(PointLot.account_id, PointLot.remaining, PointLot.reserved, PointLot.expires_on).order_by(PointLot.id)
         ).all()
-        assert rows == [(self.accounts[lot.vol], lot.remaining, lot.expires_on) for lot in self.lots]
+        assert rows == [(self.accounts[lot.vol], lot.remaining, lot.reserved, lot.expires_on) for lot in self.lots]
         expired = db.session.scalar(select(func.coalesce(func.sum(Account.balance), 0)).where(Account.kind == ACCOUNT_EXPIRY))
         assert expired == self.expired_total
 

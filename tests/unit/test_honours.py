@@ -370,8 +370,10 @@ def test_a_volunteers_figures_are_one_statement_and_what_each_figure_read_alone_
     assert figures.balance == ledger.balance_of(account.id)
     assert (figures.balance.balance, figures.balance.held) == (7 + 9 + 6 + 20 + 8 - 3, 10)
     assert figures.expiring == ledger.expiring_soon(account.id)
-    # The deduction took 3 of the earliest lot; the voucher's 10 held points come off the rest.
-    assert (figures.expiring.points, figures.expiring.first_date) == (7 - 3 + 9 - 10, today + timedelta(days=5))
+    # The voucher reserved its 10 in the earliest lots (all 7 of the first, 3 of the second), the
+    # deduction then took 3 of the second's free points: what expires soon and is free is the
+    # rest of the second lot, on its last day.
+    assert (figures.expiring.points, figures.expiring.first_date) == (9 - 3 - 3, today + timedelta(days=29))
     assert (figures.totals.earned, figures.totals.hours, figures.totals.year_earned, figures.totals.year_hours) == (
         7 + 9 + 6 + 20 + 8, Decimal("2"), 8 - 3, Decimal("2"))
     assert honours.volunteer_totals(vol) == figures.totals

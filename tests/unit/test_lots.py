@@ -239,6 +239,117 @@ def test_a_held_voucher_captured_after_the_lot_expired_takes_the_reserved_points
     check_ledger()
 
 
+def _reward(s, price: int):
+    return vouchers.create_reward(s.street_admin, s.shop.id, vouchers.RewardTerms(name=f"奖品{price}", price=price))
+
+
+def _reserved(volunteer) -> list[int]:
+    acc = ledger.account_for_volunteer(volunteer)
+    db.session.expire_all()
+    return list(db.session.scalars(select(PointLot.reserved).where(PointLot.account_id == acc.id).order_by(PointLot.id)))
+
+
+def test_a_voucher_reserves_its_own_lots_so_an_older_voucher_cancelled_after_the_last_day_frees_points_that_expire(
+        app, street, check_ledger):
+    """Voucher A holds points on their last day; the next day voucher B holds valid points; A is
+    cancelled. B's capture takes B's own points, and A's, now past their last day, expire: they
+    are not spent by a voucher issued after they ran out."""
+    today = local_today()
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    grant(street, street.vol_a, 10, today)  # the last day is today
+    grant(street, street.vol_a, 10, None)
+    reward = _reward(street, 10)
+    a = vouchers.issue_voucher(street.vol_a, reward.id)
+    db.session.commit()
+    b = vouchers.issue_voucher(street.vol_a, reward.id, now=tomorrow)
+    db.session.commit()
+    assert _reserved(street.vol_a) == [10, 10]
+    vouchers.cancel_voucher(street.vol_a, a.voucher.id, now=tomorrow)
+    db.session.commit()
+    assert _reserved(street.vol_a) == [0, 10]
+    vouchers.confirm_redemption(street.cashier, b.code, now=tomorrow)
+    db.session.commit()
+    assert [r for r, _ in lots_of(street.vol_a)] == [10, 0]  # B took its own lot, not the one past its day
+    assert expire_points(local_today(tomorrow)) == ledger.Expired(1, 10)
+    assert balance(street.vol_a).balance == 0 and ledger.expired_total(street.street) == 10
+    check_ledger()
+
+
+def test_a_later_voucher_redeemed_first_takes_its_own_points_not_an_open_older_vouchers(app, street, check_ledger):
+    """The same two vouchers, B redeemed while A is still open, then A cancelled: B's capture
+    took B's points, so A's points, past their last day, expire instead of staying with the
+    volunteer."""
+    today = local_today()
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    grant(street, street.vol_a, 10, today)
+    grant(street, street.vol_a, 10, None)
+    reward = _reward(street, 10)
+    a = vouchers.issue_voucher(street.vol_a, reward.id)
+    db.session.commit()
+    b = vouchers.issue_voucher(street.vol_a, reward.id, now=tomorrow)
+    db.session.commit()
+    vouchers.confirm_redemption(street.cashier, b.code, now=tomorrow)
+    db.session.commit()
+    assert [r for r, _ in lots_of(street.vol_a)] == [10, 0] and _reserved(street.vol_a) == [10, 0]
+    assert expire_points(local_today(tomorrow)) == ledger.Expired(0, 0)  # A still holds its points
+    vouchers.cancel_voucher(street.vol_a, a.voucher.id, now=tomorrow)
+    db.session.commit()
+    assert expire_points(local_today(tomorrow)) == ledger.Expired(1, 10)
+    assert balance(street.vol_a).balance == 0
+    check_ledger()
+
+
+def test_a_credit_reversal_moves_a_vouchers_reservation_to_other_valid_points(app, street, check_ledger):
+    today = local_today()
+    wrong = grant(street, street.vol_a, 10, today + timedelta(days=5))
+    grant(street, street.vol_a, 10, None)
+    issued = redeem(street, street.vol_a, 10)
+    assert _reserved(street.vol_a) == [10, 0]  # the earliest-expiring points: the wrong credit's
+    claims.reverse_transfer(street.street_admin, wrong.id, "录入错误")
+    db.session.commit()
+    assert [r for r, _ in lots_of(street.vol_a)] == [0, 10] and _reserved(street.vol_a) == [0, 10]
+    vouchers.confirm_redemption(street.cashier, issued.code)
+    db.session.commit()
+    b = balance(street.vol_a)
+    assert (b.balance, b.held, b.earned) == (0, 0, 10)
+    check_ledger()
+
+
+def test_a_credit_reversal_is_refused_while_a_voucher_holds_its_points_and_nothing_valid_can_stand_in(
+        app, street, check_ledger):
+    today = local_today()
+    wrong = grant(street, street.vol_a, 10, today)
+    issued = redeem(street, street.vol_a, 10)
+    grant(street, street.vol_a, 10, today - timedelta(days=1))  # past its last day, not yet expired
+    with pytest.raises(CannotReverse) as exc:
+        claims.reverse_transfer(street.street_admin, wrong.id, "录入错误")
+    assert "open voucher" in exc.value.message
+    db.session.rollback()
+    assert [r for r, _ in lots_of(street.vol_a)] == [10, 10] and _reserved(street.vol_a) == [10, 0]
+    vouchers.cancel_voucher(street.vol_a, issued.voucher.id)
+    db.session.commit()
+    claims.reverse_transfer(street.street_admin, wrong.id, "录入错误")  # nothing holds it now
+    db.session.commit()
+    assert [r for r, _ in lots_of(street.vol_a)] == [0, 10]
+    check_ledger()
+
+
+def test_a_deduction_takes_only_points_no_voucher_reserves(app, street, check_ledger):
+    today = local_today()
+    grant(street, street.vol_a, 10, today + timedelta(days=5))
+    grant(street, street.vol_a, 10, None)
+    issued = redeem(street, street.vol_a, 10)
+    d = deductions.apply_deduction(street.staff_a, volunteer_id=street.vol_a.id, rule_id=deduct_rule(street, points=4).id,
+                                   reason="楼道堆物", submission_key="reserved-points")
+    db.session.commit()
+    assert d.deducted == 4
+    assert [r for r, _ in lots_of(street.vol_a)] == [10, 6] and _reserved(street.vol_a) == [10, 0]
+    vouchers.confirm_redemption(street.cashier, issued.code)
+    db.session.commit()
+    assert [r for r, _ in lots_of(street.vol_a)] == [0, 6]
+    check_ledger()
+
+
 def test_points_past_their_last_day_expire_before_a_voucher_can_take_them(app, street, check_ledger):
     """The nightly job has not run yet (it runs after midnight, or missed a night): the voucher
     expires them first, and does not spend them."""

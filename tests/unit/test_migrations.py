@@ -14,7 +14,7 @@ TABLES = {
     "audit_record", "audit_chain_head",
     "points_rate", "settlement_period", "settlement_line", "settlement_payment",
     "api_token", "idempotency_key",
-    "point_lot", "lot_use",
+    "point_lot", "lot_use", "voucher_lot",
     "budget", "budget_funding", "budget_charge",
     "checkin_event", "checkin_attendance",
     "approval_vote", "notice_objection",
