@@ -187,27 +187,31 @@ def test_template_strings_follow_the_locale_of_their_request_even_when_it_change
 
 @pytest.mark.parametrize("language", ["zh-CN", "en"])
 def test_dates_and_ledger_lines_are_written_as_flask_babel_writes_them(app, language):
-    """``when`` builds a named format's pattern once per locale, and the ledger lines translate
-    through the request's translations: what they write is what Flask-Babel writes, in both
-    languages, for every named format and a pattern of the templates' own."""
+    """``when`` parses each pattern once per locale, and the ledger lines translate through the
+    request's translations: what they write is what Flask-Babel writes, in both languages, for
+    the pages' one form (``short``: ``DATE_TIME``), the locale's other named formats and a pattern
+    of the templates' own."""
     from datetime import datetime, timedelta, timezone
 
     import flask_babel
 
     from pointsapp.i18n import gettext
-    from pointsapp.web.template_helpers import ENGLISH_SHORT, NAMED_FORMATS, when
+    from pointsapp.web.template_helpers import DATE_TIME, NAMED_FORMATS, localtime, when
 
     moments = [datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc) + timedelta(days=d, hours=h, minutes=m)
                for d, h, m in ((0, 0, 0), (40, 15, 7), (200, 23, 59), (364, 4, 30))]
     with app.test_request_context(headers={"Accept-Language": language}):
         for fmt in (*NAMED_FORMATS, "HH:mm", "y-MM-dd 'at' HH:mm"):
-            # English's short form is written year first (ENGLISH_SHORT), not American.
-            written_as = ENGLISH_SHORT if fmt == "short" and language == "en" else fmt
+            # The short form is the pages' one form in every language, not the locale's own
+            # (2026/2/10 in Chinese, 2/10/26 in American English).
+            written_as = DATE_TIME if fmt == "short" else fmt
             for moment in moments:
                 assert when(moment, fmt) == flask_babel.format_datetime(moment, written_as), (fmt, moment)
+        for moment in moments:
+            assert when(moment) == localtime(moment)  # the two filters of the templates agree
         assert when(None) == ""
         for text, variables in (("Refused", {}), ("Correction: %(reason)s", {"reason": "重复"})):
             assert gettext(text, **variables) == flask_babel.gettext(text, **variables)
+        assert when(moments[1]) == "2026-02-10 23:07"  # in the street's time zone (UTC+8), both languages
         if language == "zh-CN":
-            assert when(moments[1]) == "2026/2/10 23:07"  # in the street's time zone (UTC+8)
             assert gettext("Refused") == "无法办理"

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from babel import Locale
 from babel.dates import format_datetime as babel_format_datetime
-from babel.dates import get_date_format, get_datetime_format, get_time_format
+from babel.dates import DateTimePattern, get_date_format, get_datetime_format, get_time_format, parse_pattern
 from flask import Flask
 from flask_babel import format_decimal, get_locale, get_timezone, lazy_gettext, lazy_pgettext
 
@@ -21,15 +21,23 @@ from ..models.ledger import TRANSFER_CAPTURE, TRANSFER_CREDIT, TRANSFER_DEDUCTIO
 from ..models.rewards import VOUCHER_ISSUED
 from ..models.user import initials_name
 
-def localtime(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """Format a UTC timestamp in the street's local time."""
+# Every page writes a day and a moment one way, in Chinese and in English alike: year first, with
+# hyphens and two-digit months and days (GB/T 7408, as China's government systems write them),
+# and a 24-hour clock. The short form fits a 360-pixel phone; spreadsheets and CSV files keep ISO
+# 8601 on their own. Dates (``date.isoformat()``) and the moments of domain messages are written
+# the same way.
+DATE_TIME = "yyyy-MM-dd HH:mm"
+DATE_TIME_STRFTIME = "%Y-%m-%d %H:%M"
+
+
+def localtime(moment: datetime | None, fmt: str = DATE_TIME_STRFTIME) -> str:
+    """Format a UTC timestamp in the street's local time (``DATE_TIME`` unless told)."""
     return to_local(moment).strftime(fmt) if moment else ""
 
 
 NAMED_FORMATS = ("short", "medium", "long", "full")
 
 
-@lru_cache(maxsize=64)
 def datetime_pattern(locale: Locale, fmt: str) -> str:
     """The one pattern that writes a date and time as Babel's ``format_datetime`` writes the
     named format ``fmt`` in ``locale``: the locale's date and time patterns, joined as the locale
@@ -49,23 +57,24 @@ def datetime_pattern(locale: Locale, fmt: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=64)
+def parsed_pattern(locale: Locale, fmt: str) -> DateTimePattern:
+    """The parsed pattern ``when`` writes ``fmt`` with in ``locale``, built once per locale:
+    ``short`` is the app's one form (``DATE_TIME``), another named format the locale's own."""
+    if fmt == "short":
+        return parse_pattern(DATE_TIME)
+    return parse_pattern(datetime_pattern(locale, fmt) if fmt in NAMED_FORMATS else fmt)
+
+
 def when(moment: datetime | None, fmt: str = "short") -> str:
-    """Format a UTC timestamp in the street's time zone, as the page's language writes dates
-    (a named format, or a Babel pattern such as ``HH:mm``): what Flask-Babel's
-    ``format_datetime`` writes, with a named format's pattern built once per locale."""
+    """Format a UTC timestamp in the street's time zone: ``short`` (the default) as every page
+    writes a moment (``DATE_TIME``: 2026-12-08 14:05, in both languages); another named format as
+    the page's language writes it, or a Babel pattern such as ``HH:mm``. Patterns are parsed
+    once per locale."""
     if not moment:
         return ""
     locale = get_locale()
-    if fmt == "short" and locale.language == "en":
-        # English's short form is American (12/3/26, 5:30 PM): a street in China writes the year
-        # first, as beside the ISO dates of the same pages.
-        pattern = ENGLISH_SHORT
-    else:
-        pattern = datetime_pattern(locale, fmt) if fmt in NAMED_FORMATS else fmt
-    return babel_format_datetime(moment, pattern, tzinfo=get_timezone(), locale=locale)
-
-
-ENGLISH_SHORT = "yyyy-MM-dd HH:mm"
+    return babel_format_datetime(moment, parsed_pattern(locale, fmt), tzinfo=get_timezone(), locale=locale)
 
 
 def number(value) -> str:
