@@ -10,6 +10,7 @@ from babel import Locale
 from babel.dates import format_datetime as babel_format_datetime
 from babel.dates import DateTimePattern, get_date_format, get_datetime_format, get_time_format, parse_pattern
 from flask import Flask
+from markupsafe import Markup
 from flask_babel import format_decimal, get_locale, get_timezone, lazy_gettext, lazy_pgettext
 
 from ..domain.claims import read_cap_note
@@ -75,6 +76,17 @@ def when(moment: datetime | None, fmt: str = "short") -> str:
         return ""
     locale = get_locale()
     return babel_format_datetime(moment, parsed_pattern(locale, fmt), tzinfo=get_timezone(), locale=locale)
+
+
+def nobreak(text: str) -> Markup:
+    """Keep a date or a moment on one line: a browser breaks 2026-12-08 after a hyphen, and a
+    line that ends in "2026-12-" on a phone with large text is misread."""
+    return Markup('<span class="nowrap">%s</span>') % text
+
+
+def day(value: date | None) -> Markup | str:
+    """Write a day as every page writes one (2026-12-08), kept on one line."""
+    return nobreak(value.isoformat()) if value else ""
 
 
 def number(value) -> str:
@@ -351,10 +363,13 @@ def menu_links(user) -> tuple[list[dict], list[dict]]:
 
 
 def register(app: Flask) -> None:
-    app.add_template_filter(localtime, "localtime")
-    app.add_template_filter(when, "when")
+    # On a page a moment is kept on one line; ``when`` and ``localtime`` write plain text.
+    app.add_template_filter(lambda moment, fmt=DATE_TIME_STRFTIME: nobreak(localtime(moment, fmt)) if moment else "",
+                            "localtime")
+    app.add_template_filter(lambda moment, fmt="short": nobreak(when(moment, fmt)) if moment else "", "when")
+    app.add_template_filter(day, "day")
     app.add_template_filter(number, "number")
-    for fn in (bilingual, transfer_reason, voucher_state, rule_terms_label, cap_note_text, audit_details, audit_field):
+    for fn in (nobreak, bilingual, transfer_reason, voucher_state, rule_terms_label, cap_note_text, audit_details, audit_field):
         app.add_template_global(fn)
     app.add_template_global(initials_name, "initials")
     app.add_template_global(language_next)
