@@ -9,6 +9,8 @@ import pytest
 from pointsapp.extensions import db
 from pointsapp.models import User
 
+from tests.web.conftest import issued_voucher, pending_claim  # noqa: F401  (fixtures)
+
 from .browser import snap
 from .test_phone_journey import (  # noqa: F401  (pw, strict_csp: fixtures)
     WORDS, assert_fits_the_phone, assert_tables_fit, log_in, logged_in_phone, pw, strict_csp,
@@ -86,3 +88,76 @@ def test_a_street_admins_menu_takes_one_row_of_the_phone_and_more_opens_to_log_o
         snap(page, "admin-menu-more")
         more.get_by_role("button", name="退出登录").click()
         expect(page).to_have_url(re.compile(r"/login"))
+
+
+# Android's largest text setting scales the root font by about 1.3. Set before the page's own
+# script runs, as on such a phone, so that app.js measures the tables at that size.
+LARGE_TEXT = """new MutationObserver((records, watch) => {
+    if (document.documentElement) { document.documentElement.style.fontSize = '130%'; watch.disconnect(); }
+}).observe(document, {childList: true});"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_with_large_system_text_no_staff_page_scrolls_sideways_on_a_360_pixel_phone(
+        lang, street, app, strict_csp, live_server, pw, pending_claim, issued_voucher):
+    from pointsapp.domain import vouchers
+
+    redeemed = vouchers.issue_voucher(street.vol_a, street.rice.id)
+    db.session.commit()
+    vouchers.confirm_redemption(street.cashier, redeemed.code)
+    db.session.commit()
+    pages = {
+        "street_admin": ["/admin/", "/admin/rules", f"/admin/rules/{street.meeting.id}", "/admin/rules/new",
+                         "/admin/merchants", f"/admin/merchants/{street.shop.id}", "/admin/people",
+                         f"/admin/people/{street.vol_a.id}", f"/admin/people/{street.vol_a.id}/ledger",
+                         "/admin/people/new", "/admin/audit", "/admin/org", "/reports/", "/budgets/", "/sheets/",
+                         "/settlement/", f"/settlement/{street.shop.id}", "/account/tokens/", "/honours/",
+                         "/staff/events", "/staff/events/new"],
+        "admin_a": ["/admin/", "/admin/people", "/staff/", "/staff/attendance", "/reports/", "/budgets/"],
+        "staff_a": ["/staff/", "/staff/attendance", "/staff/deductions", "/staff/notice", "/honours/"],
+        "cashier": ["/merchant/", "/merchant/today", "/settlement/", "/account/tokens/"],
+    }
+    db.session.rollback()
+    wider, unhinted = {}, {}
+    for username, paths in pages.items():
+        with logged_in_phone(pw, live_server, username, lang=lang) as page:
+            page.context.add_init_script(LARGE_TEXT)
+            for path in paths:
+                page.goto(path)
+                page.wait_for_load_state("load")
+                assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "20.8px", path
+                px = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                if px > 0:
+                    wider[f"{username} {path}"] = px
+                # A table may scroll inside its box, but then it says so above it.
+                silent = page.evaluate(
+                    """() => [...document.querySelectorAll('main table')]
+                        .filter(t => t.scrollWidth > t.clientWidth + 1)
+                        .filter(t => !(t.previousElementSibling && t.previousElementSibling.matches('.wide-table-hint')))
+                        .length"""
+                )
+                if silent:
+                    unhinted[f"{username} {path}"] = silent
+                snap(page, f"{lang}-large-text-{username}{path}")
+    assert wider == {}, f"px wider than the phone: {wider}"
+    assert unhinted == {}, f"tables wider than the phone with no hint: {unhinted}"
+
+
+@pytest.mark.slow
+def test_with_large_system_text_a_short_table_and_a_date_stay_whole(street, app, strict_csp, live_server, pw,
+                                                                   issued_voucher):
+    statement = f"/settlement/{street.shop.id}"
+    db.session.rollback()
+    with logged_in_phone(pw, live_server, "street_admin") as page:
+        page.context.add_init_script(LARGE_TEXT)
+        page.goto("/honours/")
+        # Four columns of rank, name, points and hours fit without scrolling.
+        assert page.evaluate("[...document.querySelectorAll('main table.honour-table')]"
+                             ".every(t => t.scrollWidth <= t.clientWidth + 1)")
+        page.goto(statement)
+        # The month of the statement's heading is not split at its hyphen (2026-/09).
+        month = page.locator("main h1 .nowrap")
+        expect(month).to_have_text(re.compile(r"^\d{4}-\d\d$"))
+        box = month.bounding_box()
+        assert box["height"] < 1.6 * 1.3 * 16 * 1.6, box  # one line of the heading
