@@ -79,9 +79,10 @@ def when(moment: datetime | None, fmt: str = "short") -> str:
 
 
 def nobreak(text: str) -> Markup:
-    """Keep a date or a moment on one line: a browser breaks 2026-12-08 after a hyphen, and a
-    line that ends in "2026-12-" on a phone with large text is misread."""
-    return Markup('<span class="nowrap">%s</span>') % text
+    """Keep each word of a date or a moment whole: a browser breaks 2026-12-08 after a hyphen,
+    and a line that ends in "2026-12-" on a phone with large text is misread. The day and the
+    time may still go on two lines, where a narrow column needs it."""
+    return Markup(" ").join(Markup('<span class="nowrap">%s</span>') % word for word in text.split(" "))
 
 
 def day(value: date | None) -> Markup | str:
