@@ -81,3 +81,18 @@ def test_every_page_with_a_moment_writes_it_as_the_others_do(a_day_of_dates, str
     for path in ("/volunteer/", "/volunteer/history", f"/volunteer/vouchers/{days['open'].voucher.id}",
                  f"/volunteer/vouchers/{days['redeemed'].voucher.id}", "/staff/", "till", f"/admin/people/{street.vol_a.id}/ledger", "/admin/audit"):
         assert written[path], f"{path} writes no date and time"
+
+
+def test_a_page_keeps_a_days_hyphens_and_a_times_colon_on_one_line(app):
+    """The templates' filters write what ``when`` and ``localtime`` write, each word kept whole
+    (a browser would break 2026-12-08 at a hyphen), and escape what they are given."""
+    from datetime import date, datetime, timezone
+
+    from flask import render_template_string
+
+    moment = datetime(2026, 12, 8, 6, 5, tzinfo=timezone.utc)
+    whole = '<span class="nowrap">2026-12-08</span> <span class="nowrap">14:05</span>'
+    with app.test_request_context(headers={"Accept-Language": "zh-CN"}):
+        page = render_template_string("{{ m|when }}|{{ m|localtime }}|{{ d|day }}|{{ nobreak('<b>') }}|{{ none|when }}",
+                                      m=moment, d=date(2026, 12, 8), none=None)
+    assert page == f'{whole}|{whole}|<span class="nowrap">2026-12-08</span>|<span class="nowrap">&lt;b&gt;</span>|'
