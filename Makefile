@@ -43,7 +43,7 @@ ERROR_KEYWORDS := PointsError InvalidInput NotFound Forbidden AccountInactive In
 	VoucherNotFound WrongMerchant VoucherAlreadyRedeemed VoucherJustRedeemed VoucherExpired VoucherCancelled CannotReverse \
 	PeriodNotEnded PeriodClosed PaymentExceedsOwed VolunteerInactive NothingToDeduct BudgetExhausted \
 	ApiError CheckinCodeExpired CheckinNotOpen CheckinNotForYou EventClosed EventNotEditable AlreadyVoted NotOnNotice ObjectionResolved \
-	VoucherKeyMismatch PhotosUnavailable
+	VoucherKeyMismatch PhotosUnavailable FundingFromAbove
 
 # The Chinese catalogue's directory is named as Babel names the zh_CN locale (zh_Hans_CN):
 # Flask-Babel looks for that directory, never for zh_CN/.

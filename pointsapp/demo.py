@@ -437,8 +437,8 @@ class _Builder:
         for unit, actor, yuan, source, note in (
             (street, self.admin, 300_000, "street_grant", "街道年度积分经费"),
             (street, self.admin, 50_000, "donation", "辖区企业捐赠"),
-            (community, self.community_admins[0], 30_000, "partner", "共建单位支持微网格长激励"),
-            (community, self.community_admins[0], -3_000, "partner", "更正：重复录入"),
+            (community, self.admin, 30_000, "partner", "共建单位支持微网格长激励"),
+            (community, self.admin, -3_000, "partner", "更正：重复录入"),
         ):
             budgets.record_funding(actor, unit, fen=yuan * 100, source=source, funded_on=day, note=note,
                                    key=f"demo-funding-{unit.id}-{yuan}", now=self.clock.now)

@@ -1098,8 +1098,10 @@ def budget_liability():
 @doc("Record funding for a street's or community's points", tag="budgets", body=FundingIn, response=FundingOut,
      status=201, roles=ADMIN_ROLES, idempotent=True)
 def budget_funding():
-    """Record money for the points of a street or community the admin is over (negative: a correction,
-    with the reason in ``note``). Records are never edited."""
+    """Record money for the points of a street or community below the admin's node, or of the
+    street for its street admin (negative: a correction, with the reason in ``note``). An admin
+    cannot fund the budget they spend from: a community admin's own community is refused with
+    ``403 funding_from_above``. Records are never edited."""
     who = _admin()
     data = load_body(FundingIn)
     record = budgets.record_funding(

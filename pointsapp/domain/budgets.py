@@ -1,9 +1,12 @@
 """Budgets: the money behind the points, and the liability the points are.
 
 Funding
-    A street or a community records the money it set aside for its points (``BudgetFunding``:
-    yuan stored as fen, a source, a date, a note). Records are never edited: a correction is a
-    negative record with a reason. The first record of a unit creates its ``Budget`` row.
+    The money set aside for the points of a street or a community is recorded by the level above
+    it (``BudgetFunding``: yuan stored as fen, a source, a date, a note): a street admin funds
+    the street's communities, and the street itself, the top of the tree. No admin funds the
+    budget they spend from (a community admin cannot fund their own community): separate duties,
+    as an auditor expects. Records are never edited: a correction is a negative record with a
+    reason. The first record of a unit creates its ``Budget`` row.
 
 Capacity
     A budget's capacity in points is ``funded_fen // fen_per_point`` at the street's current
@@ -92,7 +95,7 @@ from ..models.user import ADMIN_ROLES
 from . import audit
 from .access import ancestor_paths, require_in_scope, scope_paths
 from .clock import local_today, utc_start_of
-from .errors import AlreadyRecorded, BudgetExhausted, Forbidden, InvalidInput, NotFound
+from .errors import AlreadyRecorded, BudgetExhausted, Forbidden, FundingFromAbove, InvalidInput, NotFound
 
 budget_t = Budget.__table__
 
@@ -473,8 +476,8 @@ def fen_from_yuan(text) -> int:
     return int(value * 100)
 
 
-def fundable_units(actor: User) -> list[OrgUnit]:
-    """Return the streets and communities the actor may record funding for, in tree order."""
+def _budget_units(actor: User) -> list[OrgUnit]:
+    """Return the streets and communities in the actor's admin subtrees, in tree order."""
     paths = scope_paths(actor, ADMIN_ROLES)
     if not paths:
         return []
@@ -483,6 +486,20 @@ def fundable_units(actor: User) -> list[OrgUnit]:
         .where(OrgLevel.rank <= 1, or_(*[_subtree(OrgUnit.path, p) for p in paths]))
     ).all()
     return sorted(units, key=lambda u: [int(p) for p in u.path.strip("/").split("/")])
+
+
+def funds_from_above(actor: User, unit: OrgUnit) -> bool:
+    """Say whether the actor is an admin of a level above ``unit`` (or of the street, the top)."""
+    # A grant at the unit itself is the unit's own admin: they spend the budget, so they do not
+    # fund it. The street has no level above it: its own admins fund it.
+    return any(unit.path.startswith(p) and (unit.path != p or unit.depth == 0)
+               for p in scope_paths(actor, ADMIN_ROLES))
+
+
+def fundable_units(actor: User) -> list[OrgUnit]:
+    """Return the streets and communities the actor may record funding for, in tree order: those
+    below the nodes they administer, and their street when they administer the street."""
+    return [u for u in _budget_units(actor) if funds_from_above(actor, u)]
 
 
 def record_funding(
@@ -498,8 +515,9 @@ def record_funding(
 ) -> BudgetFunding:
     """Record money for the points of a street or community (negative: a correction, with a reason).
 
-    Only an admin over the unit may; the unit must be a street or a community. ``key`` is the
-    form's one-time key: a double click or a retry records nothing twice."""
+    Only an admin of a level above the unit may (a street admin, for the street too); the unit
+    must be a street or a community. ``key`` is the form's one-time key: a double click or a
+    retry records nothing twice."""
     if not actor.has_role(*ADMIN_ROLES):
         raise Forbidden()
     if unit is None:
@@ -507,6 +525,8 @@ def record_funding(
     require_in_scope(actor, unit, ADMIN_ROLES)
     if unit.depth > 1:
         raise InvalidInput("Funding is recorded for a street or a community.", field="org_unit_id")
+    if not funds_from_above(actor, unit):
+        raise FundingFromAbove(unit=unit.name)
     if not isinstance(fen, int) or isinstance(fen, bool) or fen == 0 or abs(fen) > MAX_FUNDING_FEN:
         raise InvalidInput("Enter an amount other than zero, at most 10,000,000 yuan either way.", field="amount")
     if source not in FUNDING_SOURCES:
@@ -745,7 +765,7 @@ def liability_units(actor: User) -> list[OrgUnit]:
     if not paths:
         return []
     funded = set(db.session.scalars(select(Budget.org_unit_id)))
-    return [u for u in fundable_units(actor)
+    return [u for u in _budget_units(actor)
             if u.id in funded or any(u.path == p for p in paths) or u.depth == 0]
 
 

@@ -193,6 +193,18 @@ class BudgetExhausted(PointsError):
     )
 
 
+class FundingFromAbove(Forbidden):
+    """An admin records funding for the budget they spend from: funding is the level above's
+    decision (a street admin funds the street's communities, and the street, which has no level
+    above it)."""
+
+    code = "funding_from_above"
+    template = _l(
+        "The budget of %(unit)s is funded by the level above it, not by its own admins: ask the "
+        "street admin to record the funding. Nothing was recorded."
+    )
+
+
 class CheckinCodeExpired(PointsError):
     """The scanned check-in code is older than a minute (a photo of it, or a stale page)."""
 

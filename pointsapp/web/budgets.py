@@ -70,7 +70,7 @@ def index():
 @bp.route("/funding", methods=["POST"])
 @role_required(*ADMIN_ROLES)
 def funding():
-    """Record money for a street's or community's points (or a correction)."""
+    """Record money for a street's or community's points (or a correction), as the level above it."""
     units = budgets.fundable_units(_me())
     form = _form(units)
     if form.validate_on_submit():

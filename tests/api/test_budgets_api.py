@@ -56,3 +56,13 @@ def test_refusals_are_4xx_with_a_clear_message_and_write_nothing(api_as, street)
     assert api_as("admin_a").post("/budgets/funding", _body(street)).status_code == 404
     assert api_as("staff_a").post("/budgets/funding", _body(street)).status_code == 403
     assert db.session.scalar(select(func.count()).select_from(BudgetFunding)) == 0
+
+
+def test_a_community_admin_funding_their_own_community_is_refused(api_as, street):
+    own = _body(street, org_unit_id=street.community_a.id, source="partner")
+    resp = api_as("admin_a").post("/budgets/funding", own)
+    assert resp.status_code == 403 and resp.json["code"] == "funding_from_above"
+    assert resp.json["message"].startswith("青山社区的积分经费由上一级录入")
+    assert db.session.scalar(select(func.count()).select_from(BudgetFunding)) == 0
+    # The street admin, the level above, records it.
+    assert api_as("street_admin").post("/budgets/funding", own).status_code == 201

@@ -9,7 +9,14 @@ from sqlalchemy import func, select
 
 from pointsapp.domain import budgets, claims, ledger, settlement, vouchers
 from pointsapp.domain.clock import local_today
-from pointsapp.domain.errors import AlreadyRecorded, BudgetExhausted, Forbidden, InvalidInput, NotFound
+from pointsapp.domain.errors import (
+    AlreadyRecorded,
+    BudgetExhausted,
+    Forbidden,
+    FundingFromAbove,
+    InvalidInput,
+    NotFound,
+)
 from pointsapp.extensions import db
 from pointsapp.models import AuditRecord, Budget, BudgetCharge, BudgetFunding, PointsRate, Transfer
 from tests.factories import person
@@ -224,8 +231,8 @@ def test_a_moved_volunteers_points_free_the_budget_that_paid_for_them_not_their_
     again. B cannot then credit beyond its money."""
     from pointsapp.domain import people
 
-    fund(street, street.community_a, 100, actor=street.admin_a, source="partner")
-    fund(street, street.community_b, 100, actor=street.admin_b, source="partner")
+    fund(street, street.community_a, 100, source="partner")
+    fund(street, street.community_b, 100, source="partner")
     award(street, street.vol_a, 60)  # paid by A
     award(street, street.vol_b, 70)  # paid by B
     people.move_person(street.street_admin, street.vol_a.id, street.building_b)
@@ -264,7 +271,7 @@ def _deduct_by(s, staff, volunteer, points):
 
 def test_a_community_budget_is_used_before_and_instead_of_the_street_budget(street, check_ledger):
     fund(street, street.street, 1000)
-    fund(street, street.community_a, 50, actor=street.admin_a, source="partner")
+    fund(street, street.community_a, 50, source="partner")
     award(street, street.vol_a, 30)  # community A (unit_a, three levels below)
     award(street, street.vol_a2, 20)  # community A
     assert state_of(street.community_a).used == 50 and state_of(street.street).used == 0
@@ -299,7 +306,7 @@ def test_a_batch_over_budget_records_nothing_and_says_how_many_points_are_left(s
 
 def test_a_batch_across_two_budgets_charges_each_its_share_or_writes_nothing(street, check_ledger):
     fund(street, street.street, 100)
-    fund(street, street.community_a, 25, actor=street.admin_a, source="partner")
+    fund(street, street.community_a, 25, source="partner")
     award_many(street, [street.vol_a, street.vol_a2, street.vol_b], 10)  # A: 20 of 25; street: 10 of 100
     assert (state_of(street.community_a).used, state_of(street.street).used) == (20, 10)
     # Community A has 5 left, so a batch of 10 each refuses as a whole, though the street could pay.
@@ -317,7 +324,7 @@ def test_a_batch_across_two_budgets_charges_each_its_share_or_writes_nothing(str
 
 
 def test_a_batch_charges_only_the_attendees_with_a_funded_unit_and_a_reversal_gives_back_its_share(street, check_ledger):
-    fund(street, street.community_a, 100, actor=street.admin_a, source="partner")  # community B: unlimited
+    fund(street, street.community_a, 100, source="partner")  # community B: unlimited
     acts = {a.volunteer_id: a for a in award_many(street, [street.vol_a, street.vol_b], 10)}
     charged = dict(db.session.execute(select(BudgetCharge.transfer_id, BudgetCharge.points)).all())
     assert charged == {credit_of(acts[street.vol_a.id]).id: 10}
@@ -373,10 +380,11 @@ def test_a_rate_change_changes_the_capacity(street, check_ledger):
 
 
 def test_who_may_record_funding(street):
-    fund(street, street.street, 10)
+    fund(street, street.street, 10)  # the street is the top: its admin funds it
     fund(street, street.community_b, 10)
-    fund(street, street.community_a, 10, actor=street.admin_a)
+    fund(street, street.community_a, 10)
     for actor, unit, error in (
+        (street.admin_a, street.community_a, FundingFromAbove),  # the budget the admin spends from
         (street.admin_a, street.street, NotFound),  # above the community admin
         (street.admin_a, street.community_b, NotFound),  # another community
         (street.staff_a, street.community_a, Forbidden),
@@ -394,6 +402,30 @@ def test_who_may_record_funding(street):
     audited = db.session.scalars(select(AuditRecord).where(AuditRecord.action == "budget.funded")).all()
     assert len(audited) == 3 and {a.org_path for a in audited} == {
         street.street.path, street.community_a.path, street.community_b.path}
+    assert {a.actor_id for a in audited} == {street.street_admin.id}
+
+
+def test_a_community_admin_cannot_fund_their_own_community_and_nothing_is_written(street):
+    fund(street, street.community_a, 10)
+    before = state_of(street.community_a)
+    with pytest.raises(FundingFromAbove) as exc:
+        fund(street, street.community_a, 1000, actor=street.admin_a)
+    db.session.rollback()
+    assert exc.value.status == 403 and exc.value.params == {"unit": street.community_a.name}
+    assert state_of(street.community_a) == before
+    assert db.session.scalar(select(func.count()).select_from(BudgetFunding)) == 1
+    # Correcting it down is funding too: the street's decision.
+    with pytest.raises(FundingFromAbove):
+        fund(street, street.community_a, -5, actor=street.admin_a, note="更正：重复录入")
+    db.session.rollback()
+    assert state_of(street.community_a) == before
+
+
+def test_the_funding_form_offers_what_the_level_above_funds(street):
+    ids = lambda actor: [u.id for u in budgets.fundable_units(actor)]  # noqa: E731
+    assert ids(street.street_admin) == [street.street.id, street.community_a.id, street.community_b.id]
+    assert ids(street.admin_a) == [] and ids(street.admin_b) == []
+    assert ids(street.staff_a) == []
 
 
 @pytest.mark.parametrize("text", ["0", "-0", "0.00", "abc", "", "1.234", "nan", "inf", "-inf", "1e12",
@@ -456,7 +488,7 @@ def issuance_balance(s) -> int:
 def test_the_liability_view_reconciles_with_the_ledger(street, check_ledger):
     db.session.add(PointsRate(org_unit_id=street.street.id, effective_from=local_today(), fen_per_point=50))
     fund(street, street.street, 1000)  # 2000 points at ¥0.50
-    fund(street, street.community_b, 100, actor=street.admin_b, source="partner")  # 200 points
+    fund(street, street.community_b, 100, source="partner")  # 200 points
     award(street, street.vol_a, 100)
     wrong = award(street, street.vol_a2, 40)
     award(street, street.vol_b, 60)

@@ -49,17 +49,35 @@ def test_bad_funding_input_is_refused_with_a_message_and_nothing_written(client,
     assert db.session.scalar(select(func.count()).select_from(Budget)) == 0
 
 
-def test_a_community_admin_funds_their_community_only(client, street, login):
+def test_a_community_admin_is_not_offered_funding_and_a_sent_form_is_refused(client, street, login):
     login("admin_a")
     page = client.get("/budgets/")
-    assert "友谊社区" not in page_text(page)
+    text = page_text(page)
+    assert "友谊社区" not in text
+    assert 'action="/budgets/funding"' not in page.get_data(as_text=True)  # no form to fill
+    assert "经费由上级录入" in text  # the page says who records it
+    # A form sent all the same (its own community, another, the street) is refused; nothing is written.
+    resp = _form(client, org_unit_id=street.community_a.id, amount="100", source="partner")
+    assert resp.status_code == 403
+    assert "青山社区的积分经费由上一级录入" in page_text(resp)
     resp = _form(client, org_unit_id=street.community_b.id, amount="100", source="partner")
     assert resp.status_code == 404
     resp = _form(client, org_unit_id=street.street.id, amount="100", source="partner")
     assert resp.status_code == 404
-    resp = _form(client, org_unit_id=street.community_a.id, amount="100", source="partner")
-    assert resp.status_code == 302
+    assert db.session.scalar(select(func.count()).select_from(BudgetFunding)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Budget)) == 0
+
+
+def test_the_street_admin_funds_a_community_and_its_admin_sees_the_budget(client, street, login):
+    login("street_admin")
+    page = client.get("/budgets/").get_data(as_text=True)
+    assert f'<option value="{street.community_a.id}">青山社区</option>' in page
+    assert _form(client, org_unit_id=street.community_a.id, amount="100", source="partner").status_code == 302
     assert db.session.scalar(select(Budget.org_unit_id)) == street.community_a.id
+    login("street_admin").logout()
+    login("admin_a")
+    text = page_text(client.get("/budgets/"))
+    assert "青山社区" in text and "100.00" in text
 
 
 def test_the_liability_view_downloads_as_csv(client, street, login):
