@@ -243,12 +243,16 @@ def _my_account_id():
 def my_history():
     """The volunteer's ledger entries, newest first."""
     args = load_args(PageArgs)
-    # Plain rows, not objects, as the page only reads them; the account by its owner in the same
-    # statement (none yet: no rows).
+    # Plain rows, not objects, as the page only reads them; the account by its owner, and what a
+    # reversal reverses, in the same statement (none yet: no rows).
+    reversed_ = aliased(Transfer, name="reversed_transfer")
     query = (
         select(Entry.id, Entry.transfer_id, Entry.amount, Entry.balance_after, Transfer.kind, Transfer.reason,
-               Transfer.activity_id, Transfer.voucher_id, Transfer.created_at)
+               Transfer.activity_id, Transfer.voucher_id, Transfer.created_at,
+               reversed_.id.label("reversed_id"), reversed_.kind.label("reversed_kind"),
+               reversed_.reason.label("reversed_reason"), reversed_.created_at.label("reversed_at"))
         .join(Transfer, Transfer.id == Entry.transfer_id)
+        .outerjoin(reversed_, reversed_.id == Transfer.reverses_id)
         .where(Entry.account_id == _my_account_id(),
                *_between(Transfer.created_at, args))
     )
@@ -260,7 +264,10 @@ def _entry_row(row) -> dict:
     """An entry row in the shape ``EntryOut`` reads: the transfer's columns under ``transfer``."""
     return {"id": row.id, "transfer_id": row.transfer_id, "amount": row.amount, "balance_after": row.balance_after,
             "transfer": {"kind": row.kind, "reason": row.reason, "activity_id": row.activity_id,
-                         "voucher_id": row.voucher_id, "created_at": row.created_at}}
+                         "voucher_id": row.voucher_id, "created_at": row.created_at,
+                         "reverses": None if row.reversed_id is None else {
+                             "id": row.reversed_id, "kind": row.reversed_kind, "reason": row.reversed_reason,
+                             "created_at": row.reversed_at}}}
 
 
 @bp.get("/me/claims")
@@ -970,7 +977,7 @@ def ledger_entry_list():
     the volunteer; ``from``/``to`` filter by the transfer's local day, ``org_unit_id`` by node."""
     args = load_args(ListArgs)
     query = exports.ledger_entries_query(_admin()).where(*_between(Transfer.created_at, args)).options(
-        selectinload(Entry.transfer), selectinload(Entry.account).selectinload(Account.user))
+        selectinload(Entry.transfer).selectinload(Transfer.reverses), selectinload(Entry.account).selectinload(Account.user))
     within = _in_unit(OrgUnit.path, args, ADMIN_ROLES)
     if within is not None:
         query = query.where(within)

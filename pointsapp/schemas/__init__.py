@@ -344,6 +344,15 @@ class BalanceOut(Schema):
     )
 
 
+class ReversedEntryOut(Schema):
+    """The transfer a reversal reverses, as a line of history names it."""
+
+    transfer_id = fields.Integer(required=True, attribute="id")
+    kind = fields.String(required=True)
+    reason = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+
+
 class EntryOut(Schema):
     id = fields.Integer(required=True)
     transfer_id = fields.Integer(required=True)
@@ -354,6 +363,9 @@ class EntryOut(Schema):
     activity_id = fields.Integer(allow_none=True, attribute="transfer.activity_id")
     voucher_id = fields.Integer(allow_none=True, attribute="transfer.voucher_id")
     created_at = fields.DateTime(required=True, attribute="transfer.created_at")
+    reverses = fields.Nested(ReversedEntryOut, allow_none=True, attribute="transfer.reverses", metadata={
+        "description": "For a correction (kind reversal): the transfer it reverses, its kind, reason and time "
+                       "(its activity_id and voucher_id are the correction's own); null otherwise."})
 
 
 class TransferOut(Schema):

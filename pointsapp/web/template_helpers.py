@@ -256,11 +256,14 @@ def transfer_reason(transfer: Transfer) -> str:
 def ledger_reason(
     transfer_id: int, kind: str, reason: str, *, rule: tuple[str, str] | None = None,
     activity_date: date | None = None, reward: str | None = None, merchant: str | None = None,
+    reverses: tuple[str, str, datetime] | None = None,
 ) -> str:
     """Describe a ledger line from plain fields: a credit by its rule ``(zh, en)`` and activity
-    date, a redemption by its reward and merchant, a correction, deduction or expiry by itself."""
+    date, a redemption by its reward and merchant, a deduction or expiry by itself, a correction
+    by the entry it corrects (``reverses``: that transfer's kind, reason and time; the rule,
+    activity date, reward and merchant a reversal carries are its original's) and its reason."""
     if kind == TRANSFER_REVERSAL:
-        return _("Correction: %(reason)s", reason=reason)
+        return _correction(reason, reverses, rule, activity_date, reward, merchant)
     if kind == TRANSFER_CREDIT and rule is not None:
         return _("%(activity)s on %(date)s", activity=bilingual(rule), date=activity_date.isoformat())
     if kind == TRANSFER_CAPTURE and reward is not None:
@@ -282,6 +285,26 @@ def ledger_reason(
     if kind == TRANSFER_DEDUCTION:
         return _("Deduction: %(reason)s", reason=reason)
     return reason
+
+
+def _correction(reason: str, reverses: tuple[str, str, datetime] | None, rule: tuple[str, str] | None,
+                activity_date: date | None, reward: str | None, merchant: str | None) -> str:
+    """Describe a reversal by the entry it reverses, so that the volunteer can find that line."""
+    if reverses is None:
+        return _("Correction: %(reason)s", reason=reason)
+    kind, original_reason, original_at = reverses
+    day = to_local(original_at).date().isoformat()
+    if kind == TRANSFER_CREDIT:
+        # As the credit's own line names it: its activity and the activity's day, or its reason.
+        what, day = (bilingual(rule), activity_date.isoformat()) if rule is not None else (original_reason, day)
+        return _("Correction of %(what)s (earned %(date)s): %(reason)s", what=what, date=day, reason=reason)
+    if kind == TRANSFER_CAPTURE and reward is not None:
+        return _("Correction of the redemption of %(reward)s at %(merchant)s on %(date)s: %(reason)s",
+                 reward=reward, merchant=merchant, date=day, reason=reason)
+    if kind == TRANSFER_DEDUCTION:
+        return _("Correction of the deduction of %(date)s (%(what)s): %(reason)s",
+                 what=original_reason, date=day, reason=reason)
+    return _("Correction of the entry of %(date)s: %(reason)s", date=day, reason=reason)
 
 
 def rule_terms_label(version) -> str:

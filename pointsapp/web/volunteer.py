@@ -24,7 +24,7 @@ from flask_babel import ngettext
 from flask_login import current_user, login_required
 from markupsafe import Markup
 from sqlalchemy import Integer, bindparam, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from ..domain import claims, honours, ledger, rules, uploads, vouchers
 from ..domain.clock import local_today
@@ -61,16 +61,20 @@ def _account() -> Account | None:
 @lru_cache(maxsize=None)
 def _entries_query(paged: bool):
     """The entries of the volunteer account of ``user_id`` (found in the same statement), newest
-    first (before entry ``before`` when ``paged``), ``limit`` of them."""
+    first (before entry ``before`` when ``paged``), ``limit`` of them; a reversal with the
+    transfer it reverses (whose activity and voucher it carries too)."""
+    reversed_ = aliased(Transfer, name="reversed_transfer")
     query = (
         select(
             Entry.id, Entry.amount, Entry.balance_after,
             Transfer.id, Transfer.kind, Transfer.reason, Transfer.created_at, Transfer.voucher_id,
             Activity.activity_date, PointRuleVersion.name_zh, PointRuleVersion.name_en,
             Account.balance, Account.held,
+            reversed_.kind, reversed_.reason, reversed_.created_at,
         )
         .join(Transfer, Transfer.id == Entry.transfer_id)
         .join(Account, Account.id == Entry.account_id)
+        .outerjoin(reversed_, reversed_.id == Transfer.reverses_id)
         .outerjoin(Activity, Activity.id == Transfer.activity_id)
         .outerjoin(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
         .where(Entry.account_id == ledger.volunteer_account_id_of(bindparam("user_id")))
@@ -98,7 +102,8 @@ def _entries(user_id: int, before: int | None, limit: int) -> tuple[list[_EntryL
     """The latest ``limit`` entries of the volunteer ``user_id``'s account (none before it
     exists), newest first, whether there are more, and the account's points held for open
     vouchers and available now (read in the same statement); each with what its line says (described
-    only for the lines returned): the activity's rule in the same statement, the voucher's reward
+    only for the lines returned): the activity's rule, and for a correction the entry it
+    corrects, in the same statement, the voucher's reward
     and merchant in a second one only when there are redemptions among them. Plain rows, as these
     pages only read them (loading them as related objects took three times as long)."""
     params = {"user_id": user_id, "limit": limit + 1}
@@ -118,10 +123,12 @@ def _entries(user_id: int, before: int | None, limit: int) -> tuple[list[_EntryL
     } if voucher_ids else {}
     lines = []
     held = (rows[0].held, rows[0].balance - rows[0].held) if rows else (0, 0)
-    for eid, amount, after, tid, kind, reason, created_at, voucher_id, day, zh, en, _balance, _held in rows:
+    for (eid, amount, after, tid, kind, reason, created_at, voucher_id, day, zh, en, _balance, _held,
+         reversed_kind, reversed_reason, reversed_at) in rows:
         reward, merchant = names.get(voucher_id, (None, None))
         what = ledger_reason(tid, kind, reason, rule=(zh, en) if day is not None else None, activity_date=day,
-                             reward=reward, merchant=merchant)
+                             reward=reward, merchant=merchant,
+                             reverses=(reversed_kind, reversed_reason, reversed_at) if reversed_kind else None)
         lines.append(_EntryLine(eid, amount, after, created_at, what))
     return lines, more, held
 

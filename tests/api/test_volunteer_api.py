@@ -50,6 +50,29 @@ def test_history_pages_through_every_entry_once_each_with_its_own_transfer(api_a
     assert [credited[e["activity_id"]] for e in items[1:]] == [13, 11, 7, 50]
     assert all(e["voucher_id"] is None for e in items[1:])
     assert len({e["transfer_id"] for e in items}) == 5
+    assert all(e["reverses"] is None for e in items)
+
+
+
+def test_a_correction_in_the_history_names_the_transfer_it_reverses(api_as, street, issued_voucher, check_ledger):
+    from pointsapp.domain import claims
+    from pointsapp.models import Transfer
+
+    vouchers.confirm_redemption(street.cashier, issued_voucher.code)
+    db.session.commit()
+    capture = db.session.scalar(select(Transfer).where(Transfer.kind == "capture"))
+    claims.reverse_transfer(street.street_admin, capture.id, "商品未领取")
+    db.session.commit()
+    correction, redemption, credit = api_as("vol_a").get("/me/history").json["items"]
+    assert (correction["kind"], correction["amount"], correction["reason"]) == ("reversal", 10, "商品未领取")
+    assert correction["reverses"] == {"transfer_id": capture.id, "kind": "capture", "reason": capture.reason,
+                                      "created_at": redemption["created_at"]}
+    assert correction["voucher_id"] == redemption["voucher_id"] == issued_voucher.voucher.id
+    assert redemption["reverses"] is None and credit["reverses"] is None
+    # Admins' list of ledger entries says the same.
+    [listed] = [e for e in api_as("street_admin").get("/ledger-entries").json["items"] if e["kind"] == "reversal"]
+    assert listed["reverses"] == correction["reverses"]
+    check_ledger()
 
 
 def test_staff_without_a_volunteer_role_gets_403_for_a_balance(api_as):

@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pointsapp.domain import claims
+from pointsapp.domain.clock import local_today
 from pointsapp.extensions import db
 from pointsapp.models import (
     Activity,
@@ -401,7 +402,8 @@ def test_admin_reverses_a_credit_with_a_reason_the_volunteer_sees(street, client
     assert db.session.scalar(select(func.count()).select_from(Transfer).where(Transfer.kind == "reversal")) == 1
 
     login("vol_a")
-    assert "Correction: 重复登记" in page_text(client.get("/volunteer/history"))
+    assert f"Correction of Award 30 (earned {local_today().isoformat()}): 重复登记" in page_text(
+        client.get("/volunteer/history"))
     check_ledger()
 
 

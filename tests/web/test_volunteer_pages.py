@@ -66,6 +66,10 @@ def test_the_home_page_and_history_read_in_three_and_two_statements(street, clie
 
     for amount in (11, 12, 13, 14, 15, 16):
         give_points(street, street.vol_a, amount)
+    # Corrections name the entries they correct, from the same statement.
+    for amount in (12, 14):
+        claims.reverse_transfer(street.street_admin, _credit_of_award(amount).id, "录入错误")
+    db.session.commit()
     login("vol_a")
 
     def selects(path: str) -> tuple[list[str], str]:
@@ -84,9 +88,57 @@ def test_the_home_page_and_history_read_in_three_and_two_statements(street, clie
         return [s for s in statements if s in ("SELECT", "WITH")], resp.get_data(as_text=True)
 
     home, body = selects("/volunteer/")
-    assert home == ["SELECT"] * 3 and 'id="available">81<' in body
+    assert home == ["SELECT"] * 3 and 'id="available">55<' in body
     history, body = selects("/volunteer/history")
     assert history == ["SELECT"] * 2 and all(f"奖励{n}" in body for n in (11, 16))
+    assert all(f"冲正：奖励{n}（{local_today().isoformat()} 获得），原因：录入错误" in body for n in (12, 14))
+
+
+def _credit_of_award(amount: int):
+    """The credit of the ``give_points`` award of ``amount``."""
+    from pointsapp.models import PointRuleVersion, Transfer
+
+    return db.session.scalar(
+        select(Transfer).join(Activity, Activity.id == Transfer.activity_id)
+        .join(PointRuleVersion, PointRuleVersion.id == Activity.rule_version_id)
+        .where(Transfer.kind == "credit", PointRuleVersion.name_zh == f"奖励{amount}")
+    )
+
+
+def test_a_correction_in_the_history_names_the_entry_it_corrects(street, client, login, check_ledger):
+    from pointsapp.domain import deductions
+    from pointsapp.models import Transfer
+
+    today = local_today().isoformat()
+    give_points(street, street.vol_a, 50)
+    give_points(street, street.vol_a, 30)
+    issued = vouchers.issue_voucher(street.vol_a, street.rice.id)
+    vouchers.confirm_redemption(street.cashier, issued.code)
+    rule = rules.create_rule(street.street_admin, street.street,
+                             rule_terms(name_zh="乱扔垃圾", name_en="Littering", points=5, kind="deduct"))
+    deductions.apply_deduction(street.staff_a, volunteer_id=street.vol_a.id, rule_id=rule.id, reason="楼道堆物",
+                               submission_key="d1")
+    db.session.commit()
+    capture = db.session.scalar(select(Transfer).where(Transfer.kind == "capture"))
+    deduction = db.session.scalar(select(Transfer).where(Transfer.kind == "deduction"))
+    for transfer, why in ((_credit_of_award(30), "重复录入"), (capture, "商品未领取"), (deduction, "扣错了人")):
+        claims.reverse_transfer(street.street_admin, transfer.id, why)
+    db.session.commit()
+    login("vol_a")
+    text = page_text(client.get("/volunteer/history"))
+    assert f"冲正：奖励30（{today} 获得），原因：重复录入" in text
+    assert f"冲正：{today} 在友谊慈善超市兑换的大米 5kg，原因：商品未领取" in text
+    assert f"冲正：{today} 的扣分（{deduction.reason}），原因：扣错了人" in text
+    # The lines corrected still read as they did.
+    assert f"{today} 奖励30" in text and "在友谊慈善超市兑换大米 5kg" in text
+    use_english(client)
+    text = page_text(client.get("/volunteer/history"))
+    assert f"Correction of Award 30 (earned {today}): 重复录入" in text
+    assert f"Correction of the redemption of 大米 5kg at 友谊慈善超市 on {today}: 商品未领取" in text
+    assert f"Correction of the deduction of {today} ({deduction.reason}): 扣错了人" in text
+    # The home page's latest entries say the same.
+    assert f"Correction of Award 30 (earned {today}): 重复录入" in page_text(client.get("/volunteer/"))
+    check_ledger()
 
 
 def test_history_shows_reasons_signed_amounts_and_balance_after(street, client, login, issued_voucher, check_ledger):
