@@ -32,7 +32,7 @@ def _user_with_roles():
 
 
 def register_web(app: Flask) -> None:
-    from . import admin, auth, health, merchant, pwa, security, staff, template_helpers, tokens, volunteer
+    from . import admin, auth, health, merchant, pwa, security, staff, static_versions, template_helpers, tokens, volunteer
     from . import settlement as settlement_pages
     from . import reports as report_pages
     from . import sheets
@@ -76,6 +76,7 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(notice_pages.bp)
     app.register_blueprint(honour_pages.bp)
     template_helpers.register(app)
+    static_versions.register(app)
     security.init_security(app)
 
     @app.teardown_request

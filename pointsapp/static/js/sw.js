@@ -1,7 +1,7 @@
 /* Service worker: keeps the volunteer's voucher list and voucher pages readable offline, so a
    voucher can be shown at a shop counter with no signal. Everything else goes to the network. */
 'use strict';
-var STATIC_CACHE = 'points-static-v2';
+var STATIC_CACHE = 'points-static-v3';
 var PAGES_CACHE = 'points-pages-v1';
 var SHELL = [
   '/static/vendor/pico/pico.min.css',
@@ -70,6 +70,8 @@ function networkFirst(request) {
 }
 
 // Static files: answer from the cache at once (fast on a slow line) and refresh it behind.
+// Pages name them with their version (?v=...); with no signal and no copy of that version, the
+// copy of another version (or the shell's, which has none) stands in.
 function staleWhileRevalidate(event) {
   var request = event.request;
   var refresh = fetch(request).then(function (resp) {
@@ -80,7 +82,13 @@ function staleWhileRevalidate(event) {
     return resp;
   });
   event.waitUntil(refresh.catch(function () {}));
-  return caches.match(request).then(function (hit) { return hit || refresh; });
+  return caches.match(request).then(function (hit) {
+    return hit || refresh.catch(function () {
+      return caches.open(STATIC_CACHE).then(function (c) {
+        return c.match(request, { ignoreSearch: true });
+      }).then(function (other) { return other || Response.error(); });
+    });
+  });
 }
 
 self.addEventListener('fetch', function (event) {
