@@ -46,6 +46,12 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # connects only when asked); ``post_fork`` still drops any pooled connection a child inherited,
 # so that no two processes ever share one. A code change needs a restart, not a HUP.
 preload_app = os.environ.get("GUNICORN_PRELOAD", "1") != "0"
+# gunicorn's control socket is one path per user by default (~/.gunicorn/gunicorn.ctl): a second
+# server started by the same user (a restart that starts the new before stopping the old, another
+# app) takes it over, and removes it when it stops. The app is run by its supervisor's signals;
+# ``GUNICORN_CONTROL_SOCKET=/run/pointsapp/gunicorn.ctl`` turns it on at a path of its own.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
 
 
 # Memory: glibc gives each thread that allocates its own malloc arena (up to 8 per core), and

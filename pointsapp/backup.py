@@ -126,7 +126,9 @@ def export_archive(path: str | os.PathLike) -> dict:
         manifest["source_dialect"] = conn.dialect.name
         if manifest["alembic_revision"] is None:
             raise BackupError("the database has no Alembic revision: migrate it first")
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        # Readable by its owner only: it holds names, phone numbers and password hashes.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for table in _tables():
                 columns = list(table.columns)
                 encoders = [_encoder(c) for c in columns]

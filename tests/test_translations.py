@@ -215,3 +215,19 @@ def test_dates_and_ledger_lines_are_written_as_flask_babel_writes_them(app, lang
         assert when(moments[1]) == "2026-02-10 23:07"  # in the street's time zone (UTC+8), both languages
         if language == "zh-CN":
             assert gettext("Refused") == "无法办理"
+
+
+def test_the_committed_compiled_catalogue_is_the_chinese_catalogue_compiled():
+    """A server installed from the repository serves Chinese with no build step: the compiled
+    catalogue is committed, and must be what ``make translations`` makes of the .po file."""
+    import io
+
+    from babel.messages.mofile import write_mo
+
+    with open(CATALOGUE, "rb") as f:
+        catalog = read_po(f)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog, use_fuzzy=False)
+    mo = CATALOGUE.with_suffix(".mo")
+    assert mo.exists() and mo.read_bytes() == compiled.getvalue(), "run `make translations` and commit the .mo file"
+

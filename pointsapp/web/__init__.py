@@ -107,6 +107,9 @@ def register_web(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf_error(exc):
         db.session.rollback()
+        # Why, for whoever runs the server: a proxy that drops the port from Host fails the
+        # Referer check of every form sent over HTTPS ("The referrer does not match the host").
+        current_app.logger.warning("form refused (CSRF): %s path=%s", exc.description, request.path)
         msg = _("The form expired or was sent twice. Go back, reload the page and try again.")
         if wants_json():
             return jsonify(code="csrf", message=msg), 400

@@ -150,6 +150,17 @@ def test_the_archive_has_a_manifest_with_version_revision_counts_and_checksums(s
     assert names == {"manifest.json"} | {f"tables/{t}.jsonl" for t in counts}
 
 
+def test_the_archive_is_readable_by_its_owner_only_whatever_the_umask(street, tmp_path):
+    """It holds names, phone numbers and password hashes."""
+    populate(street)
+    old = os.umask(0o022)
+    try:
+        export_archive(tmp_path / "backup.zip")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "backup.zip").stat().st_mode & 0o777 == 0o600
+
+
 def test_cli_export_then_import_into_an_emptied_database_restores_it(street, runner, database_template, tmp_path, check_ledger):
     populate(street)
     before = snapshot()
