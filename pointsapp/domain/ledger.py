@@ -1366,7 +1366,8 @@ def expire_due(account_id: int, today: date, *, issuance_of: OrgUnit | None = No
     """Expire a volunteer's points past their last day before they are spent: what the nightly
     ``flask points expire`` would have done, for points it has not reached yet (it runs after
     midnight, and may have missed a night). A voucher or a deduction then takes only points that
-    are still valid. One indexed read when nothing is due.
+    are still valid. One indexed read when nothing is due. Call under the volunteer account's
+    lock: read without it, points a concurrent cancellation frees could be missed here and spent.
 
     ``issuance_of``: a caller that goes on to debit the issuance account of that unit's street
     (a deduction) has it locked first, before the expiry account and the budgets the expiry

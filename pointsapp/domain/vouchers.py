@@ -207,10 +207,12 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None,
     # The terms are read once: the hold, the stock reservation and the voucher all use this price,
     # and the reservation below refuses if an admin has changed it meanwhile.
     price, limit, merchant_id = reward.price, reward.per_volunteer_limit, reward.merchant_id
-    acc = ledger.account_for_volunteer(volunteer)
+    # Lock order: the volunteer's account, then the reward. The account is locked before its
+    # lots are read: a cancellation committed meanwhile could otherwise free points past their
+    # last day after expire_due looked, and the reservation below would take them.
+    acc = ledger.locked_account_for_volunteer(volunteer)
     # Points past their last day are not spent: expired first (under the account's lock).
     ledger.expire_due(acc.id, local_today(now))
-    # Lock order: the volunteer's account, then the reward. The hold is the account lock.
     ledger.hold(acc.id, price)
     # Deactivation takes the same lock: read again under it, a person deactivated while this
     # request ran gets no voucher.
