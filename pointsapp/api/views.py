@@ -245,7 +245,7 @@ def my_history():
     args = load_args(PageArgs)
     # Plain rows, not objects, as the page only reads them; the account by its owner, and what a
     # reversal reverses, in the same statement (none yet: no rows).
-    reversed_ = aliased(Transfer, name="reversed_transfer")
+    reversed_ = _REVERSED_TRANSFER
     query = (
         select(Entry.id, Entry.transfer_id, Entry.amount, Entry.balance_after, Transfer.kind, Transfer.reason,
                Transfer.activity_id, Transfer.voucher_id, Transfer.created_at,
@@ -256,8 +256,15 @@ def my_history():
         .where(Entry.account_id == _my_account_id(),
                *_between(Transfer.created_at, args))
     )
-    return paginate(query, Entry.id, Entry.id, args, lambda rows: EntryOut(many=True).dump(map(_entry_row, rows)),
+    return paginate(query, Entry.id, Entry.id, args, lambda rows: _ENTRIES_OUT.dump(map(_entry_row, rows)),
                     plain=True)
+
+
+# Made once, not per request: the alias of the transfer a reversal reverses (making it cost more
+# than the query), and the schema of the history's page, whose nested schema of that transfer a
+# new instance would make again.
+_REVERSED_TRANSFER = aliased(Transfer, name="reversed_transfer")
+_ENTRIES_OUT = EntryOut(many=True)
 
 
 def _entry_row(row) -> dict:

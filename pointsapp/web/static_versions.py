@@ -7,8 +7,10 @@ release changes the address of every file it changes, so no phone runs yesterday
 today's page. Asked for without a version, or with another one (a page from before a release),
 the file is answered as it is now, to be checked again next time (``no-cache``).
 
-The digest is kept per process, keyed by the file's path, size and modification time: one
-``stat`` per address written, and the file is read again only when it changes.
+The digest is kept per process. A release's files do not change while its processes run (a
+release restarts gunicorn), so each file is read once; in debug mode (``flask run --debug``) its
+size and modification time are looked at for every address written, and a changed file is read
+again. A name outside the folder gets no version (checked as text, with no system call).
 """
 from __future__ import annotations
 
@@ -16,16 +18,22 @@ import hashlib
 import os
 
 from flask import Flask, current_app, request
+from werkzeug.security import safe_join
 
 ONE_YEAR = 365 * 24 * 3600
 _digests: dict[tuple[str, int, int], str] = {}
+_released: dict[tuple[str, str], str] = {}  # by folder and name: a release's files do not change
 
 
 def version_of(filename: str) -> str | None:
     """The version of static file ``filename`` as it is now, or None if there is no such file."""
     folder = current_app.static_folder
-    path = os.path.realpath(os.path.join(folder, filename))
-    if not path.startswith(os.path.realpath(folder) + os.sep):
+    if not current_app.debug:
+        known = _released.get((folder, filename))
+        if known is not None:
+            return known
+    path = safe_join(folder, filename)  # None outside the folder (no system call)
+    if path is None:
         return None
     try:
         st = os.stat(path)
@@ -37,6 +45,7 @@ def version_of(filename: str) -> str | None:
         with open(path, "rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()[:12]
         _digests[key] = digest
+    _released[(folder, filename)] = digest
     return digest
 
 

@@ -39,9 +39,11 @@ def test_without_a_version_or_with_another_one_a_file_is_checked_again_each_time
     assert client.get("/sw.js").headers["Cache-Control"] == "no-cache"
 
 
-def test_a_changed_file_gets_a_new_address(client, app, tmp_path, monkeypatch):
+def test_a_changed_file_gets_a_new_address_in_debug_mode_and_at_the_next_start(client, app, tmp_path, monkeypatch):
+    """A release restarts the app; ``flask run --debug`` looks at the files on every address."""
     (tmp_path / "x.js").write_text("var a = 1;\n")
     monkeypatch.setattr(app, "static_folder", str(tmp_path))
+    monkeypatch.setattr(app, "debug", True)
     with app.test_request_context():
         from flask import url_for
 
@@ -52,3 +54,17 @@ def test_a_changed_file_gets_a_new_address(client, app, tmp_path, monkeypatch):
     assert first != second and first.startswith("/static/x.js?v=") and second.startswith("/static/x.js?v=")
     assert client.get(second).headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert client.get(first).headers["Cache-Control"] == "no-cache"
+
+
+def test_a_running_release_reads_each_file_once(app, tmp_path, monkeypatch):
+    (tmp_path / "y.js").write_text("var b = 1;\n")
+    monkeypatch.setattr(app, "static_folder", str(tmp_path))
+    with app.test_request_context():
+        from flask import url_for
+
+        first = url_for("static", filename="y.js")
+        (tmp_path / "y.js").write_text("var b = 22;\n")  # not how a release changes files
+        assert url_for("static", filename="y.js") == first
+        monkeypatch.setattr(app, "debug", True)
+        assert url_for("static", filename="y.js") != first
+
