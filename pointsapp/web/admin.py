@@ -667,7 +667,7 @@ def audit_log():
 def _ledger_page(person: User, rejecting: tuple[int, ReverseForm] | None = None, status: int = 200):
     account = ledger.volunteer_account(person.id)
     transfers: list[Transfer] = []
-    reversed_ids: set[int] = set()
+    reversed_by: dict[int, int] = {}  # an entry of the page -> the correction that reversed it
     before = request.args.get("before", type=db_int)
     next_before = None
     if account is not None:
@@ -684,13 +684,14 @@ def _ledger_page(person: User, rejecting: tuple[int, ReverseForm] | None = None,
             transfers = transfers[:LEDGER_PAGE]
             next_before = transfers[-1].id
         ids = [t.id for t in transfers]
-        reversed_ids = set(db.session.scalars(select(Transfer.reverses_id).where(Transfer.reverses_id.in_(ids))))
+        reversed_by = dict(db.session.execute(
+            select(Transfer.reverses_id, Transfer.id).where(Transfer.reverses_id.in_(ids))).all())
     return render_template(
         "admin/ledger.html",
         person=person,
         account=account,
         transfers=transfers,
-        reversed_ids=reversed_ids,
+        reversed_by=reversed_by,
         rejecting=rejecting,
         next_before=next_before,
     ), status

@@ -394,7 +394,15 @@ def test_admin_reverses_a_credit_with_a_reason_the_volunteer_sees(street, client
     assert resp.status_code == 302
     b = balance(street.vol_a)
     assert (b.balance, b.earned) == (0, 0)
-    assert "reversed" in page_text(client.get(resp.headers["Location"]))
+    reversal = db.session.scalar(select(Transfer).where(Transfer.kind == "reversal"))
+    ledger_page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    ledger_text = page_text(client.get(resp.headers["Location"]))
+    # Each entry names its number, and the correction and the entry it corrects name each other,
+    # each linking to the page that starts with the other.
+    assert f"Reversed by entry no. {reversal.id}" in ledger_text
+    assert f"Correction of entry no. {credit.id}" in ledger_text and f"Entry no. {credit.id}" in ledger_text
+    assert f'href="/admin/people/{street.vol_a.id}/ledger?before={credit.id + 1}#transfer-{credit.id}"' in ledger_page
+    assert f'href="/admin/people/{street.vol_a.id}/ledger?before={reversal.id + 1}#transfer-{reversal.id}"' in ledger_page
 
     again = auth.post(path, {"reason": "再点一次"})
     assert again.status_code == 409
