@@ -328,12 +328,18 @@ def _lot_insert():
 
 
 @lru_cache(maxsize=None)
-def _open_lots(one_lot: bool, preferring: bool):
+def _open_lots(one_lot: bool, preferring: bool, valid_besides: bool = False):
     """The account's lots with points no open voucher reserves, in the order they are spent
-    (see _lots_to_take): what is free in each."""
+    (see _lots_to_take): what is free in each. ``valid_besides``: only lots still valid on
+    ``valid_on``, other than lot ``besides``."""
     query = select(lot_t.c.id, lot_t.c.remaining - lot_t.c.reserved).where(
         lot_t.c.account_id == bindparam("account_id"), lot_t.c.remaining > lot_t.c.reserved
     )
+    if valid_besides:
+        query = query.where(
+            lot_t.c.id != bindparam("besides"),
+            or_(lot_t.c.expires_on.is_(None), lot_t.c.expires_on >= bindparam("valid_on", type_=lot_t.c.expires_on.type)),
+        )
     if one_lot:
         query = query.where(lot_t.c.id == bindparam("lot_id"))
     order = [lot_t.c.expires_on.is_(None), lot_t.c.expires_on, lot_t.c.id]
@@ -1178,10 +1184,7 @@ def _move_reservations_off(lot_id: int, account_id: int, today: date) -> None:
         return
     free = [
         [lid, points] for lid, points in db.session.execute(
-            select(lot_t.c.id, lot_t.c.remaining - lot_t.c.reserved)
-            .where(lot_t.c.account_id == account_id, lot_t.c.remaining > lot_t.c.reserved, lot_t.c.id != lot_id,
-                   or_(lot_t.c.expires_on.is_(None), lot_t.c.expires_on >= today))
-            .order_by(lot_t.c.expires_on.is_(None), lot_t.c.expires_on, lot_t.c.id)
+            _open_lots(False, False, valid_besides=True), {"account_id": account_id, "besides": lot_id, "valid_on": today}
         )
     ]
     if sum(points for _, points in free) < sum(points for _, points in held):

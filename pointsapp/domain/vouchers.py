@@ -192,7 +192,12 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None,
         key = key.strip()
         if not key or len(key) > 64:
             raise InvalidInput("The form has expired; open the rewards page again.")
-        ledger.locked_account_for_volunteer(volunteer)  # the turns; read the key under it
+    # Two redemptions of one volunteer take turns on their account, locked once, first: the form's
+    # key is read under it, and so are the lots (a cancellation committed meanwhile could
+    # otherwise free points past their last day after expire_due looked, and the reservation
+    # below would take them). Lock order: the volunteer's account, then the reward.
+    acc = ledger.locked_account_for_volunteer(volunteer)
+    if key is not None:
         done = db.session.scalar(select(Voucher).where(Voucher.volunteer_id == volunteer.id, Voucher.issue_key == key))
         if done is not None:
             return IssuedVoucher(done, token_for(done.nonce), code_for(done.nonce))
@@ -207,10 +212,6 @@ def issue_voucher(volunteer: User, reward_id: int, now: datetime | None = None,
     # The terms are read once: the hold, the stock reservation and the voucher all use this price,
     # and the reservation below refuses if an admin has changed it meanwhile.
     price, limit, merchant_id = reward.price, reward.per_volunteer_limit, reward.merchant_id
-    # Lock order: the volunteer's account, then the reward. The account is locked before its
-    # lots are read: a cancellation committed meanwhile could otherwise free points past their
-    # last day after expire_due looked, and the reservation below would take them.
-    acc = ledger.locked_account_for_volunteer(volunteer)
     # Points past their last day are not spent: expired first (under the account's lock).
     ledger.expire_due(acc.id, local_today(now))
     ledger.hold(acc.id, price)

@@ -145,6 +145,17 @@ def patch_turns(monkeypatch, turns: Turns) -> None:
     monkeypatch.setattr(budgets, "lock_paying_budgets", lock_paying_budgets)
 
 
+def race_reversal_against(app, s, monkeypatch, other: str, first: str, other_points: int):
+    """Set up ``reversal_setup``, then race the credit's reversal against ``other`` (cancel or
+    capture) of the voucher, ``first`` going first: (results, activity, credit, L1, L2, voucher)."""
+    act_id, credit_id, l1, l2, issued = reversal_setup(s, other_points)
+    turns = Turns(first)
+    patch_turns(monkeypatch, turns)
+    results = race(app, 2, reverse_or(other), turns, s.street_admin.id, credit_id, s.vol_a.id, issued.voucher.id,
+                   s.cashier.id, issued.code)
+    return results, act_id, credit_id, l1, l2, issued.voucher.id
+
+
 def reverse_or(other: str):
     def work(i, turns, admin_id, credit_id, vol_id, voucher_id, cashier_id, code):
         who = "reverse" if i == 0 else other
@@ -165,13 +176,8 @@ def reverse_or(other: str):
 def test_credit_reversal_racing_the_cancellation_of_a_voucher_on_its_lot(app, street, check_ledger, monkeypatch,
                                                                          first, other_points):
     s = street
-    act_id, credit_id, l1, l2, issued = reversal_setup(s, other_points)
-    voucher_id = issued.voucher.id
-    turns = Turns(first)
-    patch_turns(monkeypatch, turns)
-
-    results = race(app, 2, reverse_or("cancel"), turns, s.street_admin.id, credit_id, s.vol_a.id, voucher_id,
-                   s.cashier.id, issued.code)
+    results, act_id, credit_id, l1, l2, voucher_id = race_reversal_against(app, s, monkeypatch, "cancel", first,
+                                                                          other_points)
 
     assert voucher_status(voucher_id) == "cancelled"
     b = balance(s.vol_a)
@@ -208,13 +214,8 @@ def test_credit_reversal_racing_the_cancellation_of_a_voucher_on_its_lot(app, st
 def test_credit_reversal_racing_the_capture_of_a_voucher_on_its_lot(app, street, check_ledger, monkeypatch,
                                                                     first, other_points):
     s = street
-    act_id, credit_id, l1, l2, issued = reversal_setup(s, other_points)
-    voucher_id = issued.voucher.id
-    turns = Turns(first)
-    patch_turns(monkeypatch, turns)
-
-    results = race(app, 2, reverse_or("capture"), turns, s.street_admin.id, credit_id, s.vol_a.id, voucher_id,
-                   s.cashier.id, issued.code)
+    results, act_id, credit_id, l1, l2, voucher_id = race_reversal_against(app, s, monkeypatch, "capture", first,
+                                                                          other_points)
 
     assert voucher_status(voucher_id) == "redeemed"
     assert merchant_balance(s) == 10

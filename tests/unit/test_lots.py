@@ -249,20 +249,26 @@ def _reserved(volunteer) -> list[int]:
     return list(db.session.scalars(select(PointLot.reserved).where(PointLot.account_id == acc.id).order_by(PointLot.id)))
 
 
+def _vouchers_either_side_of_a_last_day(s):
+    """Voucher A of 10 points issued today, the last day of a lot of 10, and voucher B of 10
+    issued tomorrow, when only a never-expiring lot of 10 is valid: (A, B, tomorrow)."""
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    grant(s, s.vol_a, 10, local_today())  # the last day is today
+    grant(s, s.vol_a, 10, None)
+    reward = _reward(s, 10)
+    a = vouchers.issue_voucher(s.vol_a, reward.id)
+    db.session.commit()
+    b = vouchers.issue_voucher(s.vol_a, reward.id, now=tomorrow)
+    db.session.commit()
+    return a, b, tomorrow
+
+
 def test_a_voucher_reserves_its_own_lots_so_an_older_voucher_cancelled_after_the_last_day_frees_points_that_expire(
         app, street, check_ledger):
     """Voucher A holds points on their last day; the next day voucher B holds valid points; A is
     cancelled. B's capture takes B's own points, and A's, now past their last day, expire: they
     are not spent by a voucher issued after they ran out."""
-    today = local_today()
-    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
-    grant(street, street.vol_a, 10, today)  # the last day is today
-    grant(street, street.vol_a, 10, None)
-    reward = _reward(street, 10)
-    a = vouchers.issue_voucher(street.vol_a, reward.id)
-    db.session.commit()
-    b = vouchers.issue_voucher(street.vol_a, reward.id, now=tomorrow)
-    db.session.commit()
+    a, b, tomorrow = _vouchers_either_side_of_a_last_day(street)
     assert _reserved(street.vol_a) == [10, 10]
     vouchers.cancel_voucher(street.vol_a, a.voucher.id, now=tomorrow)
     db.session.commit()
@@ -279,15 +285,7 @@ def test_a_later_voucher_redeemed_first_takes_its_own_points_not_an_open_older_v
     """The same two vouchers, B redeemed while A is still open, then A cancelled: B's capture
     took B's points, so A's points, past their last day, expire instead of staying with the
     volunteer."""
-    today = local_today()
-    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
-    grant(street, street.vol_a, 10, today)
-    grant(street, street.vol_a, 10, None)
-    reward = _reward(street, 10)
-    a = vouchers.issue_voucher(street.vol_a, reward.id)
-    db.session.commit()
-    b = vouchers.issue_voucher(street.vol_a, reward.id, now=tomorrow)
-    db.session.commit()
+    a, b, tomorrow = _vouchers_either_side_of_a_last_day(street)
     vouchers.confirm_redemption(street.cashier, b.code, now=tomorrow)
     db.session.commit()
     assert [r for r, _ in lots_of(street.vol_a)] == [10, 0] and _reserved(street.vol_a) == [10, 0]
