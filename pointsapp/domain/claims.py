@@ -984,8 +984,10 @@ def pending_claims_query(actor: User):
     )
 
 
-def reverse_transfer(actor: User, transfer_id: int, reason: str) -> Transfer:
-    """Undo a credit or a redemption with a reversal entry; only admins over the volunteer."""
+def reverse_transfer(actor: User, transfer_id: int, reason: str, *, now: datetime | None = None) -> Transfer:
+    """Undo a credit or a redemption with a reversal entry; only admins over the volunteer.
+    ``now``: the time of the request (default: now), whose day decides which points are past
+    their last day."""
     reason = (reason or "").strip()
     if len(reason) < 2:
         raise InvalidInput("A reversal needs a reason that the volunteer and the auditor will read.", field="reason")
@@ -1017,7 +1019,7 @@ def reverse_transfer(actor: User, transfer_id: int, reason: str) -> Transfer:
         db.session.expire(act)
         if result.rowcount != 1:
             raise CannotReverse(why=_l("it was already reversed"))
-    reversal = ledger.reverse(original, reason=reason[:1000], created_by_id=actor.id)
+    reversal = ledger.reverse(original, reason=reason[:1000], created_by_id=actor.id, today=local_today(now))
     if original.kind == TRANSFER_CREDIT and original.activity_id:
         activity_totals.add([act], sign=-1)  # after the ledger's writes, as every change of the totals
     if original.kind == TRANSFER_CAPTURE and original.voucher_id is not None:

@@ -63,8 +63,10 @@ Lots and expiry
     second run, or a concurrent one, find nothing left to do. Expired points are not given back:
     an ``expiry`` cannot be reversed (credit the volunteer again if one was wrong).
 
-    Points past their last day are not spent while they wait for the job: issuing a voucher and
-    applying a deduction first expire them (``expire_due``), under the same lock.
+    Points past their last day are not spent while they wait for the job: issuing a voucher,
+    applying a deduction and reversing a credit first expire them (``expire_due``), under the
+    same lock. A credit whose own points are among them is then refused like one whose points
+    have expired (a deduction takes back what is left of it).
 
     Holds and expiry: a voucher was issued against points that were valid then, so its hold
     reserves particular points (``reserve``): the earliest-expiring ones no other open voucher
@@ -1419,8 +1421,10 @@ def _expiring_query():
     )
 
 
-def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Transfer:
-    """Undo ``original`` in full with a new transfer the other way; at most once."""
+def reverse(original: Transfer, *, reason: str, created_by_id: int | None, today: date | None = None) -> Transfer:
+    """Undo ``original`` in full with a new transfer the other way; at most once. A credit
+    reversal first expires the volunteer's points past their last day on ``today`` (default:
+    the street's today), as a deduction does: it then takes back only points still valid."""
     if original.kind == TRANSFER_REVERSAL:
         raise CannotReverse(why=_l("a reversal cannot itself be reversed"))
     if original.kind == TRANSFER_SETTLEMENT:
@@ -1436,6 +1440,13 @@ def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Tr
         raise CannotReverse(why=_l("it was already reversed"))
     if original.kind == TRANSFER_CAPTURE and _capture_paid_for(original):
         raise _capture_already_paid()
+    to_acc = db.session.get(Account, original.to_account_id)
+    today = today or _today()
+    if original.kind == TRANSFER_CREDIT and to_acc.kind == ACCOUNT_VOLUNTEER:
+        # Points past their last day that the nightly run has not reached expire now, under the
+        # account's lock: the reversal must not take them back as if they were still valid. The
+        # issuance account is locked already, before the expiry account, as the lock order has it.
+        expire_due(to_acc.id, today)
     if original.kind == TRANSFER_CREDIT and _credit_expired_from(original):
         # Its expired points are with the street's expiry account, not the volunteer: taking the
         # whole credit back would take them again from points the volunteer rightly holds.
@@ -1443,7 +1454,6 @@ def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Tr
             "some of its points have already expired; to take back what the volunteer still holds of it, "
             "apply a deduction with the reason"
         ))
-    to_acc = db.session.get(Account, original.to_account_id)
     unearn = original.amount if original.kind == TRANSFER_CREDIT else 0
     if original.kind == TRANSFER_CREDIT and to_acc.kind == ACCOUNT_VOLUNTEER:
         # The reversal takes the credit's own lot first, all of it: what open vouchers reserve
@@ -1453,7 +1463,7 @@ def reverse(original: Transfer, *, reason: str, created_by_id: int | None) -> Tr
         ).one()
         own = db.session.scalar(select(lot_t.c.id).where(lot_t.c.transfer_id == original.id, lot_t.c.reserved > 0))
         if own is not None and balance - held >= original.amount:
-            _move_reservations_off(own, to_acc.id, _today())
+            _move_reservations_off(own, to_acc.id, today)
     try:
         t = _transfer(
             kind=TRANSFER_REVERSAL,

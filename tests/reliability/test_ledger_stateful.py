@@ -539,16 +539,24 @@ class LedgerMachine(RuleBasedStateMachine):
         originals = [t for t in self.transfers if t.kind != "reversal"]
         t = originals[i % len(originals)]
         expected = None
-        expired_from = t.kind == "credit" and any(
-            x.kind == "expiry" and any(lot is t.lot for lot, _ in x.uses) for x in self.transfers)
+        today = local_today(self.now)
+        # A credit reversal first expires the volunteer's points past their last day (in the same
+        # transaction: undone by a refusal); a credit whose own points are among them is refused.
+        due = self.due(t.vol, today) if t.kind == "credit" and not t.reversed else []
+        expired_from = t.kind == "credit" and (any(lot is t.lot for _, lot, _ in due) or any(
+            x.kind == "expiry" and any(lot is t.lot for lot, _ in x.uses) for x in self.transfers))
         if t.reversed or t.kind == "expiry" or expired_from or (
-                t.kind == "credit" and self.balance[t.vol] - self.held[t.vol] < t.amount):
+                t.kind == "credit" and self.balance[t.vol] - sum(n for *_, n in due) - self.held[t.vol] < t.amount):
             expected = CannotReverse
-        elif t.kind == "credit" and t.lot.reserved and not self.move_reservations_off(t.lot, local_today()):
+        elif t.kind == "credit" and t.lot.reserved and not self.move_reservations_off(t.lot, today):
             expected = CannotReverse  # an open voucher holds its points, with nothing valid to hold instead
-        done = self.attempt(expected, lambda: claims.reverse_transfer(self.admin, t.id, "录入错误，更正"))
+        before = self.last_transfer_id()
+        done = self.attempt(expected, lambda: claims.reverse_transfer(self.admin, t.id, "录入错误，更正", now=self.now))
         if done is None:
             return
+        self.expired(due, self.expiry_ids_since(before, len(due)))
+        if due:
+            type(self).outcomes["admin_reverses: done, after expiring points past their last day"] += 1
         t.reversed = True
         self.transfers.append(MTransfer(done.id, "reversal", t.vol, t.amount))
         if t.kind == "credit":

@@ -321,14 +321,15 @@ def test_a_credit_reversal_is_refused_while_a_voucher_holds_its_points_and_nothi
     grant(street, street.vol_a, 10, today - timedelta(days=1))  # past its last day, not yet expired
     with pytest.raises(CannotReverse) as exc:
         claims.reverse_transfer(street.street_admin, wrong.id, "录入错误")
-    assert "open voucher" in exc.value.message
+    # The points past their last day expire first, so none are free to hold instead.
+    assert "only 0 points available and 10 are needed" in exc.value.message
     db.session.rollback()
     assert [r for r, _ in lots_of(street.vol_a)] == [10, 10] and _reserved(street.vol_a) == [10, 0]
     vouchers.cancel_voucher(street.vol_a, issued.voucher.id)
     db.session.commit()
     claims.reverse_transfer(street.street_admin, wrong.id, "录入错误")  # nothing holds it now
     db.session.commit()
-    assert [r for r, _ in lots_of(street.vol_a)] == [0, 10]
+    assert [r for r, _ in lots_of(street.vol_a)] == [0, 0] and ledger.expired_total(street.street) == 10
     check_ledger()
 
 
@@ -408,6 +409,60 @@ def test_a_credit_whose_points_partly_expired_is_not_reversed_and_a_deduction_ta
     claims.reverse_transfer(street.street_admin, other.id, "录入错误")
     db.session.commit()
     assert balance(street.vol_a).balance == 20
+    check_ledger()
+
+
+def test_a_credit_reversal_expires_points_past_their_last_day_and_takes_back_only_valid_ones(
+        app, street, check_ledger):
+    """A wrong credit of 10, 6 of it spent; the nightly job has not yet expired an older lot past
+    its last day. The reversal expires that lot first, then takes its own 4 and 6 valid points."""
+    today = local_today()
+    wrong = grant(street, street.vol_a, 10, today + timedelta(days=5))
+    grant(street, street.vol_a, 20, None)
+    capture(street, street.vol_a, 6)  # from the wrong credit's lot
+    grant(street, street.vol_a, 7, today - timedelta(days=1))  # waits for the job
+    assert [r for r, _ in lots_of(street.vol_a)] == [4, 20, 7]
+    claims.reverse_transfer(street.street_admin, wrong.id, "录入错误")
+    db.session.commit()
+    assert [r for r, _ in lots_of(street.vol_a)] == [0, 14, 0]
+    assert ledger.expired_total(street.street) == 7
+    b = balance(street.vol_a)
+    assert (b.balance, b.earned) == (14, 27)
+    kinds = db.session.execute(select(Transfer.kind, Transfer.amount).order_by(Transfer.id.desc()).limit(2)).all()
+    assert kinds == [("reversal", 10), ("expiry", 7)]
+    assert expire_points(today) == ledger.Expired(0, 0)  # nothing left for the job
+    check_ledger()
+
+
+def test_a_credit_reversal_is_refused_when_its_own_points_are_past_their_last_day(app, street, check_ledger):
+    today = local_today()
+    wrong = grant(street, street.vol_a, 10, today - timedelta(days=1))
+    grant(street, street.vol_a, 20, None)
+    transfers_before = db.session.scalar(select(func.count()).select_from(Transfer))
+    with pytest.raises(CannotReverse) as exc:
+        claims.reverse_transfer(street.street_admin, wrong.id, "录入错误")
+    assert "already expired" in exc.value.message and "deduction" in exc.value.message
+    db.session.rollback()  # as the request does: the refusal changes nothing, the job expires them
+    assert db.session.scalar(select(func.count()).select_from(Transfer)) == transfers_before
+    assert [r for r, _ in lots_of(street.vol_a)] == [10, 20]
+    assert expire_points(today) == ledger.Expired(1, 10)
+    check_ledger()
+
+
+def test_a_credit_reversal_takes_its_own_reserved_points_past_their_last_day_once_the_voucher_moves(
+        app, street, check_ledger):
+    """A voucher holds the credit's points, now past their last day (reserved points wait for the
+    voucher): the reversal moves the hold to valid points and takes the credit's own points back."""
+    today = local_today()
+    wrong = grant(street, street.vol_a, 10, today + timedelta(days=1))
+    grant(street, street.vol_a, 20, None)
+    issued = redeem(street, street.vol_a, 10)  # reserves the wrong credit's points
+    claims.reverse_transfer(street.street_admin, wrong.id, "录入错误", now=datetime.now(timezone.utc) + timedelta(days=3))
+    db.session.commit()
+    assert [r for r, _ in lots_of(street.vol_a)] == [0, 20]
+    assert ledger.expired_total(street.street) == 0
+    reserved = db.session.scalars(select(PointLot.reserved).order_by(PointLot.id)).all()
+    assert reserved == [0, 10] and issued.voucher.status == "issued"
     check_ledger()
 
 
