@@ -9,7 +9,9 @@ Design
     logging in first, or a slow tap on the confirm button, does not make them scan again.
 
     Signing in inserts one ``CheckinAttendance`` row; UNIQUE (event, volunteer) makes a double tap
-    or two phones at once one row. Signing out is a conditional UPDATE (``signed_out_at IS NULL``).
+    or two phones at once one row. The row keeps the volunteer's node of that moment (a
+    back-filled row, that of when staff add it). Signing out is a conditional UPDATE
+    (``signed_out_at IS NULL``).
 
     Closing the event (a conditional UPDATE ``open`` -> ``closed``, so a second close changes
     nothing) turns each attendance into one ``Activity`` with source ``checkin``:
@@ -459,8 +461,9 @@ def sign_in(volunteer: User, event_id: int, now: datetime | None = None) -> Sign
                                     when=to_local(event.starts_at - EARLY_SIGN_IN).strftime("%H:%M")))
     if now > event.ends_at:
         raise CheckinNotOpen(why=_l("the event ended at %(when)s.", when=to_local(event.ends_at).strftime("%H:%M")))
-    row = CheckinAttendance(event_id=event.id, volunteer_id=volunteer.id, signed_in_at=now, backfilled=False,
-                            created_at=now)
+    # Their node now: closing records the attendance there, even if they move before the close.
+    row = CheckinAttendance(event_id=event.id, volunteer_id=volunteer.id, org_unit_id=volunteer.org_unit_id,
+                            signed_in_at=now, backfilled=False, created_at=now)
     try:
         with db.session.begin_nested():
             db.session.add(row)
@@ -515,8 +518,8 @@ def add_attendee(
     except (CheckinNotForYou, AccountInactive) as exc:
         raise InvalidInput("%(name)s: %(why)s", field="volunteer_id", name=volunteer.full_name, why=exc.message)
     row = CheckinAttendance(
-        event_id=event.id, volunteer_id=volunteer.id, backfilled=True, added_by_id=actor.id,
-        hours=given, created_at=now,
+        event_id=event.id, volunteer_id=volunteer.id, org_unit_id=volunteer.org_unit_id, backfilled=True,
+        added_by_id=actor.id, hours=given, created_at=now,
     )
     try:
         with db.session.begin_nested():

@@ -66,6 +66,9 @@ class CheckinAttendance(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("checkin_event.id"), index=True)
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    # The node the volunteer belonged to when they signed in (or when staff added them): closing
+    # records the attendance there, wherever the volunteer has moved since.
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"))
     signed_in_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     signed_out_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     # Added by staff for someone without a phone; their hours are given (or the whole window).
@@ -78,4 +81,5 @@ class CheckinAttendance(db.Model):
 
     event = relationship("CheckinEvent", back_populates="attendances")
     volunteer = relationship("User", foreign_keys=[volunteer_id])
+    org_unit = relationship("OrgUnit")
     activity = relationship("Activity")
