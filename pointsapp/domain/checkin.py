@@ -21,6 +21,9 @@ Design
     others are credited at once, set-based as a recorded meeting is (caps apply). Back-filled
     attendance earns points only when the rule's ``backfill_earns_points`` says so; otherwise it
     counts hours only (approved, ``points_requested = points_credited = 0``, no transfer).
+    Each activity is at the node its attendance row kept, not the volunteer's node at the close:
+    a volunteer moved (to another grid, or out of the event's subtree) after signing in still
+    counts where they attended, under that node's public notice and budget.
 
 Lock order: the event row (its status UPDATE) first, like an activity row; then the attendees'
 accounts in ascending id (taken before the first credit), then the issuance account.
@@ -580,9 +583,13 @@ def close_event(actor: User, event_id: int, now: datetime | None = None) -> Clos
             select(CheckinAttendance)
             .where(CheckinAttendance.event_id == event.id)
             .order_by(CheckinAttendance.volunteer_id)
+            .options(selectinload(CheckinAttendance.org_unit))
             .execution_options(populate_existing=True)
         )
     )
+    # Each attendance counts at the node its volunteer signed in from (or was added at), not the
+    # one they may have moved to since: its activity, public notice and budget are that node's.
+    notice_days = notice.notice_days_for_units({row.org_unit for row in rows})
     to_credit: list[Activity] = []
     made: list[Activity] = []
     summary: dict[str, dict] = {}
@@ -598,9 +605,9 @@ def close_event(actor: User, event_id: int, now: datetime | None = None) -> Clos
         # The closer's own attendance waits for another verifier: no one credits themselves.
         pending = (version.needs_approval or volunteer.id == actor.id) and not hours_only
         # A community on public notice posts the attendance for objections before crediting it.
-        days = 0 if pending or points == 0 else notice.notice_days_for(volunteer.org_unit)
+        days = 0 if pending or points == 0 else notice_days[row.org_unit_id]
         act = Activity(
-            volunteer_id=volunteer.id, org_unit_id=volunteer.org_unit_id, rule_id=rule.id,
+            volunteer_id=volunteer.id, org_unit_id=row.org_unit_id, org_unit=row.org_unit, rule_id=rule.id,
             rule_version_id=version.id, activity_date=day, hours=hours if hours > ZERO else None,
             note=f"{event.title} · {event.place}"[:1000], source="checkin",
             status=STATUS_PENDING if pending else STATUS_ON_NOTICE if days else STATUS_APPROVED,

@@ -575,3 +575,118 @@ def test_edits_that_are_refused_change_nothing(app, street):
     db.session.expire_all()
     assert db.session.get(type(closed), closed.id).title == "楼道清洁"
     assert len(_audits()) == 1
+
+
+# --- the node an attendance counts at -------------------------------------------------------
+
+
+def _move(s, volunteer, unit):
+    from pointsapp.domain import people
+
+    people.move_person(s.street_admin, volunteer.id, unit)
+    db.session.commit()
+
+
+def _row(event, volunteer) -> CheckinAttendance:
+    db.session.expire_all()
+    return checkin.attendance_of(event.id, volunteer.id)
+
+
+def test_attendance_moved_between_sign_in_and_close_counts_at_the_old_node_and_its_budget(app, street, check_ledger):
+    from pointsapp.domain import notice
+    from pointsapp.models import Budget, BudgetCharge
+    from tests.unit.helpers import fund, state_of
+
+    fund(street, street.community_a, 100)
+    fund(street, street.community_b, 100)
+    # The new community posts its credits for objections first; the old one credits at once.
+    notice.set_notice_days(street.street_admin, street.community_b, 3)
+    db.session.commit()
+    event = make_event(street, hour_rule(street), start=now_utc() - timedelta(hours=4), unit=street.street,
+                       actor=street.street_admin)
+    _signed(street, event, street.vol_a, 0, 60)  # 1 h: 10 points
+    _signed(street, event, street.vol_a2, 0, 120)  # 2 h: 20 points
+    assert _row(event, street.vol_a).org_unit_id == street.unit_a.id
+    _move(street, street.vol_a, street.building_b)  # moved house to community B before the close
+
+    done = checkin.close_event(street.street_admin, event.id)
+    db.session.commit()
+    acts = {a.volunteer_id: a for a in done.activities}
+    moved = acts[street.vol_a.id]
+    assert (moved.org_unit_id, moved.status, moved.points_credited, moved.notice_until) == (
+        street.unit_a.id, "approved", 10, None)
+    assert (acts[street.vol_a2.id].org_unit_id, acts[street.vol_a2.id].points_credited) == (street.building_a.id, 20)
+    assert balance(street.vol_a).available == 10
+    # Both credits draw on community A's budget; community B's pays nothing.
+    assert state_of(street.community_a).used == 30
+    assert state_of(street.community_b).used == 0
+    budget_a = db.session.scalar(select(Budget.id).where(Budget.org_unit_id == street.community_a.id))
+    charged = db.session.execute(
+        select(BudgetCharge.budget_id, BudgetCharge.points)
+        .join(Transfer, Transfer.id == BudgetCharge.transfer_id)
+        .where(Transfer.activity_id == moved.id)
+    ).all()
+    assert [tuple(c) for c in charged] == [(budget_a, 10)]
+    check_ledger()
+
+
+def test_the_old_nodes_public_notice_applies_to_attendance_moved_before_the_close(app, street, check_ledger):
+    from pointsapp.domain import notice
+
+    notice.set_notice_days(street.street_admin, street.community_a, 3)
+    db.session.commit()
+    event = make_event(street, hour_rule(street), start=now_utc() - timedelta(hours=4), unit=street.street,
+                       actor=street.street_admin)
+    _signed(street, event, street.vol_a, 0, 60)
+    _move(street, street.vol_a, street.building_b)  # community B: no public notice
+    (act,) = checkin.close_event(street.street_admin, event.id).activities
+    db.session.commit()
+    assert (act.org_unit_id, act.status, act.points_requested, act.points_credited) == (
+        street.unit_a.id, "on_notice", 10, 0)
+    assert act.notice_until is not None and balance(street.vol_a).balance == 0
+    check_ledger()
+
+
+def test_attendance_moved_out_of_the_events_subtree_still_counts_at_the_old_node(app, street, check_ledger):
+    event = make_event(street, hour_rule(street), start=now_utc() - timedelta(hours=4))  # grid A
+    _signed(street, event, street.vol_a, 0, 90)  # 1.5 h: 15 points
+    _move(street, street.vol_a, street.building_b)  # community B: outside the event's grid
+    done = checkin.close_event(street.staff_a, event.id)
+    db.session.commit()
+    (act,) = done.activities
+    assert (act.volunteer_id, act.org_unit_id, act.hours, act.status, act.points_credited) == (
+        street.vol_a.id, street.unit_a.id, Decimal("1.5"), "approved", 15)
+    assert balance(street.vol_a).available == 15
+    closed = json.loads(db.session.scalar(
+        select(AuditRecord.summary).where(AuditRecord.action == "checkin.event_closed")))
+    assert closed["attendees"] == {str(street.vol_a.id): {
+        "hours": "1.50", "status": "approved", "points_requested": 15, "points_credited": 15}}
+    check_ledger()
+
+
+def test_attendance_moved_out_of_the_subtree_waits_in_the_old_nodes_approval_queue(app, street, check_ledger):
+    event = make_event(street, hour_rule(street, needs_approval=True), start=now_utc() - timedelta(hours=4))
+    _signed(street, event, street.vol_a, 0, 60)
+    _move(street, street.vol_a, street.building_b)
+    (act,) = checkin.close_event(street.staff_a, event.id).activities
+    db.session.commit()
+    assert (act.org_unit_id, act.status, act.points_requested) == (street.unit_a.id, "pending", 10)
+    assert [a.id for a in db.session.scalars(claims.pending_claims_query(street.admin_a))] == [act.id]
+    assert list(db.session.scalars(claims.pending_claims_query(street.admin_b))) == []
+    check_ledger()
+
+
+def test_a_backfilled_row_keeps_the_node_of_when_staff_added_it(app, street, check_ledger):
+    event = make_event(street, hour_rule(street, checkin_hours_cap=None), start=now_utc() - timedelta(hours=4))
+    _move(street, street.vol_a, street.building_a)  # moved before being added: added at the new node
+    checkin.add_attendee(street.staff_a, event.id, street.vol_a.id, hours="1")
+    checkin.add_attendee(street.staff_a, event.id, street.vol_a2.id, hours="2")
+    db.session.commit()
+    assert _row(event, street.vol_a).org_unit_id == street.building_a.id
+    assert _row(event, street.vol_a2).org_unit_id == street.building_a.id
+    _move(street, street.vol_a2, street.unit_a)  # moved after being added: counts where added
+    acts = {a.volunteer_id: a for a in checkin.close_event(street.staff_a, event.id).activities}
+    db.session.commit()
+    assert {v: (a.org_unit_id, a.points_credited) for v, a in acts.items()} == {
+        street.vol_a.id: (street.building_a.id, 10), street.vol_a2.id: (street.building_a.id, 20)}
+    check_ledger()
