@@ -345,11 +345,17 @@ def _check_volunteer(volunteer: User, event: CheckinEvent) -> None:
 
 
 def event_for_volunteer(volunteer: User, event_id: int) -> CheckinEvent:
-    """Return the event a volunteer scanned, if they may sign in to it; else raise."""
+    """Return the event a volunteer scanned, if they may sign in to it or have signed in to it
+    already; else raise. One who has signed in may be moved (to a node outside the event's, or
+    off the rule's activity type) before they leave: they still sign out, and their attendance
+    counts at the node they signed in from."""
     event = db.session.get(CheckinEvent, event_id)
     if event is None:
         raise NotFound()
-    _check_volunteer(volunteer, event)
+    if not volunteer.is_active:
+        raise AccountInactive()
+    if attendance_of(event.id, volunteer.id) is None:
+        _check_volunteer(volunteer, event)
     return event
 
 

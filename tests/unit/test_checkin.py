@@ -664,6 +664,24 @@ def test_attendance_moved_out_of_the_events_subtree_still_counts_at_the_old_node
     check_ledger()
 
 
+def test_a_volunteer_moved_out_of_the_events_subtree_after_signing_in_still_signs_out(app, street, check_ledger):
+    event = make_event(street, hour_rule(street), start=now_utc() - timedelta(hours=4))  # grid A
+    checkin.sign_in(street.vol_a, event.id, now=event.starts_at)
+    db.session.commit()
+    _move(street, street.vol_a, street.building_b)  # community B: outside the event's grid
+    signed = checkin.sign_out(street.vol_a, event.id, now=event.starts_at + timedelta(minutes=60))
+    db.session.commit()
+    assert signed.changed and signed.attendance.signed_out_at == event.starts_at + timedelta(minutes=60)
+    # Counted to when they left (1 h), not to the event's end (3 h, capped at 2 h).
+    (act,) = checkin.close_event(street.staff_a, event.id).activities
+    db.session.commit()
+    assert (act.org_unit_id, act.hours, act.points_credited) == (street.unit_a.id, Decimal("1.00"), 10)
+    # Someone else moved there who never signed in is still turned away.
+    with pytest.raises(CheckinNotForYou):
+        checkin.event_for_volunteer(street.vol_b, event.id)
+    check_ledger()
+
+
 def test_attendance_moved_out_of_the_subtree_waits_in_the_old_nodes_approval_queue(app, street, check_ledger):
     event = make_event(street, hour_rule(street, needs_approval=True), start=now_utc() - timedelta(hours=4))
     _signed(street, event, street.vol_a, 0, 60)
