@@ -15,9 +15,7 @@ Capacity
 Which budget a credit draws on
     The nearest unit at or above the volunteer's unit that has a budget (any funding record);
     none: crediting is unlimited (budgets are optional). A community's budget running out does
-    not fall back to the street's. Attendance at a check-in event draws on the budget above the
-    node the volunteer signed in from (``ledger.Credit.org_unit_id``), where it is recorded, even
-    if they have moved since.
+    not fall back to the street's.
 
 Charging (the hook in ``ledger._transfer``: ``on_transfer``)
     * a credit charges its volunteer's budget with one conditional UPDATE of the budget row,
@@ -345,26 +343,21 @@ def _draw(budget: Budget, points: int, today: date, street_id: int | None = None
                               left=max(0, state.remaining), budget_id=budget.id)
 
 
-def charge_credits(charges: list[tuple[int, int, int, int | None]]) -> None:
+def charge_credits(charges: list[tuple[int, int, int]]) -> None:
     """Charge the budgets behind many credits just written by ``ledger.credit_many``, given as
-    (transfer id, volunteer account id, points, the node whose budget pays or None for the
-    volunteer's node): one conditional UPDATE per budget for its whole share, budgets in id order
-    (after the accounts' locks, as ``on_transfer``). ``BudgetExhausted`` names the first budget
-    that cannot cover its share, with that share as ``needed``; the caller rolls back, so nothing
-    is charged."""
+    (transfer id, volunteer account id, points): one conditional UPDATE per budget for its whole
+    share, budgets in id order (after the accounts' locks, as ``on_transfer``). ``BudgetExhausted``
+    names the first budget that cannot cover its share, with that share as ``needed``; the caller
+    rolls back, so nothing is charged."""
     if not charges:
         return
-    at_volunteer = sorted({acc for _, acc, _, unit in charges if unit is None})
-    unit_of = {}
-    if at_volunteer:
-        unit_of = dict(db.session.execute(_units_of_accounts(dialect()), {"ids": at_volunteer}).all())
-    paying = [(tid, unit if unit is not None else unit_of.get(acc), points) for tid, acc, points, unit in charges]
-    units = db.session.scalars(_units_among(dialect()), {"ids": sorted({u for _, u, _ in paying if u is not None})})
+    unit_of = dict(db.session.execute(_units_of_accounts(dialect()), {"ids": sorted({acc for _, acc, _ in charges})}).all())
+    units = db.session.scalars(_units_among(dialect()), {"ids": sorted({u for u in unit_of.values() if u is not None})})
     budget_at = budgets_of_units(units)
     shares: dict[int, list[tuple[int, int]]] = {}
     by_id: dict[int, Budget] = {}
-    for tid, unit, points in paying:
-        budget = budget_at.get(unit)
+    for tid, acc, points in charges:
+        budget = budget_at.get(unit_of.get(acc))
         if budget is not None:
             by_id[budget.id] = budget
             shares.setdefault(budget.id, []).append((tid, points))

@@ -23,7 +23,8 @@ Design
     counts hours only (approved, ``points_requested = points_credited = 0``, no transfer).
     Each activity is at the node its attendance row kept, not the volunteer's node at the close:
     a volunteer moved (to another grid, or out of the event's subtree) after signing in still
-    counts where they attended, under that node's public notice and budget.
+    counts where they attended, under that node's public notice and in its approval queue. The
+    points draw on the budget of the volunteer's node when they are credited, as every credit's.
 
 Lock order: the event row (its status UPDATE) first, like an activity row; then the attendees'
 accounts in ascending id (taken before the first credit), then the issuance account.
@@ -594,7 +595,7 @@ def close_event(actor: User, event_id: int, now: datetime | None = None) -> Clos
         )
     )
     # Each attendance counts at the node its volunteer signed in from (or was added at), not the
-    # one they may have moved to since: its activity, public notice and budget are that node's.
+    # one they may have moved to since: its activity and public notice are that node's.
     notice_days = notice.notice_days_for_units({row.org_unit for row in rows})
     to_credit: list[Activity] = []
     made: list[Activity] = []

@@ -929,21 +929,16 @@ def _credit_batch(acts: list[Activity], accounts: dict[int, int], version: Point
                   now: datetime) -> None:
     """Credit the written, capped activities of one batch (one per volunteer, accounts locked by
     ``_capped_grants``, all in one street) with ``ledger.credit_many``, the transfers stamped
-    ``now`` as the activities are.
-
-    Each credit draws on the budget of its activity's node: for a recorded meeting the node the
-    volunteer belongs to, for a check-in event's attendance the node they signed in from (they
-    may have moved since; a move stays in the street, so the issuing street is the same)."""
+    ``now`` as the activities are."""
     by_street: dict[int, list[ledger.Credit]] = {}
     issuance: dict[int, int] = {}
     for act in acts:
         if act.points_credited <= 0:
             continue
-        unit = act.org_unit
+        unit = act.volunteer.org_unit
         if unit.root_id not in issuance:
             issuance[unit.root_id] = ledger.issuance_account(unit).id
-        by_street.setdefault(unit.root_id, []).append(
-            _credit_of(act, version, accounts[act.volunteer_id], actor, budget_unit_id=unit.id))
+        by_street.setdefault(unit.root_id, []).append(_credit_of(act, version, accounts[act.volunteer_id], actor))
     if len(by_street) > 1:
         # The rule's subtree keeps a batch inside one street; two would lock the second street's
         # issuance account after the first's budget, against the global lock order.
@@ -952,15 +947,14 @@ def _credit_batch(acts: list[Activity], accounts: dict[int, int], version: Point
         ledger.credit_many(issuance[root], credits, created_at=now)
 
 
-def _credit_of(act: Activity, version: PointRuleVersion, account_id: int, actor: User,
-               budget_unit_id: int | None = None) -> ledger.Credit:
+def _credit_of(act: Activity, version: PointRuleVersion, account_id: int, actor: User) -> ledger.Credit:
     """The credit of an approved, capped activity of ``version``, as ``_credit`` writes it, for
-    ``credit_many``; ``budget_unit_id``: the node whose budget pays (None: the volunteer's)."""
+    ``credit_many``."""
     return ledger.Credit(
         account_id=account_id, amount=act.points_credited,
         reason=f"{version.name_zh} {act.activity_date.isoformat()}", cause_key=f"activity:{act.id}",
         activity_id=act.id, created_by_id=actor.id, earned_on=act.activity_date,
-        expires_on=version.expires_on(act.activity_date), org_unit_id=budget_unit_id,
+        expires_on=version.expires_on(act.activity_date),
     )
 
 

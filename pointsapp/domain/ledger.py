@@ -890,9 +890,6 @@ class Credit:
     created_by_id: int | None = None
     earned_on: date | None = None
     expires_on: date | None = None
-    # The node whose budget pays for the credit (``budgets.budget_of_unit``); None: the volunteer's
-    # node. A check-in event's attendance is paid for where the volunteer signed in from.
-    org_unit_id: int | None = None
 
 
 @lru_cache(maxsize=None)
@@ -992,7 +989,7 @@ def credit_many(issuance_id: int, credits: list[Credit], *, created_at: datetime
             for tid, c in zip(transfer_ids, credits)
         ],
     )
-    budgets.charge_credits([(tid, c.account_id, c.amount, c.org_unit_id) for tid, c in zip(transfer_ids, credits)])
+    budgets.charge_credits([(tid, c.account_id, c.amount) for tid, c in zip(transfer_ids, credits)])
     month = month_of(created_at)
     add_to_months([(c.account_id, month, TRANSFER_CREDIT, c.amount) for c in credits])
     return transfer_ids

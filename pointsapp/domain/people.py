@@ -530,9 +530,8 @@ def move_person(actor: User, user_id: int, unit: OrgUnit | None) -> User:
     """Move a person to another node of their street (they moved house, or were filed under the
     wrong building): their node and their volunteer role go there. Their points and history go
     with them; work already recorded keeps the node it was done at, and budgets already charged
-    stay charged (new credits draw on the new node's budget, but for check-in events they signed
-    in to before the move: those count at the old node, and draw on its budget). The actor must
-    administer both nodes; nobody moves themselves."""
+    stay charged (new credits draw on the new node's budget). The actor must administer both
+    nodes; nobody moves themselves."""
     user = person_in_scope(actor, user_id)
     if user.id == actor.id:
         raise Forbidden("You cannot move yourself; ask another admin.")

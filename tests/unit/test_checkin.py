@@ -592,7 +592,8 @@ def _row(event, volunteer) -> CheckinAttendance:
     return checkin.attendance_of(event.id, volunteer.id)
 
 
-def test_attendance_moved_between_sign_in_and_close_counts_at_the_old_node_and_its_budget(app, street, check_ledger):
+def test_attendance_moved_between_sign_in_and_close_counts_at_the_old_node_and_draws_on_the_new_budget(
+        app, street, check_ledger):
     from pointsapp.domain import notice
     from pointsapp.models import Budget, BudgetCharge
     from tests.unit.helpers import fund, state_of
@@ -617,16 +618,17 @@ def test_attendance_moved_between_sign_in_and_close_counts_at_the_old_node_and_i
         street.unit_a.id, "approved", 10, None)
     assert (acts[street.vol_a2.id].org_unit_id, acts[street.vol_a2.id].points_credited) == (street.building_a.id, 20)
     assert balance(street.vol_a).available == 10
-    # Both credits draw on community A's budget; community B's pays nothing.
-    assert state_of(street.community_a).used == 30
-    assert state_of(street.community_b).used == 0
-    budget_a = db.session.scalar(select(Budget.id).where(Budget.org_unit_id == street.community_a.id))
+    # As every credit, each draws on the budget of the volunteer's node when credited: the moved
+    # volunteer's on community B's, the other's on community A's.
+    assert state_of(street.community_a).used == 20
+    assert state_of(street.community_b).used == 10
+    budget_b = db.session.scalar(select(Budget.id).where(Budget.org_unit_id == street.community_b.id))
     charged = db.session.execute(
         select(BudgetCharge.budget_id, BudgetCharge.points)
         .join(Transfer, Transfer.id == BudgetCharge.transfer_id)
         .where(Transfer.activity_id == moved.id)
     ).all()
-    assert [tuple(c) for c in charged] == [(budget_a, 10)]
+    assert [tuple(c) for c in charged] == [(budget_b, 10)]
     check_ledger()
 
 
