@@ -86,19 +86,19 @@ def _narrow(user: User, token: ApiToken | None) -> list:
     if token is None:
         return grants
     if token.role:
-        grants = [g for g in grants if g.role == token.role]
+        grants = [grant for grant in grants if grant.role == token.role]
     if token.merchant_id is not None:
-        grants = [g for g in grants if g.role == ROLE_MERCHANT_STAFF and g.merchant_id == token.merchant_id]
+        grants = [grant for grant in grants if grant.role == ROLE_MERCHANT_STAFF and grant.merchant_id == token.merchant_id]
     if token.org_unit_id is not None:
         node = token.org_unit
         narrowed = []
-        for g in grants:
-            if g.org_unit is None:
+        for grant in grants:
+            if grant.org_unit is None:
                 continue
-            if node.path.startswith(g.org_unit.path):  # the grant covers the token's node: move it down
-                narrowed.append(ScopedGrant(g.role, node, None))
-            elif g.org_unit.path.startswith(node.path):  # a grant inside the node stays as it is
-                narrowed.append(g)
+            if node.path.startswith(grant.org_unit.path):  # the grant covers the token's node: move it down
+                narrowed.append(ScopedGrant(grant.role, node, None))
+            elif grant.org_unit.path.startswith(node.path):  # a grant inside the node stays as it is
+                narrowed.append(grant)
         grants = narrowed
     return grants
 
