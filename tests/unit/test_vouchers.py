@@ -227,13 +227,16 @@ def test_a_volunteer_may_redeem_a_reward_only_up_to_its_limit(street, check_ledg
 @pytest.mark.parametrize(
     "terms",
     [
-        dict(is_active=False),
-        dict(active_to=local_today() - timedelta(days=1)),
-        dict(active_from=local_today() + timedelta(days=1)),
+        lambda: dict(is_active=False),
+        # Dates taken when the test runs, not when it is collected: a run that passes midnight
+        # in between would otherwise make "tomorrow" today.
+        lambda: dict(active_to=local_today() - timedelta(days=1)),
+        lambda: dict(active_from=local_today() + timedelta(days=1)),
     ],
+    ids=["inactive", "ended", "not_yet_started"],
 )
 def test_an_inactive_or_out_of_date_reward_cannot_be_redeemed(street, check_ledger, terms):
-    reward = new_reward(street, **terms)
+    reward = new_reward(street, **terms())
     award(street, street.vol_a, 50)
     before = ledger_state()
     with pytest.raises(RewardUnavailable):
