@@ -33,7 +33,9 @@ def _event(s, start=None, **terms):
     return event
 
 
-def test_staff_create_an_event_and_its_page_shows_a_qr_code_of_an_absolute_check_in_url(street, client, login):
+def test_staff_create_an_event_and_its_page_shows_a_qr_code_of_an_absolute_check_in_url(
+    street, client, login, monkeypatch
+):
     use_english(client)
     rule = _rule(street)
     auth = login("staff_a")
@@ -53,6 +55,10 @@ def test_staff_create_an_event_and_its_page_shows_a_qr_code_of_an_absolute_check
     assert resp.status_code == 302
     event = db.session.scalar(select(CheckinEvent))
     assert resp.headers["Location"].endswith(f"/staff/events/{event.id}")
+    # The page and its code.json are seen at one moment: the code changes every 30 seconds, and
+    # a change between the two requests would make the same code look like two.
+    moment = now_utc()
+    monkeypatch.setattr(checkin, "now_utc", lambda: moment)
     page = client.get(f"/staff/events/{event.id}")
     body = page.get_data(as_text=True)
     assert 'src="data:image/svg+xml;base64,' in body and "js/checkin.js" in body
