@@ -14,8 +14,12 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
+from datetime import datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -40,6 +44,27 @@ def pytest_collection_modifyitems(config, items):
     """Run the slow tests first: with two workers (pytest-xdist), one long test started last
     would leave the other worker idle at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# Longer than nearly every test takes on a loaded machine (the race and Hypothesis tests included).
+MIDNIGHT_MARGIN_SECONDS = 300
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Start no test in the last minutes of the street's day: wait for the new day instead.
+
+    The tests and the app each read "today" where the street is (Asia/Shanghai) when they need
+    it: a test that computes a date, and the app that computes its own a moment later, would see
+    two different days (or months, or years) if midnight fell in between, and fail by chance.
+    A run that passes midnight there waits here at most this margin, once per worker.
+    """
+    zone = ZoneInfo(TestConfig.TIMEZONE)
+    now = datetime.now(zone)
+    midnight = datetime.combine(now.date() + timedelta(days=1), dt_time(), tzinfo=zone)
+    left = (midnight - now).total_seconds()
+    if left < MIDNIGHT_MARGIN_SECONDS:
+        time.sleep(left + 1)
 
 
 def compile_translations() -> None:
