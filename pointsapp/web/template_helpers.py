@@ -1,4 +1,5 @@
-"""Template helpers every page uses: local time, names in the page's language, ledger reasons."""
+"""Template helpers every page uses: local time, names in the page's language, Chinese text
+marked as such on English pages, ledger reasons."""
 from __future__ import annotations
 
 import re
@@ -10,8 +11,10 @@ from babel import Locale
 from babel.dates import format_datetime as babel_format_datetime
 from babel.dates import DateTimePattern, get_date_format, get_datetime_format, get_time_format, parse_pattern
 from flask import Flask
+from jinja2 import pass_context
 from markupsafe import Markup, escape
 from flask_babel import format_decimal, get_locale, get_timezone, lazy_gettext, lazy_pgettext
+from wtforms import SelectChoice
 
 from ..domain.claims import read_cap_note
 from ..domain.clock import now_utc, to_local
@@ -89,6 +92,91 @@ def nobreak(text: str) -> Markup:
 def day(value: date | None) -> Markup | str:
     """Write a day as every page writes one (2026-12-08), kept on one line."""
     return nobreak(value.isoformat()) if value else ""
+
+
+# Chinese characters and what is written with them: CJK radicals and ideographic description
+# characters, CJK symbols and punctuation (、。「」), the unified ideographs with extension A and
+# the supplementary planes' extensions, compatibility ideographs, vertical and compatibility forms,
+# and full-width forms (，１Ａ￥). Kana and Hangul are not Chinese and are left out.
+_CHINESE = re.compile(
+    "[\u2e80-\u2fff\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\ufe30-\ufe4f"
+    "\uff00-\uff60\uffe0-\uffe6\U00020000-\U0003ffff]"
+)
+ZH_LANG = Markup(' lang="zh-CN"')
+
+
+def zh(text) -> Markup | str:
+    """Mark text that people typed in Chinese (a name, a place, a note) as Chinese on an English
+    page: ``<span lang="zh-CN">…</span>``, its content escaped, so that a screen reader reads it
+    with a Chinese voice and the browser draws it with Chinese glyphs. On a Chinese page, and for
+    text with no Chinese character in it ("Li Lei", a number), the value is given back as it is
+    (the page escapes it); None is written as nothing. For text only: never in an attribute, an
+    ``<option>`` (``zh_lang``) or a ``<title>``. Templates use it as ``|zh``."""
+    if text is None:
+        return ""
+    return text if page_is_zh() else _marked(text)
+
+
+def _marked(text) -> Markup | str:
+    """``text`` in a span that says it is Chinese when it has a Chinese character in it."""
+    if _CHINESE.search(text if type(text) is str else str(text)):
+        return Markup(f'<span lang="zh-CN">{escape(text)}</span>')
+    return text
+
+
+def _context_is_zh(context) -> bool:
+    """Whether the page a template writes is Chinese: its context's ``is_zh`` (set once per page,
+    ``i18n.init_i18n``), read in a fraction of the time of the locale's lookup."""
+    is_zh = context.get("is_zh")
+    return page_is_zh() if is_zh is None else is_zh
+
+
+@pass_context
+def zh_filter(context, text) -> Markup | str:
+    """``zh`` as the templates' ``|zh`` filter."""
+    if text is None:
+        return ""
+    return text if _context_is_zh(context) else _marked(text)
+
+
+def zh_sentence(sentence: str, **variables) -> Markup | str:
+    """Fill in a translated sentence (``_("Redeemed %(reward)s at %(merchant)s")``) with things
+    people typed (a reward, a merchant, a reason), each marked as Chinese on an English page
+    (``zh``): the sentence is then Markup, its words and its other variables escaped. A Chinese
+    page's sentence, and an English one with nothing Chinese in it, is plain text."""
+    if not page_is_zh():
+        marked = {key: _marked(value) for key, value in variables.items()}
+        if any(type(value) is Markup for value in marked.values()):
+            return escape(sentence) % marked
+    return sentence % variables
+
+
+@pass_context
+def zh_lang(context, text) -> Markup | str:
+    """The attribute ``lang="zh-CN"`` (with its leading space) for an element whose whole text is
+    ``text``, when ``text`` is Chinese on an English page (``zh``); otherwise nothing. For an
+    ``<option>``, which holds text only: ``<option{{ zh_lang(name) }}>{{ name }}</option>``."""
+    if text is None or _context_is_zh(context) or not _CHINESE.search(text if type(text) is str else str(text)):
+        return ""
+    return ZH_LANG
+
+
+def zh_choices(pairs) -> list[SelectChoice]:
+    """Select choices named by text people typed (a node's path, a person's name), from
+    ``(value, label)`` pairs: on an English page each ``<option>`` whose label is Chinese says so
+    (``lang="zh-CN"``; an option holds text only). The page's language is looked up once."""
+    if page_is_zh():
+        return [SelectChoice(value, label) for value, label in pairs]
+    return [SelectChoice(value, label, render_kw={"lang": "zh-CN"}) if _CHINESE.search(label) else SelectChoice(value, label)
+            for value, label in pairs]
+
+
+def zh_checkbox_choices(pairs) -> list[SelectChoice]:
+    """A checkbox list's choices named by text people typed, from ``(value, label)`` pairs: each
+    label (a ``<label>``, which may hold markup) is marked Chinese on an English page (``zh``)."""
+    if page_is_zh():
+        return [SelectChoice(value, label) for value, label in pairs]
+    return [SelectChoice(value, _marked(label)) for value, label in pairs]
 
 
 def number(value) -> str:
@@ -261,13 +349,14 @@ def ledger_reason(
     """Describe a ledger line from plain fields: a credit by its rule ``(zh, en)`` and activity
     date, a redemption by its reward and merchant, a deduction or expiry by itself, a correction
     by the entry it corrects (``reverses``: that transfer's kind, reason and time; the rule,
-    activity date, reward and merchant a reversal carries are its original's) and its reason."""
+    activity date, reward and merchant a reversal carries are its original's) and its reason.
+    On an English page what people typed in Chinese is marked as Chinese (``zh_sentence``)."""
     if kind == TRANSFER_REVERSAL:
         return _correction(reason, reverses, rule, activity_date, reward, merchant)
     if kind == TRANSFER_CREDIT and rule is not None:
-        return _("%(activity)s on %(date)s", activity=bilingual(rule), date=activity_date.isoformat())
+        return zh_sentence(_("%(activity)s on %(date)s"), activity=bilingual(rule), date=activity_date.isoformat())
     if kind == TRANSFER_CAPTURE and reward is not None:
-        return _("Redeemed %(reward)s at %(merchant)s", reward=reward, merchant=merchant)
+        return zh_sentence(_("Redeemed %(reward)s at %(merchant)s"), reward=reward, merchant=merchant)
     if kind == TRANSFER_EXPIRY:
         from ..extensions import db
 
@@ -283,28 +372,28 @@ def ledger_reason(
             )
         return _("Points expired")
     if kind == TRANSFER_DEDUCTION:
-        return _("Deduction: %(reason)s", reason=reason)
-    return reason
+        return zh_sentence(_("Deduction: %(reason)s"), reason=reason)
+    return zh(reason)
 
 
 def _correction(reason: str, reverses: tuple[str, str, datetime] | None, rule: tuple[str, str] | None,
                 activity_date: date | None, reward: str | None, merchant: str | None) -> str:
     """Describe a reversal by the entry it reverses, so that the volunteer can find that line."""
     if reverses is None:
-        return _("Correction: %(reason)s", reason=reason)
+        return zh_sentence(_("Correction: %(reason)s"), reason=reason)
     kind, original_reason, original_at = reverses
     day = to_local(original_at).date().isoformat()
     if kind == TRANSFER_CREDIT:
         # As the credit's own line names it: its activity and the activity's day, or its reason.
         what, day = (bilingual(rule), activity_date.isoformat()) if rule is not None else (original_reason, day)
-        return _("Correction of %(what)s (earned %(date)s): %(reason)s", what=what, date=day, reason=reason)
+        return zh_sentence(_("Correction of %(what)s (earned %(date)s): %(reason)s"), what=what, date=day, reason=reason)
     if kind == TRANSFER_CAPTURE and reward is not None:
-        return _("Correction of the redemption of %(reward)s at %(merchant)s on %(date)s: %(reason)s",
-                 reward=reward, merchant=merchant, date=day, reason=reason)
+        return zh_sentence(_("Correction of the redemption of %(reward)s at %(merchant)s on %(date)s: %(reason)s"),
+                           reward=reward, merchant=merchant, date=day, reason=reason)
     if kind == TRANSFER_DEDUCTION:
-        return _("Correction of the deduction of %(date)s (%(what)s): %(reason)s",
-                 what=original_reason, date=day, reason=reason)
-    return _("Correction of the entry of %(date)s: %(reason)s", date=day, reason=reason)
+        return zh_sentence(_("Correction of the deduction of %(date)s (%(what)s): %(reason)s"),
+                           what=original_reason, date=day, reason=reason)
+    return zh_sentence(_("Correction of the entry of %(date)s: %(reason)s"), date=day, reason=reason)
 
 
 def rule_terms_label(version) -> str:
@@ -396,6 +485,9 @@ def register(app: Flask) -> None:
     app.add_template_filter(number, "number")
     for fn in (nobreak, bilingual, transfer_reason, voucher_state, rule_terms_label, cap_note_text, audit_details, audit_field):
         app.add_template_global(fn)
+    # Text people typed in Chinese, marked as Chinese on an English page.
+    app.add_template_filter(zh_filter, "zh")
+    app.add_template_global(zh_lang)
     app.add_template_global(initials_name, "initials")
     app.add_template_global(language_next)
     app.add_template_global(menu_links)

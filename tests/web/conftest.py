@@ -13,9 +13,11 @@ from tests.factories import give_points, yesterday
 
 
 def page_text(resp) -> str:
-    """Return a response's visible text, tags stripped and whitespace collapsed."""
+    """Return a response's visible text, tags stripped and whitespace collapsed. The span that marks
+    Chinese text on an English page (``|zh``) is part of its sentence: it leaves no space."""
     body = resp.get_data(as_text=True)
     body = re.sub(r"<script.*?</script>", " ", body, flags=re.DOTALL)
+    body = re.sub(r'<span lang="zh-CN">([^<]*)</span>', r"\1", body)
     return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
 
 
