@@ -53,7 +53,7 @@ from ..models import (
 from ..models.rewards import MERCHANT_KINDS
 from ..models.user import ADMIN_ROLES, ROLE_MERCHANT_STAFF
 from .guards import db_int, role_required
-from .template_helpers import bilingual, page_is_zh
+from .template_helpers import bilingual, page_is_zh, zh_choices
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -122,7 +122,7 @@ def unit_choices(units: list[OrgUnit]) -> list[SelectChoice]:
     closed select shows one choice, and a street has many buildings called 1号楼. A street, the
     top of its tree, is named with its level."""
     names = {u.id: u.name for u in units}
-    return [SelectChoice(u.id, path_text(u.path, names) or f"{u.name} · {bilingual(u.level)}") for u in units]
+    return zh_choices((u.id, path_text(u.path, names) or f"{u.name} · {bilingual(u.level)}") for u in units)
 
 
 def _unit(unit_id: int) -> OrgUnit:

@@ -20,7 +20,7 @@ from ..models.budgets import FUNDING_SOURCES
 from ..models.user import ADMIN_ROLES, User
 from ..spreadsheets import table_response
 from .guards import role_required
-from .template_helpers import page_is_zh
+from .template_helpers import page_is_zh, zh_choices
 
 bp = Blueprint("budgets", __name__, url_prefix="/budgets")
 
@@ -32,7 +32,7 @@ def _me() -> User:
 def _form(units: list[OrgUnit], formdata=True) -> FundingForm:
     kwargs = {} if formdata else {"formdata": None, "funded_on": local_today(), "key": secrets.token_urlsafe(16)}
     form = FundingForm(**kwargs)
-    form.org_unit_id.choices = [(u.id, u.name) for u in units]
+    form.org_unit_id.choices = zh_choices((u.id, u.name) for u in units)
     zh = page_is_zh()
     form.source.choices = [(code, names[0] if zh else names[1]) for code, names in FUNDING_SOURCES.items()]
     return form

@@ -26,7 +26,7 @@ from .admin import unit_choices
 from .security import SCAN_PASS_KEY
 from .guards import role_required
 from .staff import volunteers_in_scope
-from .template_helpers import page_is_zh
+from .template_helpers import page_is_zh, zh_choices
 
 bp = Blueprint("events", __name__)
 
@@ -165,11 +165,11 @@ def _event_page(event: CheckinEvent, form: AttendeeForm | None = None, status: i
     if form is None:
         form = AttendeeForm(formdata=None)
     listed = {a.volunteer_id for a in event.attendances}
-    form.volunteer_id.choices = [
+    form.volunteer_id.choices = zh_choices(
         (p.id, f"{p.full_name} · {p.org_unit.name}")
         for p in volunteers_in_scope(actor)
         if p.id not in listed and p.id != actor.id and p.org_unit.path.startswith(event.org_unit.path)
-    ]
+    )
     present, total = checkin.attendee_count(event.id)
     return render_template(
         "checkin/event.html",
@@ -213,7 +213,7 @@ def add_attendee(event_id: int):
     """Add a volunteer who was there without a phone."""
     event = checkin.scoped_event(_me(), event_id)
     form = AttendeeForm()
-    form.volunteer_id.choices = [(p.id, p.full_name) for p in volunteers_in_scope(_me())]
+    form.volunteer_id.choices = zh_choices((p.id, p.full_name) for p in volunteers_in_scope(_me()))
     if form.validate_on_submit():
         try:
             row = checkin.add_attendee(_me(), event.id, form.volunteer_id.data, form.hours.data)

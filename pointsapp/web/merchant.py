@@ -13,7 +13,6 @@ from flask import (
 from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
-from wtforms import SelectChoice
 
 from ..domain import vouchers
 from ..domain.errors import PointsError, VoucherJustRedeemed
@@ -22,6 +21,7 @@ from ..forms import RedeemForm
 from ..models import Voucher
 from ..models.user import ROLE_MERCHANT_STAFF, User
 from .guards import db_int, role_required
+from .template_helpers import zh_choices
 
 bp = Blueprint("merchant", __name__, url_prefix="/merchant")
 
@@ -67,7 +67,7 @@ def _redeem_form() -> RedeemForm:
     """Return the redeem form with the cashier's merchants to choose from."""
     form = RedeemForm()
     grants = sorted(_me().grants(ROLE_MERCHANT_STAFF), key=lambda g: g.merchant_id)
-    form.merchant_id.choices = [SelectChoice(g.merchant_id, g.merchant.name) for g in grants]
+    form.merchant_id.choices = zh_choices((g.merchant_id, g.merchant.name) for g in grants)
     if form.merchant_id.data is None and grants:
         wanted = request.args.get("merchant_id", type=db_int)
         ids = [g.merchant_id for g in grants]

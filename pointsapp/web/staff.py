@@ -9,7 +9,6 @@ from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from wtforms import SelectChoice
 
 from ..domain import claims, deductions, notice, rules
 from ..domain.access import scope_paths, subtree_filter
@@ -27,7 +26,7 @@ from ..models import Activity, OrgUnit, PointRule, RoleGrant, User
 from ..models.rules import RULE_DEDUCT, RULE_EARN, STATUS_ON_NOTICE
 from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
 from .guards import role_required
-from .template_helpers import cap_note_text, page_is_zh
+from .template_helpers import cap_note_text, page_is_zh, zh_checkbox_choices, zh_choices
 from .volunteer import send_photo
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -239,7 +238,7 @@ def usable_rules(actor: User, kind: str = RULE_EARN) -> list[PointRule]:
 def _attendance_choices(form: AttendanceForm, actor: User) -> list[User]:
     form.rule_id.choices = rule_choices([rule.current for rule in usable_rules(actor)], page_is_zh())
     people = volunteers_in_scope(actor)
-    form.volunteer_ids.choices = [SelectChoice(p.id, f"{p.full_name} · {p.org_unit.name}") for p in people]
+    form.volunteer_ids.choices = zh_checkbox_choices((p.id, f"{p.full_name} · {p.org_unit.name}") for p in people)
     return people
 
 
@@ -309,9 +308,9 @@ def deduction():
     actor = _me()
     form = DeductionForm()
     form.rule_id.choices = rule_choices([rule.current for rule in usable_rules(actor, RULE_DEDUCT)], page_is_zh())
-    form.volunteer_id.choices = [
-        SelectChoice(p.id, f"{p.full_name} · {p.org_unit.name}") for p in volunteers_in_scope(actor) if p.id != actor.id
-    ]
+    form.volunteer_id.choices = zh_choices(
+        (p.id, f"{p.full_name} · {p.org_unit.name}") for p in volunteers_in_scope(actor) if p.id != actor.id
+    )
     if request.method == "GET":
         form.submission_key.data = secrets.token_urlsafe(24)
     if form.validate_on_submit():
