@@ -161,3 +161,25 @@ def test_with_large_system_text_a_short_table_and_a_date_stay_whole(street, app,
         expect(month).to_have_text(re.compile(r"^\d{4}-\d\d$"))
         box = month.bounding_box()
         assert box["height"] < 1.6 * 1.3 * 16 * 1.6, box  # one line of the heading
+
+
+@pytest.mark.slow
+def test_on_a_phone_the_tills_list_of_the_day_is_cards_that_never_scroll(street, app, strict_csp, live_server, pw,
+                                                                          issued_voucher):
+    from pointsapp.domain import vouchers
+
+    vouchers.confirm_redemption(street.cashier, issued_voucher.code)
+    db.session.commit()
+    with logged_in_phone(pw, live_server, "cashier") as page:
+        page.context.add_init_script(LARGE_TEXT)
+        page.goto("/merchant/today")
+        table = page.locator("#redemptions")
+        assert table.evaluate("t => t.scrollWidth <= t.clientWidth + 1")
+        assert page.locator(".wide-table-hint").count() == 0
+        # Each line names its column; the head is left for screen readers only.
+        assert page.locator("#redemptions thead").bounding_box()["height"] <= 1
+        reward = page.locator("#redemptions td[data-label='兑换商品']")
+        expect(reward).to_have_text("大米 5kg")
+        label = reward.evaluate("td => getComputedStyle(td, '::before').content")
+        assert label == '"兑换商品"'
+        snap(page, "large-text-cashier-today-cards")
