@@ -177,11 +177,6 @@ def test_todays_redemptions_list_what_was_redeemed(street, client, login, auth, 
     assert "1 voucher, 10 points." in text
     assert f"{issued_voucher.voucher.id} 大米 5kg 10 张*华 钱收银" in text  # the number to quote
     assert "Redeemed one by mistake? Note its voucher number and ask the street or community office" in text
-    # On a phone each row is a card: every cell names its column, as the table's head does.
-    body = resp.get_data(as_text=True)
-    head = re.findall(r"<th>([^<]+)</th>", body.split('id="redemptions"')[1].split("</thead>")[0])
-    assert head == ["Time", "Voucher", "Reward", "Points", "Volunteer", "Cashier"]
-    assert re.findall(r'<td data-label="([^"]+)">', body) == head
     login("cashier2")
     assert "0 vouchers, 0 points." in page_text(client.get("/merchant/today"))
     assert client.get(f"/merchant/today?merchant_id={street.shop.id}").status_code == 200
