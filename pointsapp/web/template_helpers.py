@@ -179,6 +179,38 @@ def zh_checkbox_choices(pairs) -> list[SelectChoice]:
     return [SelectChoice(value, _marked(label)) for value, label in pairs]
 
 
+# Line icons drawn inline, in the text's colour: the same on every phone and computer, where an
+# emoji depends on the device's fonts (and shows as an empty box where it has none). Made once:
+# templates write ``{{ icon('gift') }}``.
+_ICON_SHAPES = {
+    "globe": '<circle cx="12" cy="12" r="9"/><ellipse cx="12" cy="12" rx="4" ry="9"/><path d="M3 12h18"/>',
+    "plus": '<path d="M12 5v14M5 12h14"/>',
+    "qr": '<rect x="3" y="3" width="7" height="7" rx="1"/><rect x="14" y="3" width="7" height="7" rx="1"/>'
+          '<rect x="3" y="14" width="7" height="7" rx="1"/><path d="M14 14h3v3M21 14v7h-7v-4M17 21v0"/>',
+    "list": '<path d="M9 6h12M9 12h12M9 18h12M4 6h.01M4 12h.01M4 18h.01"/>',
+    "gift": '<rect x="3" y="9" width="18" height="4" rx="1"/>'
+            '<path d="M5 13v7h14v-7M12 9v11M12 9C10 5 6 5 7 8M12 9c2-4 6-4 5-1"/>',
+    "calendar": '<rect x="3" y="5" width="18" height="16" rx="2"/><path d="M3 10h18M8 3v4M16 3v4"/>',
+    "document": '<path d="M6 3h8l5 5v13H6z"/><path d="M14 3v5h5M9 13h7M9 17h7"/>',
+    "medal": '<circle cx="12" cy="15" r="6"/><path d="M8.5 10 6 3h4l2 5M15.5 10 18 3h-4l-2 5"/>',
+    "camera": '<path d="M3 8h4l2-3h6l2 3h4v12H3z"/><circle cx="12" cy="13.5" r="3.5"/>',
+    "pin": '<path d="M12 21s-7-6.5-7-12a7 7 0 0 1 14 0c0 5.5-7 12-7 12z"/><circle cx="12" cy="9" r="2.5"/>',
+}
+ICONS = {
+    name: Markup(
+        '<svg class="glyph" aria-hidden="true" focusable="false" viewBox="0 0 24 24" width="1.2em" height="1.2em" '
+        'fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">'
+        f"{shape}</svg>"
+    )
+    for name, shape in _ICON_SHAPES.items()
+}
+
+
+def icon(name: str) -> Markup:
+    """The inline icon ``name`` (``ICONS``); an unknown name is an error, not an empty space."""
+    return ICONS[name]
+
+
 def number(value) -> str:
     """Format a number of points as the page's language writes numbers (1,234)."""
     return format_decimal(value or 0)
@@ -488,6 +520,7 @@ def register(app: Flask) -> None:
     # Text people typed in Chinese, marked as Chinese on an English page.
     app.add_template_filter(zh_filter, "zh")
     app.add_template_global(zh_lang)
+    app.add_template_global(icon)
     app.add_template_global(initials_name, "initials")
     app.add_template_global(language_next)
     app.add_template_global(menu_links)

@@ -1,5 +1,6 @@
-"""Icons are drawn inline (the ``icon`` macro), not written as emoji: an emoji is drawn by the
-device's fonts, and a phone or computer without an emoji font shows an empty box instead."""
+"""Icons are drawn inline (``icon`` in pointsapp/web/template_helpers.py), not written as
+emoji: an emoji is drawn by the device's fonts, and a phone or computer without an emoji font
+shows an empty box instead."""
 from __future__ import annotations
 
 import re
