@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from pointsapp.domain import activity_totals, claims, ledger, vouchers
 from pointsapp.domain.clock import local_today, now_utc
 from pointsapp.extensions import db
-from pointsapp.models import Activity, Reward, Transfer, User, VolunteerYear, Voucher
+from pointsapp.models import Activity, PointLot, Reward, Transfer, User, VolunteerYear, Voucher, VoucherLot
 from tests.conftest import run_in_parallel
 from tests.factories import balance, person, yesterday
 from tests.unit.helpers import award, award_many, credit_of
@@ -346,6 +346,9 @@ def test_ten_copies_of_one_redeem_tap_at_once_give_one_voucher_and_hold_once(app
     assert tally(results) == {"ok": 10}, unexpected(results)
     assert len(set(results)) == 1  # every copy was answered with the same voucher
     assert count(select(Voucher.id).where(Voucher.volunteer_id == vol_id)) == 1
+    # Its points are reserved once too: one reservation row, and the lot reserves what is held.
+    assert count(select(VoucherLot.id)) == 1
+    assert db.session.scalar(select(func.sum(PointLot.reserved))) == 10
     b = balance(street.vol_a)
     assert (b.balance, b.held) == (100, 10)
     check_ledger()
