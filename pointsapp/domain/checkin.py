@@ -345,19 +345,20 @@ def _check_volunteer(volunteer: User, event: CheckinEvent) -> None:
         raise CheckinNotForYou(why=exc.message)
 
 
-def event_for_volunteer(volunteer: User, event_id: int) -> CheckinEvent:
+def event_and_attendance(volunteer: User, event_id: int) -> tuple[CheckinEvent, CheckinAttendance | None]:
     """Return the event a volunteer scanned, if they may sign in to it or have signed in to it
-    already; else raise. One who has signed in may be moved (to a node outside the event's, or
-    off the rule's activity type) before they leave: they still sign out, and their attendance
-    counts at the node they signed in from."""
+    already, with their attendance row (None: not signed in); else raise. One who has signed in
+    may be moved (to a node outside the event's, or off the rule's activity type) before they
+    leave: they still sign out, and their attendance counts at the node they signed in from."""
     event = db.session.get(CheckinEvent, event_id)
     if event is None:
         raise NotFound()
     if not volunteer.is_active:
         raise AccountInactive()
-    if attendance_of(event.id, volunteer.id) is None:
+    row = attendance_of(event.id, volunteer.id)
+    if row is None:
         _check_volunteer(volunteer, event)
-    return event
+    return event, row
 
 
 def attendance_of(event_id: int, volunteer_id: int) -> CheckinAttendance | None:
@@ -461,9 +462,8 @@ def _require_open(event: CheckinEvent) -> None:
 def sign_in(volunteer: User, event_id: int, now: datetime | None = None) -> Signed:
     """Sign the volunteer in (once); a second sign-in changes nothing."""
     now = now or now_utc()
-    event = event_for_volunteer(volunteer, event_id)
+    event, existing = event_and_attendance(volunteer, event_id)
     _require_open(event)
-    existing = attendance_of(event.id, volunteer.id)
     if existing is not None:
         return Signed(existing, False)
     if now < event.starts_at - EARLY_SIGN_IN:
@@ -486,9 +486,8 @@ def sign_in(volunteer: User, event_id: int, now: datetime | None = None) -> Sign
 def sign_out(volunteer: User, event_id: int, now: datetime | None = None) -> Signed:
     """Sign the volunteer out (once, after signing in); a second sign-out changes nothing."""
     now = now or now_utc()
-    event = event_for_volunteer(volunteer, event_id)
+    event, row = event_and_attendance(volunteer, event_id)
     _require_open(event)
-    row = attendance_of(event.id, volunteer.id)
     if row is None or row.signed_in_at is None:
         raise CheckinNotOpen(why=_l("you have not signed in to this event."))
     t = CheckinAttendance.__table__

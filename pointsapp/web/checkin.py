@@ -18,7 +18,7 @@ from ..domain.errors import AlreadyRecorded, EventClosed, EventNotEditable, Poin
 from ..domain.org import subtree_units
 from ..extensions import db
 from ..forms import AttendeeForm, CheckinForm, EventForm, rule_choices, show_domain_error
-from ..models import CheckinAttendance, CheckinEvent, User
+from ..models import CheckinEvent, User
 from ..models.checkin import EVENT_OPEN
 from ..models.rules import STATUS_PENDING
 from ..models.user import ROLE_VOLUNTEER, STAFF_ROLES
@@ -294,7 +294,7 @@ def checkin_page(event_id: int, token: str):
         abort(403)
     me = _me()
     try:
-        event = checkin.event_for_volunteer(me, event_id)
+        event, row = checkin.event_and_attendance(me, event_id)
         if request.method == "POST":
             if not form.validate_on_submit() or form.action.data not in ("in", "out"):
                 return _refused(PointsError(_("The form was incomplete. Scan the QR code again.")))
@@ -311,6 +311,5 @@ def checkin_page(event_id: int, token: str):
             raise EventClosed()
     except PointsError as exc:
         return _refused(exc)
-    row: CheckinAttendance | None = checkin.attendance_of(event.id, me.id)
     return render_template("checkin/scan.html", event=event, row=row, form=form, token=token)
 

@@ -680,7 +680,7 @@ def test_a_volunteer_moved_out_of_the_events_subtree_after_signing_in_still_sign
     assert (act.org_unit_id, act.hours, act.points_credited) == (street.unit_a.id, Decimal("1.00"), 10)
     # Someone else moved there who never signed in is still turned away.
     with pytest.raises(CheckinNotForYou):
-        checkin.event_for_volunteer(street.vol_b, event.id)
+        checkin.event_and_attendance(street.vol_b, event.id)
     check_ledger()
 
 
